@@ -1,0 +1,63 @@
+"""Tokenised, right-padded batches of texts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from depthscope.errors import DepthscopeError
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Right-padded token ids; ``valid[b, t]`` is False on padding, which every statistic skips."""
+
+    input_ids: torch.Tensor  # [B, T] long
+    valid: torch.Tensor  # [B, T] bool
+
+    @property
+    def size(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.input_ids.shape[1])
+
+    @property
+    def lengths(self) -> list[int]:
+        return self.valid.sum(dim=1).tolist()
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(self.input_ids.to(device), self.valid.to(device))
+
+
+def tokenize(tokenizer, text: str) -> list[int]:
+    """Token ids exactly as the model's tokenizer makes them by default (special tokens included)."""
+    return list(tokenizer(text, add_special_tokens=True)["input_ids"])
+
+
+def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int) -> Batch:
+    """Right-pad token id lists into a :class:`Batch`."""
+    if not sequences:
+        raise DepthscopeError("no prompts to run; pass at least one prompt (e.g. -n 10)")
+    if any(len(s) == 0 for s in sequences):
+        raise DepthscopeError(
+            "a prompt tokenised to zero tokens; remove empty prompts from the data"
+        )
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    valid = torch.zeros((len(sequences), width), dtype=torch.bool)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.tensor(list(seq), dtype=torch.long)
+        valid[row, : len(seq)] = True
+    return Batch(ids, valid)
+
+
+def encode(tokenizer, texts: Sequence[str]) -> Batch:
+    """Tokenise texts with the tokenizer's defaults and right-pad them into one batch."""
+    pad_id = tokenizer.pad_token_id
+    if pad_id is None:
+        pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    return pad_batch([tokenize(tokenizer, t) for t in texts], int(pad_id))

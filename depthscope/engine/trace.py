@@ -1,0 +1,192 @@
+"""Trace: one clean forward pass that records the residual stream and how to re-run any layer.
+
+For every layer ``l`` the trace holds the residual entering it ``h_l``, what attention added
+``a_l``, what the MLP added ``m_l``, the residual leaving it ``h_{l+1}``, and the exact arguments
+(masks, position embeddings, ...) the model passed to that layer, so that :mod:`replay` can
+re-run layers ``j..L-1`` from an edited residual without recomputing anything before ``j``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from depthscope.engine.batch import Batch
+from depthscope.engine.hooks import site_hooks
+from depthscope.models.adapters import BoundAdapter, first_tensor
+
+
+def _select_row(value: object, row: int, batch: int, n: int) -> object:
+    """Take batch row ``row`` of a captured argument and expand it to ``n`` rows.
+
+    Tensors of rank >= 2 whose leading dimension is the batch are sliced; leading dimension 1
+    (broadcast across the batch) is kept; anything else (flags, caches, 1-D positions) passes as is.
+    """
+    if isinstance(value, torch.Tensor):
+        if value.dim() < 2:
+            return value
+        if value.shape[0] == batch and batch > 1:
+            value = value[row : row + 1]
+        if value.shape[0] == 1 and n != 1:
+            value = value.expand(n, *value.shape[1:])
+        return value
+    if isinstance(value, tuple | list):
+        return type(value)(_select_row(v, row, batch, n) for v in value)
+    if isinstance(value, dict):
+        return {k: _select_row(v, row, batch, n) for k, v in value.items()}
+    return value
+
+
+@dataclass
+class LayerCall:
+    """The non-residual arguments one decoder layer received in the clean pass."""
+
+    args: tuple
+    kwargs: dict
+    batch: int
+
+    def for_rows(self, row: int, n: int) -> tuple[tuple, dict]:
+        """Arguments for ``n`` variants of batch row ``row`` run as one batch."""
+        return (
+            _select_row(self.args, row, self.batch, n),
+            _select_row(self.kwargs, row, self.batch, n),
+        )
+
+
+@dataclass
+class Trace:
+    """Everything a clean pass recorded. Residuals are ``[L+1, B, T, d]``, sublayers ``[L, B, T, d]``."""
+
+    input_ids: torch.Tensor
+    valid: torch.Tensor
+    resid: torch.Tensor
+    attn: torch.Tensor | None
+    mlp: torch.Tensor | None
+    calls: list[LayerCall]
+    logits: torch.Tensor | None = None
+    mlp_in: torch.Tensor | None = None
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.resid.shape[0]) - 1
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.resid.shape[1])
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.resid.shape[2])
+
+    @property
+    def lengths(self) -> list[int]:
+        return self.valid.sum(dim=1).tolist()
+
+    def contribution(self, layer: int, row: int | None = None) -> torch.Tensor:
+        """``c_l = h_{l+1} - h_l``: what layer ``l`` added (for one row, or all)."""
+        if row is None:
+            return self.resid[layer + 1] - self.resid[layer]
+        return self.resid[layer + 1, row] - self.resid[layer, row]
+
+    def contributions(self, row: int) -> torch.Tensor:
+        """All layers' contributions for one row: ``[L, T, d]``."""
+        r = self.resid[:, row]
+        return r[1:] - r[:-1]
+
+
+class _StopForward(Exception):
+    """Raised after the final norm input is captured, so the unembedding is not computed."""
+
+
+class _SublayerRecorder:
+    def __init__(self, n_layers: int, keep_mlp_in: bool) -> None:
+        self.values: dict[str, list[torch.Tensor | None]] = {
+            "attention": [None] * n_layers,
+            "mlp": [None] * n_layers,
+            "mlp_in": [None] * n_layers,
+        }
+        self.keep_mlp_in = keep_mlp_in
+
+    def on_site(self, layer: int, site: str, value: torch.Tensor) -> None:
+        if site != "mlp_in" or self.keep_mlp_in:
+            self.values[site][layer] = value.detach()
+        return None
+
+
+def _layer_hooks(adapter: BoundAdapter, resid: list, calls: list, batch: int) -> list:
+    handles = []
+    for index, layer in enumerate(adapter.layers):
+
+        def pre_hook(module, args, kwargs, index=index):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            rest_kwargs = {k: v for k, v in kwargs.items() if k != "hidden_states"}
+            resid[index] = hidden.detach()
+            calls[index] = LayerCall(tuple(args[1:]), rest_kwargs, batch)
+
+        def post_hook(module, args, kwargs, output, index=index):
+            resid[index + 1] = first_tensor(output).detach()
+
+        handles.append(layer.register_forward_pre_hook(pre_hook, with_kwargs=True))
+        handles.append(layer.register_forward_hook(post_hook, with_kwargs=True))
+    return handles
+
+
+@torch.no_grad()
+def trace(
+    adapter: BoundAdapter,
+    batch: Batch,
+    *,
+    sublayers: bool = True,
+    logits: bool = False,
+    keep_mlp_in: bool = False,
+) -> Trace:
+    """Run the model once on ``batch`` and record the residual stream and each layer's arguments.
+
+    ``logits=True`` also keeps the model's own output logits (``[B, T, V]``; large for big
+    vocabularies). Without it the forward pass stops after the last layer.
+    """
+    model = adapter.model
+    batch = batch.to(model.get_input_embeddings().weight.device)
+    n = adapter.n_layers
+    resid: list[torch.Tensor | None] = [None] * (n + 1)
+    calls: list[LayerCall | None] = [None] * n
+    recorder = _SublayerRecorder(n, keep_mlp_in)
+    handles = _layer_hooks(adapter, resid, calls, batch.size)
+    if not logits:
+        handles.append(adapter.final_norm.register_forward_pre_hook(_raise_stop))
+    output = None
+    try:
+        with site_hooks(adapter) as hooks, hooks.handling(recorder):
+            try:
+                output = model(
+                    input_ids=batch.input_ids,
+                    attention_mask=batch.valid.long(),
+                    use_cache=False,
+                )
+            except _StopForward:
+                pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    stack = _stack_or_none
+    return Trace(
+        input_ids=batch.input_ids,
+        valid=batch.valid,
+        resid=torch.stack(resid),
+        attn=stack(recorder.values["attention"]) if sublayers else None,
+        mlp=stack(recorder.values["mlp"]) if sublayers else None,
+        calls=list(calls),
+        logits=None if output is None else output.logits.detach(),
+        mlp_in=stack(recorder.values["mlp_in"]) if keep_mlp_in else None,
+    )
+
+
+def _raise_stop(module, args):
+    raise _StopForward
+
+
+def _stack_or_none(values: Sequence[torch.Tensor | None]) -> torch.Tensor | None:
+    return None if any(v is None for v in values) else torch.stack(list(values))

@@ -1,0 +1,183 @@
+"""Architecture adapters: where each part of a decoder-only LM lives, and what it adds to the residual.
+
+An adapter is declarative. It names, as attribute paths, the decoder layers, the final norm and,
+relative to one decoder layer, the module whose output is *exactly* what the
+attention sublayer adds to the residual stream (``attn_out``), the same for the MLP (``mlp_out``),
+and the module whose first input is the residual the MLP branch reads (``mlp_in``). Everything the
+engine does (capture, skip, zero, replace) is expressed through those three hook points, so the
+model's own layer code runs unchanged and a new family costs one entry here plus one test.
+
+Families differ only in those names:
+- Llama/Mistral/Qwen2/Qwen3/Phi-3/Gemma 1: the attention and MLP module outputs are added;
+- Gemma 2/3, OLMo 2: a norm is applied *after* each sublayer, and the norm's output is added;
+- GPT-NeoX, Phi-1/2, GPT-J: parallel blocks, both branches read the same input and are added together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import reduce
+
+import torch
+from torch import nn
+
+from depthscope.errors import DepthscopeError
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """Where the residual-stream pieces of one architecture family live."""
+
+    family: str
+    model_types: tuple[str, ...]
+    layers: str
+    final_norm: str
+    attn_out: str
+    mlp_out: str
+    mlp_in: str
+    parallel: bool | Callable[[object], bool] = False
+
+    def is_parallel(self, config: object) -> bool:
+        return self.parallel(config) if callable(self.parallel) else self.parallel
+
+
+def _llama_like(family: str, *model_types: str) -> Adapter:
+    return Adapter(
+        family=family,
+        model_types=model_types,
+        layers="model.layers",
+        final_norm="model.norm",
+        attn_out="self_attn",
+        mlp_out="mlp",
+        mlp_in="post_attention_layernorm",
+    )
+
+
+def _post_norm(family: str, *model_types: str, mlp_in: str) -> Adapter:
+    return Adapter(
+        family=family,
+        model_types=model_types,
+        layers="model.layers",
+        final_norm="model.norm",
+        attn_out="post_attention_layernorm",
+        mlp_out="post_feedforward_layernorm",
+        mlp_in=mlp_in,
+    )
+
+
+ADAPTERS: tuple[Adapter, ...] = (
+    _llama_like("llama", "llama"),
+    _llama_like("mistral", "mistral"),
+    _llama_like("qwen2", "qwen2"),
+    _llama_like("qwen3", "qwen3"),
+    _llama_like("phi3", "phi3"),
+    _llama_like("gemma", "gemma"),
+    _post_norm("gemma2", "gemma2", mlp_in="pre_feedforward_layernorm"),
+    _post_norm("gemma3", "gemma3_text", "gemma3", mlp_in="pre_feedforward_layernorm"),
+    _post_norm("olmo2", "olmo2", mlp_in="mlp"),
+    Adapter(
+        family="gpt2",
+        model_types=("gpt2",),
+        layers="transformer.h",
+        final_norm="transformer.ln_f",
+        attn_out="attn",
+        mlp_out="mlp",
+        mlp_in="ln_2",
+    ),
+    Adapter(
+        family="gpt_neox",
+        model_types=("gpt_neox",),
+        layers="gpt_neox.layers",
+        final_norm="gpt_neox.final_layer_norm",
+        attn_out="attention",
+        mlp_out="mlp",
+        mlp_in="post_attention_layernorm",
+        parallel=lambda config: bool(getattr(config, "use_parallel_residual", True)),
+    ),
+    Adapter(
+        family="phi",
+        model_types=("phi",),
+        layers="model.layers",
+        final_norm="model.final_layernorm",
+        attn_out="self_attn",
+        mlp_out="mlp",
+        mlp_in="input_layernorm",
+        parallel=True,
+    ),
+    Adapter(
+        family="gptj",
+        model_types=("gptj",),
+        layers="transformer.h",
+        final_norm="transformer.ln_f",
+        attn_out="attn",
+        mlp_out="mlp",
+        mlp_in="ln_1",
+        parallel=True,
+    ),
+)
+
+SUPPORTED_FAMILIES = tuple(a.family for a in ADAPTERS)
+
+
+def _get(root: nn.Module, path: str) -> nn.Module:
+    return reduce(getattr, path.split("."), root)
+
+
+def find_adapter(model: nn.Module) -> Adapter:
+    """The adapter for ``model``, chosen by ``config.model_type``; one clear line if unsupported."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    for adapter in ADAPTERS:
+        if model_type in adapter.model_types:
+            return adapter
+    name = type(model).__name__
+    raise DepthscopeError(
+        f"unsupported architecture {name} (model_type={model_type!r}); depthscope supports "
+        f"{', '.join(SUPPORTED_FAMILIES)} — add an Adapter in depthscope/models/adapters.py"
+    )
+
+
+def first_tensor(output: object) -> torch.Tensor:
+    """The hidden-state tensor of a module output (attention modules return ``(out, weights)``)."""
+    return output[0] if isinstance(output, tuple | list) else output
+
+
+class BoundAdapter:
+    """An adapter resolved against one model instance: module handles plus the unembedding."""
+
+    def __init__(self, model: nn.Module, adapter: Adapter | None = None) -> None:
+        self.model = model
+        self.spec = adapter or find_adapter(model)
+        try:
+            self.layers: list[nn.Module] = list(_get(model, self.spec.layers))
+            self.final_norm = _get(model, self.spec.final_norm)
+            self.unembed_module = model.get_output_embeddings()
+            self.attn_out = [_get(layer, self.spec.attn_out) for layer in self.layers]
+            self.mlp_out = [_get(layer, self.spec.mlp_out) for layer in self.layers]
+            self.mlp_in = [_get(layer, self.spec.mlp_in) for layer in self.layers]
+        except AttributeError as exc:
+            raise DepthscopeError(
+                f"{type(model).__name__} does not have the layout of the {self.spec.family} "
+                f"adapter ({exc}); the model may be a variant that needs its own adapter"
+            ) from exc
+        self.parallel = self.spec.is_parallel(model.config)
+        config = model.config
+        self.softcap: float | None = getattr(config, "final_logit_softcapping", None)
+        self.logit_scale: float | None = getattr(config, "logit_scale", None)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def family(self) -> str:
+        return self.spec.family
+
+    def logits(self, resid: torch.Tensor) -> torch.Tensor:
+        """Final norm, unembedding and the family's logit post-processing, as the model's head does."""
+        logits = self.unembed_module(self.final_norm(resid))
+        if self.logit_scale is not None:
+            logits = logits * self.logit_scale
+        if self.softcap is not None:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits

@@ -1,0 +1,127 @@
+"""Tiny randomly initialised models of every supported family, built from configs (no download).
+
+Weights are drawn with a large initializer range so that every layer changes the residual stream
+noticeably; otherwise interventions would produce near-zero effects and comparisons would be weak.
+"""
+
+from __future__ import annotations
+
+import torch
+import transformers as tf
+
+from depthscope.models.adapters import BoundAdapter
+from depthscope.models.loading import LoadedModel
+
+VOCAB = 96
+COMMON = dict(
+    vocab_size=VOCAB, initializer_range=0.2, bos_token_id=1, eos_token_id=2, pad_token_id=0
+)
+LLAMA_LIKE = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=128,
+)
+
+
+def _configs() -> dict:
+    return {
+        "llama": (tf.LlamaConfig, tf.LlamaForCausalLM, dict(**LLAMA_LIKE, num_hidden_layers=4)),
+        "mistral": (
+            tf.MistralConfig,
+            tf.MistralForCausalLM,
+            dict(**LLAMA_LIKE, num_hidden_layers=3),
+        ),
+        "qwen2": (tf.Qwen2Config, tf.Qwen2ForCausalLM, dict(**LLAMA_LIKE, num_hidden_layers=3)),
+        "qwen3": (
+            tf.Qwen3Config,
+            tf.Qwen3ForCausalLM,
+            dict(**LLAMA_LIKE, head_dim=8, num_hidden_layers=3),
+        ),
+        "phi3": (tf.Phi3Config, tf.Phi3ForCausalLM, dict(**LLAMA_LIKE, num_hidden_layers=3)),
+        "gemma": (
+            tf.GemmaConfig,
+            tf.GemmaForCausalLM,
+            dict(**LLAMA_LIKE, head_dim=8, num_hidden_layers=3),
+        ),
+        "gemma2": (
+            tf.Gemma2Config,
+            tf.Gemma2ForCausalLM,
+            dict(
+                **LLAMA_LIKE,
+                head_dim=8,
+                num_hidden_layers=3,
+                sliding_window=4,
+                final_logit_softcapping=5.0,
+            ),
+        ),
+        "gemma3": (
+            tf.Gemma3TextConfig,
+            tf.Gemma3ForCausalLM,
+            dict(
+                **LLAMA_LIKE,
+                head_dim=8,
+                num_hidden_layers=4,
+                sliding_window=4,
+                sliding_window_pattern=2,
+            ),
+        ),
+        "olmo2": (tf.Olmo2Config, tf.Olmo2ForCausalLM, dict(**LLAMA_LIKE, num_hidden_layers=3)),
+        "gpt2": (
+            tf.GPT2Config,
+            tf.GPT2LMHeadModel,
+            dict(n_embd=32, n_layer=3, n_head=4, n_positions=128),
+        ),
+        "gpt_neox": (
+            tf.GPTNeoXConfig,
+            tf.GPTNeoXForCausalLM,
+            dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_hidden_layers=3),
+        ),
+        "gpt_neox_sequential": (
+            tf.GPTNeoXConfig,
+            tf.GPTNeoXForCausalLM,
+            dict(
+                hidden_size=32,
+                intermediate_size=64,
+                num_attention_heads=4,
+                num_hidden_layers=3,
+                use_parallel_residual=False,
+            ),
+        ),
+        "phi": (
+            tf.PhiConfig,
+            tf.PhiForCausalLM,
+            dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_hidden_layers=3),
+        ),
+        "gptj": (
+            tf.GPTJConfig,
+            tf.GPTJForCausalLM,
+            dict(n_embd=32, n_layer=3, n_head=4, rotary_dim=4, n_positions=128),
+        ),
+    }
+
+
+FAMILIES = tuple(_configs())
+
+
+def tiny_model(family: str, seed: int = 0) -> LoadedModel:
+    """A tiny random fp32 CPU model of ``family`` wrapped like a loaded model."""
+    config_cls, model_cls, kwargs = _configs()[family]
+    config = config_cls(**COMMON, **kwargs)
+    torch.manual_seed(seed)
+    model = model_cls(config).eval()
+    model.requires_grad_(False)
+    with torch.no_grad():  # make norms' gains non-trivial too
+        for name, param in model.named_parameters():
+            if "norm" in name or "ln" in name:
+                param.add_(0.3 * torch.randn_like(param))
+    adapter = BoundAdapter(model)
+    return LoadedModel(
+        model=model, tokenizer=None, adapter=adapter, identity={"name": f"tiny-{family}"}
+    )
+
+
+def random_ids(lengths: list[int], seed: int = 1) -> list[list[int]]:
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randint(1, VOCAB, (n,), generator=gen).tolist() for n in lengths]
