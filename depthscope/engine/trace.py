@@ -8,6 +8,7 @@ re-run layers ``j..L-1`` from an edited residual without recomputing anything be
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -159,15 +160,16 @@ def trace(
         handles.append(adapter.final_norm.register_forward_pre_hook(_raise_stop))
     output = None
     try:
-        with site_hooks(adapter) as hooks, hooks.handling(recorder):
-            try:
-                output = model(
-                    input_ids=batch.input_ids,
-                    attention_mask=batch.valid.long(),
-                    use_cache=False,
-                )
-            except _StopForward:
-                pass
+        with (
+            site_hooks(adapter) as hooks,
+            hooks.handling(recorder),
+            contextlib.suppress(_StopForward),
+        ):
+            output = model(
+                input_ids=batch.input_ids,
+                attention_mask=batch.valid.long(),
+                use_cache=False,
+            )
     finally:
         for handle in handles:
             handle.remove()
