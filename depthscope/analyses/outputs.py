@@ -1,0 +1,52 @@
+"""Output distributions at chosen positions, computed in chunks so [positions, vocab] stays small."""
+
+from __future__ import annotations
+
+import torch
+
+from depthscope.models.adapters import BoundAdapter
+
+CHUNK_ELEMENTS = 1 << 24  # floats per [positions, vocab] block (64 MB in fp32)
+
+
+def _chunk_rows(vocab: int) -> int:
+    return max(1, CHUNK_ELEMENTS // max(vocab, 1))
+
+
+def log_probs(adapter: BoundAdapter, resid: torch.Tensor) -> torch.Tensor:
+    """fp32 log-softmax of the model's logits for residuals ``[M, d]`` (pre-final-norm)."""
+    return torch.log_softmax(adapter.logits(resid).float(), dim=-1)
+
+
+def vocab_size(adapter: BoundAdapter) -> int:
+    weight = adapter.unembed_module.weight
+    return int(weight.shape[0])
+
+
+class OutputComparer:
+    """Compares variant output distributions with the clean one of a single prompt.
+
+    The clean probabilities of all (valid) positions are computed once; variant rows are then
+    unembedded only at the positions where they are measured.
+    """
+
+    def __init__(self, adapter: BoundAdapter, clean_final: torch.Tensor) -> None:
+        self.adapter = adapter
+        self.rows_per_chunk = _chunk_rows(vocab_size(adapter))
+        chunks = [
+            log_probs(adapter, part).exp() for part in clean_final.split(self.rows_per_chunk, dim=0)
+        ]
+        self.clean_probs = torch.cat(chunks, dim=0)  # [T, V]
+
+    @torch.no_grad()
+    def max_change(self, finals: torch.Tensor, measured: torch.Tensor) -> torch.Tensor:
+        """Per row, max over measured positions of ``‖P̄[p] − P[p]‖₂`` (0 if nothing is measured)."""
+        rows, positions = measured.nonzero(as_tuple=True)
+        result = torch.zeros(finals.shape[0], dtype=torch.float32, device=finals.device)
+        for start in range(0, int(rows.numel()), self.rows_per_chunk):
+            r = rows[start : start + self.rows_per_chunk]
+            p = positions[start : start + self.rows_per_chunk]
+            variant = log_probs(self.adapter, finals[r, p]).exp()
+            change = (variant - self.clean_probs[p]).norm(dim=-1)
+            result.scatter_reduce_(0, r, change, reduce="amax")
+        return result

@@ -1,0 +1,73 @@
+"""Feed traced prompt batches to analyses: one clean trace per batch, shared by every analysis."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+
+from depthscope.analyses.base import REGISTRY, Analysis, PromptBatch, RunOptions
+from depthscope.data.example import Example
+from depthscope.engine.batch import pad_batch
+from depthscope.engine.trace import trace
+from depthscope.models.loading import LoadedModel
+
+
+def pad_id(lm: LoadedModel) -> int:
+    tok = lm.tokenizer
+    for candidate in (getattr(tok, "pad_token_id", None), getattr(tok, "eos_token_id", None)):
+        if candidate is not None:
+            return int(candidate)
+    return 0
+
+
+def feed(
+    lm: LoadedModel,
+    jobs: Sequence[tuple[Analysis, dict, set[int]]],
+    sequences: Sequence[Sequence[int]],
+    *,
+    examples: Sequence[Example] | None = None,
+    prompt_batch: int = 4,
+    after_batch: Callable[[Analysis, dict, list[int], float], None] | None = None,
+) -> None:
+    """Trace prompts in batches and let each analysis fold in the prompts it has not done yet.
+
+    ``jobs`` holds (analysis, state, done prompt ids). ``after_batch(analysis, state, ids,
+    seconds)`` is called after each analysis processed a batch (the runner checkpoints there).
+    """
+    for start in range(0, len(sequences), prompt_batch):
+        ids = list(range(start, min(start + prompt_batch, len(sequences))))
+        pending = [(a, s, [i for i in ids if i not in done]) for a, s, done in jobs]
+        pending = [(a, s, todo) for a, s, todo in pending if todo]
+        if not pending:
+            continue
+        needed = sorted({i for _, _, todo in pending for i in todo})
+        batch = pad_batch([sequences[i] for i in needed], pad_id(lm))
+        with torch.no_grad():
+            traced = trace(lm.adapter, batch)
+        for analysis, state, todo in pending:
+            rows = [needed.index(i) for i in todo]
+            chosen = [examples[i] for i in todo] if examples is not None else []
+            began = time.perf_counter()
+            analysis.update(state, PromptBatch(traced, rows, todo, chosen))
+            if after_batch is not None:
+                after_batch(analysis, state, todo, time.perf_counter() - began)
+
+
+def analyze(
+    lm: LoadedModel,
+    name: str,
+    sequences: Sequence[Sequence[int]],
+    *,
+    settings: object | None = None,
+    options: RunOptions | None = None,
+    examples: Sequence[Example] | None = None,
+    prompt_batch: int = 4,
+) -> dict:
+    """Run one analysis on token-id sequences and return its ``data`` (no files written)."""
+    cls = REGISTRY[name]
+    analysis = cls(lm, settings or cls.Settings(), options or RunOptions())
+    state = analysis.new_state()
+    feed(lm, [(analysis, state, set())], sequences, examples=examples, prompt_batch=prompt_batch)
+    return analysis.finish(state)

@@ -1,0 +1,68 @@
+"""Mergeable statistics: results are identical whether prompts run one by one, batched or sharded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class Mean:
+    """Running sum and count (float64), so means over any split of the data agree exactly."""
+
+    total: torch.Tensor | None = None
+    count: torch.Tensor | float = 0.0
+
+    def add(self, values: torch.Tensor, weight: torch.Tensor | float = 1.0) -> None:
+        """Add ``values`` (already summed over the items they stand for) with ``weight`` items."""
+        values = values.detach().to("cpu", torch.float64)
+        self.total = values if self.total is None else self.total + values
+        self.count = self.count + (
+            weight.detach().cpu().double() if torch.is_tensor(weight) else weight
+        )
+
+    def merge(self, other: Mean) -> None:
+        if other.total is not None:
+            self.add(other.total, other.count)
+
+    @property
+    def value(self) -> torch.Tensor:
+        if self.total is None:
+            raise ValueError("no values were added")
+        return self.total / self.count
+
+
+@dataclass
+class Max:
+    """Running elementwise maximum."""
+
+    current: torch.Tensor | None = field(default=None)
+
+    def add(self, values: torch.Tensor) -> None:
+        values = values.detach().to("cpu", torch.float64)
+        self.current = values if self.current is None else torch.maximum(self.current, values)
+
+    def merge(self, other: Max) -> None:
+        if other.current is not None:
+            self.add(other.current)
+
+    @property
+    def value(self) -> torch.Tensor:
+        if self.current is None:
+            raise ValueError("no values were added")
+        return self.current
+
+
+def masked_max(values: torch.Tensor, mask: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Max over ``dim`` counting only ``mask`` entries; 0 where nothing is selected."""
+    filled = values.masked_fill(~mask, float("-inf"))
+    result = filled.amax(dim=dim)
+    return torch.where(torch.isinf(result), torch.zeros_like(result), result)
+
+
+def safe_ratio(
+    numerator: torch.Tensor, denominator: torch.Tensor, eps: float = 1e-6
+) -> torch.Tensor:
+    """``numerator / max(denominator, eps)``: the paper's clamp for norm ratios."""
+    return numerator / denominator.clamp_min(eps)

@@ -1,0 +1,188 @@
+"""Deliberately naive reference implementations: one full forward pass per intervention, hooks only.
+
+Nothing here uses depthscope's engine (trace/replay/interventions); it only borrows the adapter to
+know which modules to hook and the model's head to read logits. Written for clarity, not speed.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from depthscope.models.adapters import first_tensor
+
+
+def _replace(output, value):
+    return (value, *output[1:]) if isinstance(output, tuple) else value
+
+
+def forward(lm, ids: list[int], edits: list = ()) -> tuple[list, list, torch.Tensor]:
+    """Full forward pass; ``edits`` are (module, hook) pairs registered BEFORE the capture hooks.
+
+    Returns per-layer inputs, per-layer outputs (as passed on) and the logits ``[T, V]``.
+    """
+    adapter = lm.adapter
+    inputs, outputs = {}, {}
+    handles = [module.register_forward_hook(hook) for module, hook in edits]
+    for index, layer in enumerate(adapter.layers):
+
+        def pre(module, args, kwargs, index=index):
+            inputs[index] = (args[0] if args else kwargs["hidden_states"]).clone()
+
+        def post(module, args, output, index=index):
+            outputs[index] = first_tensor(output).clone()
+
+        handles.append(layer.register_forward_pre_hook(pre, with_kwargs=True))
+        handles.append(layer.register_forward_hook(post))
+    try:
+        with torch.no_grad():
+            logits = lm.model(input_ids=torch.tensor([ids])).logits[0]
+    finally:
+        for h in handles:
+            h.remove()
+    n = adapter.n_layers
+    return [inputs[i][0] for i in range(n)], [outputs[i][0] for i in range(n)], logits
+
+
+def positions(T: int, start: int, stop: int) -> torch.Tensor:
+    mask = torch.zeros(T, dtype=torch.bool)
+    mask[start:stop] = True
+    return mask
+
+
+def knockout_edit(lm, part: str, layer: int, mask: torch.Tensor):
+    adapter = lm.adapter
+    if part == "layer":
+
+        def hook(module, args, output):
+            h_in = args[0]
+            new = torch.where(mask[None, :, None], h_in, first_tensor(output))
+            return _replace(output, new)
+
+        return adapter.layers[layer], hook
+    module = adapter.attn_out[layer] if part == "attention" else adapter.mlp_out[layer]
+
+    def zero(module, args, output):
+        value = first_tensor(output)
+        return _replace(output, torch.where(mask[None, :, None], torch.zeros_like(value), value))
+
+    return module, zero
+
+
+def rel_change(clean_c, new_c, measured):
+    rel = (clean_c - new_c).norm(dim=-1) / clean_c.norm(dim=-1).clamp_min(1e-6)
+    return rel[measured].max().item() if measured.any() else 0.0
+
+
+def naive_effects(lm, ids: list[int], part: str, front: int, split: int | None):
+    """Effect matrix [L, L] and output change [L] for one prompt and split point (spec E3/E4)."""
+    T, L = len(ids), lm.n_layers
+    ins, outs, logits = forward(lm, ids)
+    clean_c = [o - i for i, o in zip(ins, outs, strict=True)]
+    clean_p = logits.softmax(-1)
+    intervened = positions(T, front, T if split is None else split)
+    measured = positions(T, 0 if split is None else split, T)
+    effect = torch.zeros(L, L)
+    out_change = torch.zeros(L)
+    for s in range(L):
+        v_ins, v_outs, v_logits = forward(lm, ids, [knockout_edit(lm, part, s, intervened)])
+        for layer in range(L):
+            effect[s, layer] = rel_change(clean_c[layer], v_outs[layer] - v_ins[layer], measured)
+        out_change[s] = (v_logits.softmax(-1) - clean_p).norm(dim=-1)[measured].max()
+    return effect, out_change
+
+
+def naive_local(lm, ids: list[int], front: int, split: int | None):
+    """Local effect matrix [L, L] (spec E6): every layer >= s reads the clean residual minus c_s."""
+    T, L = len(ids), lm.n_layers
+    ins, outs, _ = forward(lm, ids)
+    clean_c = [o - i for i, o in zip(ins, outs, strict=True)]
+    intervened = positions(T, front, T if split is None else split)
+    measured = positions(T, 0 if split is None else split, T)
+    effect = torch.zeros(L, L)
+    for s in range(L):
+        recomputed = {}
+        edits = []
+        for i in range(s, L):
+
+            def hook(module, args, output, i=i):
+                recomputed[i] = (first_tensor(output) - args[0])[0].clone()
+                new = outs[i] - torch.where(
+                    intervened[:, None], clean_c[s], torch.zeros_like(clean_c[s])
+                )
+                return _replace(output, new[None])
+
+            edits.append((lm.adapter.layers[i], hook))
+        forward(lm, ids, edits)
+        for i in range(s, L):
+            effect[s, i] = rel_change(clean_c[i], recomputed[i], measured)
+    return effect
+
+
+def naive_contribution_tokens(lm, ids: list[int]) -> dict:
+    """Per-token quantities of spec E2 for one prompt: {name: [L, T]}."""
+    adapter = lm.adapter
+    attn, mlp = {}, {}
+    handles = []
+    for layer in range(adapter.n_layers):
+        handles.append(
+            adapter.attn_out[layer].register_forward_hook(
+                lambda m, a, o, layer=layer: attn.__setitem__(layer, first_tensor(o)[0].clone())
+            )
+        )
+        handles.append(
+            adapter.mlp_out[layer].register_forward_hook(
+                lambda m, a, o, layer=layer: mlp.__setitem__(layer, first_tensor(o)[0].clone())
+            )
+        )
+    try:
+        ins, outs, _ = forward(lm, ids)
+    finally:
+        for h in handles:
+            h.remove()
+    rows = {
+        k: []
+        for k in (
+            "rel_att",
+            "rel_mlp",
+            "rel_layer",
+            "cos_att",
+            "cos_mlp",
+            "cos_layer",
+            "cos_io",
+            "norm_att",
+            "norm_mlp",
+            "norm_resid",
+        )
+    }
+    for layer in range(adapter.n_layers):
+        h, a, m, out = ins[layer], attn[layer], mlp[layer], outs[layer]
+        base = h if adapter.parallel else h + a
+        rows["rel_att"].append(a.norm(dim=-1) / h.norm(dim=-1).clamp_min(1e-6))
+        rows["rel_mlp"].append(m.norm(dim=-1) / base.norm(dim=-1).clamp_min(1e-6))
+        rows["rel_layer"].append((out - h).norm(dim=-1) / h.norm(dim=-1).clamp_min(1e-6))
+        rows["cos_att"].append(F.cosine_similarity(a, h, dim=-1))
+        rows["cos_mlp"].append(F.cosine_similarity(m, base, dim=-1))
+        rows["cos_layer"].append(F.cosine_similarity(out - h, h, dim=-1))
+        rows["cos_io"].append(F.cosine_similarity(out, h, dim=-1))
+        rows["norm_att"].append(a.norm(dim=-1))
+        rows["norm_mlp"].append(m.norm(dim=-1))
+        rows["norm_resid"].append(h.norm(dim=-1))
+    return {k: torch.stack(v) for k, v in rows.items()}
+
+
+def naive_logit_lens(lm, ids: list[int], k: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-layer token-mean KL(lens || final) and top-k overlap for one prompt."""
+    ins, _, logits = forward(lm, ids)
+    final = logits.log_softmax(-1)
+    kls, overlaps = [], []
+    for h in ins:
+        lens = lm.adapter.logits(h).log_softmax(-1)
+        kls.append((lens.exp() * (lens - final)).sum(-1).mean())
+        per_token = []
+        for p in range(len(ids)):
+            a = set(lens[p].topk(k).indices.tolist())
+            b = set(final[p].topk(k).indices.tolist())
+            per_token.append(len(a & b) / k)
+        overlaps.append(sum(per_token) / len(per_token))
+    return torch.stack(kls), torch.tensor(overlaps)

@@ -1,0 +1,129 @@
+"""Each analysis equals a naive one-forward-per-intervention implementation (fp32, 1e-5).
+
+Runs on tiny random models of three families (sequential pre-norm, post-sublayer-norm with
+sliding-window attention, parallel residual) and on padded batches of prompts of different lengths.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from naive import naive_contribution_tokens, naive_effects, naive_local, naive_logit_lens
+from tiny_models import random_ids, tiny_model
+
+from depthscope.analyses import RunOptions
+from depthscope.analyses.effects import EffectSettings
+from depthscope.analyses.local_effects import LocalSettings
+from depthscope.analyses.run import analyze
+from depthscope.analyses.splits import split_points
+
+FAMILIES = ("llama", "gemma3", "gpt_neox")
+LENGTHS = [22, 14, 30]  # padded batches: prompts of different lengths share a trace
+ATOL = 1e-5
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def lm(request):
+    return tiny_model(request.param)
+
+
+@pytest.fixture(scope="module")
+def prompts():
+    return random_ids(LENGTHS, seed=7)
+
+
+def assert_close(actual, expected, atol=ATOL):
+    actual = torch.as_tensor(actual, dtype=torch.float64)
+    expected = torch.as_tensor(expected, dtype=torch.float64)
+    assert actual.shape == expected.shape
+    assert torch.allclose(actual, expected, atol=atol, rtol=1e-4), (actual - expected).abs().max()
+
+
+@pytest.mark.parametrize("part", ["layer", "attention", "mlp"])
+def test_current_effects_match_naive(lm, prompts, part):
+    settings = EffectSettings(parts=(part,))
+    data = analyze(
+        lm, "current-effects", prompts, settings=settings, options=RunOptions(batch_size=3)
+    )
+    got = data if part == "layer" else data[part]
+    naive = [naive_effects(lm, ids, part, front=1, split=None) for ids in prompts]
+    assert_close(got["effect"], torch.stack([e for e, _ in naive]).amax(0))
+    assert_close(got["output_change"], torch.stack([o for _, o in naive]).amax(0))
+    assert_close(got["effect_mean"], torch.stack([e for e, _ in naive]).mean(0))
+    assert torch.as_tensor(got["effect"]).max() > 1e-3  # the interventions do something
+
+
+@pytest.mark.parametrize("part", ["layer", "attention"])
+def test_future_effects_match_naive(lm, prompts, part):
+    seed = 3
+    settings = EffectSettings(parts=(part,))
+    data = analyze(
+        lm,
+        "future-effects",
+        prompts,
+        settings=settings,
+        options=RunOptions(seed=seed, batch_size=5),
+    )
+    got = data if part == "layer" else data[part]
+    effects, outputs = [], []
+    for prompt_id, ids in enumerate(prompts):
+        splits = split_points(len(ids), seed=seed, prompt_id=prompt_id)
+        assert data["split_points"][prompt_id] == splits
+        per_split = [naive_effects(lm, ids, part, front=1, split=t) for t in splits]
+        effects.append(torch.stack([e for e, _ in per_split]).amax(0))
+        outputs.append(torch.stack([o for _, o in per_split]).amax(0))
+    assert_close(got["effect"], torch.stack(effects).amax(0))
+    assert_close(got["output_change"], torch.stack(outputs).amax(0))
+
+
+def test_local_effects_match_naive(lm, prompts):
+    data = analyze(
+        lm,
+        "local-effects",
+        prompts,
+        settings=LocalSettings(),
+        options=RunOptions(seed=1, batch_size=4),
+    )
+    current = torch.stack([naive_local(lm, ids, front=1, split=None) for ids in prompts]).amax(0)
+    assert_close(data["current"], current)
+    future = []
+    for prompt_id, ids in enumerate(prompts):
+        splits = split_points(len(ids), seed=1, prompt_id=prompt_id)
+        future.append(torch.stack([naive_local(lm, ids, front=1, split=t) for t in splits]).amax(0))
+    assert_close(data["future"], torch.stack(future).amax(0))
+
+
+def test_contributions_match_naive(lm, prompts):
+    data = analyze(lm, "contributions", prompts, prompt_batch=3)
+    per_prompt = [naive_contribution_tokens(lm, ids) for ids in prompts]
+    for key in ("rel_att", "rel_mlp", "rel_layer", "cos_att", "cos_mlp", "cos_layer", "cos_io"):
+        tokens = torch.cat([p[key] for p in per_prompt], dim=1)  # [L, all tokens]
+        assert_close(data[key], tokens.mean(1))
+        if key.startswith("rel"):
+            assert_close(data["max_" + key], tokens.amax(1))
+    for key in ("norm_att", "norm_mlp", "norm_resid"):
+        tokens = torch.cat([p[key] for p in per_prompt], dim=1)
+        assert_close(data["mean_" + key], tokens.mean(1), atol=1e-4)
+
+
+def test_logit_lens_matches_naive(lm, prompts):
+    data = analyze(lm, "logit-lens", prompts, prompt_batch=2)
+    naive = [naive_logit_lens(lm, ids) for ids in prompts]
+    assert_close(data["kl"], torch.stack([kl for kl, _ in naive]).mean(0), atol=1e-4)
+    assert_close(data["topk_overlap"], torch.stack([o for _, o in naive]).mean(0))
+
+
+def test_structural_facts(lm, prompts):
+    n = lm.n_layers
+    lower = torch.tril(torch.ones(n, n, dtype=torch.bool), diagonal=-1)
+    current = analyze(lm, "current-effects", prompts, settings=EffectSettings(parts=("layer",)))
+    effect = torch.as_tensor(current["effect"])
+    assert torch.all(effect[lower] == 0)  # nothing changes before the skipped layer
+    assert_close(torch.diagonal(effect), torch.ones(n))  # a skipped layer contributes nothing
+    future = analyze(lm, "future-effects", prompts, settings=EffectSettings(parts=("layer",)))
+    effect = torch.as_tensor(future["effect"])
+    assert torch.all(effect[lower] == 0)
+    assert_close(torch.diagonal(effect), torch.zeros(n))  # its future input is unchanged
+    local = analyze(lm, "local-effects", prompts)
+    for variant in ("current", "future"):
+        assert_close(torch.diagonal(torch.as_tensor(local[variant])), torch.zeros(n))
