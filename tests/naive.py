@@ -105,7 +105,7 @@ def naive_local(lm, ids: list[int], front: int, split: int | None):
         edits = []
         for i in range(s, L):
 
-            def hook(module, args, output, i=i):
+            def hook(module, args, output, i=i, s=s, recomputed=recomputed):
                 recomputed[i] = (first_tensor(output) - args[0])[0].clone()
                 new = outs[i] - torch.where(
                     intervened[:, None], clean_c[s], torch.zeros_like(clean_c[s])
