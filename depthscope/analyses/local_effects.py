@@ -85,10 +85,8 @@ class LocalEffects(Analysis):
                     rows.layers.to(device), rows.positions.to(device), rows.measured.to(device)
                 )
 
-                def make(r: SweepRows) -> RemoveContribution:
-                    return RemoveContribution(
-                        r.layers, r.positions, contributions[r.layers], clean_outputs
-                    )
+                def make(r: SweepRows, c=contributions, outs=clean_outputs) -> RemoveContribution:
+                    return RemoveContribution(r.layers, r.positions, c[r.layers], outs)
 
                 result = sweep(
                     self.lm.adapter,
