@@ -18,6 +18,11 @@ def log_probs(adapter: BoundAdapter, resid: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(adapter.logits(resid).float(), dim=-1)
 
 
+def probs(adapter: BoundAdapter, resid: torch.Tensor) -> torch.Tensor:
+    """fp32 output distribution for residuals ``[M, d]`` (pre-final-norm)."""
+    return torch.softmax(adapter.logits(resid).float(), dim=-1)
+
+
 def vocab_size(adapter: BoundAdapter) -> int:
     weight = adapter.unembed_module.weight
     return int(weight.shape[0])
@@ -46,7 +51,7 @@ class OutputComparer:
         for start in range(0, int(rows.numel()), self.rows_per_chunk):
             r = rows[start : start + self.rows_per_chunk]
             p = positions[start : start + self.rows_per_chunk]
-            variant = log_probs(self.adapter, finals[r, p]).exp()
-            change = (variant - self.clean_probs[p]).norm(dim=-1)
+            variant = probs(self.adapter, finals[r, p])
+            change = variant.sub_(self.clean_probs[p]).norm(dim=-1)
             result.scatter_reduce_(0, r, change, reduce="amax")
         return result
