@@ -24,9 +24,9 @@ import torch
 
 from depthscope.analyses import REGISTRY, Analysis, RunOptions
 from depthscope.analyses.base import Progress, make_settings, settings_dict
+from depthscope.analyses.prompts import PromptSet
 from depthscope.analyses.run import feed
 from depthscope.data.example import Example
-from depthscope.engine.batch import tokenize
 from depthscope.errors import DepthscopeError
 from depthscope.models.loading import LoadedModel
 from depthscope.results import Result, atomic_write_bytes, atomic_write_json
@@ -135,8 +135,9 @@ class Run:
         self.request = request
         self.progress = progress
         self.out = Path(request.out)
-        self.sequences = [tokenize(lm.tokenizer, ex.text) for ex in examples]
-        self.n_tokens = sum(len(s) for s in self.sequences)
+        self.prompts = PromptSet.from_examples(lm.tokenizer, examples)
+        self.sequences = self.prompts.sequences
+        self.n_tokens = self.prompts.n_tokens
         self.timings: dict[str, float] = {}
         self.status: dict[str, str] = {}
         self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -223,8 +224,7 @@ class Run:
             feed(
                 self.lm,
                 jobs,
-                self.sequences,
-                examples=self.examples,
+                self.prompts,
                 prompt_batch=self.request.prompt_batch,
                 after_batch=checkpoint,
             )

@@ -186,3 +186,83 @@ def naive_logit_lens(lm, ids: list[int], k: int = 5) -> tuple[torch.Tensor, torc
             per_token.append(len(a & b) / k)
         overlaps.append(sum(per_token) / len(per_token))
     return torch.stack(kls), torch.tensor(overlaps)
+
+
+def naive_erasure(lm, ids: list[int], answer_length: int, means: torch.Tensor) -> torch.Tensor:
+    """E[l, t] (spec E8) with one full forward pass per (boundary, position)."""
+    T, L = len(ids), lm.n_layers
+    _, _, logits = forward(lm, ids)
+    clean = logits.softmax(-1)
+    answer = slice(T - answer_length - 1, T - 1)
+    effect = torch.zeros(L + 1, T)
+    for boundary in range(L + 1):
+        module = lm.adapter.layers[boundary] if boundary < L else lm.adapter.final_norm
+        for t in range(T):
+
+            def pre(module, args, boundary=boundary, t=t):
+                hidden = args[0].clone()
+                hidden[:, t] = means[boundary]
+                return (hidden, *args[1:])
+
+            handle = module.register_forward_pre_hook(pre)
+            try:
+                with torch.no_grad():
+                    new = lm.model(input_ids=torch.tensor([ids])).logits[0].softmax(-1)
+            finally:
+                handle.remove()
+            effect[boundary, t] = (new[answer] - clean[answer]).norm(dim=-1).max()
+    return effect
+
+
+def naive_mean_residuals(lm, sequences: list[list[int]]) -> torch.Tensor:
+    """Token-mean residual at every boundary over prompts run one at a time: [L+1, d]."""
+    total, count = None, 0
+    for ids in sequences:
+        ins, outs, _ = forward(lm, ids)
+        stacked = torch.stack([*ins, outs[-1]])  # [L+1, T, d]
+        total = stacked.sum(1) if total is None else total + stacked.sum(1)
+        count += len(ids)
+    return total / count
+
+
+def naive_igrad(lm, ids: list[int], answer_length: int, target: str, layer: int, steps: int):
+    """IG over positions for one layer, one interpolation step (full forward + backward) at a time."""
+    adapter = lm.adapter
+    T = len(ids)
+    module = {"layer": adapter.layers, "attention": adapter.attn_out, "mlp": adapter.mlp_out}[
+        target
+    ][layer]
+    captured = {}
+    handle = module.register_forward_hook(
+        lambda m, a, o: captured.__setitem__("x", first_tensor(o)[0].clone())
+    )
+    try:
+        forward(lm, ids)
+    finally:
+        handle.remove()
+    x = captured["x"]
+    baseline = x.mean(0, keepdim=True)
+    answer_ids = torch.tensor(ids[T - answer_length :])
+    positions = torch.arange(T - answer_length - 1, T - 1)
+    total = torch.zeros_like(x)
+    values = []
+    for step in range(steps):
+        xr = (baseline + step / steps * (x - baseline)).clone().requires_grad_(True)
+        handle = module.register_forward_hook(lambda m, a, o, xr=xr: _replace(o, xr[None]))
+        try:
+            with torch.enable_grad():
+                logits = lm.model(input_ids=torch.tensor([ids])).logits[0]
+                objective = (
+                    logits[positions].softmax(-1)[torch.arange(answer_length), answer_ids].sum()
+                )
+                (grad,) = torch.autograd.grad(objective, xr)
+        finally:
+            handle.remove()
+        total += grad
+        values.append(float(objective))
+    with torch.no_grad():
+        logits = lm.model(input_ids=torch.tensor([ids])).logits[0]
+        f_input = float(
+            logits[positions].softmax(-1)[torch.arange(answer_length), answer_ids].sum()
+        )
+    return (total * (x - baseline)).sum(-1) / steps, f_input, values[0]

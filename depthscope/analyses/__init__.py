@@ -1,6 +1,14 @@
-"""The paper's analyses; importing this package registers them in ``REGISTRY`` (in run order)."""
+"""The paper's analyses; importing this package registers them in ``REGISTRY``."""
 
-from depthscope.analyses import contributions, effects, local_effects, logit_lens  # noqa: F401
+from depthscope.analyses import (  # noqa: F401  (imported for registration)
+    contributions,
+    depth_score,
+    effects,
+    erasure,
+    igrad,
+    local_effects,
+    logit_lens,
+)
 from depthscope.analyses.base import REGISTRY, Analysis, RunOptions
 
 __all__ = ["REGISTRY", "Analysis", "RunOptions"]

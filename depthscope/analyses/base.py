@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import torch
 
-from depthscope.data.example import Example
+from depthscope.analyses.prompts import PromptSet
 from depthscope.engine.trace import Trace
 from depthscope.errors import DepthscopeError
 from depthscope.models.loading import LoadedModel
@@ -32,13 +32,16 @@ class PromptBatch:
     trace: Trace
     rows: list[int]
     prompt_ids: list[int]
-    examples: list[Example]
+    prompts: PromptSet
 
     def __iter__(self):
         return iter(zip(self.rows, self.prompt_ids, strict=True))
 
     def length(self, row: int) -> int:
         return int(self.trace.valid[row].sum())
+
+    def answer_length(self, prompt_id: int) -> int | None:
+        return self.prompts.answer_lengths[prompt_id]
 
     def valid(self) -> torch.Tensor:
         """``[B, T]`` mask of the valid tokens of the rows to process."""
@@ -56,6 +59,9 @@ class Progress:
     def advance(self, steps: int = 1) -> None:
         """``steps`` more steps are done."""
 
+    def note(self, text: str) -> None:
+        """A one-line message for the user (e.g. a skipped example)."""
+
 
 @dataclass
 class RunOptions:
@@ -64,6 +70,9 @@ class RunOptions:
     seed: int = 0
     batch_size: int = 64
     progress: Progress = field(default_factory=Progress)
+    baseline_sequences: list[list[int]] | None = (
+        None  # erasure: prompts whose mean is "no information"
+    )
 
 
 class Analysis(ABC):

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from depthscope.analyses.base import REGISTRY, Analysis, PromptBatch, RunOptions
-from depthscope.data.example import Example
+from depthscope.analyses.prompts import PromptSet
 from depthscope.engine.batch import pad_batch
 from depthscope.engine.trace import trace
 from depthscope.models.loading import LoadedModel
@@ -25,9 +25,8 @@ def pad_id(lm: LoadedModel) -> int:
 def feed(
     lm: LoadedModel,
     jobs: Sequence[tuple[Analysis, dict, set[int]]],
-    sequences: Sequence[Sequence[int]],
+    prompts: PromptSet,
     *,
-    examples: Sequence[Example] | None = None,
     prompt_batch: int = 4,
     after_batch: Callable[[Analysis, dict, list[int], float], None] | None = None,
 ) -> None:
@@ -36,6 +35,7 @@ def feed(
     ``jobs`` holds (analysis, state, done prompt ids). ``after_batch(analysis, state, ids,
     seconds)`` is called after each analysis processed a batch (the runner checkpoints there).
     """
+    sequences = prompts.sequences
     for start in range(0, len(sequences), prompt_batch):
         ids = list(range(start, min(start + prompt_batch, len(sequences))))
         pending = [(a, s, [i for i in ids if i not in done]) for a, s, done in jobs]
@@ -48,9 +48,8 @@ def feed(
             traced = trace(lm.adapter, batch)
         for analysis, state, todo in pending:
             rows = [needed.index(i) for i in todo]
-            chosen = [examples[i] for i in todo] if examples is not None else []
             began = time.perf_counter()
-            analysis.update(state, PromptBatch(traced, rows, todo, chosen))
+            analysis.update(state, PromptBatch(traced, rows, todo, prompts))
             if after_batch is not None:
                 after_batch(analysis, state, todo, time.perf_counter() - began)
 
@@ -58,16 +57,17 @@ def feed(
 def analyze(
     lm: LoadedModel,
     name: str,
-    sequences: Sequence[Sequence[int]],
+    prompts: PromptSet | Sequence[Sequence[int]],
     *,
     settings: object | None = None,
     options: RunOptions | None = None,
-    examples: Sequence[Example] | None = None,
     prompt_batch: int = 4,
 ) -> dict:
-    """Run one analysis on token-id sequences and return its ``data`` (no files written)."""
+    """Run one analysis on prompts (or bare token-id lists) and return its ``data`` (no files)."""
+    if not isinstance(prompts, PromptSet):
+        prompts = PromptSet([list(s) for s in prompts])
     cls = REGISTRY[name]
     analysis = cls(lm, settings or cls.Settings(), options or RunOptions())
     state = analysis.new_state()
-    feed(lm, [(analysis, state, set())], sequences, examples=examples, prompt_batch=prompt_batch)
+    feed(lm, [(analysis, state, set())], prompts, prompt_batch=prompt_batch)
     return analysis.finish(state)
