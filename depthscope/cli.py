@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from depthscope.allocator import keep_freed_memory
 from depthscope.errors import DepthscopeError
 
 DESCRIPTION = """\
@@ -264,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     _quiet_libraries()
+    keep_freed_memory()
     handlers = {
         "models": lambda: cmd_models(),
         "fetch": lambda: cmd_fetch(args),
