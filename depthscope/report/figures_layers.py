@@ -1,0 +1,310 @@
+"""Per-layer figures: contributions (E2), skip effects (E3/E4), local effects (E6), logit lens (E5).
+
+Each ``draw_*`` takes a saved :class:`Result` and returns ``{what: Figure}``; the dispatcher in
+:mod:`depthscope.report.figures` names the files ``<analysis>_<what>``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from depthscope.report.figures_common import (
+    ATT,
+    LAYER,
+    MLP,
+    Figures,
+    Series,
+    as_array,
+    finite_max,
+    finite_min,
+    index_ticks,
+    mark_clipped,
+    model_name,
+    new_figure,
+    new_grid,
+    overlapping_bars,
+    plural,
+    set_title,
+    side_colorbar,
+    tidy,
+)
+from depthscope.results import Result
+
+A, M, H = r"\|a_l\|", r"\|m_l\|", r"\|h_l\|"
+PART_LABELS = {"layer": "layer skipped", "attention": "attention zeroed", "mlp": "MLP zeroed"}
+PART_YLABELS = {
+    "layer": "Layer skipped",
+    "attention": "Attention zeroed @ layer",
+    "mlp": "MLP zeroed @ layer",
+}
+
+
+# ---------------------------------------------------------------- contributions (E2)
+
+
+def layer_bars(
+    result: Result,
+    series: list[Series],
+    ylabel: str,
+    what: str,
+    caption: str,
+    top: float | None = None,
+) -> Figure:
+    """The paper's 6×3 overlapping bar plot over layers, optionally with a fixed upper limit."""
+    fig, ax = new_figure(6, 3)
+    overlapping_bars(ax, series)
+    ax.set_xlabel("Layer")
+    ax.set_ylabel(ylabel)
+    index_ticks(ax, len(series[0][1]))
+    if top is not None:
+        ax.set_ylim(0, top)
+        mark_clipped(ax, series, top)
+    if any(finite_min(values, 0.0) < 0 for _, values, _ in series):
+        ax.axhline(0, color="black", linewidth=0.6, zorder=10)
+    set_title(ax, result, what, caption)
+    return tidy(fig)
+
+
+def _mean_caption(result: Result) -> str:
+    return (
+        f"token-mean over {plural(result.n_prompts, 'prompt')} "
+        f"({result.n_tokens} tokens, position 0 included)"
+    )
+
+
+def _max_caption(result: Result) -> str:
+    return f"max over {result.n_tokens} tokens of {plural(result.n_prompts, 'prompt')}"
+
+
+def draw_contributions(result: Result) -> Figures:
+    """Norms, relative contributions and cosines of attention, MLP and layer (spec E2)."""
+    d = {k: as_array(v) for k, v in result.data.items()}
+    rel = [
+        (rf"${A}/{H}$", d["rel_att"], ATT),
+        (r"$\|m_l\|/\|h_l+a_l\|$", d["rel_mlp"], MLP),
+        (r"$\|a_l+m_l\|/\|h_l\|$", d["rel_layer"], LAYER),
+    ]
+    rel_top = 1.5 if max(finite_max(s[1], 0.0) for s in rel) > 1.5 else None
+    mean, peak = _mean_caption(result), _max_caption(result)
+    return {
+        "mean_norms": layer_bars(
+            result,
+            [
+                (f"${A}$", d["mean_norm_att"], ATT),
+                (f"${M}$", d["mean_norm_mlp"], MLP),
+                (f"${H}$", d["mean_norm_resid"], LAYER),
+            ],
+            "Mean Norm",
+            "norms of sublayer outputs and residual",
+            mean,
+        ),
+        "max_norms": layer_bars(
+            result,
+            [
+                (f"${A}$", d["max_norm_att"], ATT),
+                (f"${M}$", d["max_norm_mlp"], MLP),
+                (f"${H}$", d["max_norm_resid"], LAYER),
+            ],
+            "Max Norm",
+            "maximum norms",
+            peak,
+        ),
+        "mean_relative_contribution": layer_bars(
+            result, rel, "Relative contribution", "relative contribution", mean, rel_top
+        ),
+        "max_relative_contribution": layer_bars(
+            result,
+            [
+                (rf"${A}/{H}$", d["max_rel_att"], ATT),
+                (r"$\|m_l\|/\|h_l+a_l\|$", d["max_rel_mlp"], MLP),
+            ],
+            "Max relative contribution",
+            "maximum relative contribution",
+            peak,
+            2.0,
+        ),
+        "avg_cossims": layer_bars(
+            result,
+            [
+                (r"$\cos(a_l, h_l)$", d["cos_att"], ATT),
+                (r"$\cos(m_l, h_l+a_l)$", d["cos_mlp"], MLP),
+                (r"$\cos(a_l+m_l, h_l)$", d["cos_layer"], LAYER),
+            ],
+            "Cosine similarity",
+            "cosine similarity with the residual",
+            mean + "; <0 erases, >0 strengthens",
+        ),
+        "avg_io_cossims": layer_bars(
+            result,
+            [(r"$\cos(h_{l+1}, h_l)$", d["cos_io"], LAYER)],
+            "Cosine similarity",
+            "cosine of layer output and input",
+            mean,
+        ),
+    }
+
+
+# ---------------------------------------------------------------- skip effects (E3, E4, E6)
+
+
+def effect_heatmap(
+    result: Result,
+    matrix: np.ndarray,
+    what: str,
+    caption: str,
+    ylabel: str = "Layer skipped",
+) -> Figure:
+    """The paper's skip heatmap: row = intervened layer, column = measured layer, 0..1 viridis."""
+    n = max(matrix.shape)
+    fig, ax = new_figure(10, min(9.0, 3 * max(1.0, n / 40)))
+    draw_matrix(fig, ax, matrix)
+    ax.set_xlabel("Effect @ layer")
+    ax.set_ylabel(ylabel)
+    set_title(ax, result, what, caption)
+    return tidy(fig)
+
+
+def draw_matrix(
+    fig: Figure, ax: Axes, matrix: np.ndarray, colorbar: bool = True, max_ticks: int = 12
+) -> None:
+    """``imshow`` with the spec's fixed 0..1 scale, origin top-left and thinned layer ticks."""
+    image = ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis", interpolation="nearest")
+    index_ticks(ax, matrix.shape[1], "x", max_ticks=max_ticks)
+    index_ticks(ax, matrix.shape[0], "y", max_ticks=max_ticks)
+    if colorbar:
+        side_colorbar(fig, ax, image, "Relative change")
+
+
+def output_bars(result: Result, values: np.ndarray, what: str, caption: str) -> Figure:
+    """Output change per skipped layer (the paper's Fig. 17 bars)."""
+    fig, ax = new_figure(6, 3)
+    ax.bar(np.arange(len(values)), values, color="C0", width=0.8)
+    ax.set_xlim(-1, len(values))
+    ax.set_xlabel("Layer")
+    ax.set_ylabel("Output change norm")
+    index_ticks(ax, len(values))
+    set_title(ax, result, what, caption)
+    return tidy(fig)
+
+
+def effect_parts(data: dict) -> list[tuple[str, dict]]:
+    """(part, block) for every part that was run; the layer part lives at the top level."""
+    parts = [("layer", data)] if "effect" in data else []
+    return parts + [(p, data[p]) for p in ("attention", "mlp") if isinstance(data.get(p), dict)]
+
+
+def _effects_caption(result: Result, future: bool) -> str:
+    aggregate = result.settings.get("aggregate", "max")
+    caption = f"{aggregate} over {plural(result.n_prompts, 'prompt')}"
+    if future:
+        splits = result.settings.get("n_splits")
+        each = f"≤{splits}" if splits else "sampled"
+        caption += f", max over {each} split points each; skip before, measure after the split"
+    else:
+        front = result.settings.get("front", 1)
+        where = f"positions ≥{front}" if front else "all positions"
+        caption += f", skipped on {where}, measured everywhere"
+    return caption
+
+
+def per_prompt_grid(result: Result, entries: list[dict], what: str, note: str) -> Figure:
+    """Up to four single-prompt matrices side by side (the paper's Fig. 13): no max over prompts."""
+    shown = entries[:4]
+    fig, axes = new_grid(3.0 * len(shown) + 0.6, 3.2, len(shown))
+    for index, (ax, entry) in enumerate(zip(axes, shown, strict=True)):
+        last = index == len(shown) - 1
+        draw_matrix(fig, ax, as_array(entry["effect"]), colorbar=last, max_ticks=8)
+        ax.set_title(f"prompt {entry.get('prompt', index)}", fontsize=8)
+        ax.set_xlabel("Effect @ layer")
+        if index == 0:
+            ax.set_ylabel("Layer skipped")
+    fig.suptitle(
+        f"{model_name(result)}: {what}\nsingle prompts{note}",
+        fontsize=8.5,
+    )
+    return tidy(fig)
+
+
+def draw_effects(result: Result) -> Figures:
+    """Heatmap and output-change bars for every part run (spec E3, E4)."""
+    future = result.analysis == "future-effects"
+    tokens = "future tokens" if future else "all tokens"
+    caption = _effects_caption(result, future)
+    figs: Figures = {}
+    for part, block in effect_parts(result.data):
+        label = PART_LABELS[part]
+        figs[f"effect_{part}"] = effect_heatmap(
+            result,
+            as_array(block["effect"]),
+            f"effect on later layers, {label}, {tokens}",
+            caption,
+            PART_YLABELS[part],
+        )
+        figs[f"output_change_{part}"] = output_bars(
+            result,
+            as_array(block["output_change"]),
+            f"output change, {label}, {tokens}",
+            caption,
+        )
+    layer_prompts = result.data.get("per_prompt") if "effect" in result.data else None
+    if layer_prompts:
+        figs["per_prompt_layer"] = per_prompt_grid(
+            result,
+            layer_prompts,
+            f"effect on later layers, layer skipped, {tokens}",
+            " (max over split points only)" if future else "",
+        )
+    return figs
+
+
+def draw_local_effects(result: Result) -> Figures:
+    """Direct (non-propagated) layer-to-layer effects, all tokens and future tokens (spec E6)."""
+    aggregate = result.settings.get("aggregate", "max")
+    figs: Figures = {}
+    for variant, tokens in (("current", "all tokens"), ("future", "future tokens")):
+        if variant not in result.data:
+            continue
+        caption = (
+            f"{aggregate} over {plural(result.n_prompts, 'prompt')}; "
+            "the skipped layer's contribution removed from all later inputs (no propagation)"
+        )
+        figs[variant] = effect_heatmap(
+            result, as_array(result.data[variant]), f"local (direct) effects, {tokens}", caption
+        )
+    return figs
+
+
+# ---------------------------------------------------------------- logit lens (E5)
+
+
+def draw_logit_lens(result: Result) -> Figures:
+    """KL to the final distribution and top-k overlap of the lens at each layer's input."""
+    k = result.settings.get("k", 5)
+    direction = result.settings.get("kl_direction", "lens||final").replace("||", "‖")
+    prompts = plural(result.n_prompts, "prompt")
+    if result.settings.get("weighting", "prompt") == "prompt":
+        mean = f"mean over {prompts} (each prompt weighted equally)"
+    else:
+        mean = f"token-mean over {prompts} ({result.n_tokens} tokens)"
+    panels = (
+        ("kl", "kl_div", "KL Divergence", f"logit lens KL({direction})", None),
+        ("topk_overlap", "topk_overlaps", "Overlap", f"logit lens top-{k} overlap with final", 1.0),
+    )
+    figs: Figures = {}
+    for key, stem, ylabel, what, top in panels:
+        if key not in result.data:
+            continue
+        values = as_array(result.data[key])
+        fig, ax = new_figure(5, 2.4)
+        ax.bar(np.arange(len(values)), values, color="C0", width=0.8)
+        ax.set_xlim(-1, len(values))
+        if top is not None:
+            ax.set_ylim(0, top)
+        ax.set_xlabel("Layer (input; 0 = embedding)")
+        ax.set_ylabel(ylabel)
+        index_ticks(ax, len(values))
+        set_title(ax, result, what, mean)
+        figs[stem] = tidy(fig)
+    return figs
