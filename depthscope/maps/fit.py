@@ -1,0 +1,259 @@
+"""``fit_linear_maps``: align text, stream residuals into statistics, solve, score on held-out text.
+
+Texts are split up front (no model run needed): the first texts give the training tokens, the
+following, disjoint texts the validation tokens. Each pass runs both models on a batch of texts,
+keeps only aligned positions and folds them into float64 sums, so memory does not grow with the
+number of tokens. If the statistics of all target boundaries exceed the memory budget, target
+boundaries are split into groups and the passes repeat per group (models re-run, nothing stored).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from depthscope.analyses.base import Progress
+from depthscope.errors import DepthscopeError
+from depthscope.maps.align import AlignedText, Aligner
+from depthscope.maps.collect import collect_residuals
+from depthscope.maps.ridge import HeldOutMetrics, MapStatistics, solve
+from depthscope.models.loading import LoadedModel
+
+DEFAULT_MEMORY_GB = 6.0
+
+
+@dataclass
+class Split:
+    """Aligned texts for training and validation, and the alignment counts over the texts used."""
+
+    train: list[AlignedText]
+    val: list[AlignedText]
+    method: str
+    n_aligned: int = 0  # aligned positions in the used texts (before trimming to the budget)
+    n_target_positions: int = 0  # every position the target model reads in the used texts
+    n_source_positions: int = 0
+
+    @property
+    def n_train(self) -> int:
+        return sum(t.n_aligned for t in self.train)
+
+    @property
+    def n_val(self) -> int:
+        return sum(t.n_aligned for t in self.val)
+
+    @property
+    def aligned_fraction(self) -> float:
+        return self.n_aligned / max(self.n_target_positions, 1)
+
+
+def _take(items: Iterator[AlignedText], budget: int, split: Split) -> list[AlignedText]:
+    taken: list[AlignedText] = []
+    have = 0
+    for item in items:
+        if item.n_aligned == 0:
+            continue
+        split.n_aligned += item.n_aligned
+        split.n_target_positions += len(item.target_ids)
+        split.n_source_positions += len(item.source_ids)
+        taken.append(item.head(budget - have))
+        have += taken[-1].n_aligned
+        if have >= budget:
+            break
+    return taken
+
+
+def split_texts(
+    aligner: Aligner, texts: Sequence[str], train_tokens: int, val_tokens: int
+) -> Split:
+    """First texts -> exactly ``train_tokens`` aligned tokens, next texts -> ``val_tokens``."""
+    if train_tokens < 1 or val_tokens < 1:
+        raise DepthscopeError("--tokens and --val-tokens must both be at least 1")
+    items = (aligner(text) for text in texts if text)
+    split = Split([], [], aligner.method)
+    split.train = _take(items, train_tokens, split)
+    split.val = _take(items, val_tokens, split)
+    if split.n_train < train_tokens or split.n_val < val_tokens:
+        have = split.n_train + split.n_val
+        raise DepthscopeError(
+            f"only {have} aligned tokens in {len(texts)} texts ({aligner.method}, "
+            f"{split.aligned_fraction:.0%} of target tokens aligned); {train_tokens} training + "
+            f"{val_tokens} validation tokens are needed: lower --tokens/--val-tokens or use a "
+            f"data source with more text (e.g. --data builtin:text or file:PATH)"
+        )
+    return split
+
+
+def target_groups(
+    n_source: int, d_source: int, n_target: int, d_target: int, memory_bytes: float
+) -> list[list[int]]:
+    """Target boundaries per pass so that statistics plus float32 maps fit in ``memory_bytes``.
+
+    Per target boundary: ``(8 + 4) (M+1) (d_s+1) d_t`` bytes (float64 sums, float32 copy of the
+    solved maps for prediction); plus ``8 (M+1) (d_s+1)^2`` once for the Gram matrices.
+    """
+    per_target = 12 * n_source * (d_source + 1) * d_target
+    fixed = 8 * n_source * (d_source + 1) ** 2
+    size = max(1, int((memory_bytes - fixed) // per_target))
+    size = min(size, n_target)
+    n_groups = math.ceil(n_target / size)
+    size = math.ceil(n_target / n_groups)  # balance the groups
+    return [list(range(i, min(i + size, n_target))) for i in range(0, n_target, size)]
+
+
+def _batches(items: list[AlignedText], size: int) -> Iterator[list[AlignedText]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+@dataclass
+class _Clock:
+    seconds: dict[str, float] = field(
+        default_factory=lambda: {"forward": 0.0, "statistics": 0.0, "solve": 0.0, "validation": 0.0}
+    )
+
+    def timed(self, key: str, fn, *args, **kwargs):
+        started = time.perf_counter()
+        out = fn(*args, **kwargs)
+        self.seconds[key] += time.perf_counter() - started
+        return out
+
+
+def _residuals(
+    source: LoadedModel,
+    target: LoadedModel,
+    batch: list[AlignedText],
+    group: list[int],
+    clock: _Clock,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Aligned ``x`` ``[M+1, n, d_s]`` and ``y`` ``[len(group), n, d_t]`` for a batch of texts."""
+    device = target.device
+    x = clock.timed(
+        "forward",
+        collect_residuals,
+        source,
+        [t.source_ids for t in batch],
+        [t.source_positions for t in batch],
+        device=device,
+    )
+    y = clock.timed(
+        "forward",
+        collect_residuals,
+        target,
+        [t.target_ids for t in batch],
+        [t.target_positions for t in batch],
+    )
+    return x, y[group]
+
+
+def _best_and_correlation(rel_err: torch.Tensor) -> tuple[list[int], float | None]:
+    """Best target per source boundary, and the correlation of relative depths over layers 1..M."""
+    best = rel_err.argmin(dim=1)
+    n_source, n_target = rel_err.shape[0] - 1, rel_err.shape[1] - 1
+    if n_source < 2:
+        return best.tolist(), None
+    src = torch.arange(1, n_source + 1, dtype=torch.float64) / n_source
+    tgt = best[1:].double() / max(n_target, 1)
+    if float(tgt.std()) == 0.0:
+        return best.tolist(), None
+    return best.tolist(), float(torch.corrcoef(torch.stack([src, tgt]))[0, 1])
+
+
+def fit_linear_maps(
+    source: LoadedModel,
+    target: LoadedModel,
+    texts: Sequence[str],
+    *,
+    train_tokens: int,
+    val_tokens: int,
+    ridge: float,
+    batch_size: int = 8,
+    max_tokens: int = 512,
+    memory_gb: float = DEFAULT_MEMORY_GB,
+    predict_dtype: torch.dtype = torch.float32,
+    progress: Progress | None = None,
+) -> dict:
+    """Fit ``f_{m,l}: h^source_m -> h^target_l`` for every boundary pair; return the result data.
+
+    ``ridge`` is relative (see :mod:`depthscope.maps.ridge`). Validation predictions are made in
+    ``predict_dtype`` (sums stay float64). Returns the ``data`` section of a ``linear-map`` result.
+    """
+    progress = progress or Progress()
+    started = time.perf_counter()
+    aligner = Aligner(source.tokenizer, target.tokenizer, max_tokens=max_tokens)
+    split = split_texts(aligner, texts, train_tokens, val_tokens)
+    n_src, d_src = source.n_layers + 1, source.d_model
+    n_tgt, d_tgt = target.n_layers + 1, target.d_model
+    if ridge == 0 and train_tokens <= d_src + 1:
+        raise DepthscopeError(
+            f"{train_tokens} training tokens cannot determine a {d_src}+1-dimensional map without "
+            f"ridge; use --tokens well above {d_src + 1} or --ridge > 0"
+        )
+    groups = target_groups(n_src, d_src, n_tgt, d_tgt, memory_gb * 2**30)
+    rel_err = torch.full((n_src, n_tgt), float("nan"), dtype=torch.float64)
+    r2 = rel_err.clone()
+    baseline = torch.full((n_tgt,), float("nan"), dtype=torch.float64)
+    lams = torch.zeros(n_src, dtype=torch.float64)
+    clock = _Clock()
+    names = tuple(f"{source.name} boundary {m}" for m in range(n_src))
+    for index, group in enumerate(groups):
+        tag = (
+            f" (targets {group[0]}-{group[-1]}, pass {index + 1}/{len(groups)})"
+            if len(groups) > 1
+            else ""
+        )
+        stats = MapStatistics.zeros(n_src, d_src, len(group), d_tgt, device=target.device)
+        progress.start(f"statistics, {split.n_train} tokens{tag}", len(split.train))
+        for batch in _batches(split.train, batch_size):
+            x, y = _residuals(source, target, batch, group, clock)
+            clock.timed("statistics", stats.update, x, y)
+            progress.advance(len(batch))
+        progress.note(f"solving {n_src}x{len(group)} ridge maps{tag}")
+        maps = clock.timed("solve", solve, stats, ridge, names=names)
+        mean = stats.target_mean()
+        lams = maps.lam
+        del stats
+        maps = maps.to(predict_dtype)
+        metrics = HeldOutMetrics.zeros(n_src, len(group), d_tgt)
+        progress.start(f"held-out error, {split.n_val} tokens{tag}", len(split.val))
+        for batch in _batches(split.val, batch_size):
+            x, y = _residuals(source, target, batch, group, clock)
+            clock.timed("validation", metrics.update, maps, x, y)
+            clock.timed("validation", metrics.add_baseline, mean, y)
+            progress.advance(len(batch))
+        del maps
+        rel_err[:, group] = metrics.rel_err()
+        r2[:, group] = metrics.r2()
+        baseline[group] = metrics.baseline()
+    best, correlation = _best_and_correlation(rel_err)
+    seconds = {k: round(v, 3) for k, v in clock.seconds.items()}
+    seconds["total"] = round(time.perf_counter() - started, 3)
+    return {
+        "rel_err": rel_err,
+        "r2": r2,
+        "best_target": best,
+        "best_target_relative": [b / max(n_tgt - 1, 1) for b in best],
+        "depth_correlation": correlation,
+        "rel_err_mean_baseline": baseline,
+        "n_train_tokens": split.n_train,
+        "n_val_tokens": split.n_val,
+        "n_train_texts": len(split.train),
+        "n_val_texts": len(split.val),
+        "aligned_fraction": split.aligned_fraction,
+        "n_aligned_positions": split.n_aligned,
+        "n_target_positions": split.n_target_positions,
+        "n_source_positions": split.n_source_positions,
+        "alignment": split.method,
+        "source_layers": n_src - 1,
+        "target_layers": n_tgt - 1,
+        "source_model": source.name,
+        "target_model": target.name,
+        "ridge": ridge,
+        "ridge_lambda": lams,
+        "target_groups": len(groups),
+        "seconds": seconds,
+        "statistics_tokens_per_s": split.n_train * len(groups) / max(seconds["statistics"], 1e-9),
+    }
