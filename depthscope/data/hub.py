@@ -1,86 +1,195 @@
-"""Hugging Face datasets in the paper's exact formats (spec §1.4, §1.5); need the hub and `datasets`."""
+"""Hugging Face datasets in the paper's exact formats (spec §1.4, §1.5).
+
+The formatting functions are pure (a row dict in, an :class:`Example` out) so they are tested
+offline; the loaders need the optional ``datasets`` package and the hub (or its local cache), and
+turn every failure into one actionable line. Field names follow the reference code
+(``ShayanTalaei/llm_effective_depth`` ``analysis/lib/datasets``).
+"""
 
 from __future__ import annotations
 
+import logging
+import os
 import random
+import socket
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from itertools import islice
+from typing import Any
+from urllib.parse import urlparse
 
 from depthscope.data.example import Example
 from depthscope.errors import DepthscopeError
 
-GSM8K_INSTRUCTION = (
-    "Given the following problem, reason and give a final answer to the problem.\nProblem: {question}\n"
-    'Your response should end with "The final answer is [answer]" where [answer] is the response to the problem.\n\n'
+GSM8K = ("openai/gsm8k", "main", "test")
+MATH = ("EleutherAI/hendrycks_math", "intermediate_algebra", "test")
+MQUAKE = ("henryzhongsc/MQuAKE-Remastered", None, "CF3k")
+SHUFFLE_SEED = 42  # the reference shuffles each filtered level with random.Random(42)
+
+GSM8K_HEAD = (
+    "Given the following problem, reason and give a final answer to the problem.\n"
+    "Problem: {question}\n"
+    'Your response should end with "The final answer is [answer]" where [answer] is the '
+    "response to the problem.\n\n"
 )
 
 
 def gsm8k_example(row: dict) -> Example:
-    """Spec §1.4: instruction, question, worked rationale, ``The final answer is {final}``.
+    """Spec §1.4: instruction, question, GSM8K's worked rationale, ``The final answer is {final}``.
 
-    The prompt ends with ``"The final answer is"`` and the answer is ``" {final}"``, so ``.text``
-    is exactly the paper's string and the answer can be measured.
+    Split: the prompt ends with ``"The final answer is"`` and the answer is ``" " + final``, so
+    ``.text`` is exactly the reference string and the answer's tokens can be measured.
     """
-    rationale, final = row["answer"].split("####")
-    prompt = GSM8K_INSTRUCTION.format(question=row["question"]) + rationale + "The final answer is"
-    return Example(prompt=prompt, answer=" " + final.strip(), meta={"source": "openai/gsm8k"})
+    parts = row["answer"].split("####")
+    if len(parts) != 2:
+        raise DepthscopeError(
+            "GSM8K row has no single '####' before its final answer; the dataset format changed, "
+            "use file:PATH instead"
+        )
+    rationale, final = parts
+    prompt = GSM8K_HEAD.format(question=row["question"]) + rationale + "The final answer is"
+    return Example(prompt=prompt, answer=" " + final.strip(), meta={"source": GSM8K[0]})
+
+
+def math_level(row: dict) -> int | None:
+    """The MATH difficulty ("Level 3" -> 3); None for "Level ?" (the reference would crash, §14.21)."""
+    last = str(row["level"])[-1:]
+    return int(last) if last.isdigit() else None
 
 
 def math_example(row: dict) -> Example:
-    """Spec §1.5 ``Math(level)``: prompt ``Problem: …\\nAnswer:``, answer the full solution."""
+    """Spec §1.5 ``Math(level)``: prompt ``"Problem: {problem}\\nAnswer:"``, answer the solution."""
     return Example(
         prompt=f"Problem: {row['problem']}\nAnswer:",
         answer=f" {row['solution']}",
-        level=int(row["level"][-1]),
-        meta={"source": "EleutherAI/hendrycks_math"},
+        level=math_level(row),
+        meta={"source": MATH[0]},
     )
 
 
 def mquake_example(row: dict) -> Example:
-    """Spec §1.5 ``MQuake(n_hops)``: first question, original answer."""
+    """Spec §1.5 ``MQuake(n_hops)``: the first paraphrase of the question, the original answer."""
     return Example(
         prompt=f"Question: {row['questions'][0]}\nAnswer:",
         answer=f" {row['answer']}",
         level=len(row["orig_triples"]),
-        meta={"source": "henryzhongsc/MQuAKE-Remastered"},
+        meta={"source": MQUAKE[0]},
     )
 
 
-def _load(name: str, *args: str, split: str):
+def _offline_by_choice() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the hub's host accepts a TCP connection; assumed yes behind a proxy.
+
+    Without this, ``datasets`` retries for ~25 s and prints a dozen warnings before failing.
+    """
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    port = url.port or (80 if url.scheme == "http" else 443)
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def _quiet_hub_logs() -> Iterator[None]:
+    """Hide huggingface_hub's retry warnings: a failure becomes one DepthscopeError line."""
+    logger = logging.getLogger("huggingface_hub")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _load(name: str, config: str | None, split: str) -> Iterable[dict]:
+    """The dataset split, or a one-line error saying how to install or what to use instead.
+
+    With ``HF_HUB_OFFLINE=1`` the local ``datasets`` cache is used and the network never asked.
+    """
     try:
         import datasets
     except ImportError:
         raise DepthscopeError(
-            "hf: sources need the `datasets` package; pip install 'depthscope[hf]' (or use builtin:/file: sources)"
+            f"hf: data sources need the optional `datasets` package to load {name}; "
+            "pip install 'depthscope[hf]', or use builtin:arith-words or file:PATH"
         ) from None
+    if not _offline_by_choice() and not _hub_reachable():
+        raise DepthscopeError(
+            f"could not reach the Hugging Face hub to load {name} (offline?); use "
+            "builtin:arith-words or file:PATH instead, or HF_HUB_OFFLINE=1 to use a local cache"
+        )
+    args = (name,) if config is None else (name, config)
     try:
-        return datasets.load_dataset(name, *args, split=split)
-    except Exception as exc:
+        with _quiet_hub_logs():
+            return datasets.load_dataset(*args, split=split)
+    except Exception as exc:  # network, offline mode, missing cache, renamed repo: all the same fix
         raise DepthscopeError(
             f"could not load {name} from the Hugging Face hub ({type(exc).__name__}; offline?); "
-            f"use builtin:arith-words or file:PATH instead"
+            "use builtin:arith-words or file:PATH instead"
+        ) from None
+
+
+def _format(rows: Iterable[dict], fmt: Callable[[dict], Example], name: str) -> list[Example]:
+    """Format rows, reporting a changed dataset schema in one line instead of a KeyError."""
+    try:
+        return [fmt(row) for row in rows]
+    except (KeyError, IndexError, TypeError) as exc:
+        raise DepthscopeError(
+            f"{name} rows lack the expected fields ({type(exc).__name__}: {exc}); "
+            "the dataset format changed, use file:PATH instead"
         ) from None
 
 
 def gsm8k(n: int | None) -> list[Example]:
-    rows = _load("openai/gsm8k", "main", split="test")
-    count = len(rows) if n is None else min(n, len(rows))
-    return [gsm8k_example(rows[i]) for i in range(count)]
+    """The first ``n`` (all if None) GSM8K test problems in dataset order (spec §1.4, §14.5)."""
+    return _format(islice(_load(*GSM8K), n), gsm8k_example, GSM8K[0])
+
+
+def _levels(
+    rows: Iterable[dict],
+    level_of: Callable[[dict], Any],
+    levels: list[int],
+    n_per_level: int | None,
+) -> dict[int, list[dict]]:
+    """Rows per level: filter, then shuffle each level with ``Random(42)``, then take the first n.
+
+    The order matters: the reference filters first and shuffles the filtered list, so the same
+    seed on the whole split would pick different examples.
+    """
+    rows = list(rows)
+    out = {}
+    for level in levels:
+        chosen = [row for row in rows if level_of(row) == level]
+        random.Random(SHUFFLE_SEED).shuffle(chosen)
+        out[level] = chosen[:n_per_level]
+    return out
 
 
 def math_levels(levels: list[int], n_per_level: int | None) -> dict[int, list[Example]]:
-    rows = list(_load("EleutherAI/hendrycks_math", "intermediate_algebra", split="test"))
-    random.Random(42).shuffle(rows)
-    out = {}
-    for level in levels:
-        chosen = [r for r in rows if r["level"][-1:].isdigit() and int(r["level"][-1]) == level]
-        out[level] = [math_example(r) for r in chosen[:n_per_level]]
-    return out
+    """MATH intermediate algebra, per level (spec §1.5, E9)."""
+    try:
+        grouped = _levels(_load(*MATH), math_level, levels, n_per_level)
+    except KeyError as exc:
+        raise DepthscopeError(
+            f"{MATH[0]} rows lack the field {exc}; use file:PATH instead"
+        ) from None
+    return {k: _format(rows, math_example, MATH[0]) for k, rows in grouped.items()}
 
 
 def mquake_levels(levels: list[int], n_per_level: int | None) -> dict[int, list[Example]]:
-    rows = list(_load("henryzhongsc/MQuAKE-Remastered", split="CF3k"))
-    random.Random(42).shuffle(rows)
-    out = {}
-    for level in levels:
-        chosen = [r for r in rows if len(r["orig_triples"]) == level]
-        out[level] = [mquake_example(r) for r in chosen[:n_per_level]]
-    return out
+    """MQuAKE-Remastered CF3k, per number of hops (spec §1.5, E9)."""
+    try:
+        grouped = _levels(_load(*MQUAKE), lambda r: len(r["orig_triples"]), levels, n_per_level)
+    except KeyError as exc:
+        raise DepthscopeError(
+            f"{MQUAKE[0]} rows lack the field {exc}; use file:PATH instead"
+        ) from None
+    return {k: _format(rows, mquake_example, MQUAKE[0]) for k, rows in grouped.items()}

@@ -1,12 +1,19 @@
-"""`--data` specs: where the prompts of a run come from.
+"""``--data`` specs: where the prompts of a run come from.
 
-Forms: ``builtin:arith-words`` (default), ``builtin:arith-chain[:K]``, ``builtin:hops[:K]``,
-``builtin:nested[:K]``, ``builtin:paper``, ``builtin:text``, ``file:PATH`` (.txt/.jsonl),
-``hf:gsm8k``, ``hf:math[:LEVEL]``, ``hf:mquake[:HOPS]``. For a levelled family without ``:K``,
-``n`` counts examples per level and levels are interleaved (level 1 example 0, level 2 example 0, …).
+Forms (see :func:`describe_sources`): ``builtin:arith-words`` (the default), the levelled
+families ``builtin:arith-chain[:K]``, ``builtin:hops[:K]``, ``builtin:nested[:K]``,
+``builtin:paper``, ``builtin:text``, ``file:PATH`` (.txt/.jsonl), ``hf:gsm8k``,
+``hf:math[:LEVEL]`` and ``hf:mquake[:HOPS]``.
+
+How many: ``n`` generated examples (10 if None) for generators; the first ``n`` (all if None) of a
+file, corpus or dataset. For a levelled family ``n`` counts examples *per level*; without ``:K``
+every level is used and :func:`load_examples` interleaves them (level 1 example 0, level 2
+example 0, ..., level 1 example 1, ...), so a larger ``n`` only appends examples.
 """
 
 from __future__ import annotations
+
+from itertools import groupby
 
 from depthscope.data import generators, hub
 from depthscope.data.example import Example
@@ -15,23 +22,21 @@ from depthscope.data.text import prose_examples
 from depthscope.errors import DepthscopeError
 
 DEFAULT_SOURCE = "builtin:arith-words"
-DEFAULT_N = 10
+DEFAULT_N = 10  # generated examples (per level for levelled families) when n is None
 HUB_LEVELS = {"math": (1, 2, 3, 4, 5), "mquake": (2, 3, 4)}
 
 
 def describe_sources() -> list[tuple[str, str]]:
+    """(spec form, one-line description) of every source, for ``--help`` and the docs."""
     return [
-        (
-            "builtin:arith-words",
-            "multi-step arithmetic word problems with worked solutions (default)",
-        ),
-        ("builtin:arith-chain[:K]", "sums/differences of K digits, K=2..6 ('5 + 7 + 5 =' → ' 17')"),
-        ("builtin:hops[:K]", "K-hop lookups over invented entities in context, K=1..4"),
-        ("builtin:nested[:K]", "arithmetic expressions with parenthesis nesting depth K=1..4"),
-        ("builtin:paper", "the paper's two attribution prompts (arithmetic, two-hop question)"),
-        ("builtin:text", "English prose passages (Python reference docs bundled with Python)"),
-        ("file:PATH", ".txt (one prompt per line) or .jsonl ({text} or {prompt, answer, level})"),
-        ("hf:gsm8k", "GSM8K test set in the paper's format (needs the hub and `datasets`)"),
+        (DEFAULT_SOURCE, "arithmetic word problems, 2-4 steps, with worked solution (default)"),
+        ("builtin:arith-chain[:K]", "sums/differences of K digits, '5 + 7 + 3 =' -> ' 15'; K=2..6"),
+        ("builtin:hops[:K]", "K-hop lookups over invented people in context; K=1..4"),
+        ("builtin:nested[:K]", "expressions with parenthesis depth K, '((3 + 4) - 2) ='; K=1..4"),
+        ("builtin:paper", "the paper's two IG/erasure prompts (arithmetic, two-hop question)"),
+        ("builtin:text", "English prose passages (Python's bundled reference docs)"),
+        ("file:PATH", ".txt (a prompt per line) or .jsonl ({text} or {prompt, answer, level})"),
+        ("hf:gsm8k", "GSM8K test in the paper's format (needs `datasets` and the hub)"),
         ("hf:math[:LEVEL]", "MATH intermediate algebra, levels 1-5 (needs the hub)"),
         ("hf:mquake[:HOPS]", "MQuAKE-Remastered CF3k, 2-4 hops (needs the hub)"),
     ]
@@ -42,65 +47,110 @@ def _bad_spec(spec: str) -> DepthscopeError:
     return DepthscopeError(f"unknown data source {spec!r}; use one of: {forms}")
 
 
-def _parse_level(spec: str, text: str, allowed: tuple[int, ...]) -> int:
+def _check_n(n: int | None, what: str) -> None:
+    if n is not None and n < 1:
+        raise DepthscopeError(f"{what} must be at least 1 (got {n})")
+
+
+def _levels_wanted(spec: str, level_text: str, allowed: tuple[int, ...]) -> list[int]:
+    """All levels of the family, or the one named after the second colon."""
+    if not level_text:
+        return list(allowed)
     try:
-        level = int(text)
+        level = int(level_text)
     except ValueError:
         raise _bad_spec(spec) from None
     if level not in allowed:
-        raise DepthscopeError(f"{spec}: level must be one of {', '.join(map(str, allowed))}")
-    return level
+        raise DepthscopeError(
+            f"{spec}: level {level} does not exist; use one of {', '.join(map(str, allowed))}"
+        )
+    return [level]
 
 
-def load_levels(spec: str, n_per_level: int = 20, *, seed: int = 0) -> dict[int, list[Example]]:
-    """Examples per difficulty level of a levelled source (all levels, or the one named by ``:K``)."""
+def _file_levels(path: str, n_per_level: int | None) -> dict[int, list[Example]]:
+    """A .jsonl file's examples grouped by their "level" field, file order kept within a level."""
+    examples = load_file(path)
+    if any(example.level is None for example in examples):
+        raise DepthscopeError(
+            f'{path}: every line needs an integer "level" to be used by level; add it or drop the line'
+        )
+    ordered = sorted(examples, key=lambda e: e.level)  # stable: file order within a level
+    return {k: list(group)[:n_per_level] for k, group in groupby(ordered, key=lambda e: e.level)}
+
+
+def load_levels(
+    spec: str, n_per_level: int | None = 20, *, seed: int = 0
+) -> dict[int, list[Example]]:
+    """Examples per difficulty level: every level of the family, or only ``K`` for ``family:K``.
+
+    Levelled sources: ``builtin:arith-chain|hops|nested``, ``hf:math``, ``hf:mquake``, and
+    ``file:PATH.jsonl`` whose lines carry ``"level"``. The depth score (E9) compares levels.
+    """
+    _check_n(n_per_level, "the number of examples per level")
+    spec = spec.strip()
     kind, _, rest = spec.partition(":")
     family, _, level_text = rest.partition(":")
     if kind == "builtin" and family in generators.LEVELLED:
         make, allowed = generators.LEVELLED[family]
-        levels = [_parse_level(spec, level_text, allowed)] if level_text else list(allowed)
-        return {k: [make(k, i, seed) for i in range(n_per_level)] for k in levels}
+        count = DEFAULT_N if n_per_level is None else n_per_level
+        levels = _levels_wanted(spec, level_text, allowed)
+        return {k: [make(k, i, seed) for i in range(count)] for k in levels}
     if kind == "hf" and family in HUB_LEVELS:
-        allowed = HUB_LEVELS[family]
-        levels = [_parse_level(spec, level_text, allowed)] if level_text else list(allowed)
+        levels = _levels_wanted(spec, level_text, HUB_LEVELS[family])
         loader = hub.math_levels if family == "math" else hub.mquake_levels
-        return loader(levels, n_per_level)
+        return _non_empty(spec, loader(levels, n_per_level))
+    if kind == "file":
+        return _file_levels(rest, n_per_level)
     raise DepthscopeError(
-        f"{spec} has no difficulty levels; use builtin:hops, builtin:arith-chain, builtin:nested, hf:math or hf:mquake"
+        f"{spec} has no difficulty levels; use builtin:hops, builtin:arith-chain, builtin:nested, "
+        'hf:math, hf:mquake or a .jsonl file with "level" fields'
     )
 
 
+def _non_empty(spec: str, groups: dict[int, list[Example]]) -> dict[int, list[Example]]:
+    empty = [str(level) for level, examples in groups.items() if not examples]
+    if empty:
+        raise DepthscopeError(f"{spec} has no examples at level {', '.join(empty)}; pick another")
+    return groups
+
+
 def _interleave(groups: dict[int, list[Example]]) -> list[Example]:
-    out = []
-    longest = max((len(g) for g in groups.values()), default=0)
-    for i in range(longest):
-        out.extend(group[i] for group in groups.values() if i < len(group))
-    return out
+    """Level 1 example 0, level 2 example 0, ..., level 1 example 1, ...: prefix-stable in n."""
+    longest = max((len(group) for group in groups.values()), default=0)
+    return [group[i] for i in range(longest) for group in groups.values() if i < len(group)]
 
 
-def load_examples(spec: str, n: int | None = DEFAULT_N, *, seed: int = 0) -> list[Example]:
-    """The examples of ``spec``: the first ``n`` of a file or dataset, or ``n`` generated ones."""
+def _examples(spec: str, n: int | None, seed: int) -> list[Example]:
     kind, sep, rest = spec.partition(":")
-    if not sep:
-        raise _bad_spec(spec)
     family, _, level_text = rest.partition(":")
-    count = DEFAULT_N if n is None and kind == "builtin" else n
-    if kind == "builtin" and family == "arith-words" and not level_text:
-        examples = [generators.arith_words(i, seed) for i in range(count)]
-    elif kind == "builtin" and family == "paper" and not level_text:
-        examples = list(generators.PAPER_PROMPTS)[: n or None]
-    elif kind == "builtin" and family == "text" and not level_text:
-        examples = prose_examples(n, seed)
-    elif (kind == "builtin" and family in generators.LEVELLED) or (
-        kind == "hf" and family in HUB_LEVELS
-    ):
-        examples = _interleave(load_levels(spec, count if count is not None else 20, seed=seed))
-    elif kind == "file":
-        examples = load_file(rest)[: n or None]
-    elif kind == "hf" and family == "gsm8k" and not level_text:
-        examples = hub.gsm8k(n)
-    else:
+    if kind == "file":
+        return load_file(rest)[:n]
+    if kind == "builtin" and family in generators.LEVELLED:
+        return _interleave(load_levels(spec, n, seed=seed))
+    if kind == "hf" and family in HUB_LEVELS:
+        return _interleave(load_levels(spec, n, seed=seed))
+    if level_text:
         raise _bad_spec(spec)
+    if spec == DEFAULT_SOURCE:
+        return [generators.arith_words(i, seed) for i in range(DEFAULT_N if n is None else n)]
+    if spec == "builtin:paper":
+        return list(generators.PAPER_PROMPTS)[:n]
+    if spec == "builtin:text":
+        return prose_examples(n, seed)
+    if spec == "hf:gsm8k":
+        return hub.gsm8k(n)
+    raise _bad_spec(spec)
+
+
+def load_examples(spec: str, n: int | None = None, *, seed: int = 0) -> list[Example]:
+    """The examples of ``spec``: ``n`` generated ones, or the first ``n`` of a file or dataset.
+
+    ``n=None``: 10 generated examples (per level for levelled families), or a whole file or
+    dataset. Levelled families without ``:K`` give all levels interleaved.
+    """
+    _check_n(n, "the number of prompts")
+    spec = spec.strip()
+    examples = _examples(spec, n, seed)
     if not examples:
         raise DepthscopeError(f"data source {spec} gave no prompts; ask for at least one (-n 1)")
     return examples

@@ -1,0 +1,450 @@
+"""Data sources: generated tasks are deterministic and correct; files and hub sources fail clearly.
+
+Everything here is offline: answers are re-derived independently of the generators (the
+arithmetic re-evaluated, hop chains re-followed from the facts in the text), and the hub loaders
+run against a fake ``datasets`` module.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import operator
+import re
+import sys
+import types
+
+import pytest
+
+from depthscope.data import generators, hub
+from depthscope.data.sources import (
+    DEFAULT_SOURCE,
+    describe_sources,
+    load_examples,
+    load_levels,
+)
+from depthscope.errors import DepthscopeError
+
+OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul}
+
+
+def evaluate(expression: str) -> int:
+    """Integer +, -, * and parentheses, via the AST (no eval)."""
+
+    def walk(node: ast.AST) -> int:
+        if isinstance(node, ast.BinOp) and type(node.op) in OPS:
+            return OPS[type(node.op)](walk(node.left), walk(node.right))
+        if isinstance(node, ast.Constant) and isinstance(node.value, int):
+            return node.value
+        raise AssertionError(f"unexpected syntax in {expression!r}")
+
+    return walk(ast.parse(expression, mode="eval").body)
+
+
+def paren_depth(expression: str) -> int:
+    depth = deepest = 0
+    for char in expression:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        assert depth >= 0
+        deepest = max(deepest, depth)
+    assert depth == 0
+    return deepest
+
+
+# --- determinism ---------------------------------------------------------------------------
+
+GENERATED = ("builtin:arith-words", "builtin:hops", "builtin:nested:3", "builtin:arith-chain:4")
+
+
+@pytest.mark.parametrize("spec", GENERATED)
+def test_generators_are_deterministic_and_seeded(spec):
+    a = load_examples(spec, 6, seed=1)
+    assert a == load_examples(spec, 6, seed=1)
+    assert a != load_examples(spec, 6, seed=2)
+    assert len({e.text for e in a}) == len(a)
+
+
+@pytest.mark.parametrize("spec", GENERATED)
+def test_example_i_does_not_depend_on_n(spec):
+    small, large = load_examples(spec, 3, seed=5), load_examples(spec, 9, seed=5)
+    assert large[: len(small)] == small
+
+
+def test_default_source_and_default_n():
+    assert DEFAULT_SOURCE == "builtin:arith-words"
+    assert len(load_examples(DEFAULT_SOURCE)) == 10
+    assert len(load_examples("builtin:nested:2")) == 10
+
+
+# --- arithmetic word problems --------------------------------------------------------------
+
+
+def test_arith_words_worked_solutions_are_correct():
+    """Every solution line is right, uses only numbers from the problem or earlier lines, and
+    the last line's result is the answer."""
+    templates, steps = set(), set()
+    for example in load_examples("builtin:arith-words", 2000, seed=3):
+        problem, solution, final = example.prompt.split("\n")
+        assert problem.startswith("Problem: ") and problem.endswith("?")
+        assert final == "The final answer is" and re.fullmatch(r" \d+", example.answer)
+        lines = re.findall(r"(\d+(?: [-+*] \d+)+) = (\d+)\.", solution.removeprefix("Solution: "))
+        assert " ".join(f"{lhs} = {rhs}." for lhs, rhs in lines) == solution[len("Solution: ") :]
+        known = {int(x) for x in re.findall(r"\d+", problem)} | {2}  # "doubles"
+        for lhs, rhs in lines:
+            assert evaluate(lhs) == int(rhs) >= 0, (lhs, rhs)
+            assert {int(x) for x in re.findall(r"\d+", lhs)} <= known, (lhs, example.prompt)
+            known.add(int(rhs))
+        assert int(lines[-1][1]) == int(example.answer)
+        assert 2 <= len(lines) <= 4 and example.meta["steps"] == len(lines)
+        assert all(int(x) <= 200 for x in re.findall(r"\d+", example.text))
+        templates.add(example.meta["template"])
+        steps.add(len(lines))
+    assert templates == {"holdings", "shopping", "compare", "rate"} and steps == {2, 3, 4}
+
+
+def test_arith_words_are_short():
+    """~60-90 SmolLM2 tokens, which split numbers into digits: about 2.4 characters a token."""
+    lengths = [len(e.text) for e in load_examples("builtin:arith-words", 400)]
+    assert min(lengths) >= 120 and max(lengths) <= 260
+    assert 160 <= sum(lengths) / len(lengths) <= 200
+
+
+# --- levelled families ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("level", [2, 3, 4, 5, 6])
+def test_arith_chain_answers(level):
+    for example in load_levels(f"builtin:arith-chain:{level}", 40)[level]:
+        expression = example.prompt.removesuffix(" =")
+        assert re.fullmatch(r"\d( [+-] \d)*", expression)
+        assert len(re.findall(r"\d", expression)) == level
+        assert example.answer == f" {evaluate(expression)}" and evaluate(expression) >= 0
+        running = [evaluate(expression[: i + 1]) for i in range(0, len(expression), 4)]
+        assert min(running) >= 0 and example.level == level
+
+
+@pytest.mark.parametrize("level", [1, 2, 3, 4])
+def test_nested_depth_and_answers(level):
+    for example in load_levels(f"builtin:nested:{level}", 40)[level]:
+        expression = example.prompt.removesuffix(" =")
+        assert paren_depth(expression) == level
+        assert example.answer == f" {evaluate(expression)}" and evaluate(expression) >= 1
+        assert example.level == level
+
+
+@pytest.mark.parametrize("level", [1, 2, 3, 4])
+def test_hops_follow_the_facts(level):
+    for example in load_levels(f"builtin:hops:{level}", 30)[level]:
+        facts_text, question = example.prompt.split("\n")
+        facts = re.findall(r"(\w+)'s (\w+) is (\w+)\.", facts_text)
+        assert " ".join(f"{a}'s {r} is {b}." for a, r, b in facts) == facts_text
+        (relation,) = {r for _, r, _ in facts}
+        subjects = [a for a, _, _ in facts]
+        assert len(subjects) == len(set(subjects)), "one fact per entity: a unique answer"
+        assert len(facts) > level, "distractor facts are present"
+        match = re.fullmatch(
+            rf"The (?:{relation} of the ){{{level - 1}}}{relation} of (\w+) is", question
+        )
+        assert match, question
+        entity, lookup = match.group(1), {a: b for a, _, b in facts}
+        for _ in range(level):
+            entity = lookup[entity]
+        assert example.answer == f" {entity}" and example.level == level
+        assert re.fullmatch(r" [A-Z][a-z]+", example.answer)
+
+
+def test_hops_fact_order_is_shuffled():
+    """The chain is not simply listed in order (else the answer is the last fact's object)."""
+    firsts = []
+    for example in load_levels("builtin:hops:3", 30)[3]:
+        chain = example.meta["chain"]
+        firsts.append(example.prompt.index(f"{chain[0]}'s") == 0)
+    assert not all(firsts)
+
+
+def test_levelled_family_without_level():
+    assert set(load_levels("builtin:nested", 3)) == {1, 2, 3, 4}
+    assert set(load_levels("builtin:arith-chain", 1)) == {2, 3, 4, 5, 6}
+    assert list(load_levels("builtin:hops:3", 2)) == [3]
+    examples = load_examples("builtin:hops", 2)
+    assert [e.level for e in examples] == [1, 2, 3, 4, 1, 2, 3, 4]
+    levels = load_levels("builtin:hops", 2)
+    assert examples[::4] == levels[1] and examples[3::4] == levels[4]
+
+
+def test_paper_and_text_sources():
+    paper = load_examples("builtin:paper")
+    assert [e.text for e in paper] == [
+        "5 + 7 + 5 + 3 + 1 + 7 = 28",
+        "The spouse of the performer of Imagine is Yoko Ono",
+    ]
+    assert [e.answer for e in paper] == [" 28", " Yoko Ono"]
+    assert generators.PAPER_PROMPTS[0].prompt == "5 + 7 + 5 + 3 + 1 + 7 ="
+    text = load_examples("builtin:text", 3)
+    assert len(text) == 3 and all(len(e.text) >= 250 for e in text)
+
+
+# --- spec errors ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "nope",
+        "builtin",
+        "builtin:nope",
+        "builtin:arith-words:2",
+        "builtin:hops:x",
+        "hf:nope",
+        "hf:gsm8k:1",
+    ],
+)
+def test_unknown_specs_list_valid_forms(spec):
+    with pytest.raises(DepthscopeError, match="use one of: builtin:arith-words") as info:
+        load_examples(spec, 2)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_levels_and_counts():
+    with pytest.raises(DepthscopeError, match="level 9 does not exist; use one of 1, 2, 3, 4"):
+        load_examples("builtin:hops:9", 2)
+    with pytest.raises(DepthscopeError, match="no difficulty levels"):
+        load_levels("builtin:arith-words", 2)
+    for n in (0, -1):
+        with pytest.raises(DepthscopeError, match="at least 1"):
+            load_examples("builtin:arith-words", n)
+
+
+def test_describe_sources_covers_every_form():
+    forms = [form for form, _ in describe_sources()]
+    assert forms[0] == DEFAULT_SOURCE
+    for form in ("builtin:hops[:K]", "builtin:nested[:K]", "builtin:arith-chain[:K]", "file:PATH"):
+        assert form in forms
+    assert all(text and "\n" not in text for _, text in describe_sources())
+
+
+# --- files ---------------------------------------------------------------------------------
+
+
+def test_txt_file(tmp_path):
+    path = tmp_path / "p.txt"
+    path.write_text("first prompt\n\n  \nsecond prompt \n")
+    examples = load_examples(f"file:{path}")
+    assert [e.prompt for e in examples] == ["first prompt", "second prompt "]
+    assert all(e.answer == "" and e.level is None for e in examples)
+    assert load_examples(f"file:{path}", 1) == examples[:1]
+
+
+def test_jsonl_file_and_levels(tmp_path):
+    path = tmp_path / "p.jsonl"
+    rows = [
+        {"text": "a b"},
+        {"prompt": "1 + 1 =", "answer": " 2", "level": 1},
+        {"prompt": "no answer"},
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+    examples = load_examples(f"file:{path}")
+    assert [(e.prompt, e.answer, e.level) for e in examples] == [
+        ("a b", "", None),
+        ("1 + 1 =", " 2", 1),
+        ("no answer", "", None),
+    ]
+    levelled = tmp_path / "l.jsonl"
+    levelled.write_text(
+        "\n".join(
+            json.dumps({"prompt": f"p{i}", "answer": " x", "level": i % 2 + 1}) for i in range(5)
+        )
+    )
+    by_level = load_levels(f"file:{levelled}", 2)
+    assert {k: [e.prompt for e in v] for k, v in by_level.items()} == {
+        1: ["p0", "p2"],
+        2: ["p1", "p3"],
+    }
+    with pytest.raises(DepthscopeError, match='needs an integer "level"'):
+        load_levels(f"file:{path}")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("bad.jsonl", '{"text": "ok"}\n{oops\n', r"line 2 is not valid JSON"),
+        ("x.jsonl", '{"q": 1}\n', 'line 1: object has neither "text" nor "prompt"'),
+        ("l.jsonl", '["text"]\n', "line 1: expected a JSON object"),
+        ("s.jsonl", '{"prompt": 3}\n', '"prompt" must be a string'),
+        ("v.jsonl", '{"text": "a", "level": "hard"}\n', '"level" must be an integer'),
+        ("e.jsonl", '{"text": "  "}\n', "line 1: the prompt is empty"),
+        ("x.csv", "a\n", r"must end in \.txt"),
+        ("empty.txt", "\n \n", "holds no prompts"),
+        ("empty.jsonl", "", "holds no prompts"),
+    ],
+)
+def test_file_errors(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(DepthscopeError, match=message) as info:
+        load_examples(f"file:{path}")
+    assert "\n" not in str(info.value)
+
+
+def test_missing_and_non_utf8_files(tmp_path):
+    with pytest.raises(DepthscopeError, match="does not exist"):
+        load_examples(f"file:{tmp_path / 'missing.txt'}")
+    with pytest.raises(DepthscopeError, match="is not a file"):
+        load_examples(f"file:{tmp_path}")
+    with pytest.raises(DepthscopeError, match="needs a path"):
+        load_examples("file:")
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("caf\xe9\n".encode("latin-1"))
+    with pytest.raises(DepthscopeError, match="not UTF-8"):
+        load_examples(f"file:{latin}")
+
+
+# --- Hugging Face formats (pure functions, hand-made rows) ---------------------------------
+
+GSM8K_ROW = {
+    "question": "Tom has 3 apples and buys 2 more. How many apples does he have?",
+    "answer": "He has 3 + 2 = <<3+2=5>>5 apples.\n#### 5",
+}
+
+
+def test_gsm8k_format_matches_the_spec():
+    example = hub.gsm8k_example(GSM8K_ROW)
+    expected = (
+        "Given the following problem, reason and give a final answer to the problem.\n"
+        f"Problem: {GSM8K_ROW['question']}\n"
+        'Your response should end with "The final answer is [answer]" where [answer] is the '
+        "response to the problem.\n\n"
+        "He has 3 + 2 = <<3+2=5>>5 apples.\nThe final answer is 5"
+    )
+    assert example.text == expected
+    assert example.prompt.endswith("\nThe final answer is") and example.answer == " 5"
+    with pytest.raises(DepthscopeError, match="####"):
+        hub.gsm8k_example({"question": "q", "answer": "no marker"})
+
+
+def test_math_and_mquake_formats_match_the_spec():
+    row = {"problem": "Solve $x+1=2$.", "solution": "$x = 1$.", "level": "Level 3"}
+    math = hub.math_example(row)
+    assert (math.prompt, math.answer, math.level) == (
+        "Problem: Solve $x+1=2$.\nAnswer:",
+        " $x = 1$.",
+        3,
+    )
+    assert hub.math_level({"level": "Level ?"}) is None
+    mq = hub.mquake_example(
+        {"questions": ["Who is it?", "Which one?"], "answer": "Ann Lee", "orig_triples": [1, 2, 3]}
+    )
+    assert (mq.prompt, mq.answer, mq.level) == ("Question: Who is it?\nAnswer:", " Ann Lee", 3)
+
+
+# --- Hugging Face loaders (fake `datasets`, never the network) ------------------------------
+
+
+def fake_datasets(monkeypatch, tables: dict | None = None, error: Exception | None = None) -> list:
+    """Install a fake ``datasets`` module; returns the list of load_dataset calls."""
+    calls = []
+
+    def load_dataset(*args, split):
+        calls.append((*args, split))
+        if error is not None:
+            raise error
+        return tables[args[0]]
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    monkeypatch.setattr(hub, "_hub_reachable", lambda: True)  # never probe the real network
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    return calls
+
+
+def test_gsm8k_loader_takes_the_first_n_in_order(monkeypatch):
+    rows = [{"question": f"Q{i}?", "answer": f"r{i}\n#### {i}"} for i in range(5)]
+    calls = fake_datasets(monkeypatch, {"openai/gsm8k": rows})
+    examples = load_examples("hf:gsm8k", 3)
+    assert calls == [("openai/gsm8k", "main", "test")]
+    assert [e.answer for e in examples] == [" 0", " 1", " 2"]
+    assert len(load_examples("hf:gsm8k")) == 5
+
+
+def test_math_loader_filters_then_shuffles_each_level(monkeypatch):
+    import random
+
+    rows = [{"problem": f"p{i}", "solution": "s", "level": f"Level {i % 5 + 1}"} for i in range(40)]
+    rows.append({"problem": "odd", "solution": "s", "level": "Level ?"})
+    calls = fake_datasets(monkeypatch, {"EleutherAI/hendrycks_math": rows})
+    levels = load_levels("hf:math", 3)
+    assert calls[0] == ("EleutherAI/hendrycks_math", "intermediate_algebra", "test")
+    assert list(levels) == [1, 2, 3, 4, 5]
+    level2 = [r for r in rows if r["level"] == "Level 2"]
+    random.Random(42).shuffle(level2)
+    assert [e.prompt for e in levels[2]] == [
+        f"Problem: {r['problem']}\nAnswer:" for r in level2[:3]
+    ]
+    assert [e.level for e in load_examples("hf:math:4", 2)] == [4, 4]
+    assert [e.level for e in load_examples("hf:math", 1)] == [1, 2, 3, 4, 5]
+
+
+def test_mquake_loader_groups_by_hops(monkeypatch):
+    rows = [
+        {"questions": [f"q{i}"], "answer": f"a{i}", "orig_triples": [0] * (i % 3 + 2)}
+        for i in range(12)
+    ]
+    calls = fake_datasets(monkeypatch, {"henryzhongsc/MQuAKE-Remastered": rows})
+    levels = load_levels("hf:mquake", 20)
+    assert calls[0] == ("henryzhongsc/MQuAKE-Remastered", "CF3k")
+    assert {k: len(v) for k, v in levels.items()} == {2: 4, 3: 4, 4: 4}
+    assert all(e.level == k for k, v in levels.items() for e in v)
+    with pytest.raises(DepthscopeError, match="level 5 does not exist"):
+        load_levels("hf:mquake:5")
+
+
+def test_hub_schema_change_is_one_line(monkeypatch):
+    fake_datasets(monkeypatch, {"openai/gsm8k": [{"prompt": "renamed"}]})
+    with pytest.raises(DepthscopeError, match="lack the expected fields") as info:
+        load_examples("hf:gsm8k", 1)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("spec", ["hf:gsm8k", "hf:math", "hf:mquake:2"])
+def test_hub_failure_is_one_line(monkeypatch, spec):
+    fake_datasets(monkeypatch, error=ConnectionError("Couldn't reach the hub\nretry later"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DepthscopeError) as info:
+        load_examples(spec, 2)
+    message = str(info.value)
+    assert "\n" not in message
+    assert re.fullmatch(
+        r"could not load \S+ from the Hugging Face hub \(ConnectionError; offline\?\); "
+        r"use builtin:arith-words or file:PATH instead",
+        message,
+    )
+
+
+def test_unreachable_hub_fails_fast_unless_offline_mode(monkeypatch):
+    """No hub: one line at once (no ~25 s of retries); HF_HUB_OFFLINE=1 goes to the cache."""
+    rows = [{"question": "Q?", "answer": "r\n#### 1"}]
+    calls = fake_datasets(monkeypatch, {"openai/gsm8k": rows})
+    monkeypatch.setattr(hub, "_hub_reachable", lambda: False)
+    with pytest.raises(DepthscopeError, match="could not reach the Hugging Face hub") as info:
+        load_examples("hf:gsm8k", 1)
+    assert "\n" not in str(info.value) and "HF_HUB_OFFLINE=1" in str(info.value) and not calls
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert load_examples("hf:gsm8k", 1)[0].answer == " 1"
+
+
+def test_hub_without_datasets_package_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "datasets", None)  # makes `import datasets` fail
+    with pytest.raises(DepthscopeError, match=r"pip install 'depthscope\[hf\]'") as info:
+        load_examples("hf:gsm8k", 2)
+    assert "\n" not in str(info.value)
+
+
+def test_hub_offline_for_real(monkeypatch, tmp_path):
+    """Whatever is installed, HF_HUB_OFFLINE=1 with an empty cache gives the one-line error."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "datasets"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(DepthscopeError) as info:
+        load_examples("hf:mquake:2", 1)
+    assert "\n" not in str(info.value)
+    assert "datasets" in str(info.value) or "could not load" in str(info.value)
