@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -36,6 +36,7 @@ class Split:
     n_aligned: int = 0  # aligned positions in the used texts (before trimming to the budget)
     n_target_positions: int = 0  # every position the target model reads in the used texts
     n_source_positions: int = 0
+    n_texts_read: int = 0
 
     @property
     def n_train(self) -> int:
@@ -67,19 +68,29 @@ def _take(items: Iterator[AlignedText], budget: int, split: Split) -> list[Align
 
 
 def split_texts(
-    aligner: Aligner, texts: Sequence[str], train_tokens: int, val_tokens: int
+    aligner: Aligner, texts: Iterable[str], train_tokens: int, val_tokens: int
 ) -> Split:
-    """First texts -> exactly ``train_tokens`` aligned tokens, next texts -> ``val_tokens``."""
+    """First texts -> exactly ``train_tokens`` aligned tokens, next texts -> ``val_tokens``.
+
+    ``texts`` may be a lazy iterator: it is read only as far as the budgets need.
+    """
     if train_tokens < 1 or val_tokens < 1:
         raise DepthscopeError("--tokens and --val-tokens must both be at least 1")
-    items = (aligner(text) for text in texts if text)
     split = Split([], [], aligner.method)
-    split.train = _take(items, train_tokens, split)
-    split.val = _take(items, val_tokens, split)
+
+    def aligned() -> Iterator[AlignedText]:
+        for text in texts:
+            split.n_texts_read += 1
+            if text:
+                yield aligner(text)
+
+    stream = aligned()
+    split.train = _take(stream, train_tokens, split)
+    split.val = _take(stream, val_tokens, split)
     if split.n_train < train_tokens or split.n_val < val_tokens:
         have = split.n_train + split.n_val
         raise DepthscopeError(
-            f"only {have} aligned tokens in {len(texts)} texts ({aligner.method}, "
+            f"only {have} aligned tokens in {split.n_texts_read} texts ({aligner.method}, "
             f"{split.aligned_fraction:.0%} of target tokens aligned); {train_tokens} training + "
             f"{val_tokens} validation tokens are needed: lower --tokens/--val-tokens or use a "
             f"data source with more text (e.g. --data builtin:text or file:PATH)"
@@ -165,7 +176,7 @@ def _best_and_correlation(rel_err: torch.Tensor) -> tuple[list[int], float | Non
 def fit_linear_maps(
     source: LoadedModel,
     target: LoadedModel,
-    texts: Sequence[str],
+    texts: Iterable[str],
     *,
     train_tokens: int,
     val_tokens: int,
@@ -229,6 +240,7 @@ def fit_linear_maps(
         r2[:, group] = metrics.r2()
         baseline[group] = metrics.baseline()
     best, correlation = _best_and_correlation(rel_err)
+    best_source = rel_err.argmin(dim=0).tolist()  # per target: less confounded by hard targets
     seconds = {k: round(v, 3) for k, v in clock.seconds.items()}
     seconds["total"] = round(time.perf_counter() - started, 3)
     return {
@@ -237,6 +249,7 @@ def fit_linear_maps(
         "best_target": best,
         "best_target_relative": [b / max(n_tgt - 1, 1) for b in best],
         "depth_correlation": correlation,
+        "best_source": best_source,
         "rel_err_mean_baseline": baseline,
         "n_train_tokens": split.n_train,
         "n_val_tokens": split.n_val,
