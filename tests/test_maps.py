@@ -88,7 +88,11 @@ def test_planted_affine_map_is_recovered():
     assert torch.allclose(maps.weight[0], w, atol=1e-4)
     assert torch.allclose(maps.bias[0], b, atol=1e-3)
     metrics = HeldOutMetrics.zeros(2, 1, 5)
-    metrics.update(maps.to(torch.float32), torch.stack([x[4000:], other[4000:]]), y[None, 4000:])
+    fast = solve(stats, ridge=0.0, dtype=torch.float32)  # stored in float32, solved in float64
+    assert torch.equal(fast.weight, maps.weight.float()) and torch.equal(
+        fast.bias, maps.bias.float()
+    )
+    metrics.update(fast, torch.stack([x[4000:], other[4000:]]), y[None, 4000:])
     rel = metrics.rel_err()
     expected = (1e-3 * 5**0.5 / y[4000:].norm(dim=1)).mean()  # noise norm / target norm
     assert float(rel[0, 0]) == pytest.approx(float(expected), rel=0.2)

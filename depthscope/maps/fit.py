@@ -223,11 +223,10 @@ def fit_linear_maps(
             clock.timed("statistics", stats.update, x, y)
             progress.advance(len(batch))
         progress.note(f"solving {n_src}x{len(group)} ridge maps{tag}")
-        maps = clock.timed("solve", solve, stats, ridge, names=names)
+        maps = clock.timed("solve", solve, stats, ridge, dtype=predict_dtype, names=names)
         mean = stats.target_mean()
         lams = maps.lam
         del stats
-        maps = maps.to(predict_dtype)
         metrics = HeldOutMetrics.zeros(n_src, len(group), d_tgt)
         progress.start(f"held-out error, {split.n_val} tokens{tag}", len(split.val))
         for batch in _batches(split.val, batch_size):

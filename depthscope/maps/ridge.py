@@ -125,11 +125,19 @@ def ridge_lambda(scatter: torch.Tensor, ridge: float) -> float:
     return float(ridge) * float(torch.trace(scatter)) / scatter.shape[0]
 
 
-def solve(stats: MapStatistics, ridge: float, *, names: tuple[str, ...] = ()) -> AffineMaps:
+def solve(
+    stats: MapStatistics,
+    ridge: float,
+    *,
+    dtype: torch.dtype = torch.float64,
+    names: tuple[str, ...] = (),
+) -> AffineMaps:
     """Ridge solution for every source boundary, all target boundaries at once (one Cholesky each).
 
     Centring first (exactly equivalent to the unpenalised bias column) keeps the system well
-    conditioned even when residuals have a large mean. ``names[m]`` labels errors.
+    conditioned even when residuals have a large mean. The solve is float64; the maps are stored
+    in ``dtype`` one source boundary at a time, so a float32 result never needs a full float64
+    copy next to the statistics. ``names[m]`` labels errors.
     """
     if ridge < 0:
         raise DepthscopeError(f"--ridge must be >= 0 (got {ridge})")
@@ -139,9 +147,9 @@ def solve(stats: MapStatistics, ridge: float, *, names: tuple[str, ...] = ()) ->
             f"only {n} training tokens; a map needs many more (use more --tokens)"
         )
     n_source, d_source = stats.gram.shape[0], stats.d_source
-    f64 = dict(dtype=torch.float64, device=stats.gram.device)
-    weight = torch.empty(n_source, d_source, stats.cross.shape[-1], **f64)
-    bias = torch.empty(n_source, stats.cross.shape[-1], **f64)
+    out = dict(dtype=dtype, device=stats.gram.device)
+    weight = torch.empty(n_source, d_source, stats.cross.shape[-1], **out)
+    bias = torch.empty(n_source, stats.cross.shape[-1], **out)
     lams = torch.empty(n_source, dtype=torch.float64)
     for m in range(n_source):
         scatter, cross, mean_x = centred(stats, m)
@@ -155,8 +163,9 @@ def solve(stats: MapStatistics, ridge: float, *, names: tuple[str, ...] = ()) ->
                 f"(d={d_source}), so the least-squares map is not unique; use --ridge > 0 "
                 f"or more --tokens"
             )
-        weight[m] = torch.cholesky_solve(cross, factor)
-        bias[m] = stats.cross[m, -1] / n - mean_x @ weight[m]
+        solution = torch.cholesky_solve(cross, factor)
+        weight[m] = solution
+        bias[m] = stats.cross[m, -1] / n - mean_x @ solution
         lams[m] = lam
     return AffineMaps(weight, bias, lams, stats.n_targets, stats.d_target)
 
