@@ -91,12 +91,23 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"built-in name, Hugging Face id, local folder or .gguf file (default: {DEFAULT_MODEL})",
     )
     analyze.add_argument(
-        "--analyses", default="all", help="comma-separated analyses, or all (default: all)"
+        "--analyses",
+        default="all",
+        help="comma-separated analyses; all = the five residual-stream analyses (E2-E6, the default); "
+        "igrad, erasure and depth-score run when named",
     )
     analyze.add_argument(
-        "--data", default=DEFAULT_SOURCE, help=f"prompt source (default: {DEFAULT_SOURCE})"
+        "--data",
+        default=None,
+        help=f"prompt source (default: {DEFAULT_SOURCE}; builtin:paper for igrad/erasure alone, "
+        "builtin:hops for depth-score alone)",
     )
-    analyze.add_argument("-n", type=int, default=10, help="number of prompts (default: 10)")
+    analyze.add_argument(
+        "-n",
+        type=int,
+        default=10,
+        help="number of prompts; per level for levelled sources (default: 10)",
+    )
     analyze.add_argument(
         "--out", type=Path, default=None, help="run directory (default: runs/<model name>)"
     )
@@ -141,16 +152,11 @@ def _parse_overrides(items: list[str]) -> dict[str, str]:
 
 
 def cmd_models() -> int:
-    from rich.console import Console
-    from rich.table import Table
+    from depthscope.models.zoo import BUILTIN_MODELS, cache_dir, is_cached
 
-    from depthscope.models.zoo import BUILTIN_MODELS, is_cached
-
-    table = Table(title="built-in models")
-    for column in ("name", "family", "layers", "width", "params", "download", "cached", "source"):
-        table.add_column(column)
-    for name, info in BUILTIN_MODELS.items():
-        table.add_row(
+    header = ("name", "family", "layers", "width", "params", "download", "cached", "source")
+    rows = [
+        (
             name,
             info.family,
             str(info.layers),
@@ -160,7 +166,14 @@ def cmd_models() -> int:
             "yes" if is_cached(name) else "no",
             info.source,
         )
-    Console().print(table)
+        for name, info in BUILTIN_MODELS.items()
+    ]
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    print(f"cache: {cache_dir()} (set DEPTHSCOPE_CACHE to move it)")
     return 0
 
 
@@ -182,7 +195,13 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from depthscope.data.sources import load_examples
     from depthscope.models.loading import load_model
     from depthscope.progress import RichProgress
-    from depthscope.runner import RunRequest, check_overrides, resolve_analyses, run_analyses
+    from depthscope.runner import (
+        RunRequest,
+        check_overrides,
+        default_data,
+        resolve_analyses,
+        run_analyses,
+    )
 
     if args.n is not None and args.n < 1:
         raise DepthscopeError("-n must be at least 1")
@@ -191,7 +210,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     names = resolve_analyses([a.strip() for a in args.analyses.split(",") if a.strip()])
     overrides = _parse_overrides(args.overrides)
     check_overrides(names, overrides)
-    examples = load_examples(args.data, args.n, seed=args.seed)
+    data = args.data or default_data(names)
+    examples = load_examples(data, args.n, seed=args.seed)
     out = args.out or _default_out(args.model)
     with RichProgress() as progress:
         progress.note(f"loading {args.model}")
@@ -200,11 +220,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         )
         progress.note(
             f"{lm.name}: {lm.n_layers} layers, d={lm.d_model}, {lm.identity['dtype']} on {lm.device}; "
-            f"{len(examples)} prompts from {args.data}"
+            f"{len(examples)} prompts from {data}"
         )
         request = RunRequest(
             analyses=names,
-            data=args.data,
+            data=data,
             n=args.n,
             out=out,
             seed=args.seed,

@@ -9,6 +9,7 @@ prompts, seed, settings) matches the current command, so changed inputs are neve
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -26,6 +27,7 @@ from depthscope.analyses import REGISTRY, Analysis, RunOptions
 from depthscope.analyses.base import Progress, make_settings, settings_dict
 from depthscope.analyses.prompts import PromptSet
 from depthscope.analyses.run import feed
+from depthscope.engine.batch import tokenize
 from depthscope.data.example import Example
 from depthscope.errors import DepthscopeError
 from depthscope.models.loading import LoadedModel
@@ -53,6 +55,17 @@ class RunRequest:
     prompt_batch: int = 4
     overrides: dict[str, str] = field(default_factory=dict)
     fresh: bool = False
+
+
+def default_data(names: Sequence[str]) -> str:
+    """The data a run uses when none is given: what suits the requested analyses."""
+    from depthscope.data.sources import DEFAULT_SOURCE
+
+    if set(names) <= {"igrad", "erasure"}:
+        return "builtin:paper"  # the paper's two hand-written prompts; IG is costly per prompt
+    if set(names) == {"depth-score"}:
+        return "builtin:hops"
+    return DEFAULT_SOURCE
 
 
 def resolve_analyses(names: Sequence[str]) -> list[str]:
@@ -174,6 +187,23 @@ class Run:
         except DepthscopeError:
             return False
 
+    def _options_for(self, name: str, settings: object, options: RunOptions) -> RunOptions:
+        """Erasure's baseline prompts: ``baseline_n`` from its source (the run's own by default)."""
+        if name != "erasure":
+            return options
+        from depthscope.data.sources import DEFAULT_SOURCE, load_examples
+
+        source = settings.baseline_data or self.request.data
+        examples = load_examples(source, settings.baseline_n, seed=self.request.seed)
+        if len(examples) < settings.baseline_n:
+            self.progress.note(
+                f"erasure: {source} has only {len(examples)} prompts; baseline from {DEFAULT_SOURCE} instead"
+            )
+            source = DEFAULT_SOURCE
+            examples = load_examples(source, settings.baseline_n, seed=self.request.seed)
+        sequences = [tokenize(self.lm.tokenizer, ex.text) for ex in examples]
+        return dataclasses.replace(options, baseline_sequences=sequences, baseline_source=source)
+
     def execute(self) -> dict:
         """Run every requested analysis (resuming where possible) and write all outputs."""
         options = RunOptions(
@@ -189,7 +219,7 @@ class Run:
                 self.status[name] = "up to date"
                 self.timings[name] = Result.load(self.result_path(name)).extra.get("seconds", 0.0)
                 continue
-            analysis = cls(self.lm, settings, options)
+            analysis = cls(self.lm, settings, self._options_for(name, settings, options))
             saved = None if self.request.fresh else _load_state(self.state_path(name), key)
             state = saved["state"] if saved else analysis.new_state()
             done = set(saved["done"]) if saved else set()

@@ -1,4 +1,21 @@
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A saved tiny Llama with a real (tiny, byte-level BPE) tokenizer: loadable by path, offline."""
+    from tiny_models import save_tiny_model_dir
+
+    return save_tiny_model_dir(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    """Tests never touch the user's model cache unless they ask for it."""
+    if "DEPTHSCOPE_TEST_REAL_CACHE" not in __import__("os").environ:
+        monkeypatch.setenv("DEPTHSCOPE_CACHE", str(tmp_path / "cache"))

@@ -125,3 +125,51 @@ def tiny_model(family: str, seed: int = 0) -> LoadedModel:
 def random_ids(lengths: list[int], seed: int = 1) -> list[list[int]]:
     gen = torch.Generator().manual_seed(seed)
     return [torch.randint(1, VOCAB, (n,), generator=gen).tolist() for n in lengths]
+
+
+CORPUS = [
+    "Problem: Sara has 12 apples. She buys 7 more. How many apples does she have now?",
+    "Solution: 12 + 7 = 19. The final answer is 19",
+    "The neighbour of Brelo is Quist. 5 + 7 + 5 + 3 = 20. (3 + 4) - 2 = 5.",
+    "Exceptions are raised when an error is detected; handlers catch them.",
+]
+
+
+def tiny_tokenizer():
+    """A byte-level BPE tokenizer trained on a few sentences (adds a BOS token, like Llama 3)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<pad>", "<bos>", "<eos>"], show_progress=False
+    )
+    tok.train_from_iterator(CORPUS * 5, trainer)
+    bos = tok.token_to_id("<bos>")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", special_tokens=[("<bos>", bos)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>"
+    )
+
+
+def save_tiny_model_dir(folder) -> object:
+    """Save a tiny random Llama whose vocabulary matches :func:`tiny_tokenizer` into ``folder``."""
+    tokenizer = tiny_tokenizer()
+    config = tf.LlamaConfig(
+        vocab_size=len(tokenizer),
+        initializer_range=0.2,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+        num_hidden_layers=3,
+        **LLAMA_LIKE,
+    )
+    torch.manual_seed(0)
+    model = tf.LlamaForCausalLM(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -70,9 +70,9 @@ class RunOptions:
     seed: int = 0
     batch_size: int = 64
     progress: Progress = field(default_factory=Progress)
-    baseline_sequences: list[list[int]] | None = (
-        None  # erasure: prompts whose mean is "no information"
-    )
+    # erasure: prompts whose mean residual stands for "no information", and where they came from
+    baseline_sequences: list[list[int]] | None = None
+    baseline_source: str = ""
 
 
 class Analysis(ABC):

@@ -121,4 +121,5 @@ class Erasure(Analysis):
             "prompts": [e["prompt"] for e in prompts],
             "skipped_prompts": state["skipped"],
             "n_baseline_prompts": state.get("n_baseline", 0),
+            "baseline_source": self.options.baseline_source,
         }

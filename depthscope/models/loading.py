@@ -152,6 +152,22 @@ def _load_config(target: str, spec: str, is_local: bool):
         raise _hub_error(spec, exc) from exc
 
 
+CAUSAL_HEADS = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+
+
+def _require_causal_lm(config, spec: str) -> None:
+    """Refuse encoders and encoder-decoders before loading weights (they would get a random head)."""
+    architectures = getattr(config, "architectures", None) or []
+    if getattr(config, "is_encoder_decoder", False) or (
+        architectures and not any(a.endswith(CAUSAL_HEADS) for a in architectures)
+    ):
+        names = ", ".join(architectures) or config.model_type
+        raise DepthscopeError(
+            f"{spec} ({names}) is not a causal (decoder-only) language model with an LM head; "
+            f"depthscope analyses models that AutoModelForCausalLM loads with trained weights"
+        )
+
+
 def load_model(
     spec: str,
     *,
@@ -171,6 +187,7 @@ def load_model(
     target, identity = resolve(spec, progress=progress)
     is_local = Path(target).is_dir()
     config = _load_config(target, spec, is_local)
+    _require_causal_lm(config, spec)
     torch_dtype = parse_dtype(dtype, device)
     try:
         model = AutoModelForCausalLM.from_pretrained(

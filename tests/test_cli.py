@@ -1,0 +1,155 @@
+"""The `depthscope` command: end to end on a tiny local model, and one clear line for bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import transformers as tf
+
+from depthscope.cli import main
+from depthscope.results import Result
+
+CORE = ("contributions", "current-effects", "future-effects", "logit-lens", "local-effects")
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
+    assert code != 0
+    errors = [line for line in err.splitlines() if "error" in line.lower() or "Error" in line]
+    assert len(errors) == 1, err  # progress notes may precede it; the problem is one line
+    assert "Traceback" not in err
+    assert errors[0].startswith("depthscope: error:")
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+
+def test_analyze_writes_results_figures_and_resumes(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, stdout, _ = run_cli(
+        capsys, "analyze", str(tiny_model_dir), "-n", "3", "--out", str(out), "--batch-size", "8"
+    )
+    assert code == 0, stdout
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "finished" and run["n_prompts"] == 3
+    assert set(run["timings"]) == set(CORE)
+    for name in CORE:
+        result = Result.load(out / "results" / f"{name}.json")
+        assert result.analysis == name and result.n_prompts == 3 and result.model["n_layers"] == 3
+    effects = Result.load(out / "results" / "current-effects.json").data
+    assert len(effects["effect"]) == 3 and set(effects) >= {"attention", "mlp", "output_change"}
+    assert (out / "report.html").stat().st_size > 10_000
+    pngs = list((out / "figures").glob("*.png"))
+    assert len(pngs) >= 15 and all(p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
+    assert not list((out / "state").glob("*.pt"))  # checkpoints are removed once results exist
+    code, stdout, _ = run_cli(
+        capsys, "analyze", str(tiny_model_dir), "-n", "3", "--out", str(out), "--no-plots"
+    )
+    assert code == 0 and stdout.count("up to date") == len(CORE)
+    code, stdout, _ = run_cli(
+        capsys,
+        "analyze",
+        str(tiny_model_dir),
+        "-n",
+        "3",
+        "--out",
+        str(out),
+        "--no-plots",
+        "--analyses",
+        "logit-lens",
+        "--set",
+        "k=3",
+    )
+    assert code == 0 and "computed" in stdout
+    assert Result.load(out / "results" / "logit-lens.json").settings["k"] == 3
+
+
+def test_plot_redraws_from_saved_results(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert (
+        run_cli(
+            capsys,
+            "analyze",
+            str(tiny_model_dir),
+            "-n",
+            "2",
+            "--out",
+            str(out),
+            "--analyses",
+            "contributions",
+            "--no-plots",
+        )[0]
+        == 0
+    )
+    code, stdout, _ = run_cli(capsys, "plot", str(out))
+    assert (
+        code == 0
+        and (out / "figures" / "contributions_avg_cossims.pdf").read_bytes()[:4] == b"%PDF"
+    )
+
+
+def test_missing_model_path(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "analyze", str(tmp_path / "nope"), "-n", "1")
+    assert_one_line_error(code, err, "does not exist")
+
+
+def test_not_a_causal_lm(capsys, tmp_path):
+    config = tf.BertConfig(
+        vocab_size=50,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+    )
+    tf.BertModel(config).save_pretrained(tmp_path / "bert")
+    code, _, err = run_cli(capsys, "analyze", str(tmp_path / "bert"), "-n", "1")
+    assert_one_line_error(code, err, "not a causal")
+
+
+def test_unsupported_architecture(capsys, tmp_path, tiny_model_dir):
+    config = tf.BloomConfig(vocab_size=183, hidden_size=16, n_layer=1, n_head=2)
+    torch.manual_seed(0)
+    tf.BloomForCausalLM(config).save_pretrained(tmp_path / "bloom")
+    tf.AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(tmp_path / "bloom")
+    code, _, err = run_cli(capsys, "analyze", str(tmp_path / "bloom"), "-n", "1")
+    assert_one_line_error(code, err, "unsupported architecture", "llama", "gemma3", "gpt_neox")
+
+
+def test_hub_id_offline(capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, _, err = run_cli(capsys, "analyze", "nobody/no-such-model-xyz", "-n", "1")
+    assert_one_line_error(code, err, "hub", "local folder")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--data", "builtin:nope"], "unknown data source"),
+        (["--data", "file:/no/such/file.txt"], "does not exist"),
+        (["--analyses", "bogus"], "unknown analysis"),
+        (["--set", "bogus=1"], "unknown setting"),
+        (["--set", "aggregate=median"], "aggregate"),
+        (["-n", "0"], "-n"),
+    ],
+)
+def test_bad_options(capsys, tiny_model_dir, args, fragment):
+    code, _, err = run_cli(capsys, "analyze", str(tiny_model_dir), *args)
+    assert_one_line_error(code, err, fragment)
+
+
+def test_empty_prompt_file(capsys, tiny_model_dir, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    code, _, err = run_cli(capsys, "analyze", str(tiny_model_dir), "--data", f"file:{empty}")
+    assert_one_line_error(code, err, "no prompts")
+
+
+def test_models_lists_builtins(capsys):
+    code, out, _ = run_cli(capsys, "models")
+    assert code == 0 and "smollm2-135m" in out and "gemma3-270m" in out and "30" in out

@@ -1,0 +1,68 @@
+"""A run that is interrupted resumes from its checkpoints and gives exactly the same results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from depthscope import runner
+from depthscope.analyses.base import Progress
+from depthscope.data.sources import load_examples
+from depthscope.models.loading import load_model
+from depthscope.results import Result
+
+ANALYSES = ["contributions", "future-effects", "logit-lens"]
+
+
+def _request(out: Path) -> runner.RunRequest:
+    return runner.RunRequest(
+        analyses=list(ANALYSES),
+        data="builtin:arith-words",
+        n=5,
+        out=out,
+        prompt_batch=2,
+        batch_size=16,
+    )
+
+
+def test_interrupted_run_resumes_to_identical_results(tiny_model_dir, tmp_path, monkeypatch):
+    lm = load_model(str(tiny_model_dir), progress=False)
+    examples = load_examples("builtin:arith-words", 5)
+    reference = runner.run_analyses(lm, examples, _request(tmp_path / "a"), Progress())
+    assert all(reference.status[name] == "computed" for name in ANALYSES)
+
+    saves = []
+    real_save = runner._save_state
+
+    def interrupt_after_four(path, payload):
+        real_save(path, payload)
+        saves.append(path)
+        if len(saves) == 4:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "_save_state", interrupt_after_four)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_analyses(lm, examples, _request(tmp_path / "b"), Progress())
+    monkeypatch.setattr(runner, "_save_state", real_save)
+    assert list((tmp_path / "b" / "state").glob("*.pt"))
+    resumed = runner.run_analyses(lm, examples, _request(tmp_path / "b"), Progress())
+    assert any(status.startswith("resumed") for status in resumed.status.values())
+    for name in ANALYSES:
+        a = Result.load(tmp_path / "a" / "results" / f"{name}.json")
+        b = Result.load(tmp_path / "b" / "results" / f"{name}.json")
+        assert a.data == b.data and a.n_prompts == b.n_prompts == 5
+
+
+def test_changed_inputs_are_not_mixed(tiny_model_dir, tmp_path):
+    lm = load_model(str(tiny_model_dir), progress=False)
+    request = _request(tmp_path / "run")
+    request.analyses = ["contributions"]
+    runner.run_analyses(lm, load_examples("builtin:arith-words", 5), request, Progress())
+    again = runner.run_analyses(lm, load_examples("builtin:arith-words", 5), request, Progress())
+    assert again.status["contributions"] == "up to date"
+    request.seed = 1  # different prompts: recomputed, not reused
+    changed = runner.run_analyses(
+        lm, load_examples("builtin:arith-words", 5, seed=1), request, Progress()
+    )
+    assert changed.status["contributions"] == "computed"
