@@ -27,8 +27,8 @@ from depthscope.analyses import REGISTRY, Analysis, RunOptions
 from depthscope.analyses.base import Progress, make_settings, settings_dict
 from depthscope.analyses.prompts import PromptSet
 from depthscope.analyses.run import feed
-from depthscope.engine.batch import tokenize
 from depthscope.data.example import Example
+from depthscope.engine.batch import tokenize
 from depthscope.errors import DepthscopeError
 from depthscope.models.loading import LoadedModel
 from depthscope.results import Result, atomic_write_bytes, atomic_write_json
