@@ -203,6 +203,11 @@ def fit_linear_maps(
             f"{train_tokens} training tokens cannot determine a {d_src}+1-dimensional map without "
             f"ridge; use --tokens well above {d_src + 1} or --ridge > 0"
         )
+    if train_tokens < 10 * (d_src + 1):
+        progress.note(
+            f"note: {train_tokens} training tokens for {d_src + 1} coefficients per output "
+            f"dimension; held-out errors include overfitting (more --tokens or a larger --ridge)"
+        )
     groups = target_groups(n_src, d_src, n_tgt, d_tgt, memory_gb * 2**30)
     rel_err = torch.full((n_src, n_tgt), float("nan"), dtype=torch.float64)
     r2 = rel_err.clone()
