@@ -8,7 +8,8 @@ machine's float64 matmul throughput.
 
     python benchmarks/bench_linear_map.py [--quick] [--tokens N]
 
-Prints a table and writes ``benchmarks/results/linear_map.json``.
+Prints a table and writes ``benchmarks/results/linear_map.json`` (``linear_map_quick.json`` with
+``--quick``, so a smoke run never overwrites the reference measurement).
 """
 
 from __future__ import annotations
@@ -146,9 +147,10 @@ def main() -> None:
     for key, value in result.items():
         text = f"{value:,.3f}" if isinstance(value, float) else str(value)
         print(f"{key:<32} {text}")
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"written to {OUT}")
+    out = OUT.with_name("linear_map_quick.json") if args.quick else OUT
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"written to {out}")
 
 
 if __name__ == "__main__":
