@@ -134,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--no-plots", action="store_true", help="skip figures and the HTML report")
     _add_model_options(analyze)
 
+    from depthscope.maps.command import add_map_parser
+
+    add_map_parser(sub)
+
     plot = sub.add_parser(
         "plot", help="redraw figures and the report of a run directory from its saved results"
     )
@@ -259,6 +263,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_map(args: argparse.Namespace) -> int:
+    from depthscope.maps.command import run_map
+
+    return run_map(args)
+
+
 def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import warnings
@@ -291,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         "fetch": lambda: cmd_fetch(args),
         "analyze": lambda: cmd_analyze(args),
         "plot": lambda: cmd_plot(args),
+        "map": lambda: _run_map(args),
     }
     try:
         return handlers[args.command]()

@@ -153,3 +153,10 @@ def test_empty_prompt_file(capsys, tiny_model_dir, tmp_path):
 def test_models_lists_builtins(capsys):
     code, out, _ = run_cli(capsys, "models")
     assert code == 0 and "smollm2-135m" in out and "gemma3-270m" in out and "30" in out
+
+
+def test_map_command_is_wired():
+    from depthscope.cli import build_parser
+
+    args = build_parser().parse_args(["map", "gemma3-270m", "smollm2-135m", "--tokens", "100"])
+    assert args.command == "map" and args.tokens == 100
