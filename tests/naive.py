@@ -259,7 +259,7 @@ def naive_igrad(lm, ids: list[int], answer_length: int, target: str, layer: int,
         finally:
             handle.remove()
         total += grad
-        values.append(float(objective))
+        values.append(float(objective.detach()))
     with torch.no_grad():
         logits = lm.model(input_ids=torch.tensor([ids])).logits[0]
         f_input = float(

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 import torch
 
 from depthscope.analyses.base import Analysis, PromptBatch, register
-from depthscope.analyses.effects import AGGREGATES, concat_rows, layer_rows
-from depthscope.analyses.outputs import OutputComparer
-from depthscope.analyses.sweep import SweepRows, sweep
+from depthscope.analyses.effects import AGGREGATES
+from depthscope.analyses.sweep import split_sweep
 from depthscope.engine.interventions import Knockout
 from depthscope.engine.stats import Max, Mean
 from depthscope.errors import DepthscopeError
@@ -109,7 +108,6 @@ class DepthScore(Analysis):
     def update(self, state: dict, batch: PromptBatch) -> None:
         trace = batch.trace
         n_layers = trace.n_layers
-        device = trace.resid.device
         adapter = self.lm.adapter
         for row, prompt_id in batch:
             alen = batch.answer_length(prompt_id)
@@ -119,30 +117,21 @@ class DepthScore(Analysis):
             length = batch.length(row)
             splits = answer_splits(length, alen, self.settings, self.options.seed, prompt_id)
             state["split_points"][prompt_id] = splits
-            rows = concat_rows(
-                [
-                    layer_rows(n_layers, length, trace.seq_len, self.settings.front, t)
-                    for t in splits
-                ]
-            )
-            rows = SweepRows(
-                rows.layers.to(device), rows.positions.to(device), rows.measured.to(device)
-            )
-            self.options.progress.start(f"{self.name} prompt {prompt_id}", len(rows))
-            final = trace.resid[n_layers, row, :length]
-            result = sweep(
+            self.options.progress.start(f"{self.name} prompt {prompt_id}", n_layers)
+            effect, output = split_sweep(
                 adapter,
                 trace,
                 row,
-                rows,
-                lambda r: Knockout(r.layers, r.positions, "layer"),
+                length,
+                splits,
+                self.settings.front,
+                lambda r, _trace, _prompt: Knockout(r.layers, r.positions, "layer"),
                 read_before_edit=False,
-                outputs=OutputComparer(adapter, final),
+                with_outputs=True,
                 batch_size=self.options.batch_size,
                 progress=self.options.progress,
             )
-            effect = result.effect.view(len(splits), n_layers, n_layers).amax(dim=0)
-            output = result.output_change.view(len(splits), n_layers).amax(dim=0)
+            final = trace.resid[n_layers, row, :length]
             level = self._level(state, batch.prompts.levels[prompt_id])
             for stat in level["effect"]:
                 stat.add(effect)

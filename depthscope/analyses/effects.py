@@ -13,12 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from depthscope.analyses.base import Analysis, PromptBatch, register
-from depthscope.analyses.outputs import OutputComparer
 from depthscope.analyses.splits import split_points
-from depthscope.analyses.sweep import SweepRows, sweep
+from depthscope.analyses.sweep import split_sweep
 from depthscope.engine.interventions import PARTS, Knockout
 from depthscope.engine.stats import Max, Mean
 from depthscope.errors import DepthscopeError
@@ -45,34 +42,6 @@ class EffectSettings:
             raise ValueError(f"aggregate must be one of {AGGREGATES}, got {self.aggregate!r}")
         if self.front < 0:
             raise ValueError("front must be >= 0")
-
-
-def layer_rows(
-    n_layers: int, length: int, seq_len: int, front: int, split: int | None
-) -> SweepRows:
-    """One row per layer: intervene on ``[front, split)`` and measure ``[split, length)``.
-
-    With ``split=None`` (current effects) rows intervene on ``[front, length)`` and measure all
-    valid positions.
-    """
-    intervened = torch.zeros(seq_len, dtype=torch.bool)
-    measured = torch.zeros(seq_len, dtype=torch.bool)
-    stop = length if split is None else split
-    intervened[front:stop] = True
-    measured[0 if split is None else split : length] = True
-    return SweepRows(
-        layers=torch.arange(n_layers),
-        positions=intervened.expand(n_layers, -1),
-        measured=measured.expand(n_layers, -1),
-    )
-
-
-def concat_rows(groups: list[SweepRows]) -> SweepRows:
-    return SweepRows(
-        layers=torch.cat([g.layers for g in groups]),
-        positions=torch.cat([g.positions for g in groups]),
-        measured=torch.cat([g.measured for g in groups]),
-    )
 
 
 class _EffectsBase(Analysis):
@@ -106,10 +75,7 @@ class _EffectsBase(Analysis):
         }
 
     def update(self, state: dict, batch: PromptBatch) -> None:
-        adapter = self.lm.adapter
         trace = batch.trace
-        n_layers = trace.n_layers
-        device = trace.resid.device
         for row, prompt_id in batch:
             length = batch.length(row)
             splits = self.splits_for(length, prompt_id)
@@ -117,31 +83,24 @@ class _EffectsBase(Analysis):
                 state["skipped"].append(prompt_id)
                 continue
             state["split_points"][prompt_id] = splits
-            groups = [
-                layer_rows(n_layers, length, trace.seq_len, self.settings.front, t) for t in splits
-            ]
-            rows = concat_rows(groups)
-            rows = SweepRows(
-                rows.layers.to(device), rows.positions.to(device), rows.measured.to(device)
-            )
-            outputs = OutputComparer(adapter, trace.resid[n_layers, row, :length])
+            parts = self.settings.parts
             self.options.progress.start(
-                f"{self.name} prompt {prompt_id}", len(rows) * len(self.settings.parts)
+                f"{self.name} prompt {prompt_id}", trace.n_layers * len(parts)
             )
-            for part in self.settings.parts:
-                result = sweep(
-                    adapter,
+            for part in parts:
+                effect, output = split_sweep(
+                    self.lm.adapter,
                     trace,
                     row,
-                    rows,
-                    lambda r, part=part: Knockout(r.layers, r.positions, part),
+                    length,
+                    splits,
+                    self.settings.front,
+                    lambda r, _trace, _prompt, part=part: Knockout(r.layers, r.positions, part),
                     read_before_edit=False,
-                    outputs=outputs,
+                    with_outputs=True,
                     batch_size=self.options.batch_size,
                     progress=self.options.progress,
                 )
-                effect = result.effect.view(len(splits), n_layers, n_layers).amax(dim=0)
-                output = result.output_change.view(len(splits), n_layers).amax(dim=0)
                 stats = state["parts"][part]
                 for stat, value in ((stats["effect"], effect), (stats["output"], output)):
                     stat[0].add(value)

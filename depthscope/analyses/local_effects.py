@@ -12,11 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from depthscope.analyses.base import Analysis, PromptBatch, register
-from depthscope.analyses.effects import AGGREGATES, concat_rows, layer_rows
+from depthscope.analyses.effects import AGGREGATES
 from depthscope.analyses.splits import split_points
-from depthscope.analyses.sweep import SweepRows, sweep
+from depthscope.analyses.sweep import SweepRows, split_sweep
 from depthscope.engine.interventions import RemoveContribution
 from depthscope.engine.stats import Max, Mean
+from depthscope.engine.trace import Trace
 
 VARIANTS = ("current", "future")
 
@@ -32,6 +33,14 @@ class LocalSettings:
     def __post_init__(self) -> None:
         if self.aggregate not in AGGREGATES:
             raise ValueError(f"aggregate must be one of {AGGREGATES}, got {self.aggregate!r}")
+
+
+def remove_contribution(rows: SweepRows, trace: Trace, prompt: int) -> RemoveContribution:
+    """Row ``i`` removes layer ``rows.layers[i]``'s clean contribution from every later layer."""
+    contributions = trace.contributions(prompt)
+    return RemoveContribution(
+        rows.layers, rows.positions, contributions[rows.layers], trace.resid[1:, prompt]
+    )
 
 
 @register
@@ -62,44 +71,28 @@ class LocalEffects(Analysis):
 
     def update(self, state: dict, batch: PromptBatch) -> None:
         trace = batch.trace
-        n_layers = trace.n_layers
-        device = trace.resid.device
         for row, prompt_id in batch:
             length = batch.length(row)
-            contributions = trace.contributions(row)
-            clean_outputs = trace.resid[1:, row]
             splits = self._splits(length, prompt_id)
             state["split_points"][prompt_id] = splits
             variants = {"current": [None], "future": splits}
-            total = n_layers * (1 + len(splits))
-            self.options.progress.start(f"{self.name} prompt {prompt_id}", total)
+            self.options.progress.start(f"{self.name} prompt {prompt_id}", 2 * trace.n_layers)
             for variant, points in variants.items():
                 if not points:
                     continue
-                groups = [
-                    layer_rows(n_layers, length, trace.seq_len, self.settings.front, t)
-                    for t in points
-                ]
-                rows = concat_rows(groups)
-                rows = SweepRows(
-                    rows.layers.to(device), rows.positions.to(device), rows.measured.to(device)
-                )
-
-                def make(r: SweepRows, c=contributions, outs=clean_outputs) -> RemoveContribution:
-                    return RemoveContribution(r.layers, r.positions, c[r.layers], outs)
-
-                result = sweep(
+                effect, _ = split_sweep(
                     self.lm.adapter,
                     trace,
                     row,
-                    rows,
-                    make,
+                    length,
+                    points,
+                    self.settings.front,
+                    remove_contribution,
                     read_before_edit=True,
-                    outputs=None,
+                    with_outputs=False,
                     batch_size=self.options.batch_size,
                     progress=self.options.progress,
                 )
-                effect = result.effect.view(len(points), n_layers, n_layers).amax(dim=0)
                 for stat in state["stats"][variant]:
                     stat.add(effect)
                 state["counts"][variant] += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from depthscope.engine.stats import masked_max
 from depthscope.models.adapters import BoundAdapter
 
 CHUNK_ELEMENTS = 1 << 24  # floats per [positions, vocab] block (64 MB in fp32)
@@ -45,13 +46,21 @@ class OutputComparer:
 
     @torch.no_grad()
     def max_change(self, finals: torch.Tensor, measured: torch.Tensor) -> torch.Tensor:
-        """Per row, max over measured positions of ``‖P̄[p] − P[p]‖₂`` (0 if nothing is measured)."""
-        rows, positions = measured.nonzero(as_tuple=True)
-        result = torch.zeros(finals.shape[0], dtype=torch.float32, device=finals.device)
+        """Max over measured positions of ``‖P̄[p] − P[p]‖₂`` (0 where nothing is measured).
+
+        ``measured`` is ``[n, T]`` (result ``[n]``) or groups ``[n, G, T]`` (result ``[n, G]``);
+        each (row, position) is unembedded once however many groups measure it.
+        """
+        grouped = measured.dim() == 3
+        groups = measured if grouped else measured[:, None, :]
+        rows, positions = groups.any(dim=1).nonzero(as_tuple=True)
+        change = torch.zeros(
+            groups.shape[0], groups.shape[2], dtype=torch.float32, device=finals.device
+        )
         for start in range(0, int(rows.numel()), self.rows_per_chunk):
             r = rows[start : start + self.rows_per_chunk]
             p = positions[start : start + self.rows_per_chunk]
             variant = probs(self.adapter, finals[r, p])
-            change = variant.sub_(self.clean_probs[p]).norm(dim=-1)
-            result.scatter_reduce_(0, r, change, reduce="amax")
-        return result
+            change[r, p] = variant.sub_(self.clean_probs[p]).norm(dim=-1)
+        result = masked_max(change[:, None, :], groups)
+        return result if grouped else result[:, 0]

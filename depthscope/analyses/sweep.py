@@ -16,6 +16,7 @@ import torch
 
 from depthscope.analyses.base import Progress
 from depthscope.analyses.outputs import OutputComparer
+from depthscope.engine.packing import PackedPrompt, pack_prompt
 from depthscope.engine.replay import Intervention, LayerStep, replay
 from depthscope.engine.stats import masked_max, safe_ratio
 from depthscope.engine.trace import Trace
@@ -24,11 +25,15 @@ from depthscope.models.adapters import BoundAdapter
 
 @dataclass
 class SweepRows:
-    """Per-row intervention layer, intervened positions and measured positions."""
+    """Per-row intervention layer, intervened positions, and groups of measured positions.
+
+    ``measured[i, g]`` is the g-th set of positions measured for row ``i``; effects are maxed
+    within each group separately (one group per split point when splits are packed in one row).
+    """
 
     layers: torch.Tensor  # [n] long
     positions: torch.Tensor  # [n, T] bool
-    measured: torch.Tensor  # [n, T] bool
+    measured: torch.Tensor  # [n, G, T] bool
 
     def __len__(self) -> int:
         return int(self.layers.numel())
@@ -36,14 +41,19 @@ class SweepRows:
     def take(self, index: torch.Tensor) -> SweepRows:
         return SweepRows(self.layers[index], self.positions[index], self.measured[index])
 
+    def to(self, device: torch.device) -> SweepRows:
+        return SweepRows(
+            self.layers.to(device), self.positions.to(device), self.measured.to(device)
+        )
 
-InterventionFactory = Callable[[SweepRows], Intervention]
+
+InterventionFactory = Callable[[SweepRows, Trace, int], Intervention]
 
 
 @dataclass
 class SweepResult:
-    effect: torch.Tensor  # [n, L]: relative change of each layer's contribution
-    output_change: torch.Tensor | None  # [n]
+    effect: torch.Tensor  # [n, G, L]: relative change of each layer's contribution, per group
+    output_change: torch.Tensor | None  # [n, G]
 
 
 def sweep(
@@ -65,10 +75,11 @@ def sweep(
     spec E3/E4, where a skipped layer's contribution is 0 at the skipped positions).
     """
     n_layers = trace.n_layers
+    groups = rows.measured.shape[1]
     clean = trace.contributions(prompt).float()  # [L, T, d]
     clean_norm = clean.norm(dim=-1)  # [L, T]
-    effect = torch.zeros(len(rows), n_layers, dtype=torch.float32, device=clean.device)
-    change = None if outputs is None else torch.zeros(len(rows), device=clean.device)
+    effect = torch.zeros(len(rows), groups, n_layers, dtype=torch.float32, device=clean.device)
+    change = None if outputs is None else torch.zeros(len(rows), groups, device=clean.device)
     order = torch.argsort(rows.layers, stable=True)
     for chunk in order.split(batch_size):
         part = rows.take(chunk)
@@ -77,18 +88,126 @@ def sweep(
             out = step.out_raw if read_before_edit else step.resid_out
             recomputed = (out - step.resid_in).float()
             diff = (recomputed - clean[step.layer]).norm(dim=-1)
-            rel = safe_ratio(diff, clean_norm[step.layer])
-            effect[chunk[step.rows], step.layer] = masked_max(rel, part.measured[step.rows])
+            rel = safe_ratio(diff, clean_norm[step.layer])  # [n, T]
+            effect[chunk[step.rows], :, step.layer] = masked_max(
+                rel[:, None, :], part.measured[step.rows]
+            )
 
         finals = replay(
             adapter,
             trace,
             prompt,
             part.layers,
-            intervention=make_intervention(part),
+            intervention=make_intervention(part, trace, prompt),
             observe=observe,
         )
         if outputs is not None:
             change[chunk] = outputs.max_change(finals, part.measured)
         progress.advance(int(chunk.numel()))
     return SweepResult(effect=effect, output_change=change)
+
+
+def _mask(seq_len: int, start: int, stop: int, device) -> torch.Tensor:
+    mask = torch.zeros(seq_len, dtype=torch.bool, device=device)
+    mask[start:stop] = True
+    return mask
+
+
+def split_rows(
+    n_layers: int, length: int, seq_len: int, front: int, splits: list[int | None], device
+) -> SweepRows:
+    """One row per (split, layer): intervene ``[front, t)``, measure ``[t, length)``.
+
+    ``t=None`` (current effects) intervenes on ``[front, length)`` and measures all valid positions.
+    """
+    layers, positions, measured = [], [], []
+    for t in splits:
+        intervened = _mask(seq_len, front, length if t is None else t, device)
+        watched = _mask(seq_len, 0 if t is None else t, length, device)
+        layers.append(torch.arange(n_layers, device=device))
+        positions.append(intervened.expand(n_layers, -1))
+        measured.append(watched.expand(n_layers, -1))
+    return SweepRows(torch.cat(layers), torch.cat(positions), torch.cat(measured)[:, None, :])
+
+
+def packed_rows(
+    packed: PackedPrompt, n_layers: int, length: int, front: int, donor_split: int, n_splits: int
+) -> SweepRows:
+    """One row per layer over a packed prompt: the donor intervenes ``[front, t_max)``; group 0
+    measures the donor's ``[t_max, length)``, group ``i`` all of suffix segment ``i``."""
+    device = packed.positions.device
+    size = int(packed.positions.numel())
+    intervened = torch.zeros(size, dtype=torch.bool, device=device)
+    intervened[front:donor_split] = True  # the donor occupies the first `length` packed positions
+    groups = [_mask(size, donor_split, length, device)]
+    groups += [packed.segment_mask(i) for i in range(1, n_splits)]
+    measured = torch.stack(groups)
+    return SweepRows(
+        torch.arange(n_layers, device=device),
+        intervened.expand(n_layers, -1),
+        measured.expand(n_layers, -1, -1),
+    )
+
+
+def split_sweep(
+    adapter: BoundAdapter,
+    trace: Trace,
+    row: int,
+    length: int,
+    splits: list[int | None],
+    front: int,
+    make_intervention: InterventionFactory,
+    *,
+    read_before_edit: bool,
+    with_outputs: bool,
+    batch_size: int,
+    progress: Progress,
+    pack: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Effect ``[L, L]`` and output change ``[L]`` of intervening on each layer, max over splits.
+
+    Several split points of one prompt are packed into one row per layer (prefix sharing, see
+    :mod:`depthscope.engine.packing`) when the model's layer arguments allow it.
+    """
+    n_layers = trace.n_layers
+    device = trace.resid.device
+    packed = None
+    if pack and len(splits) > 1 and None not in splits:
+        ordered = sorted(splits, reverse=True)
+        packed = pack_prompt(adapter, trace, row, length, ordered[1:])
+    if packed is not None:
+        rows = packed_rows(packed, n_layers, length, front, ordered[0], len(ordered))
+        target, prompt = packed.trace, 0
+        clean_final = packed.trace.resid[n_layers, 0]
+    else:
+        rows = split_rows(n_layers, length, trace.seq_len, front, splits, device)
+        target, prompt = trace, row
+        clean_final = trace.resid[n_layers, row, :length]
+    outputs = OutputComparer(adapter, clean_final) if with_outputs else None
+    result = sweep(
+        adapter,
+        target,
+        prompt,
+        rows,
+        make_intervention,
+        read_before_edit=read_before_edit,
+        outputs=outputs,
+        batch_size=batch_size,
+        progress=Progress(),
+    )
+    progress.advance(n_layers)
+    effect = (
+        result.effect.reshape(-1, n_layers, n_layers)
+        if packed is None
+        else result.effect.transpose(0, 1)
+    )
+    effect = effect.amax(dim=0)
+    output = None
+    if result.output_change is not None:
+        change = (
+            result.output_change.reshape(-1, n_layers)
+            if packed is None
+            else result.output_change.transpose(0, 1)
+        )
+        output = change.amax(dim=0)
+    return effect, output
