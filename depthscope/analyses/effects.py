@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from depthscope.analyses.base import Analysis, PromptBatch, register
-from depthscope.analyses.splits import split_points
+from depthscope.analyses.splits import splits_for
 from depthscope.analyses.sweep import split_sweep
 from depthscope.engine.interventions import PARTS, Knockout
 from depthscope.engine.stats import Max, Mean
@@ -51,15 +51,7 @@ class _EffectsBase(Analysis):
     def splits_for(self, length: int, prompt_id: int) -> list[int | None]:
         if not self.future:
             return [None]
-        s = self.settings
-        return split_points(
-            length,
-            seed=self.options.seed,
-            prompt_id=prompt_id,
-            count=s.n_splits,
-            stride=s.split_stride,
-            margin=s.split_margin,
-        )
+        return splits_for(self.settings, length, seed=self.options.seed, prompt_id=prompt_id)
 
     def new_state(self) -> dict:
         return {

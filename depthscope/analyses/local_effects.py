@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from depthscope.analyses.base import Analysis, PromptBatch, register
 from depthscope.analyses.effects import AGGREGATES
-from depthscope.analyses.splits import split_points
+from depthscope.analyses.splits import splits_for
 from depthscope.analyses.sweep import SweepRows, split_sweep
 from depthscope.engine.interventions import RemoveContribution
 from depthscope.engine.stats import Max, Mean
@@ -58,22 +58,11 @@ class LocalEffects(Analysis):
             "n_tokens": 0,
         }
 
-    def _splits(self, length: int, prompt_id: int) -> list[int]:
-        s = self.settings
-        return split_points(
-            length,
-            seed=self.options.seed,
-            prompt_id=prompt_id,
-            count=s.n_splits,
-            stride=s.split_stride,
-            margin=s.split_margin,
-        )
-
     def update(self, state: dict, batch: PromptBatch) -> None:
         trace = batch.trace
         for row, prompt_id in batch:
             length = batch.length(row)
-            splits = self._splits(length, prompt_id)
+            splits = splits_for(self.settings, length, seed=self.options.seed, prompt_id=prompt_id)
             state["split_points"][prompt_id] = splits
             variants = {"current": [None], "future": splits}
             self.options.progress.start(f"{self.name} prompt {prompt_id}", 2 * trace.n_layers)

@@ -23,3 +23,15 @@ def split_points(
     candidates = list(range(stride, n_tokens - margin, stride))
     random.Random(f"depthscope:{seed}:{prompt_id}").shuffle(candidates)
     return candidates[:count]
+
+
+def splits_for(settings, length: int, *, seed: int, prompt_id: int) -> list[int]:
+    """:func:`split_points` with the ``n_splits``/``split_stride``/``split_margin`` of ``settings``."""
+    return split_points(
+        length,
+        seed=seed,
+        prompt_id=prompt_id,
+        count=settings.n_splits,
+        stride=settings.split_stride,
+        margin=settings.split_margin,
+    )

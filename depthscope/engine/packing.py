@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from depthscope.engine.trace import LayerCall, Trace, _select_row
+from depthscope.engine.trace import LayerCall, Trace, select_row
 from depthscope.models.adapters import BoundAdapter
 
 
@@ -97,7 +97,7 @@ def _pack_call(
         return None
     packed = {}
     for name, value in bound.items():
-        value = _select_row(value, row, call.batch, 1)
+        value = select_row(value, row, call.batch, 1)
         if name == "attention_mask":
             if value is None and not sdpa:
                 return None

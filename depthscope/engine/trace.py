@@ -19,7 +19,7 @@ from depthscope.engine.hooks import site_hooks
 from depthscope.models.adapters import BoundAdapter, first_tensor
 
 
-def _select_row(value: object, row: int, batch: int, n: int) -> object:
+def select_row(value: object, row: int, batch: int, n: int) -> object:
     """Take batch row ``row`` of a captured argument and expand it to ``n`` rows.
 
     Tensors of rank >= 2 whose leading dimension is the batch are sliced; leading dimension 1
@@ -34,9 +34,9 @@ def _select_row(value: object, row: int, batch: int, n: int) -> object:
             value = value.expand(n, *value.shape[1:])
         return value
     if isinstance(value, tuple | list):
-        return type(value)(_select_row(v, row, batch, n) for v in value)
+        return type(value)(select_row(v, row, batch, n) for v in value)
     if isinstance(value, dict):
-        return {k: _select_row(v, row, batch, n) for k, v in value.items()}
+        return {k: select_row(v, row, batch, n) for k, v in value.items()}
     return value
 
 
@@ -51,8 +51,8 @@ class LayerCall:
     def for_rows(self, row: int, n: int) -> tuple[tuple, dict]:
         """Arguments for ``n`` variants of batch row ``row`` run as one batch."""
         return (
-            _select_row(self.args, row, self.batch, n),
-            _select_row(self.kwargs, row, self.batch, n),
+            select_row(self.args, row, self.batch, n),
+            select_row(self.kwargs, row, self.batch, n),
         )
 
 
