@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 from depthscope.allocator import keep_freed_memory
@@ -182,11 +181,12 @@ def cmd_models() -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from depthscope.models.zoo import fetch_builtin
+    from depthscope.models.zoo import fetch_builtin, is_cached
 
-    started = time.perf_counter()
-    folder = fetch_builtin(args.name, progress=True, force=args.force)
-    print(f"{args.name}: ready in {folder} ({time.perf_counter() - started:.1f} s)")
+    if is_cached(args.name) and not args.force:
+        print(f"{args.name}: already cached in {fetch_builtin(args.name, progress=False)}")
+        return 0
+    fetch_builtin(args.name, progress=True, force=args.force)  # reports its own stages and timing
     return 0
 
 
