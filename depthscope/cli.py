@@ -44,9 +44,9 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _analysis_help() -> str:
-    from depthscope.analyses import REGISTRY
+    from depthscope.analyses import PAPER_ORDER, REGISTRY
 
-    lines = [f"  {name:<16} {cls.description}" for name, cls in REGISTRY.items()]
+    lines = [f"  {name:<16} {REGISTRY[name].description}" for name in PAPER_ORDER]
     return "analyses:\n" + "\n".join(lines)
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from depthscope.analyses import REGISTRY, Analysis, RunOptions
+from depthscope.analyses import PAPER_ORDER, REGISTRY, Analysis, RunOptions
 from depthscope.analyses.base import Progress, make_settings, settings_dict
 from depthscope.analyses.prompts import PromptSet
 from depthscope.analyses.run import feed
@@ -33,13 +33,7 @@ from depthscope.errors import DepthscopeError
 from depthscope.models.loading import LoadedModel
 from depthscope.results import Result, atomic_write_bytes, atomic_write_json
 
-ANALYSIS_ORDER = (
-    "contributions",
-    "current-effects",
-    "future-effects",
-    "logit-lens",
-    "local-effects",
-)
+ANALYSIS_ORDER = PAPER_ORDER[:5]  # what `--analyses all` runs
 
 
 @dataclass
