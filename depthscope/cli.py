@@ -46,7 +46,9 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 def _analysis_help() -> str:
     from depthscope.analyses import PAPER_ORDER, REGISTRY
 
-    lines = [f"  {name:<16} {REGISTRY[name].description}" for name in PAPER_ORDER]
+    lines = [
+        f"  {name:<16} {REGISTRY[name].description}" for name in PAPER_ORDER if name in REGISTRY
+    ]
     return "analyses:\n" + "\n".join(lines)
 
 

@@ -20,6 +20,19 @@ from depthscope.errors import DepthscopeError
 
 SCHEMA_VERSION = 1
 
+# The paper's order (E2..E10): how results are listed in reports and `--help`.
+PAPER_ORDER = (
+    "contributions",
+    "current-effects",
+    "future-effects",
+    "logit-lens",
+    "local-effects",
+    "igrad",
+    "erasure",
+    "depth-score",
+    "linear-map",
+)
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so readers see either the old file or the complete new one."""

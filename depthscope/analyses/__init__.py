@@ -10,17 +10,6 @@ from depthscope.analyses import (  # noqa: F401  (imported for registration)
     logit_lens,
 )
 from depthscope.analyses.base import REGISTRY, Analysis, RunOptions
-
-# The paper's order (E2..E9); the first five are what `--analyses all` runs.
-PAPER_ORDER = (
-    "contributions",
-    "current-effects",
-    "future-effects",
-    "logit-lens",
-    "local-effects",
-    "igrad",
-    "erasure",
-    "depth-score",
-)
+from depthscope.results import PAPER_ORDER
 
 __all__ = ["PAPER_ORDER", "REGISTRY", "Analysis", "RunOptions"]

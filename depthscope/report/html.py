@@ -26,19 +26,8 @@ from depthscope.report.figures import (
 from depthscope.report.figures_common import finite_max, finite_mean, finite_min
 from depthscope.report.figures_layers import effect_parts
 from depthscope.report.figures_tokens import igrad_targets
-from depthscope.results import Result, atomic_write_bytes
+from depthscope.results import PAPER_ORDER, Result, atomic_write_bytes
 
-ORDER = (
-    "contributions",
-    "current-effects",
-    "future-effects",
-    "logit-lens",
-    "local-effects",
-    "igrad",
-    "erasure",
-    "depth-score",
-    "linear-map",
-)
 TITLES = {
     "contributions": "Residual norms, relative contributions and cosines (E2)",
     "current-effects": "Skipping a layer: effect on later layers and outputs, all tokens (E3)",
@@ -287,8 +276,8 @@ def load_run(run_dir: Path) -> dict:
 
 
 def _ordered(results: list[tuple[Path, Result]]) -> list[tuple[Path, Result]]:
-    rank = {name: i for i, name in enumerate(ORDER)}
-    return sorted(results, key=lambda pr: (rank.get(pr[1].analysis, len(ORDER)), pr[0].name))
+    rank = {name: i for i, name in enumerate(PAPER_ORDER)}
+    return sorted(results, key=lambda pr: (rank.get(pr[1].analysis, len(PAPER_ORDER)), pr[0].name))
 
 
 def table(rows: list[tuple[str, object]]) -> str:
