@@ -10,6 +10,7 @@ from naive import naive_erasure, naive_igrad, naive_mean_residuals
 from tiny_models import random_ids, tiny_model
 
 from depthscope.analyses import RunOptions
+from depthscope.analyses.base import Progress
 from depthscope.analyses.depth_score import (
     DepthScoreSettings,
     answer_splits,
@@ -17,7 +18,7 @@ from depthscope.analyses.depth_score import (
     importance_from_effects,
 )
 from depthscope.analyses.erasure import baseline_means
-from depthscope.analyses.igrad import IGSettings
+from depthscope.analyses.igrad import IGSettings, coarse_integral_warning
 from depthscope.analyses.prompts import PromptSet
 from depthscope.analyses.run import analyze
 
@@ -79,6 +80,34 @@ def test_igrad_is_complete_with_enough_steps():
     for gap, delta in zip(data["completeness_gap"][0], change, strict=True):
         assert delta > 1e-4
         assert gap <= 0.01 * delta
+
+
+class RecordingProgress(Progress):
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+
+@pytest.mark.parametrize("steps, warned", [(1, True), (2048, False)])
+def test_igrad_tells_the_user_when_steps_are_too_few(steps, warned):
+    lm = tiny_model("llama", seed=2)
+    prompts = PromptSet(random_ids([8], seed=4), answer_lengths=[2])
+    progress = RecordingProgress()
+    settings = IGSettings(steps=steps, block=256, targets=("layer",))
+    analyze(lm, "igrad", prompts, settings=settings, options=RunOptions(progress=progress))
+    assert bool(progress.notes) == warned
+    if warned:
+        assert progress.notes[0].startswith("igrad: prompt 0, target layer: completeness gap")
+        assert "--set steps=4" in progress.notes[0]
+
+
+def test_coarse_integral_warning_names_the_worst_layer():
+    # layer 1: gap 0.2 of change 0.5 (40 %); layer 2: gap 0.3 of change 10 (3 %, fine); layer 0 tiny
+    message = coarse_integral_warning([0.005, 0.2, 0.3], 1.0, [1.0, 0.5, -9.0], steps=256)
+    assert message is not None and "at layer 1" in message and "--set steps=1024" in message
+    assert coarse_integral_warning([0.005, 0.01], 1.0, [0.9, 0.5], steps=256) is None
 
 
 def test_depth_score_from_hand_computed_matrix():

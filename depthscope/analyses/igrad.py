@@ -24,6 +24,9 @@ from depthscope.engine.trace import Trace
 from depthscope.models.adapters import BoundAdapter
 
 TARGETS = ("layer", "attention", "mlp")
+# A gap above this fraction of |F(x) − F(x')| (and above 0.01 in probability) means N steps are too
+# few for that layer: the user is told once per prompt and target, with the fix.
+GAP_WARNING = 0.05
 
 
 @dataclass
@@ -102,6 +105,24 @@ def integrated_gradients(
     return attribution, f_input, f_base
 
 
+def coarse_integral_warning(
+    gaps: list[float], f_input: float, f_bases: list[float], steps: int
+) -> str | None:
+    """Why and where ``steps`` is too coarse (the worst layer), or ``None`` when every gap is small."""
+    worst, worst_layer = 0.0, None
+    for layer, (gap, f_base) in enumerate(zip(gaps, f_bases, strict=True)):
+        change = abs(f_input - f_base)
+        if gap > 0.01 and gap > GAP_WARNING * change and gap > worst:
+            worst, worst_layer = gap, layer
+    if worst_layer is None:
+        return None
+    change = f_input - f_bases[worst_layer]
+    return (
+        f"completeness gap {worst:.3g} at layer {worst_layer} (F(x) − F(x') = {change:.3g}); "
+        f"{steps} steps are too few there, rerun with --set steps={4 * steps} for a closer integral"
+    )
+
+
 @register
 class IntegratedGradients(Analysis):
     name = "igrad"
@@ -140,6 +161,11 @@ class IntegratedGradients(Analysis):
                     f_inputs.append(f_input)
                     f_bases.append(f_base)
                     self.options.progress.advance(1)
+                warning = coarse_integral_warning(gaps, f_inputs[0], f_bases, s.steps)
+                if warning:
+                    self.options.progress.note(
+                        f"igrad: prompt {prompt_id}, target {target}: {warning}"
+                    )
                 entry[target] = {
                     "attribution": torch.stack(rows),
                     "completeness_gap": gaps,
