@@ -24,9 +24,10 @@ from depthscope.engine.trace import Trace
 from depthscope.models.adapters import BoundAdapter
 
 TARGETS = ("layer", "attention", "mlp")
-# A gap above this fraction of |F(x) − F(x')| (and above 0.01 in probability) means N steps are too
-# few for that layer: the user is told once per prompt and target, with the fix.
+# A gap above this fraction of |F(x) − F(x')|, and above GAP_FLOOR in probability, means N steps are
+# too few for that layer: the user is told once per prompt and target, with the fix.
 GAP_WARNING = 0.05
+GAP_FLOOR = 0.01
 
 
 @dataclass
@@ -109,16 +110,16 @@ def coarse_integral_warning(
     gaps: list[float], f_input: float, f_bases: list[float], steps: int
 ) -> str | None:
     """Why and where ``steps`` is too coarse (the worst layer), or ``None`` when every gap is small."""
-    worst, worst_layer = 0.0, None
-    for layer, (gap, f_base) in enumerate(zip(gaps, f_bases, strict=True)):
-        change = abs(f_input - f_base)
-        if gap > 0.01 and gap > GAP_WARNING * change and gap > worst:
-            worst, worst_layer = gap, layer
-    if worst_layer is None:
+    coarse = [
+        (gap, layer)
+        for layer, (gap, f_base) in enumerate(zip(gaps, f_bases, strict=True))
+        if gap > GAP_FLOOR and gap > GAP_WARNING * abs(f_input - f_base)
+    ]
+    if not coarse:
         return None
-    change = f_input - f_bases[worst_layer]
+    gap, layer = max(coarse)
     return (
-        f"completeness gap {worst:.3g} at layer {worst_layer} (F(x) − F(x') = {change:.3g}); "
+        f"completeness gap {gap:.3g} at layer {layer} (F(x) − F(x') = {f_input - f_bases[layer]:.3g}); "
         f"{steps} steps are too few there, rerun with --set steps={4 * steps} for a closer integral"
     )
 
@@ -161,11 +162,6 @@ class IntegratedGradients(Analysis):
                     f_inputs.append(f_input)
                     f_bases.append(f_base)
                     self.options.progress.advance(1)
-                warning = coarse_integral_warning(gaps, f_inputs[0], f_bases, s.steps)
-                if warning:
-                    self.options.progress.note(
-                        f"igrad: prompt {prompt_id}, target {target}: {warning}"
-                    )
                 entry[target] = {
                     "attribution": torch.stack(rows),
                     "completeness_gap": gaps,
@@ -185,6 +181,7 @@ class IntegratedGradients(Analysis):
             "skipped_prompts": state["skipped"],
         }
         for target in self.settings.targets:
+            self._warn_if_coarse(prompts, target)
             block = {
                 "attribution": [e[target]["attribution"] for e in prompts],
                 "completeness_gap": [e[target]["completeness_gap"] for e in prompts],
@@ -196,3 +193,18 @@ class IntegratedGradients(Analysis):
             else:
                 data[target] = block
         return data
+
+    def _warn_if_coarse(self, prompts: list[dict], target: str) -> None:
+        """At the end, so that prompts restored from a checkpoint are checked too."""
+        for entry in prompts:
+            result = entry[target]
+            warning = coarse_integral_warning(
+                result["completeness_gap"],
+                result["f_input"],
+                result["f_baseline"],
+                self.settings.steps,
+            )
+            if warning:
+                self.options.progress.note(
+                    f"igrad: prompt {entry['prompt']}, target {target}: {warning}"
+                )
