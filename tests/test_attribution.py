@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 from naive import naive_erasure, naive_igrad, naive_mean_residuals
+from recording_progress import RecordingProgress
 from tiny_models import random_ids, tiny_model
 
 from depthscope.analyses import RunOptions
-from depthscope.analyses.base import Progress
 from depthscope.analyses.depth_score import (
     DepthScoreSettings,
     answer_splits,
@@ -82,14 +82,6 @@ def test_igrad_is_complete_with_enough_steps():
         assert gap <= 0.01 * delta
 
 
-class RecordingProgress(Progress):
-    def __init__(self) -> None:
-        self.notes: list[str] = []
-
-    def note(self, text: str) -> None:
-        self.notes.append(text)
-
-
 @pytest.mark.parametrize("steps, warned", [(1, True), (2048, False)])
 def test_igrad_tells_the_user_when_steps_are_too_few(steps, warned):
     lm = tiny_model("llama", seed=2)
@@ -108,6 +100,8 @@ def test_coarse_integral_warning_names_the_worst_layer():
     message = coarse_integral_warning([0.005, 0.2, 0.3], 1.0, [1.0, 0.5, -9.0], steps=256)
     assert message is not None and "at layer 1" in message and "--set steps=1024" in message
     assert coarse_integral_warning([0.005, 0.01], 1.0, [0.9, 0.5], steps=256) is None
+    # relative to no change at all, 0.005 is large, but below the floor of 0.01 in probability
+    assert coarse_integral_warning([0.005], 1.0, [1.0], steps=256) is None
 
 
 def test_depth_score_from_hand_computed_matrix():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from recording_progress import RecordingProgress
 
 from depthscope import runner
 from depthscope.analyses.base import Progress
@@ -66,3 +67,31 @@ def test_changed_inputs_are_not_mixed(tiny_model_dir, tmp_path):
         lm, load_examples("builtin:arith-words", 5, seed=1), request, Progress()
     )
     assert changed.status["contributions"] == "computed"
+
+
+def test_resumed_igrad_still_warns_about_restored_prompts(tiny_model_dir, tmp_path, monkeypatch):
+    lm = load_model(str(tiny_model_dir), progress=False)
+    examples = load_examples("builtin:paper", 2)
+    request = runner.RunRequest(
+        analyses=["igrad"],
+        data="builtin:paper",
+        n=2,
+        out=tmp_path / "run",
+        prompt_batch=1,
+        overrides={"steps": "1", "targets": "layer"},
+    )
+    real_save = runner._save_state
+
+    def interrupt_after_first(path, payload):
+        real_save(path, payload)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "_save_state", interrupt_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_analyses(lm, examples, request, Progress())
+    monkeypatch.setattr(runner, "_save_state", real_save)
+    progress = RecordingProgress()
+    resumed = runner.run_analyses(lm, examples, request, progress)
+    assert resumed.status["igrad"].startswith("resumed")
+    warned = [note for note in progress.notes if note.startswith("igrad: prompt ")]
+    assert [note.split(",")[0] for note in warned] == ["igrad: prompt 0", "igrad: prompt 1"]
