@@ -1,4 +1,4 @@
-"""Live progress display for long runs (rich), behind the analyses' :class:`Progress` interface."""
+"""Progress reporting: the :class:`Progress` interface every long computation reports to, and its displays."""
 
 from __future__ import annotations
 
@@ -6,21 +6,32 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
-    Progress,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.progress import Progress as RichBars
 
-from depthscope.analyses.base import Progress as ProgressSink
+
+class Progress:
+    """Where analyses report work done; the CLI supplies a live display, tests the silent default."""
+
+    def start(self, label: str, total: int) -> None:
+        """A unit of work (e.g. one prompt's interventions) of ``total`` steps begins."""
+
+    def advance(self, steps: int = 1) -> None:
+        """``steps`` more steps are done."""
+
+    def note(self, text: str) -> None:
+        """A one-line message for the user (e.g. a skipped example)."""
 
 
-class RichProgress(ProgressSink):
+class RichProgress(Progress):
     """One bar per unit of work (a prompt's interventions, a batch), with elapsed and remaining time."""
 
     def __init__(self) -> None:
         self.console = Console(stderr=True)
-        self.bars = Progress(
+        self.bars = RichBars(
             TextColumn("{task.description:<40}"),
             BarColumn(),
             MofNCompleteColumn(),

@@ -24,13 +24,14 @@ from pathlib import Path
 import torch
 
 from depthscope.analyses import PAPER_ORDER, REGISTRY, Analysis, RunOptions
-from depthscope.analyses.base import Progress, make_settings, settings_dict
+from depthscope.analyses.base import make_settings, settings_dict
 from depthscope.analyses.prompts import PromptSet
 from depthscope.analyses.run import feed
 from depthscope.data.example import Example
 from depthscope.engine.batch import tokenize
 from depthscope.errors import DepthscopeError
 from depthscope.models.loading import LoadedModel
+from depthscope.progress import Progress
 from depthscope.results import Result, atomic_write_bytes, atomic_write_json
 
 ANALYSIS_ORDER = PAPER_ORDER[:5]  # what `--analyses all` runs

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from depthscope.analyses.base import Progress
+from depthscope.progress import Progress
 
 
 class RecordingProgress(Progress):

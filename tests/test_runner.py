@@ -8,9 +8,9 @@ import pytest
 from recording_progress import RecordingProgress
 
 from depthscope import runner
-from depthscope.analyses.base import Progress
 from depthscope.data.sources import load_examples
 from depthscope.models.loading import load_model
+from depthscope.progress import Progress
 from depthscope.results import Result
 
 ANALYSES = ["contributions", "future-effects", "logit-lens"]

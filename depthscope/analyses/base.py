@@ -19,6 +19,7 @@ from depthscope.analyses.prompts import PromptSet
 from depthscope.engine.trace import Trace
 from depthscope.errors import DepthscopeError
 from depthscope.models.loading import LoadedModel
+from depthscope.progress import Progress
 
 
 @dataclass
@@ -48,19 +49,6 @@ class PromptBatch:
         mask = torch.zeros_like(self.trace.valid)
         mask[self.rows] = self.trace.valid[self.rows]
         return mask
-
-
-class Progress:
-    """Where analyses report work done; the CLI supplies a live display, tests the silent default."""
-
-    def start(self, label: str, total: int) -> None:
-        """A unit of work (e.g. one prompt's interventions) of ``total`` steps begins."""
-
-    def advance(self, steps: int = 1) -> None:
-        """``steps`` more steps are done."""
-
-    def note(self, text: str) -> None:
-        """A one-line message for the user (e.g. a skipped example)."""
 
 
 @dataclass

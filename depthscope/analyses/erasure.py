@@ -15,8 +15,7 @@ import torch
 
 from depthscope.analyses.base import Analysis, PromptBatch, register
 from depthscope.analyses.outputs import OutputComparer
-from depthscope.analyses.run import pad_id
-from depthscope.engine.batch import pad_batch
+from depthscope.engine.batch import pad_batch, pad_id
 from depthscope.engine.replay import replay
 from depthscope.engine.stats import Mean
 from depthscope.engine.trace import trace as run_trace
@@ -33,7 +32,7 @@ def baseline_means(lm, sequences: list[list[int]], batch: int = 4) -> torch.Tens
     """Token-mean residual at every boundary over ``sequences`` (all positions, BOS included): ``[L+1, d]``."""
     mean = Mean()
     for start in range(0, len(sequences), batch):
-        chunk = pad_batch(sequences[start : start + batch], pad_id(lm))
+        chunk = pad_batch(sequences[start : start + batch], pad_id(lm.tokenizer))
         traced = run_trace(lm.adapter, chunk, sublayers=False)
         valid = traced.valid.to(traced.resid.device)
         total = (traced.resid.float() * valid[None, :, :, None]).sum(dim=(1, 2))

@@ -9,17 +9,9 @@ import torch
 
 from depthscope.analyses.base import REGISTRY, Analysis, PromptBatch, RunOptions
 from depthscope.analyses.prompts import PromptSet
-from depthscope.engine.batch import pad_batch
+from depthscope.engine.batch import pad_batch, pad_id
 from depthscope.engine.trace import trace
 from depthscope.models.loading import LoadedModel
-
-
-def pad_id(lm: LoadedModel) -> int:
-    tok = lm.tokenizer
-    for candidate in (getattr(tok, "pad_token_id", None), getattr(tok, "eos_token_id", None)):
-        if candidate is not None:
-            return int(candidate)
-    return 0
 
 
 def feed(
@@ -43,7 +35,7 @@ def feed(
         if not pending:
             continue
         needed = sorted({i for _, _, todo in pending for i in todo})
-        batch = pad_batch([sequences[i] for i in needed], pad_id(lm))
+        batch = pad_batch([sequences[i] for i in needed], pad_id(lm.tokenizer))
         with torch.no_grad():
             traced = trace(lm.adapter, batch)
         for analysis, state, todo in pending:

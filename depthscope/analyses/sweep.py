@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 import torch
 
-from depthscope.analyses.base import Progress
 from depthscope.analyses.outputs import OutputComparer
 from depthscope.engine.packing import PackedPrompt, pack_prompt
 from depthscope.engine.replay import Intervention, LayerStep, replay
 from depthscope.engine.stats import masked_max, safe_ratio
 from depthscope.engine.trace import Trace
 from depthscope.models.adapters import BoundAdapter
+from depthscope.progress import Progress
 
 
 @dataclass

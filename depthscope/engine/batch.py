@@ -55,9 +55,15 @@ def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int) -> Batch:
     return Batch(ids, valid)
 
 
+def pad_id(tokenizer) -> int:
+    """The tokenizer's pad id, else EOS, else 0 (padding is masked, so its value never matters)."""
+    for name in ("pad_token_id", "eos_token_id"):
+        value = getattr(tokenizer, name, None)
+        if value is not None:
+            return int(value)
+    return 0
+
+
 def encode(tokenizer, texts: Sequence[str]) -> Batch:
     """Tokenise texts with the tokenizer's defaults and right-pad them into one batch."""
-    pad_id = tokenizer.pad_token_id
-    if pad_id is None:
-        pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
-    return pad_batch([tokenize(tokenizer, t) for t in texts], int(pad_id))
+    return pad_batch([tokenize(tokenizer, t) for t in texts], pad_id(tokenizer))

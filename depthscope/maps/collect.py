@@ -10,19 +10,9 @@ from collections.abc import Sequence
 
 import torch
 
-from depthscope.engine.batch import pad_batch
+from depthscope.engine.batch import pad_batch, pad_id
 from depthscope.engine.trace import trace
 from depthscope.models.loading import LoadedModel
-
-
-def pad_id(lm: LoadedModel) -> int:
-    """The tokenizer's pad id, else EOS, else 0 (padding is masked, so its value never matters)."""
-    tok = lm.tokenizer
-    for name in ("pad_token_id", "eos_token_id"):
-        value = getattr(tok, name, None)
-        if value is not None:
-            return int(value)
-    return 0
 
 
 @torch.no_grad()
@@ -37,7 +27,7 @@ def collect_residuals(
 
     Rows are the ``positions`` of every sequence, in order (sequence 0's first, ...).
     """
-    batch = pad_batch([list(s) for s in sequences], pad_id(lm))
+    batch = pad_batch([list(s) for s in sequences], pad_id(lm.tokenizer))
     resid = trace(lm.adapter, batch, sublayers=False).resid  # [L+1, B, T, d]
     rows = torch.cat(
         [torch.full((len(p),), b, dtype=torch.long) for b, p in enumerate(positions)]

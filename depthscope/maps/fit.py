@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from depthscope.analyses.base import Progress
 from depthscope.errors import DepthscopeError
 from depthscope.maps.align import AlignedText, Aligner
 from depthscope.maps.collect import collect_residuals
 from depthscope.maps.ridge import HeldOutMetrics, MapStatistics, solve
 from depthscope.models.loading import LoadedModel
+from depthscope.progress import Progress
 
 DEFAULT_MEMORY_GB = 6.0
 

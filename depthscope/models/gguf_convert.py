@@ -361,7 +361,7 @@ def convert_gguf(
 
 def gguf_folder(gguf_path: Path, *, progress: bool = True) -> Path:
     """The converted folder of a user's GGUF file, keyed by content so it is built only once."""
-    from depthscope.models.zoo import cache_dir
+    from depthscope.models.cache import cache_dir
 
     gguf_path = Path(gguf_path).expanduser()
     if not gguf_path.is_file():

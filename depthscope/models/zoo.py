@@ -13,7 +13,6 @@ A valid cached folder is found with a few ``stat`` and header reads, importing n
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from depthscope.errors import DepthscopeError
+from depthscope.models.cache import cache_dir
 from depthscope.models.gguf_convert import (
     Steps,
     convert_gguf,
@@ -89,19 +89,6 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
         sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
     ),
 }
-
-
-def cache_dir() -> Path:
-    """``$DEPTHSCOPE_CACHE`` if set, else the user cache directory; created on demand."""
-    env = os.environ.get("DEPTHSCOPE_CACHE")
-    if env:
-        root = Path(env).expanduser()
-    else:
-        import platformdirs
-
-        root = Path(platformdirs.user_cache_dir("depthscope"))
-    root.mkdir(parents=True, exist_ok=True)
-    return root
 
 
 def _builtin(name: str) -> BuiltinModel:
