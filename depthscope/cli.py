@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -25,6 +26,11 @@ examples:
   depthscope analyze ./my-model --data file:prompts.jsonl --device cuda --dtype bfloat16
   depthscope plot runs/smollm2-135m          redraw figures from saved results
 """
+
+
+# Commands defined in their own modules: each has ``add_parser(subparsers)``, which registers the
+# command with ``set_defaults(handler=FUNCTION)``; ``FUNCTION(args)`` returns the exit status.
+COMMAND_MODULES = ("depthscope.maps.command",)
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -135,9 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--no-plots", action="store_true", help="skip figures and the HTML report")
     _add_model_options(analyze)
 
-    from depthscope.maps.command import add_map_parser
-
-    add_map_parser(sub)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).add_parser(sub)
 
     plot = sub.add_parser(
         "plot", help="redraw figures and the report of a run directory from its saved results"
@@ -265,12 +270,6 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_map(args: argparse.Namespace) -> int:
-    from depthscope.maps.command import run_map
-
-    return run_map(args)
-
-
 def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import warnings
@@ -303,10 +302,10 @@ def main(argv: list[str] | None = None) -> int:
         "fetch": lambda: cmd_fetch(args),
         "analyze": lambda: cmd_analyze(args),
         "plot": lambda: cmd_plot(args),
-        "map": lambda: _run_map(args),
     }
+    handler = handlers.get(args.command) or (lambda: args.handler(args))
     try:
-        return handlers[args.command]()
+        return handler()
     except DepthscopeError as exc:
         print(f"depthscope: error: {exc}", file=sys.stderr)
         return 2

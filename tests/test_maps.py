@@ -277,10 +277,10 @@ def test_too_few_tokens_is_a_one_line_error():
 
 
 def test_map_command_writes_result_run_and_figures(tiny_model_dir, tmp_path, capsys):
-    from depthscope.maps.command import add_map_parser
+    from depthscope.maps.command import add_parser
 
     parser = argparse.ArgumentParser()
-    add_map_parser(parser.add_subparsers(dest="command"))
+    add_parser(parser.add_subparsers(dest="command"))
     out = tmp_path / "run"
     args = parser.parse_args(
         ["map", str(tiny_model_dir), str(tiny_model_dir), "--tokens", "400", "--val-tokens", "100"]

@@ -27,7 +27,7 @@ examples:
 """
 
 
-def add_map_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``map`` on the ``depthscope`` command's subparsers."""
     parser = subparsers.add_parser(
         "map",
