@@ -74,3 +74,16 @@ def test_unregistered_types_cannot_be_stored_or_loaded():
 
     with pytest.raises(TypeError, match="registered"):
         state_to_bytes(Unregistered())
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    import os
+
+    from depthscope.results import atomic_write_json
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "r.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644
