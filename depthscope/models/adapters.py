@@ -115,6 +115,17 @@ ADAPTERS: tuple[Adapter, ...] = (
         mlp_in="ln_1",
         parallel=True,
     ),
+    # depthscope's weight-shared σ-MoE Transformer (depthscope/training/shared_model.py): per-layer
+    # identity sites, so hooks fire once per unrolled layer although blocks are shared.
+    Adapter(
+        family="depthscope_shared",
+        model_types=("depthscope_shared",),
+        layers="model.layers",
+        final_norm="model.norm",
+        attn_out="attn_out",
+        mlp_out="mlp_out",
+        mlp_in="mlp_in",
+    ),
 )
 
 SUPPORTED_FAMILIES = tuple(a.family for a in ADAPTERS)
