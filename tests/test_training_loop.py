@@ -227,3 +227,46 @@ def test_folder_with_another_model_or_foreign_files_is_never_touched(tmp_path):
     with pytest.raises(DepthscopeError, match="files depthscope did not write"):
         train(make_job(tmp_path, name="notes"), TrainSettings(steps=2, **FAST), RecordingProgress())
     assert [p.name for p in foreign.iterdir()] == ["thesis.tex"]
+
+
+def test_checkpoint_restores_tied_weights_optimizer_and_rng(tmp_path):
+    import transformers as tf
+
+    def tied_llama():
+        torch.manual_seed(0)
+        config = tf.LlamaConfig(
+            vocab_size=50,
+            hidden_size=16,
+            intermediate_size=32,
+            num_attention_heads=2,
+            num_hidden_layers=1,
+            tie_word_embeddings=True,
+        )
+        return tf.LlamaForCausalLM(config)
+
+    model = tied_llama()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    model(input_ids=torch.tensor([[1, 2, 3]])).logits.sum().backward()
+    optimizer.step()
+    torch.manual_seed(7)
+    run_dir.save_checkpoint(tmp_path, model, optimizer, {"train_state": {"step": 1}})
+    expected_draw = torch.rand(3)
+
+    fresh = tied_llama()
+    fresh_optimizer = torch.optim.AdamW(fresh.parameters(), lr=0.1)
+    meta = run_dir.load_checkpoint(tmp_path, fresh, fresh_optimizer)
+    assert meta["train_state"] == {"step": 1}
+    assert fresh.lm_head.weight is fresh.model.embed_tokens.weight  # still tied
+    for (name, a), b in zip(model.state_dict().items(), fresh.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    state = optimizer.state_dict()["state"]
+    restored = fresh_optimizer.state_dict()["state"]
+    assert all(torch.equal(state[k]["exp_avg"], restored[k]["exp_avg"]) for k in state)
+    assert torch.equal(torch.rand(3), expected_draw)  # the RNG continues where it was saved
+
+    # a checkpoint whose files belong to different steps (torn by a crash) is refused
+    state = json.loads((tmp_path / run_dir.CHECKPOINT).read_text())
+    state["step"] = 2
+    (tmp_path / run_dir.CHECKPOINT).write_text(json.dumps(state))
+    with pytest.raises(DepthscopeError, match="damaged.*--fresh"):
+        run_dir.load_checkpoint(tmp_path, fresh, fresh_optimizer)

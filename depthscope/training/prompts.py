@@ -66,3 +66,28 @@ _E12 = (
 E12_PROMPTS: tuple[Example, ...] = tuple(
     _example(q, a, f"e12-{i + 1}", module=module) for i, (q, a, module) in enumerate(_E12)
 )
+
+SETS = {
+    "e11": E11_PROMPTS,
+    "e11-baseline": (Example(prompt=E11_COUNTERFACTUAL, meta={"name": "e11-counterfactual"}),),
+    "e12": E12_PROMPTS,
+}
+
+
+def jsonl(examples: tuple[Example, ...]) -> str:
+    """The examples as ``.jsonl`` lines that ``--data file:PATH.jsonl`` reads back."""
+    import json
+
+    lines = [
+        json.dumps({"prompt": e.prompt, "answer": e.answer} if e.answer else {"text": e.prompt})
+        for e in examples
+    ]
+    return "".join(line + "\n" for line in lines)
+
+
+if __name__ == "__main__":  # python -m depthscope.training.prompts e11 > e11.jsonl
+    import sys
+
+    if len(sys.argv) != 2 or sys.argv[1] not in SETS:
+        sys.exit(f"usage: python -m depthscope.training.prompts {{{','.join(SETS)}}} > FILE.jsonl")
+    sys.stdout.write(jsonl(SETS[sys.argv[1]]))

@@ -7,8 +7,7 @@ depthscope's from the first step; a folder holding anything else (another model,
 never written to. Rerunning the same command resumes from the checkpoint; a finished run with the
 same settings is left alone; different settings need ``--fresh``.
 
-Checkpoints are one safetensors file (model, optimizer and RNG state as tensors, the rest as JSON
-via :mod:`depthscope.engine.state`); nothing is pickled.
+Checkpoints are safetensors files (model, optimizer and RNG state) plus JSON; nothing is pickled.
 """
 
 from __future__ import annotations
@@ -20,14 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
-from depthscope.engine.state import state_from_bytes, state_to_bytes
 from depthscope.errors import DepthscopeError
-from depthscope.results import atomic_write_bytes, atomic_write_json
+from depthscope.results import atomic_write_json
 
 FORMAT = "depthscope-training/1"
 RECORD = "training.json"
-CHECKPOINT = Path("checkpoint") / "state.safetensors"
+CHECKPOINT = Path("checkpoint") / "state.json"
 
 
 def read_record(out: Path) -> dict | None:
@@ -81,34 +81,84 @@ def write_record(out: Path, record: dict) -> None:
 
 
 # ---------------------------------------------------------------- checkpoints
+#
+# checkpoint/model.safetensors      the model's tensors (tied weights once)
+# checkpoint/optimizer.safetensors  AdamW's tensors and the torch RNG state
+# checkpoint/state.json             the rest: step, optimizer hyper-parameters, aliases, meta
+# Each file is written to a temporary name and renamed; state.json goes last and names the step
+# that the two tensor files must carry, so a checkpoint torn by a crash is detected, never used.
+# The tensors are written file by file rather than as one blob, so a 135M-parameter fine-tune
+# needs about one optimizer-state copy of extra memory.
 
 
 def _unique_state(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """The model's state without aliases (tied weights are stored once), and the alias map."""
     tensors: dict[str, torch.Tensor] = {}
     aliases: dict[str, str] = {}
-    seen: dict[tuple[int, tuple[int, ...]], str] = {}
+    seen: dict[tuple, str] = {}
     for name, tensor in model.state_dict().items():
-        key = (tensor.untyped_storage().data_ptr(), tuple(tensor.shape))
+        key = (tensor.data_ptr(), tuple(tensor.shape), tensor.stride(), tensor.dtype)
         if key in seen:
             aliases[name] = seen[key]
             continue
         seen[key] = name
-        tensors[name] = tensor.detach().clone()
+        tensors[name] = tensor.detach().cpu().contiguous()
     return tensors, aliases
+
+
+def _split_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """AdamW's state dict as flat tensors plus a JSON-able remainder."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict] = {}
+    for index, entries in state["state"].items():
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"state.{index}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _join_optimizer(tensors: dict[str, torch.Tensor], rest: dict) -> dict:
+    state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        if name.startswith("state."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = value
+    for index, entries in rest["scalars"].items():
+        state.setdefault(int(index), {}).update(entries)
+    return {"state": state, "param_groups": rest["param_groups"]}
+
+
+def _write_tensors(path: Path, tensors: dict[str, torch.Tensor], step: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(tensors or {"_empty": torch.zeros(0)}, str(tmp), metadata={"step": str(step)})
+    os.replace(tmp, path)
 
 
 def save_checkpoint(
     out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, meta: dict[str, Any]
 ) -> None:
-    """Model, optimizer and torch RNG state plus ``meta`` (step, curves, ...) in one file."""
-    tensors, aliases = _unique_state(model)
-    state = {
-        "model": tensors,
-        "optimizer": optimizer.state_dict(),
-        "torch_rng": torch.get_rng_state(),
-    }
-    atomic_write_bytes(out / CHECKPOINT, state_to_bytes(state, {**meta, "aliases": aliases}))
+    """Model, optimizer and torch RNG state plus ``meta`` (with ``train_state.step``)."""
+    folder = out / CHECKPOINT.parent
+    step = int(meta["train_state"]["step"])
+    weights, aliases = _unique_state(model)
+    _write_tensors(folder / "model.safetensors", weights, step)
+    del weights
+    moments, rest = _split_optimizer(optimizer.state_dict())
+    moments["rng.torch"] = torch.get_rng_state()
+    _write_tensors(folder / "optimizer.safetensors", moments, step)
+    del moments
+    state = {"format": FORMAT, "step": step, "aliases": aliases, "optimizer": rest, "meta": meta}
+    atomic_write_json(out / CHECKPOINT, state)
+
+
+def _read_tensors(path: Path, step: int) -> dict[str, torch.Tensor]:
+    with safe_open(str(path), framework="pt") as handle:
+        if (handle.metadata() or {}).get("step") != str(step):
+            raise ValueError(f"{path.name} belongs to another step")
+        return {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
 
 
 def load_checkpoint(
@@ -118,20 +168,28 @@ def load_checkpoint(
     path = out / CHECKPOINT
     if not path.is_file():
         return None
+    folder = path.parent
     try:
-        state, meta = state_from_bytes(path.read_bytes())
-    except ValueError as exc:
+        state = json.loads(path.read_text())
+        step = int(state["step"])
+        weights = _read_tensors(folder / "model.safetensors", step)
+        moments = _read_tensors(folder / "optimizer.safetensors", step)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DepthscopeError(
-            f"the checkpoint {path} is damaged ({exc}); pass --fresh to start over"
+            f"the checkpoint in {folder} is damaged ({exc}); pass --fresh to start over"
         ) from exc
-    weights = dict(state["model"])
-    for alias, original in meta.pop("aliases", {}).items():
+    except Exception as exc:  # safetensors raises its own error types on corrupt files
+        raise DepthscopeError(
+            f"the checkpoint in {folder} is damaged ({type(exc).__name__}); pass --fresh to "
+            f"start over"
+        ) from exc
+    for alias, original in state["aliases"].items():
         weights[alias] = weights[original]
     device = next(model.parameters()).device
     model.load_state_dict({k: v.to(device) for k, v in weights.items()})
-    optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["torch_rng"])
-    return meta
+    torch.set_rng_state(moments.pop("rng.torch"))
+    optimizer.load_state_dict(_join_optimizer(moments, state["optimizer"]))
+    return state["meta"]
 
 
 def share_files(out: Path) -> None:
