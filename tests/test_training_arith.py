@@ -9,7 +9,12 @@ from fractions import Fraction
 import pytest
 
 from depthscope.training import arith
-from depthscope.training.prompts import E11_COUNTERFACTUAL, E11_PROMPTS, E12_PROMPTS
+from depthscope.training.prompts import (
+    E11_COUNTERFACTUAL,
+    E11_PROMPTS,
+    E11_SMALL_PROMPTS,
+    E12_PROMPTS,
+)
 
 # The question's text read back into a Python expression, independently of the generator: word
 # forms are rewritten with operators, the symbolic forms only lose their wrapper words.
@@ -65,10 +70,11 @@ def check_problem(question: str, answer: str) -> None:
     assert eval(expression) == pytest.approx(float(Fraction(answer)), rel=1e-9, abs=1e-9)
 
 
+@pytest.mark.parametrize("scale", list(arith.SCALES))
 @pytest.mark.parametrize("module", list(arith.MODULES))
-def test_every_answer_equals_python_evaluation(module):
+def test_every_answer_equals_python_evaluation(module, scale):
     for index in range(150):
-        problem = arith.problem(module, index, seed=3)
+        problem = arith.problem(module, index, seed=3, scale=scale)
         check_problem(problem.question, problem.answer)
         assert re.fullmatch(r"-?\d+(\.\d+)?", problem.answer), problem  # a clean answer
 
@@ -93,9 +99,11 @@ def test_paper_format():
     assert example.meta["module"] == "add_or_sub"
 
 
-def test_extrapolation_is_longer_or_bigger():
+@pytest.mark.parametrize("scale", list(arith.SCALES))
+def test_extrapolation_is_longer_or_bigger(scale):
     def mean_length(module):  # digits in the question: more operands or bigger ones
-        return sum(sum(c.isdigit() for c in arith.problem(module, i).question) for i in range(200))
+        questions = [arith.problem(module, i, scale=scale).question for i in range(200)]
+        return sum(sum(c.isdigit() for c in q) for q in questions)
 
     for small, large in [
         ("add_or_sub", "add_or_sub_big"),
@@ -108,6 +116,15 @@ def test_extrapolation_is_longer_or_bigger():
         assert mean_length(large) > 1.3 * mean_length(small), (small, large)
 
 
+def test_small_scale_is_smaller():
+    def digits(scale):
+        problems = [arith.problem(m, i, scale=scale) for m in arith.INTERPOLATE for i in range(50)]
+        return sum(sum(c.isdigit() for c in p.question + p.answer) for p in problems)
+
+    assert digits("small") < 0.7 * digits("dm")
+    assert all(abs(arith.problem("add_or_sub", i, scale="small").value) <= 18 for i in range(100))
+
+
 def test_number_formatting():
     assert arith.format_number(Fraction(-12)) == "-12"
     assert arith.format_number(Fraction(-3, 50)) == "-0.06"
@@ -115,7 +132,9 @@ def test_number_formatting():
     assert arith.format_number(Fraction(-7, 3)) == "-7/3"
 
 
-@pytest.mark.parametrize("example", E11_PROMPTS + E12_PROMPTS, ids=lambda e: e.meta["name"])
+@pytest.mark.parametrize(
+    "example", E11_PROMPTS + E11_SMALL_PROMPTS + E12_PROMPTS, ids=lambda e: e.meta["name"]
+)
 def test_analysis_prompts_have_right_answers(example):
     question = re.fullmatch(r"Q: (.+) A:", example.prompt).group(1)
     check_problem(question, example.answer.strip())

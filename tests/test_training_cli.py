@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -88,13 +89,17 @@ def test_answer_loss_on_data_without_answers_is_refused(tmp_path, capsys, tiny_m
 
 
 def test_output_folder_with_another_model_is_never_overwritten(tmp_path, capsys, tiny_model_dir):
-    before = snapshot(tiny_model_dir)
-    args = ["--data", "builtin:arith-chain", *TINY_FINETUNE, "--out", str(tiny_model_dir)]
+    other = tmp_path / "other-model"
+    shutil.copytree(tiny_model_dir, other)
+    before = snapshot(other)
+    args = ["--data", "builtin:arith-chain", *TINY_FINETUNE, "--out", str(other)]
     assert main(["finetune", str(tiny_model_dir), *args, "--fresh"]) == 2
     assert "holds another model" in error_line(capsys)
-    assert main(["scratch", *TINY_SCRATCH, "--out", str(tiny_model_dir)]) == 2
+    assert main(["scratch", *TINY_SCRATCH, "--out", str(other)]) == 2
     assert "holds another model" in error_line(capsys)
-    assert snapshot(tiny_model_dir) == before
+    assert main(["finetune", str(other), "--out", str(other) + "/"]) == 2
+    assert "another folder than the model" in error_line(capsys)
+    assert snapshot(other) == before
 
 
 def test_bad_sizes_are_refused_in_one_line(tmp_path, capsys):

@@ -35,7 +35,7 @@ def make_job(tmp_path, arch="transformer", draw=None, eval_sets=None, seed=0, na
     return TrainJob(
         model=model,
         tokenizer=TOKENIZER,
-        draw=draw or training_draw(TOKENIZER),
+        draw=draw or training_draw(TOKENIZER, "dm"),
         eval_sets=eval_sets or {},
         pad_id=PAD,
         out=tmp_path / name,
@@ -52,7 +52,7 @@ def weights(folder):
 
 
 def test_windows_hold_whole_examples_with_answer_flags():
-    draw = training_draw(TOKENIZER)
+    draw = training_draw(TOKENIZER, "dm")
     batch = pack_batch(draw, seed=0, step=3, rows=3, seq_len=64, pad_id=PAD, separator=SEP)
     again = pack_batch(draw, seed=0, step=3, rows=3, seq_len=64, pad_id=PAD, separator=SEP)
     assert torch.equal(batch.input_ids, again.input_ids)
@@ -72,7 +72,13 @@ def test_windows_hold_whole_examples_with_answer_flags():
 
 def test_answer_only_loss_ignores_question_predictions():
     batch = pack_batch(
-        training_draw(TOKENIZER), seed=1, step=0, rows=2, seq_len=64, pad_id=PAD, separator=SEP
+        training_draw(TOKENIZER, "dm"),
+        seed=1,
+        step=0,
+        rows=2,
+        seq_len=64,
+        pad_id=PAD,
+        separator=SEP,
     )
     logits = torch.randn(2, 64, len(TOKENIZER), requires_grad=True)
     token_loss(logits, batch, "answer").backward()

@@ -9,15 +9,21 @@ phrasings: ``add_or_sub``, ``add_sub_multiple``, ``div``, ``mixed``, ``mul``,
 
 Every value is an exact :class:`fractions.Fraction`; like DM math, only problems with clean
 answers are produced (integers; decimals for the decimal forms of add/sub and mul). A problem is a
-pure function of ``(module, index, seed)``. The paper's text format is ``"Q: {q} A:"`` followed by
-``" {a}"`` (App. E).
+pure function of ``(module, index, seed, split, scale)``. The paper's text format is
+``"Q: {q} A:"`` followed by ``" {a}"`` (App. E).
+
+Two scales set the size of numbers and expressions (:data:`SCALES`): ``dm``, close to DM math's
+pooled train-easy/medium/hard (two-digit operands, up to six terms), and ``small``, one-digit
+operands and shorter expressions with two- and three-digit extrapolation — what a one-million
+parameter model can learn in minutes on a CPU. In both, the extrapolation modules use bigger
+numbers (``*_big``) or more terms (``*_longer``) than any training problem.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from depthscope.data.example import Example
@@ -77,6 +83,68 @@ def _signed_int(rng: random.Random, low: int, high: int, negative: float = 0.4) 
     return -value if rng.random() < negative else value
 
 
+@dataclass(frozen=True)
+class Sizes:
+    """How big the numbers and expressions of one module family are."""
+
+    number: int  # largest integer operand of add_or_sub and mul, largest quotient of div
+    decimals: int  # most decimal places in add_or_sub and mul (0: integers only)
+    factor: int  # largest second factor of mul, divisor of div, factor in mixed products
+    sum_terms: tuple[int, int]  # number of terms of add_sub_multiple
+    term: int  # largest term of add_sub_multiple
+    chain_terms: tuple[int, int]  # number of operands of mul_div_multiple
+    chain_operand: int  # largest integer operand of mul_div_multiple
+    fraction: int  # largest numerator and denominator of a written quotient
+    mixed_terms: tuple[int, int]  # number of terms of a mixed sum
+    scale: int  # largest factor a quotient of quotients is scaled by
+    limit: int  # largest |answer| of mul_div_multiple
+
+
+DM = Sizes(
+    number=99,
+    decimals=1,
+    factor=12,
+    sum_terms=(3, 6),
+    term=70,
+    chain_terms=(3, 4),
+    chain_operand=99,
+    fraction=20,
+    mixed_terms=(2, 2),
+    scale=12,
+    limit=1000,
+)
+SMALL = Sizes(
+    number=9,
+    decimals=0,
+    factor=9,
+    sum_terms=(3, 4),
+    term=9,
+    chain_terms=(3, 3),
+    chain_operand=12,
+    fraction=9,
+    mixed_terms=(2, 2),
+    scale=3,
+    limit=100,
+)
+# scale -> (training/interpolation, *_big, *_longer)
+SCALES: dict[str, tuple[Sizes, Sizes, Sizes]] = {
+    "dm": (
+        DM,
+        replace(DM, number=99_999, decimals=2, factor=999),
+        replace(
+            DM, sum_terms=(7, 9), chain_terms=(5, 7), mixed_terms=(3, 4), scale=300, limit=10**5
+        ),
+    ),
+    "small": (
+        SMALL,
+        replace(SMALL, number=999, factor=99),
+        replace(
+            SMALL, sum_terms=(5, 7), chain_terms=(4, 5), mixed_terms=(3, 3), scale=12, limit=1000
+        ),
+    ),
+}
+
+
 def _number(rng: random.Random, high: int, decimals: int) -> Fraction:
     """An integer in ±[1, high], or with ``decimals`` places (e.g. ``-4.7``)."""
     if decimals == 0:
@@ -105,12 +173,10 @@ SUB_TEMPLATES = (
 )
 
 
-def add_or_sub(rng: random.Random, big: bool = False) -> tuple[str, Fraction]:
-    """``a + b`` or ``a - b`` of integers or decimals (bigger numbers for the ``_big`` module)."""
-    decimals = rng.choice((0, 0, 1, 2)) if big else rng.choice((0, 0, 0, 1))
-    high = 99_999 if big else 99
-    if decimals:
-        high = 9_999 if big else 9
+def add_or_sub(rng: random.Random, s: Sizes) -> tuple[str, Fraction]:
+    """``a + b`` or ``a - b`` of integers or, a quarter of the time, decimals."""
+    decimals = rng.randint(1, s.decimals) if s.decimals and rng.random() < 0.25 else 0
+    high = max(1, s.number // 10**decimals)
     a, b = _number(rng, high, decimals), _number(rng, high, decimals)
     subtract = rng.random() < 0.5
     template = rng.choice(SUB_TEMPLATES if subtract else ADD_TEMPLATES)
@@ -138,10 +204,10 @@ def _sum_text(terms: list[tuple[str, str, Fraction]]) -> tuple[str, Fraction]:
     return text, value
 
 
-def add_sub_multiple(rng: random.Random, longer: bool = False) -> tuple[str, Fraction]:
-    """3-6 integers (7-9 for ``_longer``) added and subtracted, sometimes one group in parentheses."""
-    n = rng.randint(7, 9) if longer else rng.randint(3, 6)
-    plain = [Fraction(_signed_int(rng, 0, 70, negative=0.35)) for _ in range(n)]
+def add_sub_multiple(rng: random.Random, s: Sizes) -> tuple[str, Fraction]:
+    """Integers added and subtracted, sometimes one group of them in parentheses."""
+    n = rng.randint(*s.sum_terms)
+    plain = [Fraction(_signed_int(rng, 0, s.term, negative=0.35)) for _ in range(n)]
     signs = ["+"] + [rng.choice("+-") for _ in range(n - 1)]
     terms = [(s, format_number(v), v) for s, v in zip(signs, plain, strict=True)]
     if n >= 4 and rng.random() < 0.4:  # DM's "1 - 3 - (63 + 7 - 60)"
@@ -166,14 +232,13 @@ MUL_TEMPLATES = (
 )
 
 
-def mul(rng: random.Random, big: bool = False) -> tuple[str, Fraction]:
-    """``a * b``: integers, or a one-place decimal times an integer (bigger for ``_big``)."""
-    if rng.random() < 0.25:
-        a = _number(rng, 99 if big else 9, 1)
-        b = Fraction(_signed_int(rng, 2, 999 if big else 12))
+def mul(rng: random.Random, s: Sizes) -> tuple[str, Fraction]:
+    """``a * b``: integers or, a quarter of the time, a one-place decimal times an integer."""
+    if s.decimals and rng.random() < 0.25:
+        a = _number(rng, max(1, s.number // 10), 1)
     else:
-        a = Fraction(_signed_int(rng, 2, 9_999 if big else 99))
-        b = Fraction(_signed_int(rng, 2, 999 if big else 12))
+        a = Fraction(_signed_int(rng, 2, s.number))
+    b = Fraction(_signed_int(rng, 2, s.factor))
     if rng.random() < 0.5:
         a, b = b, a
     template = rng.choice(MUL_TEMPLATES)
@@ -192,10 +257,10 @@ DIV_TEMPLATES = (
 )
 
 
-def div(rng: random.Random, big: bool = False) -> tuple[str, Fraction]:
-    """``a / b`` with an integer quotient (bigger numbers for ``_big``)."""
-    quotient = _signed_int(rng, 1, 999 if big else 50)
-    divisor = _signed_int(rng, 2, 999 if big else 12)
+def div(rng: random.Random, s: Sizes) -> tuple[str, Fraction]:
+    """``a / b`` with an integer quotient."""
+    quotient = _signed_int(rng, 1, s.number)
+    divisor = _signed_int(rng, 2, s.factor)
     a, b = Fraction(quotient * divisor), Fraction(divisor)
     template = rng.choice(DIV_TEMPLATES)
     return template.format(a=format_number(a), b=format_number(b), fb=_factor(b)), a / b
@@ -212,12 +277,12 @@ CHAIN_TEMPLATES = (
 )
 
 
-def _chain_factor(rng: random.Random) -> tuple[str, Fraction]:
+def _chain_factor(rng: random.Random, s: Sizes) -> tuple[str, Fraction]:
     """An integer operand or, sometimes, a quotient in parentheses as in ``(10/3)/((-8)/16)``."""
     if rng.random() < 0.25:
-        a, b = Fraction(_signed_int(rng, 1, 20)), Fraction(_signed_int(rng, 2, 20))
+        a, b = Fraction(_signed_int(rng, 1, s.fraction)), Fraction(_signed_int(rng, 2, s.fraction))
         return f"({_factor(a)}/{_factor(b)})", a / b
-    value = Fraction(_signed_int(rng, 2, 99))
+    value = Fraction(_signed_int(rng, 2, s.chain_operand))
     return _factor(value), value
 
 
@@ -226,19 +291,18 @@ def _divisors(n: int, limit: int) -> list[int]:
     return [d for d in range(2, min(n, limit) + 1) if n % d == 0]
 
 
-def mul_div_multiple(rng: random.Random, longer: bool = False) -> tuple[str, Fraction]:
-    """A left-to-right chain of ``*`` and ``/`` (3-4 operands, 5-7 for ``_longer``), integer result.
+def mul_div_multiple(rng: random.Random, s: Sizes) -> tuple[str, Fraction]:
+    """A left-to-right chain of ``*`` and ``/`` with an integer result.
 
     All operands but the last are random; the last one is chosen so that the result is an integer
     (a multiple of the running denominator, or a divisor of the running numerator).
     """
-    limit = 10**5 if longer else 1000
     while True:
-        n = rng.randint(5, 7) if longer else rng.randint(3, 4)
-        text, value = _chain_factor(rng)
+        n = rng.randint(*s.chain_terms)
+        text, value = _chain_factor(rng, s)
         for _ in range(n - 2):
             op = rng.choice("*//")
-            factor_text, factor_value = _chain_factor(rng)
+            factor_text, factor_value = _chain_factor(rng, s)
             text = f"{text}{op}{factor_text}"
             value = value * factor_value if op == "*" else value / factor_value
         if value.denominator > 1:
@@ -247,29 +311,29 @@ def mul_div_multiple(rng: random.Random, longer: bool = False) -> tuple[str, Fra
             last = Fraction(value.denominator * _signed_int(rng, 1, 4))
             text, value = f"{text}*{_factor(last)}", value * last
         else:
-            choices = _divisors(value.numerator, 99)
+            choices = _divisors(value.numerator, s.chain_operand)
             if not choices:
                 continue
             last = Fraction(rng.choice(choices) * rng.choice((1, -1)))
             text, value = f"{text}/{_factor(last)}", value / last
-        if "/" in text and abs(value) <= limit and value != 0:
+        if "/" in text and abs(value) <= s.limit and value != 0:
             return rng.choice(CHAIN_TEMPLATES).format(e=text), value
 
 
 # ---------------------------------------------------------------- mixed
 
 
-def _quotient(rng: random.Random) -> tuple[str, Fraction]:
-    a, b = Fraction(_signed_int(rng, 1, 30)), Fraction(_signed_int(rng, 1, 20))
+def _quotient(rng: random.Random, s: Sizes) -> tuple[str, Fraction]:
+    a, b = Fraction(_signed_int(rng, 1, s.fraction)), Fraction(_signed_int(rng, 1, s.fraction))
     return f"{_factor(a)}/{_factor(b)}", a / b
 
 
-def _quotient_of_quotients(rng: random.Random, longer: bool) -> tuple[str, Fraction]:
+def _quotient_of_quotients(rng: random.Random, s: Sizes) -> tuple[str, Fraction]:
     """``((-14)/(-6))/(1162/(-4980))``: an integer written as one fraction over a scaled other."""
-    answer = Fraction(_signed_int(rng, 1, 99 if longer else 20))
-    top_text, top = _quotient(rng)
+    answer = Fraction(_signed_int(rng, 1, s.fraction))
+    top_text, top = _quotient(rng, s)
     bottom = top / answer
-    scale = rng.randint(1, 300 if longer else 12)
+    scale = rng.randint(1, s.scale)
     num, den = bottom.numerator * scale, bottom.denominator * scale
     if rng.random() < 0.5:
         num, den = -num, -den
@@ -277,18 +341,18 @@ def _quotient_of_quotients(rng: random.Random, longer: bool) -> tuple[str, Fract
     return f"({top_text})/({bottom_text})", answer
 
 
-def mixed(rng: random.Random, longer: bool = False) -> tuple[str, Fraction]:
+def mixed(rng: random.Random, s: Sizes) -> tuple[str, Fraction]:
     """Sums of quotients and products with an integer value, or a quotient of quotients."""
     if rng.random() < 0.35:
-        text, value = _quotient_of_quotients(rng, longer)
+        text, value = _quotient_of_quotients(rng, s)
         return rng.choice(CHAIN_TEMPLATES).format(e=text), value
-    n = rng.randint(3, 4) if longer else 2
+    n = rng.randint(*s.mixed_terms)
     terms = []
     for _ in range(n - 1):
         if rng.random() < 0.7:
-            text, value = _quotient(rng)
+            text, value = _quotient(rng, s)
         else:
-            a, b = Fraction(_signed_int(rng, 1, 12)), Fraction(_signed_int(rng, 1, 12))
+            a, b = Fraction(_signed_int(rng, 1, s.factor)), Fraction(_signed_int(rng, 1, s.factor))
             text, value = f"{_factor(a)}*{_factor(b)}", a * b
         terms.append((rng.choice("+-") if terms else "+", text, value))
     partial = _sum_text(terms)[1]
@@ -305,34 +369,44 @@ def mixed(rng: random.Random, longer: bool = False) -> tuple[str, Fraction]:
 
 # ---------------------------------------------------------------- registry
 
-Generator = Callable[[random.Random], tuple[str, Fraction]]
+Generator = Callable[[random.Random, Sizes], tuple[str, Fraction]]
+TRAIN, BIG, LONGER = 0, 1, 2  # which Sizes of a scale a module uses
 
-INTERPOLATE: dict[str, Generator] = {
-    "add_or_sub": add_or_sub,
-    "add_sub_multiple": add_sub_multiple,
-    "div": div,
-    "mixed": mixed,
-    "mul": mul,
-    "mul_div_multiple": mul_div_multiple,
+# module -> (generator, sizes); the first six are trained on and interpolated, the rest extrapolate
+MODULES: dict[str, tuple[Generator, int]] = {
+    "add_or_sub": (add_or_sub, TRAIN),
+    "add_sub_multiple": (add_sub_multiple, TRAIN),
+    "div": (div, TRAIN),
+    "mixed": (mixed, TRAIN),
+    "mul": (mul, TRAIN),
+    "mul_div_multiple": (mul_div_multiple, TRAIN),
+    "add_or_sub_big": (add_or_sub, BIG),
+    "add_sub_multiple_longer": (add_sub_multiple, LONGER),
+    "div_big": (div, BIG),
+    "mixed_longer": (mixed, LONGER),
+    "mul_big": (mul, BIG),
+    "mul_div_multiple_longer": (mul_div_multiple, LONGER),
 }
-EXTRAPOLATE: dict[str, Generator] = {
-    "add_or_sub_big": lambda rng: add_or_sub(rng, big=True),
-    "add_sub_multiple_longer": lambda rng: add_sub_multiple(rng, longer=True),
-    "div_big": lambda rng: div(rng, big=True),
-    "mixed_longer": lambda rng: mixed(rng, longer=True),
-    "mul_big": lambda rng: mul(rng, big=True),
-    "mul_div_multiple_longer": lambda rng: mul_div_multiple(rng, longer=True),
-}
-MODULES: dict[str, Generator] = {**INTERPOLATE, **EXTRAPOLATE}
+INTERPOLATE = tuple(name for name, (_, sizes) in MODULES.items() if sizes == TRAIN)
+EXTRAPOLATE = tuple(name for name, (_, sizes) in MODULES.items() if sizes != TRAIN)
 
 
-def generate(module: str, rng: random.Random) -> Problem:
-    """One problem of ``module`` drawn with ``rng``."""
-    question, value = MODULES[module](rng)
+def _sizes(scale: str, which: int) -> Sizes:
+    if scale not in SCALES:
+        raise KeyError(f"unknown arithmetic scale {scale!r}; use one of {', '.join(SCALES)}")
+    return SCALES[scale][which]
+
+
+def generate(module: str, rng: random.Random, scale: str = "dm") -> Problem:
+    """One problem of ``module`` at ``scale`` drawn with ``rng``."""
+    make, which = MODULES[module]
+    question, value = make(rng, _sizes(scale, which))
     return Problem(module=module, question=question, answer=format_number(value), value=value)
 
 
-def problem(module: str, index: int, seed: int = 0, split: str = "train") -> Problem:
+def problem(
+    module: str, index: int, seed: int = 0, split: str = "train", scale: str = "dm"
+) -> Problem:
     """Problem ``index`` of ``module`` for ``seed``: the same however many are asked for.
 
     ``split`` names an independent stream (``"train"``, ``"eval"``, ...), so evaluation problems
@@ -340,10 +414,15 @@ def problem(module: str, index: int, seed: int = 0, split: str = "train") -> Pro
     """
     if module not in MODULES:
         raise KeyError(module)
-    return generate(module, random.Random(f"depthscope:dm-arith:{split}:{module}:{seed}:{index}"))
+    rng = random.Random(f"depthscope:dm-arith:{scale}:{split}:{module}:{seed}:{index}")
+    return generate(module, rng, scale)
 
 
-def mixed_examples(n: int, seed: int = 0, modules: tuple[str, ...] | None = None) -> list[Example]:
+def mixed_examples(
+    n: int, seed: int = 0, modules: tuple[str, ...] = INTERPOLATE, scale: str = "dm"
+) -> list[Example]:
     """``n`` examples cycling through ``modules`` (the interpolation modules by default)."""
-    names = modules or tuple(INTERPOLATE)
-    return [problem(names[i % len(names)], i // len(names), seed).example() for i in range(n)]
+    return [
+        problem(modules[i % len(modules)], i // len(modules), seed, scale=scale).example()
+        for i in range(n)
+    ]

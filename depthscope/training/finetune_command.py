@@ -11,12 +11,20 @@ from __future__ import annotations
 import argparse
 import random
 from collections import defaultdict
+from pathlib import Path
 
 from depthscope.data.example import Example
 from depthscope.errors import DepthscopeError
+from depthscope.training import arith
 from depthscope.training.loop import TrainJob, TrainSettings, claim_out, train
 from depthscope.training.models import count_parameters
-from depthscope.training.options import add_training_options, settings_from_args, summary_lines
+from depthscope.training.options import (
+    add_threads_option,
+    add_training_options,
+    apply_threads,
+    settings_from_args,
+    summary_lines,
+)
 from depthscope.training.packing import Draw, TokenizedExample, tokenize_example
 from depthscope.training.scratch_command import eval_sets as dm_eval_sets
 
@@ -29,7 +37,7 @@ MIN_FILE_FOR_HELDOUT = 10
 # E12's hyper-parameters scaled to a laptop (paper: AdamW lr 2e-5 constant after 100 warmup steps,
 # wd 0, grad clip 1, 10k steps, batch 64 × 512 tokens); see docs/training.md.
 DEFAULTS = TrainSettings(
-    steps=300,
+    steps=200,
     batch_size=4,
     seq_len=96,
     lr=1e-4,
@@ -68,7 +76,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--data",
         default=DEFAULT_DATA,
-        help=f"training data: {DM_ARITH} (DeepMind-style arithmetic, the paper's; default), any "
+        help=f"training data: {DM_ARITH}[:dm|small] (DeepMind-style arithmetic, the paper's; "
+        "default), any "
         "--data source of `depthscope analyze` with answers for --loss answer, e.g. "
         "builtin:arith-chain or file:PATH.jsonl",
     )
@@ -86,6 +95,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help=f"held-out examples per module or level (default: {DEFAULT_EVAL_EXAMPLES})",
     )
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    add_threads_option(parser)
     add_training_options(parser, DEFAULTS)
     parser.set_defaults(handler=run_finetune)
     return parser
@@ -100,6 +110,20 @@ def _by_level(name: str, examples: list[Example]) -> dict[str, list[Example]]:
     return dict(groups)
 
 
+def dm_arith_scale(spec: str) -> str | None:
+    """``builtin:dm-arith[:SCALE]`` -> the scale (default ``dm``), anything else -> None."""
+    kind, _, rest = spec.strip().partition(":")
+    family, _, scale = rest.partition(":")
+    if kind != "builtin" or family != "dm-arith":
+        return None
+    if scale and scale not in arith.SCALES:
+        raise DepthscopeError(
+            f"{spec}: unknown scale {scale!r}; use {DM_ARITH}, "
+            + ", ".join(f"{DM_ARITH}:{name}" for name in arith.SCALES)
+        )
+    return scale or "dm"
+
+
 def load_data(
     spec: str, pool: int, n_eval: int, seed: int
 ) -> tuple[list[Example] | None, dict[str, list[Example]], str]:
@@ -107,7 +131,7 @@ def load_data(
     from depthscope.data.sources import load_examples
 
     spec = spec.strip()
-    if spec == DM_ARITH:
+    if dm_arith_scale(spec):
         return None, {}, ""
     if spec.startswith("file:"):
         examples = load_examples(spec, None, seed=seed)
@@ -155,6 +179,9 @@ def run_finetune(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args, DEFAULTS)
     settings.check()
+    apply_threads(args)
+    if Path(args.model).expanduser().resolve() == args.out.expanduser().resolve():
+        raise DepthscopeError("--out must be another folder than the model being fine-tuned")
     if args.pool < 1 or args.eval_examples < 1:
         raise DepthscopeError("--pool and --eval-examples must be at least 1")
     examples, eval_examples, note = load_data(
@@ -178,8 +205,9 @@ def run_finetune(args: argparse.Namespace) -> int:
         lm = load_model(args.model, device=args.device, progress=False)
         tokenizer = lm.tokenizer
         if examples is None:
-            draw = training_draw(tokenizer)
-            sets = dm_eval_sets(tokenizer, args.eval_examples, settings.seed)
+            scale = dm_arith_scale(args.data)
+            draw = training_draw(tokenizer, scale)
+            sets = dm_eval_sets(tokenizer, args.eval_examples, settings.seed, scale)
         else:
             pool = [tokenize_example(tokenizer, e) for e in examples]
             draw = _pool_draw(pool)

@@ -157,7 +157,7 @@ def _record(job: TrainJob, settings: TrainSettings, state: TrainState, status: s
         "loss_curve": state.losses,
         "evaluations": state.evaluations,
         "final_accuracy": state.evaluations[-1] if state.evaluations else None,
-        "seconds": round(state.seconds, 1),
+        "seconds": round(state.seconds, 3),
     }
 
 

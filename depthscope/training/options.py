@@ -78,6 +78,27 @@ def add_training_options(parser: argparse.ArgumentParser, defaults: TrainSetting
     )
 
 
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="CPU threads for torch (default: torch's choice). On a machine other jobs keep busy, "
+        "--threads 1 avoids the slowdown of threads waiting for each other",
+    )
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    from depthscope.errors import DepthscopeError
+
+    if args.threads < 0:
+        raise DepthscopeError("--threads must be at least 1 (or 0 for torch's default)")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
 def settings_from_args(args: argparse.Namespace, defaults: TrainSettings) -> TrainSettings:
     """The run's settings: the command's fixed choices plus what the user passed."""
     eval_every = args.eval_every if args.eval_every is not None else max(1, args.steps // 4)

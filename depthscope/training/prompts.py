@@ -8,6 +8,8 @@ the tail of the tokenised text for our character tokenizer and for BPE tokenizer
   second prompt, ``-24 + -10 + 22 + 1 + 1 + 25``, is listed with the answer ``-15`` but equals
   ``15`` — which is why "all models fail example 2" in the paper. We use the correct answer and
   keep the paper's in ``meta["paper_answer"]``.
+- :data:`E11_SMALL_PROMPTS` (ours): the same four shapes with one-digit operands, for models
+  trained on ``--scale small`` problems, for which the paper's numbers are out of range.
 - :data:`E11_COUNTERFACTUAL`: the one prompt whose position-mean activation is E11's erasure
   baseline ("uninformative residual").
 - :data:`E12_PROMPTS`: 17 prompts for E12's future-effects analysis (Fig. 39). The paper's script
@@ -37,6 +39,14 @@ E11_PROMPTS: tuple[Example, ...] = (
     ),
     _example("What is 1 - 3 - (63 + 7 - 60)?", "-12", "e11-3"),
     _example("(10/3)/((-8)/16)*(-90)/(-75)", "-8", "e11-4"),
+)
+
+# Ours: the same four shapes with one-digit operands, in the range of `--scale small` models.
+E11_SMALL_PROMPTS: tuple[Example, ...] = (
+    _example("What is ((-4)/(-6))/(2/(-6))?", "-2", "e11-small-1"),
+    _example("What is the value of -4 + -1 + 2 + 1 + 5?", "3", "e11-small-2"),
+    _example("What is 1 - 3 - (6 + 7 - 9)?", "-6", "e11-small-3"),
+    _example("(9/3)/((-8)/4)*(-6)/(-9)", "-1", "e11-small-4"),
 )
 
 E11_COUNTERFACTUAL = (
@@ -69,6 +79,7 @@ E12_PROMPTS: tuple[Example, ...] = tuple(
 
 SETS = {
     "e11": E11_PROMPTS,
+    "e11-small": E11_SMALL_PROMPTS,
     "e11-baseline": (Example(prompt=E11_COUNTERFACTUAL, meta={"name": "e11-counterfactual"}),),
     "e12": E12_PROMPTS,
 }

@@ -16,7 +16,13 @@ from depthscope.errors import DepthscopeError
 from depthscope.training import arith
 from depthscope.training.loop import TrainJob, TrainSettings, claim_out, train
 from depthscope.training.models import ARCHS, ModelSize, build_model, count_parameters
-from depthscope.training.options import add_training_options, settings_from_args, summary_lines
+from depthscope.training.options import (
+    add_threads_option,
+    add_training_options,
+    apply_threads,
+    settings_from_args,
+    summary_lines,
+)
 from depthscope.training.packing import TokenizedExample, tokenize_example
 from depthscope.training.tokenizer import char_tokenizer
 
@@ -24,21 +30,24 @@ TOKENIZER_ID = "depthscope-char/1"
 
 # E11's hyper-parameters scaled to a laptop (paper: AdamW lr 2.5e-4, wd 0.01, warmup 4000, cosine
 # to 0.1·lr, 100k steps, batch 64 × 1024 tokens, grad clip 0.25); see docs/training.md.
+# 3000 steps of the 0.93M-parameter default take about 0.33 s each on one core (measured: both
+# architectures, one thread), i.e. about 17 minutes; docs/training.md has the measured runs.
 DEFAULTS = TrainSettings(
-    steps=1500,
+    steps=3000,
     batch_size=16,
     seq_len=128,
-    lr=1e-3,
+    lr=3e-3,
     schedule="cosine",
     warmup=100,
     min_lr_ratio=0.1,
     weight_decay=0.01,
     grad_clip=0.25,
     loss="all",
-    checkpoint_every=250,
-    log_every=25,
+    checkpoint_every=500,
+    log_every=50,
 )
 DEFAULT_SIZE = ModelSize(layers=8, d_model=96, heads=4)
+DEFAULT_SCALE = "small"
 DEFAULT_EVAL_EXAMPLES = 100  # per module, as the paper reports accuracy per DM-math file
 
 EXAMPLES = """\
@@ -101,35 +110,46 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="shared: active experts per token (default: 2·d-model / expert-size)",
     )
     parser.add_argument(
+        "--scale",
+        choices=tuple(arith.SCALES),
+        default=DEFAULT_SCALE,
+        help="size of the generated problems: small (one-digit operands, what a CPU-sized model "
+        f"learns in minutes) or dm (about DM math's; for GPU runs) (default: {DEFAULT_SCALE})",
+    )
+    parser.add_argument(
         "--eval-examples",
         type=int,
         default=DEFAULT_EVAL_EXAMPLES,
         help=f"evaluation problems per module (default: {DEFAULT_EVAL_EXAMPLES})",
     )
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    add_threads_option(parser)
     add_training_options(parser, DEFAULTS)
     parser.set_defaults(handler=run_scratch)
     return parser
 
 
-def eval_sets(tokenizer, n: int, seed: int) -> dict[str, list[TokenizedExample]]:
+def eval_sets(tokenizer, n: int, seed: int, scale: str) -> dict[str, list[TokenizedExample]]:
     """``n`` held-out problems per interpolation and extrapolation module."""
     sets = {}
     for group, modules in (("interpolate", arith.INTERPOLATE), ("extrapolate", arith.EXTRAPOLATE)):
         for module in modules:
             sets[f"{group}/{module}"] = [
-                tokenize_example(tokenizer, arith.problem(module, i, seed, split="eval").example())
+                tokenize_example(
+                    tokenizer, arith.problem(module, i, seed, split="eval", scale=scale).example()
+                )
                 for i in range(n)
             ]
     return sets
 
 
-def training_draw(tokenizer):
+def training_draw(tokenizer, scale: str):
     """A random interpolation-module problem, tokenised (modules drawn uniformly)."""
-    modules = tuple(arith.INTERPOLATE)
+    modules = arith.INTERPOLATE
 
     def draw(rng: random.Random) -> TokenizedExample:
-        return tokenize_example(tokenizer, arith.generate(rng.choice(modules), rng).example())
+        problem = arith.generate(rng.choice(modules), rng, scale)
+        return tokenize_example(tokenizer, problem.example())
 
     return draw
 
@@ -140,6 +160,7 @@ def run_scratch(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args, DEFAULTS)
     settings.check()
+    apply_threads(args)
     if args.eval_examples < 1:
         raise DepthscopeError("--eval-examples must be at least 1")
     size = ModelSize(
@@ -161,6 +182,7 @@ def run_scratch(args: argparse.Namespace) -> int:
         "arch": args.arch,
         "size": asdict(size),
         "eval_examples": args.eval_examples,
+        "scale": args.scale,
         "tokenizer": TOKENIZER_ID,
     }
     if claim_out(args.out, identity, settings, args.fresh) == "done":
@@ -172,8 +194,8 @@ def run_scratch(args: argparse.Namespace) -> int:
     job = TrainJob(
         model=model,
         tokenizer=tokenizer,
-        draw=training_draw(tokenizer),
-        eval_sets=eval_sets(tokenizer, args.eval_examples, settings.seed),
+        draw=training_draw(tokenizer, args.scale),
+        eval_sets=eval_sets(tokenizer, args.eval_examples, settings.seed, args.scale),
         pad_id=pad,
         out=args.out,
         identity=identity,
@@ -182,7 +204,8 @@ def run_scratch(args: argparse.Namespace) -> int:
             "command": "scratch",
             "arch": args.arch,
             "parameters": count_parameters(model),
-            "data": "generated DM-style arithmetic, modules: " + ", ".join(arith.INTERPOLATE),
+            "data": f"generated DM-style arithmetic ({args.scale} scale), modules: "
+            + ", ".join(arith.INTERPOLATE),
             "tokenizer": f"{TOKENIZER_ID} (characters; a space joins the next character)",
             "device": args.device,
         },
