@@ -16,8 +16,9 @@ import pytest
 from matplotlib.image import AxesImage
 
 from depthscope.errors import DepthscopeError
+from depthscope.figures.tokens import deepest_row
 from depthscope.report.figures import draw, plot_result, plot_run
-from depthscope.report.html import deepest_row, key_numbers, write_report
+from depthscope.report.html import key_numbers, write_report
 from depthscope.results import Result
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

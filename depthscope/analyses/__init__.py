@@ -1,4 +1,4 @@
-"""The paper's analyses; importing this package registers them in ``REGISTRY``."""
+"""The paper's analyses, one card each; importing this package registers them in ``REGISTRY``."""
 
 from depthscope.analyses import (  # noqa: F401  (imported for registration)
     contributions,
@@ -6,10 +6,34 @@ from depthscope.analyses import (  # noqa: F401  (imported for registration)
     effects,
     erasure,
     igrad,
+    linear_map,
     local_effects,
     logit_lens,
 )
-from depthscope.analyses.base import REGISTRY, Analysis, RunOptions
-from depthscope.results import PAPER_ORDER
+from depthscope.analyses.base import (
+    REGISTRY,
+    Analysis,
+    Card,
+    PaperRef,
+    RunOptions,
+    analysis_class,
+    card,
+    default_run,
+    paper_order,
+    register,
+    runnable,
+)
 
-__all__ = ["PAPER_ORDER", "REGISTRY", "Analysis", "RunOptions"]
+__all__ = [
+    "REGISTRY",
+    "Analysis",
+    "Card",
+    "PaperRef",
+    "RunOptions",
+    "analysis_class",
+    "card",
+    "default_run",
+    "paper_order",
+    "register",
+    "runnable",
+]

@@ -6,11 +6,13 @@ Each ``draw_*`` takes a saved :class:`Result` and returns ``{what: Figure}``; th
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from depthscope.report.figures_common import (
+from depthscope.figures.common import (
     ATT,
     LAYER,
     MLP,
@@ -30,7 +32,9 @@ from depthscope.report.figures_common import (
     side_colorbar,
     tidy,
 )
-from depthscope.results import Result
+
+if TYPE_CHECKING:
+    from depthscope.results import Result
 
 A, M, H = r"\|a_l\|", r"\|m_l\|", r"\|h_l\|"
 PART_LABELS = {"layer": "layer skipped", "attention": "attention zeroed", "mlp": "MLP zeroed"}

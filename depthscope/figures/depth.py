@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 
-from depthscope.report.figures_common import (
+from depthscope.figures.common import (
     Figures,
     Series,
     as_array,
@@ -19,9 +21,11 @@ from depthscope.report.figures_common import (
     side_colorbar,
     tidy,
 )
-from depthscope.report.figures_layers import effect_heatmap
-from depthscope.report.figures_tokens import safe_stem
-from depthscope.results import Result
+from depthscope.figures.layers import effect_heatmap
+from depthscope.figures.tokens import safe_stem
+
+if TYPE_CHECKING:
+    from depthscope.results import Result
 
 AGGREGATES = ("max", "mean")
 

@@ -12,6 +12,7 @@ import io
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -21,7 +22,10 @@ from matplotlib.image import AxesImage
 from matplotlib.patches import Patch
 from mpl_toolkits.axes_grid1 import make_axes_locatable
 
-from depthscope.results import Result, atomic_write_bytes
+from depthscope.files import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from depthscope.results import Result
 
 Figures = dict[str, Figure]
 Series = tuple[str, np.ndarray, str]  # (legend label, values, colour)
@@ -186,3 +190,10 @@ def save_figure(fig: Figure, stem: Path) -> list[Path]:
         atomic_write_bytes(path, figure_bytes(fig, fmt))
         written.append(path)
     return written
+
+
+def first_vs_second_half(values: object) -> tuple[float, float]:
+    """Mean of the first and second half (NaN-aware; an odd middle goes to the second half)."""
+    array = np.asarray(values, dtype=float)
+    half = len(array) // 2
+    return finite_mean(array[:half]), finite_mean(array[half:])
