@@ -98,6 +98,21 @@ def as_prompt_set(prompts: PromptSet | Sequence[Sequence[int]]) -> PromptSet:
     return prompts if isinstance(prompts, PromptSet) else PromptSet([list(s) for s in prompts])
 
 
+def run_state(
+    analysis: Analysis,
+    prompts: PromptSet | Sequence[Sequence[int]],
+    *,
+    data: str = "",
+    prompt_batch: int = 4,
+):
+    """Prepare the analysis and feed it every prompt; returns its final state."""
+    prompts = as_prompt_set(prompts)
+    analysis.prepare(RunContext(data=data, seed=analysis.options.seed, prompts=prompts))
+    job = Job(analysis, analysis.new_state())
+    feed(analysis.lm, [job], prompts, prompt_batch=prompt_batch)
+    return job.state
+
+
 def run_analysis(
     analysis: Analysis,
     prompts: PromptSet | Sequence[Sequence[int]],
@@ -106,11 +121,8 @@ def run_analysis(
     prompt_batch: int = 4,
 ) -> dict:
     """Prepare, feed every prompt and finish one analysis; returns its ``data`` (no files)."""
-    prompts = as_prompt_set(prompts)
-    analysis.prepare(RunContext(data=data, seed=analysis.options.seed, prompts=prompts))
-    job = Job(analysis, analysis.new_state())
-    feed(analysis.lm, [job], prompts, prompt_batch=prompt_batch)
-    return analysis.finish(job.state)
+    state = run_state(analysis, prompts, data=data, prompt_batch=prompt_batch)
+    return analysis.finish(state)
 
 
 def analyze(

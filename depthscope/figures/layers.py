@@ -32,6 +32,7 @@ from depthscope.figures.common import (
     side_colorbar,
     tidy,
 )
+from depthscope.figures.tokens import token_label, token_labels
 
 if TYPE_CHECKING:
     from depthscope.results import Result
@@ -311,4 +312,55 @@ def draw_logit_lens(result: Result) -> Figures:
         index_ticks(ax, len(values))
         set_title(ax, result, what, mean)
         figs[stem] = tidy(fig)
+    for table in result.data.get("top_tokens") or []:
+        figs[f"tokens_prompt{table.get('prompt', 0)}"] = lens_token_table(result, table)
     return figs
+
+
+LENS_POSITIONS = 24  # positions shown in a per-position lens table (the last ones)
+
+
+def lens_token_table(result: Result, table: dict) -> Figure:
+    """Top-1 token of every layer's readout at the last positions, coloured by its probability."""
+    words = table["tokens"]
+    probs = as_array(table["probs"])[..., 0]  # [L+1, T]
+    n_rows, length = probs.shape
+    first = max(0, length - LENS_POSITIONS)
+    shown = probs[:, first:]
+    fig, ax = new_figure(min(18.0, 1.0 + 0.62 * shown.shape[1]), min(16.0, 0.9 + 0.24 * n_rows))
+    image = ax.imshow(shown, origin="lower", aspect="auto", vmin=0, vmax=1, cmap="Blues")
+    size = 6 if shown.shape[1] <= 16 else 5
+    for layer in range(n_rows):
+        for column in range(shown.shape[1]):
+            word = token_label(words[layer][first + column][0], position=1)[:8]
+            dark = shown[layer, column] > 0.6
+            ax.text(
+                column,
+                layer,
+                word,
+                ha="center",
+                va="center",
+                fontsize=size,
+                color="white" if dark else "black",
+            )
+    inputs = table.get("input_tokens") or []
+    labels = token_labels(list(inputs))[first:length]
+    ax.set_xticks(range(shown.shape[1]))
+    ax.set_xticklabels(
+        labels if len(labels) == shown.shape[1] else range(first, length),
+        rotation=45,
+        ha="right",
+        fontsize=6,
+    )
+    ax.set_yticks(range(n_rows))
+    ax.set_yticklabels([str(i) for i in range(n_rows - 1)] + ["out"], fontsize=6)
+    ax.set_ylabel("Layer input (0 = embedding; out = model output)")
+    side_colorbar(fig, ax, image, "Top-1 probability")
+    note = f"last {shown.shape[1]} of {length} positions" if first else f"all {length} positions"
+    set_title(
+        ax,
+        result,
+        f"logit lens per position, prompt {table.get('prompt', 0)}",
+        f"most likely next token at each layer; {note}",
+    )
+    return tidy(fig)
