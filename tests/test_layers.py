@@ -36,9 +36,9 @@ def layer_of(module: str, layers: list[list[str]]) -> int | None:
     best = None
     for index, prefixes in enumerate(layers):
         for prefix in prefixes:
-            if module == prefix or module.startswith(prefix + "."):
-                if best is None or len(prefix) > len(best[1]):
-                    best = (index, prefix)
+            matches = module == prefix or module.startswith(prefix + ".")
+            if matches and (best is None or len(prefix) > len(best[1])):
+                best = (index, prefix)
     return None if best is None else best[0]
 
 
