@@ -14,11 +14,14 @@ from matplotlib.figure import Figure
 
 from depthscope.figures.common import (
     ATT,
+    BAR_WIDTH,
     LAYER,
+    MAP_WIDTH,
     MLP,
     Figures,
     Series,
     as_array,
+    cap_note,
     finite_max,
     finite_min,
     index_ticks,
@@ -29,8 +32,10 @@ from depthscope.figures.common import (
     overlapping_bars,
     plural,
     set_title,
+    share_above,
     side_colorbar,
     tidy,
+    wide_range,
 )
 from depthscope.figures.tokens import token_label, token_labels
 
@@ -38,6 +43,7 @@ if TYPE_CHECKING:
     from depthscope.results import Result
 
 A, M, H = r"\|a_l\|", r"\|m_l\|", r"\|h_l\|"
+EFFECT_CAP = 1.0  # the paper's fixed colour scale for relative changes
 PART_LABELS = {"layer": "layer skipped", "attention": "attention zeroed", "mlp": "MLP zeroed"}
 PART_YLABELS = {
     "layer": "Layer skipped",
@@ -56,9 +62,11 @@ def layer_bars(
     what: str,
     caption: str,
     top: float | None = None,
+    log_if_wide: bool = False,
 ) -> Figure:
-    """The paper's 6×3 overlapping bar plot over layers, optionally with a fixed upper limit."""
-    fig, ax = new_figure(6, 3)
+    """The paper's 6×3 overlapping bar plot over layers, optionally with a fixed upper limit
+    (clipped bars then carry their value) or a log axis when the values span orders of magnitude."""
+    fig, ax = new_figure(BAR_WIDTH, 3)
     overlapping_bars(ax, series)
     ax.set_xlabel("Layer")
     ax.set_ylabel(ylabel)
@@ -66,6 +74,9 @@ def layer_bars(
     if top is not None:
         ax.set_ylim(0, top)
         mark_clipped(ax, series, top)
+    elif log_if_wide and wide_range([values for _, values, _ in series]):
+        ax.set_yscale("log")
+        caption = f"{caption}; log scale (values span orders of magnitude)"
     if any(finite_min(values, 0.0) < 0 for _, values, _ in series):
         ax.axhline(0, color="black", linewidth=0.6, zorder=10)
     set_title(ax, result, what, caption)
@@ -104,6 +115,7 @@ def draw_contributions(result: Result) -> Figures:
             "Mean Norm",
             "norms of sublayer outputs and residual",
             mean,
+            log_if_wide=True,
         ),
         "max_norms": layer_bars(
             result,
@@ -115,6 +127,7 @@ def draw_contributions(result: Result) -> Figures:
             "Max Norm",
             "maximum norms",
             peak,
+            log_if_wide=True,
         ),
         "mean_relative_contribution": layer_bars(
             result, rel, "Relative contribution", "relative contribution", mean, rel_top
@@ -163,28 +176,34 @@ def effect_heatmap(
 ) -> Figure:
     """The paper's skip heatmap: row = intervened layer, column = measured layer, 0..1 viridis."""
     n = max(matrix.shape)
-    fig, ax = new_figure(10, min(9.0, 3 * max(1.0, n / 40)))
+    fig, ax = new_figure(MAP_WIDTH, min(9.0, 3 * max(1.0, n / 40)))
     draw_matrix(fig, ax, matrix)
     ax.set_xlabel("Effect @ layer")
     ax.set_ylabel(ylabel)
-    set_title(ax, result, what, caption)
+    note = cap_note(matrix, EFFECT_CAP)
+    set_title(ax, result, what, f"{caption}\n{note}" if note else caption)
     return tidy(fig)
 
 
 def draw_matrix(
     fig: Figure, ax: Axes, matrix: np.ndarray, colorbar: bool = True, max_ticks: int = 12
 ) -> None:
-    """``imshow`` with the spec's fixed 0..1 scale, origin top-left and thinned layer ticks."""
-    image = ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis", interpolation="nearest")
+    """``imshow`` with the paper's fixed 0..1 scale, origin top-left and thinned layer ticks.
+
+    Values above 1 are drawn at the cap; the colour bar then gets an arrow (``extend="max"``) and
+    the caption says how many cells (see :func:`cap_note`).
+    """
+    image = ax.imshow(matrix, vmin=0, vmax=EFFECT_CAP, cmap="viridis", interpolation="nearest")
     index_ticks(ax, matrix.shape[1], "x", max_ticks=max_ticks)
     index_ticks(ax, matrix.shape[0], "y", max_ticks=max_ticks)
     if colorbar:
-        side_colorbar(fig, ax, image, "Relative change")
+        extend = "max" if share_above(matrix, EFFECT_CAP) > 0 else "neither"
+        side_colorbar(fig, ax, image, "Relative change", extend=extend)
 
 
 def output_bars(result: Result, values: np.ndarray, what: str, caption: str) -> Figure:
     """Output change per skipped layer (the paper's Fig. 17 bars)."""
-    fig, ax = new_figure(6, 3)
+    fig, ax = new_figure(BAR_WIDTH, 3)
     ax.bar(np.arange(len(values)), values, color="C0", width=0.8)
     ax.set_xlim(-1, len(values))
     ax.set_xlabel("Layer")
@@ -217,6 +236,12 @@ def _effects_caption(result: Result, future: bool) -> str:
 def per_prompt_grid(result: Result, entries: list[dict], what: str, note: str) -> Figure:
     """Up to four single-prompt matrices side by side (the paper's Fig. 13): no max over prompts."""
     shown = entries[:4]
+    ids = [str(e.get("prompt", i)) for i, e in enumerate(shown)]
+    which = (
+        f"prompts {', '.join(ids)} of {len(entries)}"
+        if len(entries) > len(shown)
+        else (f"all {len(entries)} prompts")
+    )
     fig, axes = new_grid(3.0 * len(shown) + 0.6, 3.2, len(shown))
     for index, (ax, entry) in enumerate(zip(axes, shown, strict=True)):
         last = index == len(shown) - 1
@@ -225,8 +250,10 @@ def per_prompt_grid(result: Result, entries: list[dict], what: str, note: str) -
         ax.set_xlabel("Effect @ layer")
         if index == 0:
             ax.set_ylabel("Layer skipped")
+    clipped = cap_note([as_array(e["effect"]) for e in shown], EFFECT_CAP)
     fig.suptitle(
-        f"{model_name(result)}: {what}\nsingle prompts{note}",
+        f"{model_name(result)}: {what}\nsingle prompts ({which}){note}"
+        + (f"\n{clipped}" if clipped else ""),
         fontsize=8.5,
     )
     return tidy(fig)
@@ -302,7 +329,7 @@ def draw_logit_lens(result: Result) -> Figures:
         if key not in result.data:
             continue
         values = as_array(result.data[key])
-        fig, ax = new_figure(5, 2.4)
+        fig, ax = new_figure(BAR_WIDTH, 2.6)
         ax.bar(np.arange(len(values)), values, color="C0", width=0.8)
         ax.set_xlim(-1, len(values))
         if top is not None:
