@@ -29,8 +29,8 @@ class SplitSettings:
             raise ValueError("n_splits must be >= 1")
         if self.split_stride < 1:
             raise ValueError("split_stride must be >= 1")
-        if self.split_margin < 0:
-            raise ValueError("split_margin must be >= 0")
+        if self.split_margin < 0 or self.split_min < 0:
+            raise ValueError("split_margin and split_min must be >= 0")
 
 
 def split_points(
@@ -41,14 +41,17 @@ def split_points(
     count: int = 4,
     stride: int = 8,
     margin: int = 4,
+    minimum: int = 0,
 ) -> list[int]:
-    """Multiples of ``stride`` in ``[stride, n_tokens - margin)``, shuffled, first ``count`` (paper §3.2).
+    """Multiples of ``stride`` in ``[max(stride, minimum), n_tokens - margin)``, shuffled, first
+    ``count`` (paper §3.2; the paper's code uses stride 8 and margin 4, and for the fine-tuned
+    models of App. D.5 every position in ``[3, T − 1)``).
 
     The shuffle is seeded by (run seed, prompt number) rather than one RNG threaded through all
     prompts as in the original code, so a prompt gets the same split points however the run is
     batched, resumed or sharded over processes.
     """
-    candidates = list(range(stride, n_tokens - margin, stride))
+    candidates = [t for t in range(stride, n_tokens - margin, stride) if t >= minimum]
     random.Random(f"depthscope:{seed}:{prompt_id}").shuffle(candidates)
     return candidates[:count]
 
@@ -62,4 +65,5 @@ def splits_for(settings: SplitSettings, length: int, *, seed: int, prompt_id: in
         count=settings.n_splits,
         stride=settings.split_stride,
         margin=settings.split_margin,
+        minimum=settings.split_min,
     )
