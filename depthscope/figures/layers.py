@@ -95,7 +95,7 @@ def _max_caption(result: Result) -> str:
 
 
 def draw_contributions(result: Result) -> Figures:
-    """Norms, relative contributions and cosines of attention, MLP and layer (spec E2)."""
+    """Norms, relative contributions and cosines of attention, MLP and layer (paper §3.1, Fig. 2)."""
     d = {k: as_array(v) for k, v in result.data.items()}
     rel = [
         (rf"${A}/{H}$", d["rel_att"], ATT),
@@ -260,7 +260,7 @@ def per_prompt_grid(result: Result, entries: list[dict], what: str, note: str) -
 
 
 def draw_effects(result: Result) -> Figures:
-    """Heatmap and output-change bars for every part run (spec E3, E4)."""
+    """Heatmap and output-change bars for every part run (paper §3.2, Fig. 3, 17)."""
     future = result.analysis == "future-effects"
     tokens = "future tokens" if future else "all tokens"
     caption = _effects_caption(result, future)
@@ -292,7 +292,7 @@ def draw_effects(result: Result) -> Figures:
 
 
 def draw_local_effects(result: Result) -> Figures:
-    """Direct (non-propagated) layer-to-layer effects, all tokens and future tokens (spec E6)."""
+    """Direct (non-propagated) layer-to-layer effects, all tokens and future tokens (paper §3.4, Fig. 5)."""
     aggregate = result.settings.get("aggregate", "max")
     figs: Figures = {}
     for variant, tokens in (("current", "all tokens"), ("future", "future tokens")):

@@ -3,7 +3,7 @@
 Both drop the last token (it predicts nothing that is measured), put layer 0 at the bottom and
 label columns with the tokens (``Ġ``/``▁`` → ``_``, a leading BOS → "BOS"). Column 0 is left out
 of the colour scale: for Llama-like models it is the BOS attention sink, which would otherwise
-wash out every other token (the spec does this for IG; we do it for erasure too, see §14.4).
+wash out every other token (the paper does this for IG; we do it for erasure too).
 """
 
 from __future__ import annotations
