@@ -128,8 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument(
         "-n",
         type=int,
-        default=10,
-        help="number of prompts; per level for levelled sources (default: 10)",
+        default=None,
+        help="number of prompts; per level for levelled sources (default: 10, or the preset's)",
+    )
+    analyze.add_argument(
+        "--preset",
+        default=None,
+        choices=["paper"],
+        help="paper: the paper's data (hf: when the hub is reachable, else the closest built-in "
+        "source), prompt counts and settings per analysis; explicit --data/-n/--set still win "
+        "(docs/paper-fidelity.md)",
     )
     analyze.add_argument(
         "--out", type=Path, default=None, help="run directory (default: runs/<model name>)"
@@ -178,7 +186,8 @@ def _parse_overrides(items: list[str]) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise DepthscopeError(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key.strip().replace("-", "_")] = value.strip()
+        prefix, dot, name = key.strip().rpartition(".")
+        overrides[f"{prefix}{dot}{name.replace('-', '_')}"] = value.strip()
     return overrides
 
 
@@ -240,19 +249,23 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise DepthscopeError("--batch-size must be at least 1")
     names = resolve_analyses([a.strip() for a in args.analyses.split(",") if a.strip()])
+    overrides = _parse_overrides(args.overrides)
     request = RunRequest(
         analyses=names,
         data=args.data,
-        n=args.n,
+        n=args.n if args.n is not None else 10,
         out=args.out or _default_out(args.model),
         seed=args.seed,
         batch_size=args.batch_size,
-        overrides=_parse_overrides(args.overrides),
+        overrides=overrides,
         fresh=args.fresh,
     )
+    notices = _apply_preset(args, request, overrides) if args.preset else []
     groups = plan_groups(request)  # data problems surface here, before anything loads
     started = time.perf_counter()
     with make_progress() as progress:
+        for notice in notices:
+            progress.note(notice)
         plan = describe_model(args.model, args.dtype, args.device)
         run = Run(request, groups, plan.identity, plan.tokenizer, progress)
         run.plan(vocab_size=plan.vocab_size)
@@ -287,6 +300,31 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     )
     print(f"done in {time.perf_counter() - started:.1f} s{loaded}; results in {out}/")
     return 0
+
+
+def _apply_preset(args: argparse.Namespace, request, overrides: dict[str, str]) -> list[str]:
+    """Fold ``--preset`` into the request (explicit options win); returns notices to print."""
+    import dataclasses
+
+    from depthscope.analyses import analysis_class
+    from depthscope.presets import apply_preset
+
+    choices = apply_preset(
+        args.preset,
+        request.analyses,
+        data=args.data,
+        n=args.n,
+        overrides=overrides,
+        settings_of=lambda name: {
+            f.name for f in dataclasses.fields(analysis_class(name).Settings)
+        },
+    )
+    request.per_analysis = {name: (c.data, c.n) for name, c in choices.items()}
+    request.overrides = {
+        **{k: v for c in choices.values() for k, v in c.settings.items()},
+        **overrides,
+    }
+    return [c.notice for c in choices.values() if c.notice]
 
 
 def _plot(run_dir: Path) -> None:

@@ -55,6 +55,8 @@ class RunRequest:
     prompt_batch: int = 4
     overrides: dict[str, str] = field(default_factory=dict)
     fresh: bool = False
+    # per analysis (data, n) chosen by a preset; --data/-n are already folded in
+    per_analysis: dict[str, tuple[str, int | None]] = field(default_factory=dict)
 
 
 def resolve_analyses(names: Sequence[str]) -> list[str]:
@@ -75,9 +77,12 @@ def resolve_analyses(names: Sequence[str]) -> list[str]:
     return [name for name in order if name in wanted]
 
 
-def data_for(name: str, request: RunRequest) -> str:
-    """The data an analysis runs on: ``--data`` if given, else the analysis's own default."""
-    return request.data or analysis_class(name).default_data
+def data_for(name: str, request: RunRequest) -> tuple[str, int | None]:
+    """The data and prompt count an analysis runs on: a preset's choice, else ``--data`` if given,
+    else the analysis's own default data; ``-n`` prompts."""
+    if name in request.per_analysis:
+        return request.per_analysis[name]
+    return request.data or analysis_class(name).default_data, request.n
 
 
 def fingerprint(parts: dict) -> str:
@@ -583,12 +588,12 @@ def plan_groups(request: RunRequest) -> list[Group]:
     """
     from depthscope.data.sources import load_examples
 
-    by_source: dict[str, list[str]] = {}
+    by_source: dict[tuple[str, int | None], list[str]] = {}
     for name in request.analyses:
         by_source.setdefault(data_for(name, request), []).append(name)
     groups = []
-    for source, names in by_source.items():
-        examples = load_examples(source, request.n, seed=request.seed)
+    for (source, n), names in by_source.items():
+        examples = load_examples(source, n, seed=request.seed)
         for name in names:
             if analysis_class(name).requires_answer and not any(ex.answer for ex in examples):
                 raise DepthscopeError(

@@ -268,3 +268,50 @@ def test_unqualified_setting_shared_by_two_analyses_is_refused(tiny_model_dir, c
         "future-effects.front=0",
     )
     assert_one_line_error(code, err, "not among the analyses of this run")
+
+
+def test_paper_preset_offline_uses_the_closest_builtin_sources(
+    tiny_model_dir, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setattr("depthscope.presets.hub_reachable", lambda timeout=2.0: False)
+    out = tmp_path / "run"
+    code, _, err = run_cli(
+        capsys,
+        "analyze",
+        str(tiny_model_dir),
+        "--preset",
+        "paper",
+        "--out",
+        str(out),
+        "--no-plots",
+        "--analyses",
+        "contributions,future-effects",
+        "--set",
+        "future-effects.split_stride=4",
+    )
+    assert code == 0, err
+    assert "hub is unreachable" in err and "builtin:arith-words" in err
+    run = json.loads((out / "run.json").read_text())
+    by = run["data_by_analysis"]
+    assert by["contributions"]["source"] == by["future-effects"]["source"] == "builtin:arith-words"
+    assert by["contributions"]["n_prompts"] == 20 and by["future-effects"]["n_prompts"] == 10
+    settings = Result.load(out / "results" / "future-effects.json").settings
+    assert settings["n_splits"] == 4 and settings["split_stride"] == 4  # explicit --set wins
+    code, _, err = run_cli(
+        capsys,
+        "analyze",
+        str(tiny_model_dir),
+        "--preset",
+        "paper",
+        "-n",
+        "3",
+        "--data",
+        "builtin:arith-chain:2",
+        "--out",
+        str(tmp_path / "r2"),
+        "--no-plots",
+        "--analyses",
+        "logit-lens",
+    )
+    assert code == 0 and "unreachable" not in err  # explicit data needs no hub
+    assert Result.load(tmp_path / "r2" / "results" / "logit-lens.json").n_prompts == 3

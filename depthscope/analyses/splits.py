@@ -21,6 +21,12 @@ class SplitSettings:
         default=8, metadata={"help": "future: split points are multiples of this ..."}
     )
     split_margin: int = field(default=4, metadata={"help": "... in [stride, T - margin)"})
+    split_min: int = field(
+        default=0,
+        metadata={
+            "help": "... and >= this (fine-tuning analysis, App. D.5: stride 1, margin 1, min 3)"
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.front < 0:
