@@ -30,7 +30,11 @@ examples:
 
 # Commands defined in their own modules: each has ``add_parser(subparsers)``, which registers the
 # command with ``set_defaults(handler=FUNCTION)``; ``FUNCTION(args)`` returns the exit status.
-COMMAND_MODULES = ("depthscope.maps.command",)
+COMMAND_MODULES = (
+    "depthscope.maps.command",
+    "depthscope.compare",
+    "depthscope.prune.command",
+)
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
