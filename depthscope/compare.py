@@ -46,7 +46,12 @@ def _key(name: str) -> Callable[[dict], np.ndarray]:
 QUANTITIES = {
     q.name: q
     for q in (
-        Quantity("relative-contribution", "contributions", "relative contribution ‖a+m‖/‖h‖", _key("rel_layer")),
+        Quantity(
+            "relative-contribution",
+            "contributions",
+            "relative contribution ‖a+m‖/‖h‖",
+            _key("rel_layer"),
+        ),
         Quantity("cosine", "contributions", "cos(a+m, h)", _key("cos_layer")),
         Quantity(
             "future-effect",
@@ -54,12 +59,19 @@ QUANTITIES = {
             "mean future effect on later layers",
             lambda data: later_layer_effect(data["effect"]),
         ),
-        Quantity("future-output-change", "future-effects", "future output change", _key("output_change")),
-        Quantity("current-output-change", "current-effects", "current output change", _key("output_change")),
+        Quantity(
+            "future-output-change", "future-effects", "future output change", _key("output_change")
+        ),
+        Quantity(
+            "current-output-change",
+            "current-effects",
+            "current output change",
+            _key("output_change"),
+        ),
         Quantity("lens-kl", "logit-lens", "logit-lens KL to the output", _key("kl")),
         Quantity("lens-overlap", "logit-lens", "logit-lens top-k overlap", _key("topk_overlap")),
     )
-}  # fmt: skip
+}
 
 EXAMPLES = """\
 examples:
@@ -171,7 +183,8 @@ def check_comparable(runs: list[RunData], analyses: list[str]) -> None:
                 if a.get(key) != b.get(key):
                     raise DepthscopeError(
                         f"{first.path} and {run.path} differ in the {analysis} setting {key} "
-                        f"({a.get(key)!r} vs {b.get(key)!r}), so their profiles are not comparable; "
+                        f"({a.get(key)!r} vs {b.get(key)!r}), so their profiles are not "
+                        "comparable; "
                         f"rerun one with --set {key}=VALUE to match"
                     )
     for field_name, describe in (
@@ -224,13 +237,13 @@ def draw(quantity: Quantity, runs: list[RunData], folder: Path) -> list[Path]:
     ax.set_title(plain(f"{quantity.label}, by relative depth"), fontsize=9)
     ax.legend(fontsize=7, framealpha=0.8)
     ax.grid(alpha=0.3)
-    return save_figure(tidy(fig), folder / f"compare_{quantity.name}")  # fmt: skip
+    return save_figure(tidy(fig), folder / f"compare_{quantity.name}")
 
 
 def compare_runs(
     paths: list[Path], out: Path, wanted: list[str] | None = None, plots: bool = True
 ) -> dict:
-    """Read, check, overlay and write ``out/compare.json``, ``out/compare.html``, ``out/figures``."""
+    """Read, check, overlay; write ``out/compare.json``, ``out/compare.html``, ``out/figures``."""
     if len(paths) < 2:
         raise DepthscopeError("compare needs at least two run directories")
     resolved = [Path(p).resolve() for p in paths]
@@ -359,6 +372,7 @@ def run_compare(args: argparse.Namespace) -> int:
         for finding in summary.findings:
             print(f"  {finding.title:<30} {finding.headline}")
     print(
-        f"{len(doc['quantities'])} quantities compared; results in {args.out}/ (compare.json, compare.html, figures/)"
+        f"{len(doc['quantities'])} quantities compared; results in {args.out}/ "
+        "(compare.json, compare.html, figures/)"
     )
     return 0

@@ -20,8 +20,10 @@ from __future__ import annotations
 import html
 import json
 import shlex
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -162,13 +164,43 @@ def _at(index: int | None, n_layers: int | None, noun: str = "layer") -> str:
 # ------------------------------------------------------------------------------ findings
 
 
+class Profile(NamedTuple):
+    """A per-layer profile that may show the transition, and the step expected there."""
+
+    name: str
+    analysis: str
+    key: str  # data key, or "later" for the mean effect on later layers
+    expected: str  # "down" or "up"
+    figure: str
+
+
+# In order of preference: the first profile whose analysis ran is the basis of the verdict.
 TRANSITION_PROFILES = (
-    # (name, analysis, profile key, expected step, figure stem); the first present is the basis
-    ("future effect on later layers", "future-effects", "later", "down", "future-effects_effect_layer"),
-    ("future output change", "future-effects", "output_change", "down", "future-effects_output_change_layer"),
-    ("relative contribution", "contributions", "rel_layer", "down", "contributions_mean_relative_contribution"),
-    ("cosine to the residual", "contributions", "cos_layer", "up", "contributions_avg_cossims"),
-)  # fmt: skip
+    Profile(
+        "future effect on later layers",
+        "future-effects",
+        "later",
+        "down",
+        "future-effects_effect_layer",
+    ),
+    Profile(
+        "future output change",
+        "future-effects",
+        "output_change",
+        "down",
+        "future-effects_output_change_layer",
+    ),
+    Profile(
+        "relative contribution",
+        "contributions",
+        "rel_layer",
+        "down",
+        "contributions_mean_relative_contribution",
+    ),
+    Profile(
+        "cosine to the residual", "contributions", "cos_layer", "up", "contributions_avg_cossims"
+    ),
+)
 
 
 def _profile(result: Result, key: str) -> np.ndarray:
@@ -216,14 +248,12 @@ def _point_details(point: rules.ChangePoint | None, n_layers: int | None) -> dic
 
 def transition(results: dict[str, Result], n_layers: int | None) -> Finding | None:
     """Change point of the first available profile (future effect first); the others alongside."""
-    present = [p for p in TRANSITION_PROFILES if p[1] in results]
+    present = [p for p in TRANSITION_PROFILES if p.analysis in results]
     if not present:
         return None
-    profiles = {name: _profile(results[analysis], key) for name, analysis, key, _, _ in present}
-    points = {
-        name: rules.change_point(profiles[name], direction) for name, _, _, direction, _ in present
-    }
-    basis, _, _, expected, _ = present[0]
+    profiles = {p.name: _profile(results[p.analysis], p.key) for p in present}
+    points = {p.name: rules.change_point(profiles[p.name], p.expected) for p in present}
+    basis, expected = present[0].name, present[0].expected
     primary = points[basis]
     agree = [
         f"the {name} {_verb(p)} at layer {p.index}"
@@ -238,8 +268,8 @@ def transition(results: dict[str, Result], n_layers: int | None) -> Finding | No
             "basis": basis,
             "profiles": {name: _point_details(p, n_layers) for name, p in points.items()},
         },
-        "figures": [stem for *_, stem in present],
-        "analyses": list(dict.fromkeys(p[1] for p in present)),
+        "figures": [p.figure for p in present],
+        "analyses": list(dict.fromkeys(p.analysis for p in present)),
     }
     if primary is None or not primary.significant:
         reason = _no_transition_reason(primary, profiles[basis], expected)
@@ -444,14 +474,39 @@ def difficulty(results: dict[str, Result], n_layers: int | None) -> Finding | No
     )
 
 
+class FindingRule(NamedTuple):
+    key: str
+    title: str
+    compute: Callable[[dict[str, Result], int | None], Finding | None]
+    analyses: tuple[str, ...]  # any of these fills the finding
+    command: str  # what `--analyses` (and options) to suggest when none ran
+
+
 FINDINGS = (
-    # key, title, function, analyses that fill it, the command's --analyses (and extra options)
-    ("transition", "Transition", transition, ("future-effects", "contributions"), "future-effects,contributions"),
-    ("future_use", "Layers used by future tokens", future_use, ("future-effects",), "future-effects"),
-    ("lens", "Logit-lens convergence", lens_convergence, ("logit-lens",), "logit-lens"),
-    ("operands", "Operands stop mattering", operands, ("erasure", "igrad"), "erasure"),
-    ("difficulty", "Depth vs difficulty", difficulty, ("depth-score",), "depth-score --data builtin:hops"),
-)  # fmt: skip
+    FindingRule(
+        "transition",
+        "Transition",
+        transition,
+        ("future-effects", "contributions"),
+        "future-effects,contributions",
+    ),
+    FindingRule(
+        "future_use",
+        "Layers used by future tokens",
+        future_use,
+        ("future-effects",),
+        "future-effects",
+    ),
+    FindingRule("lens", "Logit-lens convergence", lens_convergence, ("logit-lens",), "logit-lens"),
+    FindingRule("operands", "Operands stop mattering", operands, ("erasure", "igrad"), "erasure"),
+    FindingRule(
+        "difficulty",
+        "Depth vs difficulty",
+        difficulty,
+        ("depth-score",),
+        "depth-score --data builtin:hops",
+    ),
+)
 
 
 def summarize(run_dir: Path) -> Summary:
@@ -469,14 +524,18 @@ def summarize(run_dir: Path) -> Summary:
         n_layers=n_layers,
         run_dir=str(run_dir),
         notes=notes,
-        data_sources={
-            name: r.extra.get("data_source") for name, r in results.items() if r.extra.get("data_source")
-        },
+        data_sources={name: r.extra.get("data_source") for name, r in results.items()},
         rules=rule_constants(),
-    )  # fmt: skip
+    )
     spec = model_spec(run_dir, results)
+
+    def command(analyses: str) -> str:
+        return (
+            f"depthscope analyze {shlex.quote(spec)} --analyses {analyses} "
+            f"--out {shlex.quote(str(run_dir))}"
+        )
+
     for key, title, compute, analyses, wanted in FINDINGS:
-        finding = None
         try:
             finding = compute(results, n_layers)
         except (KeyError, IndexError, TypeError, ValueError) as exc:
@@ -484,17 +543,15 @@ def summarize(run_dir: Path) -> Summary:
                 f"{title}: result malformed ({type(exc).__name__}: {exc}); rerun the analysis"
             )
             continue
-        if finding is not None:
-            summary.findings.append(finding)
-        if key == "transition" and "future-effects" not in results:
-            wanted = "future-effects"  # the rule's own profile; contributions alone is a fallback
-        elif finding is not None:
+        if finding is None:
+            summary.missing.append(Missing(key, title, list(analyses), command(wanted)))
             continue
-        command = (
-            f"depthscope analyze {shlex.quote(spec)} --analyses {wanted} "
-            f"--out {shlex.quote(str(run_dir))}"
-        )
-        summary.missing.append(Missing(key, title, list(analyses), command))
+        summary.findings.append(finding)
+        if key == "transition" and "future-effects" not in results:  # a fallback profile was used
+            label = f"{title} by its own rule (future effects)"
+            summary.missing.append(
+                Missing(key, label, ["future-effects"], command("future-effects"))
+            )
     return summary
 
 
@@ -553,12 +610,14 @@ def summary_card_html(summary: Summary, figure_dir: str | None = "figures/") -> 
         support = f" <span class='figs'>(figures: {figures})</span>" if figures else ""
         items.append(f"<li><b>{_esc(finding.title)}.</b> {_esc(finding.sentence)}{support}</li>")
     items += [
-        f"<li class='missing'><b>{_esc(m.title)}:</b> not measured; run <code>{_esc(m.command)}</code></li>"
+        f"<li class='missing'><b>{_esc(m.title)}:</b> not measured; run "
+        f"<code>{_esc(m.command)}</code></li>"
         for m in summary.missing
     ]
     items += [f"<li class='missing'>{_esc(note)}</li>" for note in summary.notes]
     return (
         f"<section class='verdict' id='verdict'><h2>Verdict: how {_esc(summary.model)} uses "
         f"{_esc(depth)}</h2><table>{rows}</table><ul>{''.join(items)}</ul>"
-        f"<p class='figs'>Relative depth = layer / L. Rules and thresholds: {RULES_DOC}.</p></section>"
+        f"<p class='figs'>Relative depth = layer / L. Rules and thresholds: {RULES_DOC}.</p>"
+        "</section>"
     )

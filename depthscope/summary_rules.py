@@ -47,7 +47,7 @@ def _cost(values: np.ndarray) -> float:
 
 
 def change_point(values: Sequence[float], direction: str | None = None) -> ChangePoint | None:
-    """The split ``k`` minimising ``Σ_{i<k}|y_i − med(y_{<k})| + Σ_{i≥k}|y_i − med(y_{≥k})|``.
+    """The split ``k`` minimising ``Σ_{i<k}|y_i − med(y_<k)| + Σ_{i≥k}|y_i − med(y_≥k)|``.
 
     ``None`` if the profile is too short (fewer than ``2·MIN_SEGMENT`` finite values) or flat.
     ``direction`` ("down"/"up") is the step the caller expects; a step the other way is reported
@@ -73,7 +73,7 @@ def change_point(values: Sequence[float], direction: str | None = None) -> Chang
 
 
 def later_layer_effect(effect: Sequence[Sequence[float]]) -> np.ndarray:
-    """``e_s = mean_{l>s} R[s, l]``: how much skipping ``s`` changes later layers (NaN for the last)."""
+    """``e_s = mean_{l>s} R[s, l]``: how much skipping ``s`` changes later layers (last: NaN)."""
     matrix = np.asarray(effect, dtype=float)
     n = matrix.shape[0]
     out = np.full(n, np.nan)

@@ -23,7 +23,7 @@ ATOL = 1e-5
 
 
 def skip_logits(lm, ids: list[int], removed_sets: list[tuple[int, ...]]) -> torch.Tensor:
-    """Logits ``[n, T, V]`` of the engine's skip path (trace once, replay from the first removal)."""
+    """Logits ``[n, T, V]`` of the skip path (trace once, replay from the first removed layer)."""
     traced = trace(lm.adapter, pad_batch([ids], pad_id=0), sublayers=False)
     skipped = torch.zeros(len(removed_sets), lm.n_layers, dtype=torch.bool)
     for row, removed in enumerate(removed_sets):
@@ -270,14 +270,35 @@ def test_prune_command_end_to_end(tiny_model_dir, tmp_path, capsys):
 def test_prune_uses_a_runs_future_effects(tiny_model_dir, tmp_path, capsys):
     run = tmp_path / "run"
     code, _, err = run_cli(
-        capsys, "analyze", tiny_model_dir, "-n", "2", "--analyses", "future-effects",
-        "--out", run, "--no-plots",
-    )  # fmt: skip
+        capsys,
+        "analyze",
+        tiny_model_dir,
+        "-n",
+        "2",
+        "--analyses",
+        "future-effects",
+        "--out",
+        run,
+        "--no-plots",
+    )
     assert code == 0, err
     code, _, err = run_cli(
-        capsys, "prune", tiny_model_dir, "--run", run, "--max-drop", "1", "--criteria",
-        "future-effect", *SMALL, "--random-seeds", "0", "--out", tmp_path / "p", "--no-plots",
-    )  # fmt: skip
+        capsys,
+        "prune",
+        tiny_model_dir,
+        "--run",
+        run,
+        "--max-drop",
+        "1",
+        "--criteria",
+        "future-effect",
+        *SMALL,
+        "--random-seeds",
+        "0",
+        "--out",
+        tmp_path / "p",
+        "--no-plots",
+    )
     assert code == 0, err
     doc = json.loads((tmp_path / "p" / "prune.json").read_text())
     saved = json.loads((run / "results" / "future-effects.json").read_text())

@@ -188,7 +188,8 @@ def test_verdict_of_a_run_with_a_known_answer(run):
     assert operands.figures == ["erasure_prompt0"]
     assert [m.key for m in summary.missing] == ["difficulty"]
     assert summary.missing[0].command == (
-        f"depthscope analyze /models/synthetic --analyses depth-score --data builtin:hops --out {run}"
+        "depthscope analyze /models/synthetic --analyses depth-score --data builtin:hops "
+        f"--out {run}"
     )
 
 

@@ -1,4 +1,4 @@
-"""``depthscope prune MODEL``: rank layers, remove 1..K of them, measure, optionally save the model."""
+"""``depthscope prune MODEL``: rank layers, remove 1..K of them, measure, optionally save."""
 
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "model",
         nargs="?",
         default=DEFAULT_MODEL,
-        help=f"built-in name, Hugging Face id, local folder or .gguf file (default: {DEFAULT_MODEL})",
+        help="built-in name, Hugging Face id, local folder or .gguf file "
+        f"(default: {DEFAULT_MODEL})",
     )
     parser.add_argument(
         "--criteria",

@@ -66,7 +66,7 @@ class Tally:
 
 
 def score_logits(logits: torch.Tensor, ids: Sequence[int], answer_length: int | None) -> Tally:
-    """Score one sequence from logits at positions ``0 .. T−2`` (``[T−1, V]``, predicting 1..T−1)."""
+    """Score one sequence from the logits of the positions that predict the scored tokens."""
     targets = torch.as_tensor(ids[1:], device=logits.device)
     if answer_length is not None:
         logits, targets = logits[-answer_length:], targets[-answer_length:]
@@ -97,7 +97,7 @@ def evaluate(
     batch_size: int = 16,
     progress: Progress | None = None,
 ) -> list[dict[str, Tally]]:
-    """Per candidate, ``{data source: Tally}``; trace once per sequence, replay from the first removal."""
+    """Per candidate, ``{data source: Tally}``: trace once, replay from the first removed layer."""
     progress = progress or Progress()
     n_layers = lm.n_layers
     skipped = torch.zeros(len(candidates), n_layers, dtype=torch.bool)

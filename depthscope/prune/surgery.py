@@ -47,7 +47,7 @@ def per_layer_keys(config: object, n_layers: int) -> list[str]:
 
 
 def update_config(config: object, kept: list[int], n_layers: int) -> list[str]:
-    """Shrink ``config`` (the text config of a multimodal one) to ``kept``; returns the lists cut."""
+    """Shrink ``config`` (a multimodal one's text config) to ``kept``; returns the lists cut."""
     target = config.get_text_config() if hasattr(config, "get_text_config") else config
     keys = per_layer_keys(target, n_layers)
     for key in keys:
