@@ -45,19 +45,8 @@ def runs(tmp_path_factory):
     for n_layers in (3, 5):
         model = save_llama(root / f"llama{n_layers}", n_layers, seed=n_layers)
         out = root / f"run{n_layers}"
-        code = main(
-            [
-                "analyze",
-                str(model),
-                "-n",
-                "2",
-                "--analyses",
-                ANALYSES,
-                "--out",
-                str(out),
-                "--no-plots",
-            ]
-        )
+        args = ["analyze", str(model), "-n", "1", "--analyses", ANALYSES, "--out", str(out)]
+        code = main([*args, "--set", "n_splits=2", "--no-plots"])
         assert code == 0
         dirs.append(out)
     return dirs
@@ -139,7 +128,7 @@ def test_compare_warns_when_data_sources_differ(runs, tmp_path, capsys):
         doc = json.loads(path.read_text())
         doc["data_source"] = "builtin:text"
         path.write_text(json.dumps(doc))
-    code, _, err = run_cli(capsys, "compare", runs[0], other, "--out", tmp_path / "y")
+    code, _, err = run_cli(capsys, "compare", runs[0], other, "--out", tmp_path / "y", "--no-plots")
     assert code == 0
     assert "depthscope: warning: contributions was run with different data source" in err
     assert "builtin:text" in err

@@ -126,9 +126,9 @@ def test_block_influence_and_angular_distance_follow_their_definitions():
         for ids in prompts
     ]  # each [L+1, 1, T, d]; the last entry is after the final norm, so use the trace's rule:
     n = lm.n_layers
+    residuals = [skip_residuals(lm, ids) for ids in prompts]  # [L+1, T, d] each
     cos_sum, tokens = np.zeros(n), 0
-    for ids, states in zip(prompts, hidden, strict=True):
-        resid = skip_residuals(lm, ids)
+    for ids, states, resid in zip(prompts, hidden, residuals, strict=True):
         for layer in range(n):
             cos_sum[layer] += torch.cosine_similarity(resid[layer], resid[layer + 1], dim=-1).sum()
         tokens += len(ids)
@@ -138,8 +138,7 @@ def test_block_influence_and_angular_distance_follow_their_definitions():
         naive = []
         for start in range(n - size + 1):
             angles = []
-            for ids in prompts:
-                resid = skip_residuals(lm, ids)
+            for resid in residuals:
                 cos = torch.cosine_similarity(resid[start, -1], resid[start + size, -1], dim=0)
                 angles.append(math.acos(max(-1.0, min(1.0, float(cos)))) / math.pi)
             naive.append(np.mean(angles))
