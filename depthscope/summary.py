@@ -94,12 +94,15 @@ def rule_constants() -> dict:
         "change_point": {
             "fit": "two segments, least absolute deviations from each segment's median",
             "min_segment": rules.MIN_SEGMENT,
-            "min_quality": rules.MIN_QUALITY,
+            "min_segment_fraction": rules.MIN_SEGMENT_FRACTION,
+            "max_p_value": rules.MAX_P_VALUE,
+            "permutations": rules.PERMUTATIONS,
+            "log_scale": [p.name for p in TRANSITION_PROFILES if p.log],
             "min_step": rules.MIN_STEP,
         },
         "future_use_fraction_of_first_half_median": rules.FUTURE_FRACTION,
         "lens_overlap": rules.LENS_OVERLAP,
-        "lens_kl_fraction_of_max": rules.LENS_KL_FRACTION,
+        "lens_kl_fraction_of_first_half_median": rules.LENS_KL_FRACTION,
         "token_share_of_max": rules.TOKEN_SHARE,
         "doc": RULES_DOC,
     }
@@ -172,6 +175,7 @@ class Profile(NamedTuple):
     key: str  # data key, or "later" for the mean effect on later layers
     expected: str  # "down" or "up"
     figure: str
+    log: bool = True  # fitted in log scale (positive ratios and norms)
 
 
 # In order of preference: the first profile whose analysis ran is the basis of the verdict.
@@ -198,7 +202,21 @@ TRANSITION_PROFILES = (
         "contributions_mean_relative_contribution",
     ),
     Profile(
-        "cosine to the residual", "contributions", "cos_layer", "up", "contributions_avg_cossims"
+        "cosine to the residual",
+        "contributions",
+        "cos_layer",
+        "up",
+        "contributions_avg_cossims",
+        log=False,  # signed
+    ),
+    Profile("logit-lens KL", "logit-lens", "kl", "down", "logit-lens_kl_div"),
+    Profile(
+        "logit-lens top-k overlap",
+        "logit-lens",
+        "topk_overlap",
+        "up",
+        "logit-lens_topk_overlaps",
+        log=False,
     ),
 )
 
@@ -216,10 +234,10 @@ def _no_transition_reason(
         if int(np.isfinite(profile).sum()) < 2 * rules.MIN_SEGMENT:
             return f"fewer than {2 * rules.MIN_SEGMENT} layers to split"
         return "the profile is flat"
-    if point.quality < rules.MIN_QUALITY:
+    if point.p_value > rules.MAX_P_VALUE:
         return (
-            f"the best split, at layer {point.index}, fits with quality {point.quality:.2f} "
-            f"< {rules.MIN_QUALITY}"
+            f"the best split, at layer {point.index}, is matched by {point.p_value:.0%} of random "
+            f"layer orders (p > {rules.MAX_P_VALUE})"
         )
     if point.direction != expected:
         return (
@@ -239,6 +257,7 @@ def _point_details(point: rules.ChangePoint | None, n_layers: int | None) -> dic
         "layer": point.index,
         "relative_depth": _rel(point.index, n_layers),
         "quality": round(point.quality, 3),
+        "p_value": point.p_value,
         "left_median": point.left,
         "right_median": point.right,
         "direction": point.direction,
@@ -252,7 +271,7 @@ def transition(results: dict[str, Result], n_layers: int | None) -> Finding | No
     if not present:
         return None
     profiles = {p.name: _profile(results[p.analysis], p.key) for p in present}
-    points = {p.name: rules.change_point(profiles[p.name], p.expected) for p in present}
+    points = {p.name: rules.change_point(profiles[p.name], p.expected, log=p.log) for p in present}
     basis, expected = present[0].name, present[0].expected
     primary = points[basis]
     agree = [
@@ -278,7 +297,7 @@ def transition(results: dict[str, Result], n_layers: int | None) -> Finding | No
     sentence = (
         f"The second regime starts at layer {primary.index} of {n_layers} (relative depth "
         f"{_rel(primary.index, n_layers):.2f}): the {basis} {_verb(primary)} from a median "
-        f"{primary.left:.3g} to {primary.right:.3g} (fit quality {primary.quality:.2f}){also}."
+        f"{primary.left:.3g} to {primary.right:.3g} (p = {primary.p_value:.3f} against random layer orders){also}."
     )
     return Finding(
         headline=_at(primary.index, n_layers),
@@ -338,8 +357,8 @@ def lens_convergence(results: dict[str, Result], n_layers: int | None) -> Findin
     n = n_layers or max(len(overlap), len(kl))
     k = results["logit-lens"].settings.get("k", 5)
     first = rules.first_at_least(overlap, rules.LENS_OVERLAP) if overlap.size else None
-    kl_max = float(np.nanmax(kl)) if kl.size and np.isfinite(kl).any() else None
-    kl_low = None if kl_max is None else rules.stays_below_from(kl, rules.LENS_KL_FRACTION * kl_max)
+    kl_ref = rules.first_half_median(kl)
+    kl_low = None if kl_ref is None else rules.stays_below_from(kl, rules.LENS_KL_FRACTION * kl_ref)
     if first is not None:
         overlap_text = (
             f"top-{k} overlap with the output first reaches {rules.LENS_OVERLAP:g} at the input "
@@ -347,13 +366,11 @@ def lens_convergence(results: dict[str, Result], n_layers: int | None) -> Findin
         )
     else:
         overlap_text = f"top-{k} overlap never reaches {rules.LENS_OVERLAP:g}"
+    level = f"{rules.LENS_KL_FRACTION:g}× its first-half median"
     if kl_low is not None:
-        kl_text = (
-            f"KL stays below {rules.LENS_KL_FRACTION:g}× its maximum ({kl_max:.3g}) from the "
-            f"input of {_at(kl_low, n)} on"
-        )
+        kl_text = f"KL stays below {level} ({kl_ref:.3g}) from the input of {_at(kl_low, n)} on"
     else:
-        kl_text = f"KL never stays below {rules.LENS_KL_FRACTION:g}× its maximum"
+        kl_text = f"KL never stays below {level}"
     return Finding(
         key="lens",
         title="Logit-lens convergence",
@@ -365,7 +382,7 @@ def lens_convergence(results: dict[str, Result], n_layers: int | None) -> Findin
             "overlap_boundary": first,
             "kl_boundary": kl_low,
             "kl_relative_depth": _rel(kl_low, n),
-            "kl_max": kl_max,
+            "kl_first_half_median": kl_ref,
         },
         figures=["logit-lens_topk_overlaps", "logit-lens_kl_div"],
         analyses=["logit-lens"],

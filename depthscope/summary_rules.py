@@ -13,14 +13,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Change point: a two-segment least-absolute-deviation fit. Pure noise scores below 0.35 for
-# L >= 12 (0.47 at the 99th percentile for L = 12), a clean step 1, a linear ramp 0.5.
-MIN_SEGMENT = 2  # layers on each side of a change point
-MIN_QUALITY = 0.5  # 1 − cost(two medians) / cost(one median)
-MIN_STEP = 0.25  # |right − left| / max(|left|, |right|): the levels must differ by a quarter
+# Change point: a two-segment least-absolute-deviation fit, tested against random orderings.
+MIN_SEGMENT_FRACTION = 1 / 6  # a regime spans at least a sixth of the profile ...
+MIN_SEGMENT = 2  # ... and at least two layers
+MAX_P_VALUE = 0.01  # the split must beat all but 1 % of random orderings of the same values
+PERMUTATIONS = 999  # p-values in steps of 0.001; fixed seed, so the verdict is reproducible
+MIN_STEP = 0.25  # |right − left| / max(|left|, |right|) of the two medians
+LOG_FLOOR = 1e-3  # positive profiles are fitted in log scale, clipped at this fraction of the max
 # Layers that matter for future tokens: output change >= this fraction of the first-half median.
 FUTURE_FRACTION = 0.5
-# Logit lens: top-k overlap that counts as "agrees with the output"; KL as a fraction of its max.
+# Logit lens: top-k overlap that counts as "agrees with the output"; KL as a fraction of its
+# first-half median (the level before the lens converges).
 LENS_OVERLAP = 0.5
 LENS_KL_FRACTION = 0.5
 # Erasure / integrated gradients: a token matters while its effect is >= this share of the maximum.
@@ -32,44 +35,70 @@ class ChangePoint:
     """Best single split of a profile into two levels, and whether it counts as a transition."""
 
     index: int  # first index of the second segment
-    quality: float  # 1 − cost(k) / cost(no split), in [0, 1]
+    quality: float  # 1 − cost(k) / cost(no split), in [0, 1] (descriptive)
+    p_value: float  # fraction of random orderings whose best split fits at least as well
     left: float  # median before the split
     right: float  # median from the split on
-    significant: bool  # quality and step large enough, and in the expected direction
+    significant: bool  # p-value small, step large, and in the expected direction
 
     @property
     def direction(self) -> str:
         return "down" if self.right < self.left else "up"
 
 
-def _cost(values: np.ndarray) -> float:
-    return float(np.abs(values - np.median(values)).sum()) if values.size else 0.0
+def min_segment(n: int) -> int:
+    return max(MIN_SEGMENT, int(np.ceil(n * MIN_SEGMENT_FRACTION)))
 
 
-def change_point(values: Sequence[float], direction: str | None = None) -> ChangePoint | None:
+def split_costs(rows: np.ndarray, splits: range) -> np.ndarray:
+    """``[P, len(splits)]``: two-median absolute-deviation cost of each split of each row."""
+    costs = np.empty((rows.shape[0], len(splits)))
+    for j, k in enumerate(splits):
+        left, right = rows[:, :k], rows[:, k:]
+        costs[:, j] = np.abs(left - np.median(left, axis=1, keepdims=True)).sum(axis=1) + np.abs(
+            right - np.median(right, axis=1, keepdims=True)
+        ).sum(axis=1)
+    return costs
+
+
+def change_point(
+    values: Sequence[float], direction: str | None = None, *, log: bool = False
+) -> ChangePoint | None:
     """The split ``k`` minimising ``Σ_{i<k}|y_i − med(y_<k)| + Σ_{i≥k}|y_i − med(y_≥k)|``.
 
+    ``log=True`` fits ``log y`` (for positive ratios and norms, whose changes are relative).
     ``None`` if the profile is too short (fewer than ``2·MIN_SEGMENT`` finite values) or flat.
-    ``direction`` ("down"/"up") is the step the caller expects; a step the other way is reported
-    but not significant. Non-finite values are dropped (indices refer to the input).
+    The split is significant when at most ``MAX_P_VALUE`` of ``PERMUTATIONS`` random orderings of
+    the same values have a best split that fits as well, the medians differ by ``MIN_STEP``, and
+    the step goes the ``direction`` ("down"/"up") the caller expects. Non-finite values are
+    dropped (indices refer to the input).
     """
-    y = np.asarray(values, dtype=float)
-    keep = np.nonzero(np.isfinite(y))[0]
-    y = y[keep]
-    if y.size < 2 * MIN_SEGMENT:
+    raw = np.asarray(values, dtype=float)
+    keep = np.nonzero(np.isfinite(raw))[0]
+    raw = raw[keep]
+    if raw.size < 2 * MIN_SEGMENT:
         return None
-    total = _cost(y)
+    y = raw
+    if log:
+        y = np.log(np.maximum(raw, LOG_FLOOR * max(float(raw.max()), 1e-30)))
+    total = float(np.abs(y - np.median(y)).sum())
     if total <= 1e-12 * max(float(np.abs(y).max()), 1e-30):
         return None
-    costs = [(_cost(y[:k]) + _cost(y[k:]), k) for k in range(MIN_SEGMENT, y.size - MIN_SEGMENT + 1)]
-    cost, k = min(costs)
-    left, right = float(np.median(y[:k])), float(np.median(y[k:]))
-    quality = 1.0 - cost / total
+    edge = min(min_segment(y.size), y.size // 2)
+    splits = range(edge, y.size - edge + 1)
+    costs = split_costs(y[None, :], splits)[0]
+    best = int(np.argmin(costs))
+    k = splits[best]
+    rng = np.random.default_rng(0)
+    shuffled = np.stack([rng.permutation(y) for _ in range(PERMUTATIONS)])
+    null = split_costs(shuffled, splits).min(axis=1)
+    p_value = (1 + int((null <= costs[best] + 1e-12 * total).sum())) / (1 + PERMUTATIONS)
+    left, right = float(np.median(raw[:k])), float(np.median(raw[k:]))
     scale = max(abs(left), abs(right))
     step = abs(right - left) / scale if scale > 0 else 0.0
     expected = direction is None or (direction == "down") == (right < left)
-    significant = quality >= MIN_QUALITY and step >= MIN_STEP and expected
-    return ChangePoint(int(keep[k]), quality, left, right, significant)
+    significant = p_value <= MAX_P_VALUE and step >= MIN_STEP and expected
+    return ChangePoint(int(keep[k]), 1.0 - costs[best] / total, p_value, left, right, significant)
 
 
 def later_layer_effect(effect: Sequence[Sequence[float]]) -> np.ndarray:
@@ -92,15 +121,21 @@ class FutureUse:
     threshold: float
 
 
+def first_half_median(values: Sequence[float]) -> float | None:
+    """Median of the finite values of the first ``⌊n/2⌋`` entries (None if none or not > 0)."""
+    array = np.asarray(values, dtype=float)
+    first = array[: len(array) // 2]
+    first = first[np.isfinite(first)]
+    if first.size == 0 or float(np.median(first)) <= 0:
+        return None
+    return float(np.median(first))
+
+
 def future_use(output_change: Sequence[float]) -> FutureUse | None:
     """Layers with ``O[s] ≥ FUTURE_FRACTION · median(O[0 .. ⌊L/2⌋−1])``."""
     values = np.asarray(output_change, dtype=float)
-    first = values[: len(values) // 2]
-    first = first[np.isfinite(first)]
-    if first.size == 0:
-        return None
-    reference = float(np.median(first))
-    if reference <= 0:
+    reference = first_half_median(values)
+    if reference is None:
         return None
     threshold = FUTURE_FRACTION * reference
     layers = [int(i) for i in np.nonzero(np.nan_to_num(values, nan=-np.inf) >= threshold)[0]]

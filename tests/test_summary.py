@@ -33,11 +33,13 @@ def test_change_point_finds_a_step():
     point = rules.change_point(step(L, 12, 1.0, 0.1), "down")
     assert point is not None and point.significant
     assert point.index == 12 and point.quality == pytest.approx(1.0)
+    assert point.p_value == pytest.approx(1 / (1 + rules.PERMUTATIONS))  # no shuffle does as well
     assert point.left == 1.0 and point.right == pytest.approx(0.1)
 
 
 def test_change_point_of_a_flat_profile_is_none():
     assert rules.change_point(np.full(L, 0.7), "down") is None
+    assert rules.change_point([1.0, 0.5, 0.2], "down") is None  # too short to split
 
 
 def test_change_point_survives_noise_and_a_spike_at_the_top():
@@ -48,12 +50,31 @@ def test_change_point_survives_noise_and_a_spike_at_the_top():
         assert point.significant and abs(point.index - 17) <= 1, (seed, point)
 
 
+def test_change_point_in_log_scale_ignores_outlying_first_layers():
+    """Real future-effect profiles: layers 0-1 are several times larger than the rest."""
+    for seed in range(10):
+        noise = np.random.default_rng(seed).lognormal(0.0, 0.25, L)
+        profile = step(L, 20, 0.5, 0.2) * noise
+        profile[:2] = [4.0, 2.0]
+        point = rules.change_point(profile, "down", log=True)
+        assert point.significant and abs(point.index - 20) <= 1, (seed, point)
+    flat = np.full(L, 0.5) * np.random.default_rng(0).lognormal(0.0, 0.25, L)
+    flat[:2] = [4.0, 2.0]  # two outlying layers are no regime: segments span >= L/6 layers
+    assert rules.min_segment(L) == 5
+    assert not rules.change_point(flat, "down", log=True).significant
+
+
 def test_pure_noise_is_no_transition():
-    for seed in range(20):
+    """The permutation test makes false transitions rare (1 % by construction)."""
+    found = 0
+    for seed in range(40):
         noise = np.random.default_rng(seed).normal(0.5, 0.2, L)
-        assert not rules.change_point(noise, "down").significant, seed
-        centred = np.random.default_rng(100 + seed).normal(0.0, 1.0, L)
-        assert not rules.change_point(centred).significant, seed
+        found += rules.change_point(noise, "down").significant
+        positive = np.random.default_rng(100 + seed).lognormal(0.0, 0.5, L)
+        found += rules.change_point(positive, "down", log=True).significant
+        centred = np.random.default_rng(200 + seed).normal(0.0, 1.0, L)
+        found += rules.change_point(centred).significant
+    assert found <= 2, found  # of 120 noise profiles
 
 
 def test_change_point_rejects_the_wrong_direction_and_small_steps():
@@ -175,7 +196,15 @@ def test_verdict_of_a_run_with_a_known_answer(run):
     assert transition.layer == 12 and transition.relative_depth == pytest.approx(0.4)
     assert transition.details["basis"] == "future effect on later layers"
     profiles = transition.details["profiles"]
-    assert all(p["layer"] == 12 and p["significant"] for p in profiles.values())
+    assert all(p["significant"] for p in profiles.values())
+    assert {name: p["layer"] for name, p in profiles.items()} == {
+        "future effect on later layers": 12,
+        "future output change": 12,
+        "relative contribution": 12,
+        "cosine to the residual": 12,
+        "logit-lens KL": 18,
+        "logit-lens top-k overlap": 20,
+    }
     assert profiles["cosine to the residual"]["direction"] == "up"
     assert "future-effects_effect_layer" in transition.figures
     use = summary.finding("future_use")
@@ -234,7 +263,7 @@ def test_write_summary_and_rendering(run):
     summary = write_summary(run)
     doc = json.loads((run / SUMMARY_FILE).read_text())
     assert Summary.from_json(doc).finding("transition").layer == 12
-    assert doc["rules"]["change_point"]["min_quality"] == rules.MIN_QUALITY
+    assert doc["rules"]["change_point"]["max_p_value"] == rules.MAX_P_VALUE
     card = summary_card_html(summary)
     assert "layer 12 (relative depth 0.40)" in card
     assert "figures/future-effects_effect_layer.png" in card

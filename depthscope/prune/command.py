@@ -57,7 +57,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--text",
         default="builtin:text",
-        help="held-out text for perplexity, e.g. file:PATH; 'none' to skip (default: builtin:text)",
+        help="held-out text for perplexity, e.g. file:PATH (comma-separated for several); "
+        "'none' to skip (default: builtin:text)",
     )
     parser.add_argument("--text-n", type=int, default=16, help="texts (default: 16)")
     parser.add_argument(
@@ -66,8 +67,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--task",
         default="builtin:arith-chain",
-        help="tasks with answers for teacher-forced accuracy; 'none' to skip "
-        "(default: builtin:arith-chain)",
+        help="tasks with answers for teacher-forced accuracy, e.g. "
+        "builtin:arith-chain,builtin:nested; 'none' to skip (default: builtin:arith-chain)",
     )
     parser.add_argument(
         "--task-n", type=int, default=8, help="examples (per level for levelled tasks; default: 8)"
@@ -134,16 +135,15 @@ def run_prune_command(args: argparse.Namespace) -> int:
     from depthscope.data.sources import load_examples
     from depthscope.models.loading import load_model
     from depthscope.progress import RichProgress
-    from depthscope.prune.pipeline import check_run, run_prune, table_lines
+    from depthscope.prune.pipeline import check_run, run_prune, specs, table_lines
     from depthscope.prune.surgery import save_pruned
     from depthscope.results import atomic_write_json
 
     settings = settings_from_args(args)
     settings.check()
     check_run(settings)
-    for spec in (settings.text, settings.task, settings.calib):
-        if spec:
-            load_examples(spec, 1, seed=settings.seed)  # a bad --data spec fails before loading
+    for spec in [*specs(settings.text), *specs(settings.task), settings.calib]:
+        load_examples(spec, 1, seed=settings.seed)  # a bad data spec fails before loading
     if args.save is not None and args.save.exists() and any(args.save.iterdir()):
         raise DepthscopeError(f"--save {args.save} exists and is not empty; choose a new folder")
     out = args.out or Path("runs") / f"prune-{_stem(args.model)}"

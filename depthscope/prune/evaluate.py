@@ -60,7 +60,8 @@ class Tally:
     def metrics(self, kind: str) -> dict:
         mean_nll = self.nll / self.tokens if self.tokens else float("nan")
         if kind == "text":
-            return {"perplexity": math.exp(mean_nll), "nll": mean_nll, "tokens": self.tokens}
+            perplexity = math.inf if mean_nll > 700 else math.exp(mean_nll)
+            return {"perplexity": perplexity, "nll": mean_nll, "tokens": self.tokens}
         accuracy = self.correct / self.examples if self.examples else float("nan")
         return {"accuracy": accuracy, "answer_nll": mean_nll, "examples": self.examples}
 

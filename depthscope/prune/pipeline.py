@@ -40,10 +40,10 @@ class PruneSettings:
 
     max_drop: int
     criteria: tuple[str, ...] = DEFAULT_CRITERIA
-    text: str | None = "builtin:text"
+    text: str | None = "builtin:text"  # comma-separated data specs
     text_n: int = 16
     max_tokens: int = 128
-    task: str | None = "builtin:arith-chain"
+    task: str | None = "builtin:arith-chain"  # comma-separated data specs
     task_n: int = 8
     calib: str = "builtin:arith-words"
     calib_n: int = 10
@@ -86,6 +86,11 @@ class Inputs:
     datasets: list[EvalData] = field(default_factory=list)
 
 
+def specs(value: str | None) -> list[str]:
+    """Data specs given as one comma-separated string ("" or None: none)."""
+    return [spec.strip() for spec in (value or "").split(",") if spec.strip()]
+
+
 def load_inputs(lm: LoadedModel, settings: PruneSettings) -> Inputs:
     """Tokenise the calibration prompts, held-out text (cut to ``max_tokens``) and tasks."""
     from depthscope.analyses.prompts import PromptSet
@@ -98,25 +103,26 @@ def load_inputs(lm: LoadedModel, settings: PruneSettings) -> Inputs:
         for e in load_examples(settings.calib, settings.calib_n, seed=settings.seed)
     ]
     datasets = []
-    if settings.text:
-        examples = load_examples(settings.text, settings.text_n, seed=settings.seed)
+    for spec in specs(settings.text):
+        examples = load_examples(spec, settings.text_n, seed=settings.seed)
         sequences = [tokenize(tok, e.text)[: settings.max_tokens] for e in examples]
         sequences = [s for s in sequences if len(s) >= 2]
         if not sequences:
-            raise DepthscopeError(f"{settings.text} gave no text of 2 tokens or more")
-        datasets.append(EvalData(settings.text, "text", sequences))
-    if settings.task:
-        examples = load_examples(settings.task, settings.task_n, seed=settings.seed)
-        prompts = PromptSet.from_examples(tok, examples)
+            raise DepthscopeError(f"{spec} gave no text of 2 tokens or more")
+        datasets.append(EvalData(spec, "text", sequences))
+    for spec in specs(settings.task):
+        prompts = PromptSet.from_examples(
+            tok, load_examples(spec, settings.task_n, seed=settings.seed)
+        )
         usable = [i for i, n in enumerate(prompts.answer_lengths) if n is not None]
         if not usable:
             raise DepthscopeError(
-                f"{settings.task} has no examples with a usable answer; use a task source with "
-                "answers, e.g. builtin:arith-chain"
+                f"{spec} has no examples with a usable answer; use a task source with answers, "
+                "e.g. builtin:arith-chain"
             )
         datasets.append(
             EvalData(
-                settings.task,
+                spec,
                 "task",
                 [prompts.sequences[i] for i in usable],
                 [prompts.answer_lengths[i] for i in usable],
