@@ -26,7 +26,9 @@ from depthscope.summary import CARD_STYLE, Summary, summarize, summary_card_html
 from depthscope.summary_rules import later_layer_effect
 
 GRID = np.linspace(0.0, 1.0, 101)
-IGNORED_SETTINGS = frozenset({"seed"})  # the seed only picks prompts/split points: a data matter
+# Settings that do not change the compared numbers: the seed picks prompts and split points (a
+# data matter, warned about), and `parts` only adds attention/MLP variants next to the layer's.
+IGNORED_SETTINGS = frozenset({"seed", "parts"})
 
 
 @dataclass(frozen=True)
@@ -201,7 +203,13 @@ def check_comparable(runs: list[RunData], analyses: list[str]) -> None:
 
 def profile(run: RunData, quantity: Quantity) -> tuple[np.ndarray, np.ndarray]:
     """(relative depths l / L, values) of the finite points of one run's profile."""
-    values = quantity.read(run.results[quantity.analysis].data)
+    try:
+        values = quantity.read(run.results[quantity.analysis].data)
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise DepthscopeError(
+            f"{run.path}/results/{quantity.analysis}.json has no usable data for {quantity.name} "
+            f"({type(exc).__name__}: {exc}); rerun that analysis (with the layer part)"
+        ) from None
     x = np.arange(values.size) / run.n_layers
     keep = np.isfinite(values)
     return x[keep], values[keep]

@@ -544,6 +544,9 @@ def summarize(run_dir: Path) -> Summary:
         data_sources={name: r.extra.get("data_source") for name, r in results.items()},
         rules=rule_constants(),
     )
+    if results and not any(a in results for rule in FINDINGS for a in rule.analyses):
+        notes.append(f"no analysis of this run ({', '.join(results)}) feeds the verdict")
+        return summary
     spec = model_spec(run_dir, results)
 
     def command(analyses: str) -> str:

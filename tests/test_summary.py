@@ -246,6 +246,9 @@ def test_missing_analyses_become_commands_and_never_raise(tmp_path):
     assert any("logit-lens.json" in note for note in summary.notes)
     lines = summary_lines(summary)
     assert any("not measured; run: depthscope analyze" in line for line in lines)
+    maps = tmp_path / "map"
+    save(maps, "linear-map", {"rel_err": [[0.5]]})
+    assert summarize(maps).missing == [] and "feeds the verdict" in summarize(maps).notes[0]
     empty = tmp_path / "empty"
     empty.mkdir()
     assert len(summarize(empty).missing) == 5 and summarize(empty).findings == []
