@@ -225,21 +225,21 @@ def on_grid(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return values
 
 
-def draw(quantity: Quantity, runs: list[RunData], folder: Path) -> list[Path]:
+def draw(
+    quantity: Quantity, runs: list[RunData], folder: Path, transitions: dict[str, float | None]
+) -> list[Path]:
+    """One curve per run at its layers' relative depths; its verdict's transition dotted."""
     from depthscope.report.figures_common import new_figure, plain, save_figure, tidy
 
     fig, ax = new_figure(6, 3)
     for index, run in enumerate(runs):
         x, y = profile(run, quantity)
-        ax.plot(
-            x,
-            y,
-            marker="o",
-            markersize=3,
-            color=f"C{index}",
-            label=plain(f"{run.label} (L={run.n_layers})"),
-        )
-    ax.set_xlabel("relative depth  l / L")
+        label = plain(f"{run.label} (L={run.n_layers})")
+        ax.plot(x, y, marker="o", markersize=3, color=f"C{index}", label=label)
+        where = transitions.get(run.label)
+        if where is not None:
+            ax.axvline(where, color=f"C{index}", linestyle=":", linewidth=1)
+    ax.set_xlabel("relative depth  l / L  (dotted: each run's transition)")
     ax.set_ylabel(plain(quantity.label))
     ax.set_xlim(-0.02, 1.0)
     ax.set_title(plain(f"{quantity.label}, by relative depth"), fontsize=9)
@@ -286,7 +286,13 @@ def compare_runs(
             entry["profiles"][run.label] = on_grid(x, y).tolist()
         doc["quantities"][q.name] = entry
     out = Path(out)
-    figures = [p for q in quantities for p in draw(q, runs, out / "figures")] if plots else []
+    transitions = {}
+    for label, summary in summaries.items():
+        finding = summary.finding("transition")
+        transitions[label] = finding.relative_depth if finding else None
+    figures = []
+    if plots:
+        figures = [p for q in quantities for p in draw(q, runs, out / "figures", transitions)]
     atomic_write_json(out / "compare.json", doc)
     pngs = [p for p in figures if p.suffix == ".png"]
     atomic_write_bytes(out / "compare.html", page(runs, summaries, pngs).encode("utf-8"))
