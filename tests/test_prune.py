@@ -254,6 +254,7 @@ def test_prune_command_end_to_end(tiny_model_dir, tmp_path, capsys):
     assert best["value"] == pytest.approx(min(values.values()))
     assert (out / "figures" / "prune_metrics.png").read_bytes()[:4] == b"\x89PNG"
     assert "perplexity on builtin:text" in stdout and f"best at k=2: {best['criterion']}" in stdout
+    assert all(line in stdout for line in doc["table"])
     removed = doc["saved"]["removed"]
     assert removed == doc["criteria"][best["criterion"]]["removed"]["2"]
     reloaded = AutoModelForCausalLM.from_pretrained(saved)

@@ -161,8 +161,9 @@ def run_prune_command(args: argparse.Namespace) -> int:
         doc["saved"] = {"path": str(args.save), "criterion": best["criterion"], "removed": removed}
     doc["seconds"]["command"] = round(time.perf_counter() - started, 3)
     figures = [] if args.no_plots else _plot(doc, out / "figures")
+    doc["table"] = table_lines(doc)
     atomic_write_json(out / "prune.json", doc)
-    _report(doc, out, figures, table_lines(doc))
+    _report(doc, out, figures, doc["table"])
     return 0
 
 

@@ -1,5 +1,6 @@
-"""The pruning figure: each validation metric against the number of layers removed, one curve per
-criterion, the random baseline as the mean over seeds with its range shaded."""
+"""The pruning figure: each validation metric (text perplexity; task accuracy and answer NLL)
+against the number of layers removed, one curve per criterion, the random baseline as the mean
+over seeds with its range shaded."""
 
 from __future__ import annotations
 
@@ -8,20 +9,20 @@ from pathlib import Path
 import numpy as np
 
 from depthscope.prune.criteria import RANDOM
+from depthscope.prune.pipeline import SHOWN
 from depthscope.report.figures_common import new_grid, plain, save_figure, tidy
 
 STEM = "prune_metrics"
 MARKERS = ("o", "s", "^", "D")  # shrinking sizes, so curves that coincide stay visible
-PANEL = {"text": ("perplexity", "perplexity (log scale)"), "task": ("accuracy", "answer accuracy")}
+LOG_SCALE = {"perplexity", "answer_nll"}
 
 
 def draw_prune(doc: dict, folder: Path) -> list[Path]:
     """Write ``folder/prune_metrics.png`` and ``.pdf`` from a ``prune.json`` document."""
-    data = doc["data"]
-    fig, axes = new_grid(4.2 * len(data), 3.2, len(data))
+    panels = [(d, metric, label) for d in doc["data"] for metric, label in SHOWN[d["kind"]]]
+    fig, axes = new_grid(4.2 * len(panels), 3.2, len(panels))
     ks = np.arange(doc["max_drop"] + 1)
-    for ax, entry in zip(axes, data, strict=True):
-        metric, ylabel = PANEL[entry["kind"]]
+    for ax, (entry, metric, ylabel) in zip(axes, panels, strict=True):
         source = entry["source"]
         for index, (name, curves) in enumerate(doc["metrics"].items()):
             values = np.asarray(curves[source][metric], dtype=float)
@@ -34,8 +35,9 @@ def draw_prune(doc: dict, folder: Path) -> list[Path]:
             else:
                 marker, size = MARKERS[index % len(MARKERS)], 7 - 1.5 * (index % len(MARKERS))
                 ax.plot(ks, values, marker=marker, markersize=size, color=f"C{index}", label=name)
-        if metric == "perplexity":
+        if metric in LOG_SCALE:
             ax.set_yscale("log")
+            ylabel += " (log scale)"
         else:
             ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("layers removed")

@@ -325,27 +325,37 @@ def run_prune(lm: LoadedModel, settings: PruneSettings, progress: Progress | Non
     }
 
 
+# What the table and the figure show per kind of data: (metric, heading).
+SHOWN = {
+    "text": (("perplexity", "perplexity"),),
+    "task": (("accuracy", "answer accuracy"), ("answer_nll", "answer NLL (nats/token)")),
+}
+
+
 def table_lines(doc: dict) -> list[str]:
-    """One table per measured metric: rows k = 0..K, one column per criterion (and random)."""
+    """One table per shown metric: rows k = 0..K, one column per criterion (and random)."""
     names = list(doc["metrics"])
     n_seeds = len(doc["random"]["seeds"])
     labels = [f"random ({n_seeds} seeds)" if n == RANDOM else n for n in names]
     widths = [max(len(label), 9) for label in labels]
     lines = []
     for data in doc["data"]:
-        metric = "perplexity" if data["kind"] == "text" else "accuracy"
-        what = (
+        size = (
             f"{data['tokens']} tokens"
             if data["kind"] == "text"
             else f"{data['sequences']} examples"
         )
-        lines.append(f"{metric} on {data['source']} ({what}), by layers removed:")
-        lines.append("  k  " + "  ".join(s.rjust(w) for s, w in zip(labels, widths, strict=True)))
-        for k in range(doc["max_drop"] + 1):
-            cells = [_fmt(doc["metrics"][n][data["source"]][metric][k], metric) for n in names]
+        for metric, heading in SHOWN[data["kind"]]:
+            lines.append(f"{heading} on {data['source']} ({size}), by layers removed:")
             lines.append(
-                f"{k:>3}  " + "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))
+                "  k  " + "  ".join(s.rjust(w) for s, w in zip(labels, widths, strict=True))
             )
+            for k in range(doc["max_drop"] + 1):
+                values = [doc["metrics"][n][data["source"]][metric][k] for n in names]
+                cells = [_fmt(v, metric) for v in values]
+                lines.append(
+                    f"{k:>3}  " + "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))
+                )
     return lines
 
 
