@@ -282,3 +282,25 @@ def test_not_a_directory_is_one_clear_error(tmp_path):
 
     with pytest.raises(DepthscopeError, match="does not exist"):
         summarize(tmp_path / "nope")
+
+
+def test_igrad_rows_are_layer_outputs_and_depth_score_levels(tmp_path):
+    run = tmp_path / "attribution"
+    tokens = ["<s>", "3", " +", " 4", " =", " 7"]
+    attribution = np.zeros((L, len(tokens)))
+    attribution[:13, [1, 3]] = -2.0  # signed (magnitudes count); rows 0-12 = boundaries 1-13
+    save(
+        run,
+        "igrad",
+        {"attribution": [attribution.tolist()], "tokens": [tokens], "answer_tokens": [1]},
+    )
+    levels = {str(k): {"depth_score_layer": v} for k, v in ((1, 9.0), (2, 10.5), (3, 12.0))}
+    save(run, "depth-score", {"levels": levels}, aggregate="max")
+    summary = summarize(run)
+    operands = summary.finding("operands")
+    assert operands.layer == 14 and operands.details["basis"] == "igrad"  # first quiet boundary
+    assert operands.figures == ["igrad_layer_prompt0"]
+    difficulty = summary.finding("difficulty")
+    assert difficulty.details["grows"] is True and "use more depth" in difficulty.sentence
+    assert difficulty.figures == ["depth-score_summary_max"]
+    assert {m.key for m in summary.missing} == {"transition", "future_use", "lens"}
