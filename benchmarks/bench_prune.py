@@ -3,7 +3,7 @@
     python benchmarks/bench_prune.py [--model smollm2-135m] [--max-drop 8] [--quick]
 
 Runs the command's default workload (criteria future-effect, block-influence, angular computed on
-10 calibration prompts; 16 texts x 128 tokens of builtin:text; builtin:arith-chain, 8 per level;
+10 calibration prompts; 8 texts x 128 tokens of builtin:text; builtin:arith-chain, 4 per level;
 3 random seeds) twice, each path in its own process so that its peak memory (max RSS) is its own:
 
 - engine: ``run_prune`` as the command runs it (trace each sequence once, replay every candidate

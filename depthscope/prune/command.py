@@ -7,7 +7,9 @@ import time
 from pathlib import Path
 
 from depthscope.errors import DepthscopeError
-from depthscope.prune.criteria import CRITERIA, DEFAULT_CRITERIA
+from depthscope.prune.settings import CRITERIA, DEFAULT_CRITERIA, PruneSettings
+
+DEFAULTS = PruneSettings(max_drop=4)
 
 EXAMPLES = """\
 examples:
@@ -56,35 +58,54 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     parser.add_argument(
         "--text",
-        default="builtin:text",
+        default=DEFAULTS.text,
         help="held-out text for perplexity, e.g. file:PATH (comma-separated for several); "
-        "'none' to skip (default: builtin:text)",
+        f"'none' to skip (default: {DEFAULTS.text})",
     )
-    parser.add_argument("--text-n", type=int, default=16, help="texts (default: 16)")
     parser.add_argument(
-        "--max-tokens", type=int, default=128, help="tokens kept per text (default: 128)"
+        "--text-n", type=int, default=DEFAULTS.text_n, help=f"texts (default: {DEFAULTS.text_n})"
+    )
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        default=DEFAULTS.max_tokens,
+        help=f"tokens kept per text (default: {DEFAULTS.max_tokens})",
     )
     parser.add_argument(
         "--task",
-        default="builtin:arith-chain",
+        default=DEFAULTS.task,
         help="tasks with answers for teacher-forced accuracy, e.g. "
-        "builtin:arith-chain,builtin:nested; 'none' to skip (default: builtin:arith-chain)",
+        f"builtin:arith-chain,builtin:nested; 'none' to skip (default: {DEFAULTS.task})",
     )
     parser.add_argument(
-        "--task-n", type=int, default=8, help="examples (per level for levelled tasks; default: 8)"
+        "--task-n",
+        type=int,
+        default=DEFAULTS.task_n,
+        help=f"examples (per level for levelled tasks; default: {DEFAULTS.task_n})",
     )
     parser.add_argument(
         "--calib",
-        default="builtin:arith-words",
-        help="prompts the criteria are computed on (default: builtin:arith-words)",
+        default=DEFAULTS.calib,
+        help=f"prompts the criteria are computed on (default: {DEFAULTS.calib})",
     )
-    parser.add_argument("--calib-n", type=int, default=10, help="calibration prompts (default: 10)")
     parser.add_argument(
-        "--random-seeds", type=int, default=3, help="random-removal baselines (default: 3)"
+        "--calib-n",
+        type=int,
+        default=DEFAULTS.calib_n,
+        help=f"calibration prompts (default: {DEFAULTS.calib_n})",
+    )
+    parser.add_argument(
+        "--random-seeds",
+        type=int,
+        default=DEFAULTS.random_seeds,
+        help=f"random-removal baselines (default: {DEFAULTS.random_seeds})",
     )
     parser.add_argument("--seed", type=int, default=0, help="data and random seed (default: 0)")
     parser.add_argument(
-        "--batch-size", type=int, default=16, help="layer sets replayed together (default: 16)"
+        "--batch-size",
+        type=int,
+        default=DEFAULTS.batch_size,
+        help=f"layer sets replayed together (default: {DEFAULTS.batch_size})",
     )
     parser.add_argument("--out", type=Path, default=None, help="default: runs/prune-<model>")
     parser.add_argument(
@@ -106,8 +127,6 @@ def _none(value: str | None) -> str | None:
 
 
 def settings_from_args(args: argparse.Namespace):
-    from depthscope.prune.pipeline import PruneSettings
-
     criteria = tuple(c.strip() for c in args.criteria.split(",") if c.strip())
     return PruneSettings(
         max_drop=args.max_drop,
@@ -135,7 +154,8 @@ def run_prune_command(args: argparse.Namespace) -> int:
     from depthscope.data.sources import load_examples
     from depthscope.models.loading import load_model
     from depthscope.progress import RichProgress
-    from depthscope.prune.pipeline import check_run, run_prune, specs, table_lines
+    from depthscope.prune.pipeline import check_run, run_prune, table_lines
+    from depthscope.prune.settings import specs
     from depthscope.prune.surgery import save_pruned
     from depthscope.results import atomic_write_json
 

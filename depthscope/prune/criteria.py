@@ -27,11 +27,6 @@ from depthscope.engine.trace import trace
 from depthscope.models.loading import LoadedModel
 from depthscope.progress import Progress
 
-CRITERIA = ("future-effect", "current-effect", "block-influence", "angular")
-DEFAULT_CRITERIA = ("future-effect", "block-influence", "angular")
-EFFECT_ANALYSIS = {"future-effect": "future-effects", "current-effect": "current-effects"}
-RANDOM = "random"
-
 
 @dataclass
 class Calibration:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from depthscope.prune.criteria import RANDOM
 from depthscope.prune.pipeline import SHOWN
+from depthscope.prune.settings import RANDOM
 from depthscope.report.figures_common import new_grid, plain, save_figure, tidy
 
 STEM = "prune_metrics"

@@ -18,10 +18,6 @@ from depthscope.errors import DepthscopeError
 from depthscope.models.loading import LoadedModel
 from depthscope.progress import Progress
 from depthscope.prune.criteria import (
-    CRITERIA,
-    DEFAULT_CRITERIA,
-    EFFECT_ANALYSIS,
-    RANDOM,
     Calibration,
     calibrate,
     random_ranking,
@@ -29,53 +25,10 @@ from depthscope.prune.criteria import (
     removal_sets,
 )
 from depthscope.prune.evaluate import EvalData, Tally, evaluate
+from depthscope.prune.settings import EFFECT_ANALYSIS, RANDOM, PruneSettings, specs
 from depthscope.results import Result
 
 SCHEMA = 1
-
-
-@dataclass
-class PruneSettings:
-    """What to rank, how far to prune, and on which data to calibrate and validate."""
-
-    max_drop: int
-    criteria: tuple[str, ...] = DEFAULT_CRITERIA
-    text: str | None = "builtin:text"  # comma-separated data specs
-    text_n: int = 16
-    max_tokens: int = 128
-    task: str | None = "builtin:arith-chain"  # comma-separated data specs
-    task_n: int = 8
-    calib: str = "builtin:arith-words"
-    calib_n: int = 10
-    random_seeds: int = 3
-    seed: int = 0
-    batch_size: int = 16
-    run_dir: str | None = None
-
-    def check(self) -> None:
-        """Input errors that need no model (one line each)."""
-        unknown = [c for c in self.criteria if c not in CRITERIA]
-        if unknown:
-            raise DepthscopeError(
-                f"unknown criterion {', '.join(unknown)}; choose from {', '.join(CRITERIA)}"
-            )
-        if not self.criteria:
-            raise DepthscopeError(f"give at least one criterion ({', '.join(CRITERIA)})")
-        if self.max_drop < 1:
-            raise DepthscopeError(f"--max-drop must be at least 1 (got {self.max_drop})")
-        if not self.text and not self.task:
-            raise DepthscopeError("nothing to validate on: give --text or --task (or both)")
-        for name in ("text_n", "task_n", "calib_n", "max_tokens", "batch_size"):
-            if getattr(self, name) < 1:
-                raise DepthscopeError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.random_seeds < 0:
-            raise DepthscopeError("--random-seeds must be >= 0")
-
-    def check_depth(self, n_layers: int) -> None:
-        if self.max_drop >= n_layers:
-            raise DepthscopeError(
-                f"--max-drop {self.max_drop} must be smaller than the model's {n_layers} layers"
-            )
 
 
 @dataclass
@@ -84,11 +37,6 @@ class Inputs:
 
     calibration: list[list[int]]
     datasets: list[EvalData] = field(default_factory=list)
-
-
-def specs(value: str | None) -> list[str]:
-    """Data specs given as one comma-separated string ("" or None: none)."""
-    return [spec.strip() for spec in (value or "").split(",") if spec.strip()]
 
 
 def load_inputs(lm: LoadedModel, settings: PruneSettings) -> Inputs:
