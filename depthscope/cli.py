@@ -34,6 +34,8 @@ examples:
 COMMAND_MODULES = (
     "depthscope.maps.command",
     "depthscope.export",
+    "depthscope.compare",
+    "depthscope.prune.command",
 )
 
 
