@@ -288,6 +288,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     for name, summary in run.skips.items():
         print(f"  note: {name}: {summary}")
     out = request.out
+    from depthscope.summary import summary_lines, write_summary
+
+    for line in summary_lines(write_summary(out)):
+        print(line)
     if run.all_up_to_date:
         print(
             "nothing to compute: every result matches this command; the model was not loaded (--fresh recomputes)"

@@ -315,3 +315,26 @@ def test_paper_preset_offline_uses_the_closest_builtin_sources(
     )
     assert code == 0 and "unreachable" not in err  # explicit data needs no hub
     assert Result.load(tmp_path / "r2" / "results" / "logit-lens.json").n_prompts == 3
+
+
+def test_verdict_in_terminal_report_and_summary_json(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, stdout, _ = run_cli(
+        capsys,
+        "analyze",
+        str(tiny_model_dir),
+        "-n",
+        "2",
+        "--out",
+        str(out),
+        "--analyses",
+        "contributions,logit-lens",
+    )
+    assert code == 0 and "verdict for" in stdout
+    assert "not measured; run:" in stdout and "future-effects" in stdout  # the missing analysis
+    summary = json.loads((out / "summary.json").read_text())
+    page = (out / "report.html").read_text()
+    assert page.index("id='verdict'") < page.index("<h2>Analyses</h2>")
+    (out / "summary.json").unlink()
+    assert run_cli(capsys, "plot", str(out))[0] == 0
+    assert json.loads((out / "summary.json").read_text()) == summary  # plot recomputes it

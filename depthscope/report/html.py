@@ -17,6 +17,7 @@ from depthscope.errors import DepthscopeError
 from depthscope.files import atomic_write_bytes
 from depthscope.report.figures import plot_result, read_index, result_files, warn
 from depthscope.results import Result
+from depthscope.summary import CARD_STYLE, summary_card_html, write_summary
 
 STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222}
@@ -209,10 +210,12 @@ def write_report(run_dir: Path) -> Path:
     run = load_run(run_dir)
     model = run.get("model") if isinstance(run.get("model"), dict) else results[0][1].model
     title = f"depthscope: {model.get('name', 'model')}"
+    summary = write_summary(run_dir)  # the verdict first: what the reader came for
     body = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>",
+        f"<title>{esc(title)}</title><style>{STYLE}{CARD_STYLE}</style></head><body>",
         f"<h1>{esc(title)}</h1>",
+        summary_card_html(summary),
         table(identity_rows(run, model)),
         "<h2>Analyses</h2>",
         timing_table(run, results),
