@@ -35,35 +35,43 @@ def prompt_set():
     return PromptSet(sequences, answer_lengths=[2] * len(sequences))
 
 
-def make_analysis(lm, name: str, baseline: list[list[int]]):
-    """An analysis with default settings; erasure gets its baseline prompts directly."""
+def make_analysis(lm, name: str, baseline: list[list[int]], **settings):
+    """An analysis (default settings unless given); erasure gets its baseline prompts directly."""
     from depthscope.analyses import REGISTRY, RunOptions
 
     cls = REGISTRY[name]
     options = RunOptions(batch_size=16)
     if hasattr(options, "baseline_sequences"):  # where the baseline is an option
         options.baseline_sequences = baseline
-    analysis = cls(lm, cls.Settings(), options)
+    analysis = cls(lm, cls.Settings(**settings), options)
     if name == "erasure":
         analysis.baseline = baseline  # where prepare() computes it: a preset baseline is kept
     return analysis
 
 
-def shard_states(lm, group: Distributed, prompts, names=ANALYSES) -> dict:
-    """Each analysis's state over this rank's prompt batches (traced exactly as one process would)."""
+def fold(analyses: dict, prompts, ids: list[int]) -> dict:
+    """Each analysis's state over prompts ``ids``, traced ``PROMPT_BATCH`` at a time."""
     from depthscope.analyses.base import PromptBatch
     from depthscope.engine.batch import pad_batch
     from depthscope.engine.trace import trace
 
+    states = {name: analysis.new_state() for name, analysis in analyses.items()}
+    for start in range(0, len(ids), PROMPT_BATCH):
+        some = ids[start : start + PROMPT_BATCH]
+        lm = next(iter(analyses.values())).lm
+        traced = trace(lm.adapter, pad_batch([prompts.sequences[i] for i in some], 0))
+        for name, analysis in analyses.items():
+            analysis.update(
+                states[name], PromptBatch(traced, list(range(len(some))), some, prompts)
+            )
+    return states
+
+
+def shard_states(lm, group: Distributed, prompts, names=ANALYSES) -> dict:
+    """Each analysis's state over this rank's prompt batches (traced exactly as one process would)."""
     mine = group.shard_prompts(len(prompts), PROMPT_BATCH)
     analyses = {name: make_analysis(lm, name, prompts.sequences[:3]) for name in names}
-    states = {name: analysis.new_state() for name, analysis in analyses.items()}
-    for start in range(0, len(mine), PROMPT_BATCH):
-        ids = mine[start : start + PROMPT_BATCH]
-        traced = trace(lm.adapter, pad_batch([prompts.sequences[i] for i in ids], 0))
-        for name, analysis in analyses.items():
-            analysis.update(states[name], PromptBatch(traced, list(range(len(ids))), ids, prompts))
-    return {"analyses": analyses, "states": states, "prompt_ids": mine}
+    return {"analyses": analyses, "states": fold(analyses, prompts, mine), "prompt_ids": mine}
 
 
 def finished(analyses: dict, states: dict) -> dict:

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -34,10 +35,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def launch(
-    scenario: str, out: Path, world: int = 2, group_timeout: float = 60, only_main: bool = False
+def launch_command(
+    argv: Callable[[int], list[str]],
+    world: int = 2,
+    group_timeout: float = 60,
+    only_main: bool = False,
 ) -> list:
-    """Start ``world`` workers with torchrun's variables; return (exit code, stdout, stderr) each.
+    """Run ``python ARGV(rank)`` for each rank with torchrun's variables set (free port on
+    127.0.0.1); return (exit code, stdout, stderr) of each.
 
     ``only_main``: wait for rank 0 only and kill the others (a rank that hangs on purpose).
     """
@@ -57,7 +62,7 @@ def launch(
         }
         procs.append(
             subprocess.Popen(
-                [sys.executable, str(WORKER), scenario, str(out)],
+                [sys.executable, *argv(rank)],
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -75,6 +80,11 @@ def launch(
                 proc.kill()
                 proc.wait()
     return results
+
+
+def launch(scenario: str, out: Path, **kwargs) -> list:
+    """Run a scenario of distributed_worker.py in every rank."""
+    return launch_command(lambda rank: [str(WORKER), scenario, str(out)], **kwargs)
 
 
 def assert_same_data(merged, single, path: str = "") -> None:
