@@ -7,9 +7,9 @@ becomes one process of a group: :func:`init_distributed` joins the group (backen
 :class:`DepthscopeError` instead of waiting forever. A plain ``depthscope`` command gets a
 :class:`SingleProcess` with the same API, so callers never branch on the launch mode.
 
-Every process runs the whole command on its own contiguous block of prompt batches
-(:meth:`Distributed.shard_prompts`), so each prompt is traced in exactly the batch it would be in
-a single-process run. Analysis states are mergeable data (:mod:`depthscope.engine.state`):
+Every process runs the whole command on its own contiguous block of prompts, balanced by tokens
+(:meth:`Distributed.shard_prompts`); prompts are still traced in the batches a single process
+would form, so every prompt's numbers are the same as in a single-process run. Analysis states are mergeable data (:mod:`depthscope.engine.state`):
 :func:`merge_on_main` gathers every rank's serialised state on rank 0 and folds them with
 ``merge`` in rank order, i.e. in prompt order. Bytes travel as ``uint8`` tensors through
 ``torch.distributed`` collectives; nothing is pickled.
@@ -114,6 +114,45 @@ def block_bounds(n_items: int, world_size: int, rank: int) -> tuple[int, int]:
     return start, start + base + (1 if rank < extra else 0)
 
 
+def balanced_blocks(costs: Sequence[float], parts: int) -> list[tuple[int, int]]:
+    """Cut ``costs`` into ``parts`` contiguous, non-empty blocks of about equal sums.
+
+    Each cut goes where the running sum is closest to ``k/parts`` of the total, leaving at least
+    one item for every later block.
+    """
+    n = len(costs)
+    if not 1 <= parts <= n:
+        raise ValueError(f"cannot cut {n} items into {parts} non-empty blocks")
+    prefix = [0.0]
+    for cost in costs:
+        prefix.append(prefix[-1] + float(cost))
+    cuts = [0]
+    for k in range(1, parts):
+        target = prefix[-1] * k / parts
+        lowest, highest = cuts[-1] + 1, n - (parts - k)
+        cuts.append(min(range(lowest, highest + 1), key=lambda i: (abs(prefix[i] - target), i)))
+    cuts.append(n)
+    return list(zip(cuts[:-1], cuts[1:], strict=True))
+
+
+def batches_for(
+    prompt_ids: Sequence[int], n_prompts: int, prompt_batch: int
+) -> list[tuple[list[int], list[int]]]:
+    """``(batch, mine)`` pairs: each prompt batch as a single process cuts it (``prompt_batch``
+    consecutive ids) that holds any of ``prompt_ids``, and which of its prompts are in
+    ``prompt_ids``. Trace the whole ``batch``; process only ``mine``."""
+    if prompt_batch < 1:
+        raise ValueError("prompt_batch must be at least 1")
+    wanted = set(prompt_ids)
+    pairs = []
+    for start in range(0, n_prompts, prompt_batch):
+        batch = list(range(start, min(start + prompt_batch, n_prompts)))
+        mine = [i for i in batch if i in wanted]
+        if mine:
+            pairs.append((batch, mine))
+    return pairs
+
+
 def timeout_seconds(environ: Mapping[str, str] | None = None) -> float:
     env = os.environ if environ is None else environ
     raw = env.get(TIMEOUT_ENV)
@@ -171,25 +210,21 @@ class Distributed:
         start, stop = block_bounds(len(items), self.world_size, self.rank)
         return list(items[start:stop])
 
-    def shard_prompts(self, n_prompts: int, prompt_batch: int) -> list[int]:
-        """Prompt ids this rank handles: a contiguous block of whole batches of ``prompt_batch``.
+    def shard_prompts(self, lengths: Sequence[int]) -> list[int]:
+        """Prompt ids this rank handles: a contiguous block with about ``1/world_size`` of the tokens.
 
-        Batches are cut exactly as in a single-process run, so every prompt is traced together
-        with the same neighbours (same padding, same shapes, same numbers). A rank may get no
-        batch when there are fewer batches than processes; more processes than prompts is an error.
+        Blocks are contiguous so merged per-prompt lists come out in prompt order, and balanced by
+        token count because a prompt's work grows with its length. A block may start or end inside
+        a prompt batch: the caller still traces whole batches exactly as one process cuts them (so
+        every prompt gets the same numbers) and processes only its own prompts of each.
         """
-        if prompt_batch < 1:
-            raise ValueError("prompt_batch must be at least 1")
-        if self.world_size > n_prompts:
+        if self.world_size > len(lengths):
             raise DepthscopeError(
-                f"{self.world_size} processes for only {n_prompts} prompts; start at most "
-                f"{n_prompts} processes (torchrun --nproc-per-node) or use more prompts (-n)"
+                f"{self.world_size} processes for only {len(lengths)} prompts; start at most "
+                f"{len(lengths)} processes (torchrun --nproc-per-node) or use more prompts (-n)"
             )
-        batches = [
-            list(range(start, min(start + prompt_batch, n_prompts)))
-            for start in range(0, n_prompts, prompt_batch)
-        ]
-        return [i for batch in self.shard(batches) for i in batch]
+        start, stop = balanced_blocks(lengths, self.world_size)[self.rank]
+        return list(range(start, stop))
 
     def gather_bytes(self, blob: bytes) -> list[bytes] | None:
         """Every rank's ``blob`` on rank 0, in rank order; None on the other ranks."""

@@ -22,8 +22,8 @@ from depthscope.distributed import Distributed, init_distributed, merge_on_main 
 from depthscope.errors import DepthscopeError  # noqa: E402
 
 ANALYSES = ("contributions", "future-effects", "logit-lens", "erasure", "local-effects")
-PROMPT_LENGTHS = [14, 21, 17, 30, 16, 25, 19]  # 7 prompts in 4 batches of 2: ranks get 4 and 3
-PROMPT_BATCH = 2
+PROMPT_LENGTHS = [14, 21, 17, 30, 16, 25, 19]  # by tokens, ranks get prompts 0-3 and 4-6 ...
+PROMPT_BATCH = 3  # ... so the batch [3, 4, 5] is traced by both ranks and split between them
 
 
 def prompt_set():
@@ -50,26 +50,26 @@ def make_analysis(lm, name: str, baseline: list[list[int]], **settings):
 
 
 def fold(analyses: dict, prompts, ids: list[int]) -> dict:
-    """Each analysis's state over prompts ``ids``, traced ``PROMPT_BATCH`` at a time."""
+    """Each analysis's state over prompts ``ids``: whole batches traced as one process cuts them,
+    only ``ids`` processed (as the runner does for its share)."""
     from depthscope.analyses.base import PromptBatch
+    from depthscope.distributed import batches_for
     from depthscope.engine.batch import pad_batch
     from depthscope.engine.trace import trace
 
+    lm = next(iter(analyses.values())).lm
     states = {name: analysis.new_state() for name, analysis in analyses.items()}
-    for start in range(0, len(ids), PROMPT_BATCH):
-        some = ids[start : start + PROMPT_BATCH]
-        lm = next(iter(analyses.values())).lm
-        traced = trace(lm.adapter, pad_batch([prompts.sequences[i] for i in some], 0))
+    for batch, mine in batches_for(ids, len(prompts), PROMPT_BATCH):
+        traced = trace(lm.adapter, pad_batch([prompts.sequences[i] for i in batch], 0))
+        rows = [batch.index(i) for i in mine]
         for name, analysis in analyses.items():
-            analysis.update(
-                states[name], PromptBatch(traced, list(range(len(some))), some, prompts)
-            )
+            analysis.update(states[name], PromptBatch(traced, rows, mine, prompts))
     return states
 
 
 def shard_states(lm, group: Distributed, prompts, names=ANALYSES) -> dict:
-    """Each analysis's state over this rank's prompt batches (traced exactly as one process would)."""
-    mine = group.shard_prompts(len(prompts), PROMPT_BATCH)
+    """Each analysis's state over this rank's prompts (traced exactly as one process would)."""
+    mine = group.shard_prompts([len(s) for s in prompts.sequences])
     analyses = {name: make_analysis(lm, name, prompts.sequences[:3]) for name in names}
     return {"analyses": analyses, "states": fold(analyses, prompts, mine), "prompt_ids": mine}
 
