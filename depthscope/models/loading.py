@@ -10,9 +10,8 @@ from pathlib import Path
 
 import torch
 
-from depthscope.engine.batch import Batch, encode
 from depthscope.errors import DepthscopeError
-from depthscope.models.adapters import BoundAdapter
+from depthscope.models.adapters import Adapter, BoundAdapter
 
 DTYPES = {
     "float32": torch.float32,
@@ -53,8 +52,35 @@ class LoadedModel:
     def dtype(self) -> torch.dtype:
         return self.model.get_input_embeddings().weight.dtype
 
-    def encode(self, texts: list[str]) -> Batch:
-        return encode(self.tokenizer, texts)
+    @classmethod
+    def from_model(
+        cls,
+        model: torch.nn.Module,
+        tokenizer: object,
+        adapter: Adapter | None = None,
+        *,
+        name: str | None = None,
+    ) -> LoadedModel:
+        """Wrap a model already in memory (e.g. one you fine-tuned) for depthscope's analyses.
+
+        ``adapter`` describes an architecture outside the built-in table (see
+        :func:`~depthscope.models.adapters.register_adapter`). The model is put in eval mode.
+        """
+        model.eval()
+        bound = BoundAdapter(model, adapter)
+        config = model.config
+        weight = model.get_input_embeddings().weight
+        identity = {
+            "name": name or getattr(config, "name_or_path", None) or type(model).__name__,
+            "source": "in-memory",
+            "family": bound.family,
+            "model_type": getattr(config, "model_type", None),
+            "n_layers": bound.n_layers,
+            "d_model": int(config.hidden_size),
+            "dtype": str(weight.dtype).removeprefix("torch."),
+            "device": str(weight.device),
+        }
+        return cls(model=model, tokenizer=tokenizer, adapter=bound, identity=identity)
 
 
 def parse_dtype(dtype: str | torch.dtype | None, device: str) -> torch.dtype:
@@ -175,8 +201,12 @@ def load_model(
     dtype: str | torch.dtype | None = None,
     device_map: str | dict | None = None,
     progress: bool = True,
+    adapter: Adapter | None = None,
 ) -> LoadedModel:
     """Load a causal LM by built-in name, hub id, local folder or ``.gguf`` file.
+
+    ``adapter`` describes an architecture outside the built-in table (by default it is found from
+    the config's ``model_type``, including adapters added with ``register_adapter``).
 
     Defaults to fp32 on CPU. ``device_map`` (e.g. ``"auto"``) is passed to ``from_pretrained``
     for multi-GPU placement, in which case ``device`` is ignored.
@@ -215,7 +245,7 @@ def load_model(
     model.eval()
     model.requires_grad_(False)
     tokenizer = AutoTokenizer.from_pretrained(target, local_files_only=is_local)
-    adapter = BoundAdapter(model)
+    adapter = BoundAdapter(model, adapter)
     identity.update(
         {
             "family": adapter.family,
