@@ -246,6 +246,10 @@ class Distributed:
         prompts' token ids (e.g. a data file that differs between machines).
         """
 
+    def merge_on_main(self, state: T) -> T | None:
+        """Every rank's ``state`` merged on rank 0, None elsewhere (see :func:`merge_on_main`)."""
+        return merge_on_main(self, state)
+
     def close(self) -> None:
         """Leave the process group (no-op for a single process)."""
 

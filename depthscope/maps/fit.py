@@ -20,16 +20,19 @@ import time
 from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
-from depthscope.distributed import Distributed, SingleProcess
 from depthscope.errors import DepthscopeError
 from depthscope.maps.align import AlignedText, Aligner
 from depthscope.maps.collect import collect_residuals
 from depthscope.maps.ridge import HeldOutMetrics, MapStatistics, solve
 from depthscope.models.loading import LoadedModel
 from depthscope.progress import Progress
+
+if TYPE_CHECKING:  # the process group is passed in by the map command (runner layer)
+    from depthscope.distributed import Distributed
 
 DEFAULT_MEMORY_GB = 6.0
 
@@ -219,7 +222,6 @@ def fit_linear_maps(
     (on every rank of ``group``; ``seconds`` are this process's).
     """
     progress = progress or Progress()
-    group = group or SingleProcess()
     started = time.perf_counter()
     aligner = Aligner(source.tokenizer, target.tokenizer, max_tokens=max_tokens)
     split = split_texts(aligner, texts, train_tokens, val_tokens)
@@ -242,9 +244,11 @@ def fit_linear_maps(
     lams = torch.zeros(n_src, dtype=torch.float64)
     clock = _Clock()
     names = tuple(f"{source.name} boundary {m}" for m in range(n_src))
-    group.check_same("the aligned texts", split_digest(split))
-    train_batches = group.shard(list(_batches(split.train, batch_size)))  # this process's share
-    val_batches = group.shard(list(_batches(split.val, batch_size)))
+    train_batches = list(_batches(split.train, batch_size))
+    val_batches = list(_batches(split.val, batch_size))
+    if group is not None:  # this process's share of the texts
+        group.check_same("the aligned texts", split_digest(split))
+        train_batches, val_batches = group.shard(train_batches), group.shard(val_batches)
     n_train_texts = sum(len(b) for b in train_batches)
     n_val_texts = sum(len(b) for b in val_batches)
     for index, targets in enumerate(groups):
@@ -259,7 +263,8 @@ def fit_linear_maps(
             x, y = _residuals(source, target, batch, targets, clock)
             clock.timed("statistics", stats.update, x, y)
             progress.advance(len(batch))
-        clock.timed("statistics", stats.all_reduce, group)
+        if group is not None:
+            clock.timed("statistics", stats.all_reduce, group)
         progress.note(f"solving {n_src}x{len(targets)} ridge maps{tag}")
         maps = clock.timed("solve", solve, stats, ridge, dtype=predict_dtype, names=names)
         mean = stats.target_mean()
@@ -272,7 +277,8 @@ def fit_linear_maps(
             clock.timed("validation", metrics.update, maps, x, y)
             clock.timed("validation", metrics.add_baseline, mean, y)
             progress.advance(len(batch))
-        clock.timed("validation", metrics.all_reduce, group)
+        if group is not None:
+            clock.timed("validation", metrics.all_reduce, group)
         del maps
         rel_err[:, targets] = metrics.rel_err()
         r2[:, targets] = metrics.r2()
