@@ -63,8 +63,9 @@ def worker(args) -> int:
     torch.set_num_threads(1)
     from depthscope.analyses import REGISTRY, RunOptions
     from depthscope.analyses.base import PromptBatch
-    from depthscope.distributed import batches_for, init_distributed, merge_on_main
+    from depthscope.distributed import init_distributed, merge_on_main
     from depthscope.engine.batch import pad_batch, pad_id
+    from depthscope.engine.sharding import batches_for
     from depthscope.engine.state import state_to_bytes
     from depthscope.engine.trace import trace
 

@@ -53,8 +53,8 @@ def fold(analyses: dict, prompts, ids: list[int]) -> dict:
     """Each analysis's state over prompts ``ids``: whole batches traced as one process cuts them,
     only ``ids`` processed (as the runner does for its share)."""
     from depthscope.analyses.base import PromptBatch
-    from depthscope.distributed import batches_for
     from depthscope.engine.batch import pad_batch
+    from depthscope.engine.sharding import batches_for
     from depthscope.engine.trace import trace
 
     lm = next(iter(analyses.values())).lm

@@ -15,15 +15,8 @@ import torch
 from distributed_worker import PROMPT_BATCH, finished, prompt_set, shard_states
 from tiny_models import tiny_model
 
-from depthscope.distributed import (
-    SingleProcess,
-    balanced_blocks,
-    batches_for,
-    block_bounds,
-    detect_launch,
-    init_distributed,
-    merge_on_main,
-)
+from depthscope.distributed import SingleProcess, detect_launch, init_distributed, merge_on_main
+from depthscope.engine.sharding import balanced_blocks, batches_for, block_bounds
 from depthscope.engine.state import state_from_bytes
 from depthscope.errors import DepthscopeError
 
