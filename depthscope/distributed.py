@@ -9,9 +9,9 @@ becomes one process of a group: :func:`init_distributed` joins the group (backen
 
 Every process runs the whole command on its own contiguous block of prompts, balanced by tokens
 (:meth:`Distributed.shard_prompts`); prompts are still traced in the batches a single process
-would form, so every prompt's numbers are the same as in a single-process run. Analysis states are mergeable data (:mod:`depthscope.engine.state`):
-:func:`merge_on_main` gathers every rank's serialised state on rank 0 and folds them with
-``merge`` in rank order, i.e. in prompt order. Bytes travel as ``uint8`` tensors through
+would form, so every prompt's numbers are the same as in a single-process run. Analysis states
+are mergeable data (:mod:`depthscope.engine.state`): :func:`merge_on_main` gathers every rank's
+serialised state on rank 0 and folds them with ``merge`` in rank order, i.e. in prompt order. Bytes travel as ``uint8`` tensors through
 ``torch.distributed`` collectives; nothing is pickled.
 """
 
@@ -153,12 +153,6 @@ class Distributed:
         if not self.is_distributed:
             return "single process"
         return f"rank {self.rank} of {self.world_size} ({self.backend})"
-
-    def device_for(self, device: str) -> str:
-        """This process's device: plain ``cuda`` means the GPU of its local rank."""
-        if device == "cuda" and self.is_distributed:
-            return f"cuda:{self.local_rank}"
-        return device
 
     def shard(self, items: Sequence[T]) -> list[T]:
         """This rank's contiguous block of ``items`` (rank 0 first, sizes differ by at most 1)."""
@@ -316,8 +310,8 @@ def init_distributed(
     """Join the launched process group, or return a :class:`SingleProcess` when not launched.
 
     ``device`` picks the backend: ``nccl`` for CUDA devices, ``gloo`` otherwise. Call it before
-    loading the model (a launch error costs nothing then) and use :meth:`Distributed.device_for`
-    to place the model.
+    loading the model (a launch error costs nothing then) and place the model with
+    :func:`depthscope.models.placement.resolve_placement` (``local_rank``, ``local_world_size``).
     """
     launch = detect_launch(environ)
     if launch is None or launch.world_size == 1:
