@@ -235,8 +235,12 @@ def _default_out(model: str) -> Path:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from depthscope.distributed import init_distributed
     from depthscope.models.loading import load_model
-    from depthscope.progress import make_progress
+    from depthscope.models.placement import resolve_placement
+    from depthscope.progress import Progress, make_progress
     from depthscope.runner import (
         Run,
         RunRequest,
@@ -265,24 +269,45 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     notices = _apply_preset(args, request, overrides) if args.preset else []
     groups = plan_groups(request)  # data problems surface here, before anything loads
     started = time.perf_counter()
-    with make_progress() as progress:
-        for notice in notices:
-            progress.note(notice)
-        plan = describe_model(args.model, args.dtype, args.device)
-        run = Run(request, groups, plan.identity, plan.tokenizer, progress)
-        run.plan(vocab_size=plan.vocab_size)
-        check_context(groups, plan.context_window, plan.identity.get("name", args.model))
-        if not run.all_up_to_date:
-            progress.note(f"loading {args.model}")
-            lm = load_model(
-                args.model, device=args.device, dtype=args.dtype, device_map=args.device_map
+    with init_distributed(args.device) as dist:
+        placement = resolve_placement(
+            args.device,
+            args.device_map,
+            local_rank=dist.local_rank,
+            local_world_size=dist.local_world_size,
+        )
+        display = make_progress() if dist.is_main else contextlib.nullcontext(Progress())
+        with display as progress:
+            for notice in notices:
+                progress.note(notice)
+            if not dist.is_main:
+                dist.barrier()  # rank 0 fetches built-in models into the cache first
+            plan = describe_model(args.model, args.dtype, placement.device)
+            if dist.is_main:
+                dist.barrier()
+            run = Run(request, groups, plan.identity, plan.tokenizer, progress, dist=dist)
+            run.plan(vocab_size=plan.vocab_size)
+            dist.check_same(
+                "the run (model, prompts, settings, what is up to date)",
+                {n: [p.key, p.status] for n, p in run.planned.items()},
             )
-            sources = ", ".join(f"{len(g.prompts)} prompts from {g.data}" for g in groups)
-            progress.note(
-                f"{lm.name}: {lm.n_layers} layers, d={lm.d_model}, {lm.identity['dtype']} on "
-                f"{lm.device}; {sources}"
-            )
-            run.execute(lm)
+            check_context(groups, plan.context_window, plan.identity.get("name", args.model))
+            if not run.all_up_to_date:
+                progress.note(f"loading {args.model}")
+                lm = load_model(
+                    args.model,
+                    device=placement.device,
+                    dtype=args.dtype,
+                    device_map=placement.device_map,
+                )
+                sources = ", ".join(f"{len(g.prompts)} prompts from {g.data}" for g in groups)
+                progress.note(
+                    f"{lm.name}: {lm.n_layers} layers, d={lm.d_model}, {lm.identity['dtype']} on "
+                    f"{lm.device}; {sources}; {dist.describe()}"
+                )
+                run.execute(lm)
+    if not dist.is_main:
+        return 0
     for name in names:
         print(f"  {name:<16} {run.status[name]:<24} {run.timings.get(name, 0.0):8.1f} s")
     for name, summary in run.skips.items():

@@ -31,6 +31,7 @@ from depthscope.analyses.base import RunContext, make_settings, settings_dict, s
 from depthscope.analyses.prompts import PromptSet
 from depthscope.analyses.run import Job, feed
 from depthscope.data.example import Example
+from depthscope.engine.memory import is_out_of_memory
 from depthscope.engine.state import state_from_bytes, state_to_bytes
 from depthscope.errors import DepthscopeError
 from depthscope.files import atomic_write_bytes, atomic_write_json
@@ -115,10 +116,6 @@ def package_versions() -> dict:
         "numpy": numpy.__version__,
         "matplotlib": matplotlib.__version__,
     }
-
-
-def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
 def _now() -> str:
@@ -236,8 +233,8 @@ class SingleProcess:
 
     rank, world_size, is_main = 0, 1, True
 
-    def shard(self, items: list) -> list:
-        return items
+    def shard_prompts(self, lengths: list[int]) -> list[int]:
+        return list(range(len(lengths)))
 
     def merge_on_main(self, state: object) -> object:
         return state
@@ -386,7 +383,7 @@ class Run:
             total = len(group.prompts)
             self.progress.stage(f"{job.analysis.name} {len(job.done) + 1}/{total}")
 
-        order = self._shard(len(group.prompts))
+        order = self._shard(group.prompts)
         try:
             feed(
                 lm,
@@ -398,21 +395,20 @@ class Run:
                 before_prompts=stage,
             )
         except (RuntimeError, torch.OutOfMemoryError) as exc:
-            if not _is_oom(exc):
+            # replays halve their batch by themselves; what is left is the clean pass itself
+            if not is_out_of_memory(exc):
                 raise
             self.checkpoints.flush({j.analysis.name: len(j.done) for j in jobs})
-            size = self.request.batch_size
             raise DepthscopeError(
-                f"out of memory with --batch-size {size}; finished work is saved, retry with a "
-                f"smaller batch, e.g. --batch-size {max(1, size // 2)}"
+                f"out of memory while tracing {self.request.prompt_batch} prompts at once; finished "
+                f"work is saved: use shorter prompts, --dtype bfloat16 or --device-map to spread "
+                f"the model, then rerun to resume"
             ) from None
 
-    def _shard(self, n_prompts: int) -> list[int]:
-        """This process's prompt ids: whole prompt batches, contiguous, so each prompt is traced in
-        exactly the batch it would be in a single-process run."""
-        size = self.request.prompt_batch
-        batches = [list(range(i, min(i + size, n_prompts))) for i in range(0, n_prompts, size)]
-        return [i for batch in self.dist.shard(batches) for i in batch]
+    def _shard(self, prompts: PromptSet) -> list[int]:
+        """This process's prompt ids: a contiguous block with about 1/N of the tokens (feed traces
+        whole batches, so each prompt is traced in exactly the batch of a single-process run)."""
+        return self.dist.shard_prompts([len(s) for s in prompts.sequences])
 
     def _finish(self, job: Job, planned: Planned) -> None:
         name = job.analysis.name

@@ -26,6 +26,7 @@ import torch
 
 from depthscope.analyses.prompts import PromptSet
 from depthscope.data.sources import DEFAULT_SOURCE
+from depthscope.engine.memory import AdaptiveBatch
 from depthscope.engine.state import state_type
 from depthscope.engine.trace import Trace
 from depthscope.errors import DepthscopeError
@@ -169,6 +170,15 @@ class RunOptions:
     seed: int = 0
     batch_size: int = 64
     progress: Progress = field(default_factory=Progress)
+    _batches: AdaptiveBatch | None = field(default=None, init=False, repr=False)
+
+    @property
+    def batches(self) -> AdaptiveBatch:
+        """The replay batch shared by every analysis of the run: it halves on out-of-memory
+        (with a notice) and stays halved, so the size found once serves every later prompt."""
+        if self._batches is None:
+            self._batches = AdaptiveBatch(self.batch_size, self.progress)
+        return self._batches
 
 
 @dataclass(frozen=True)

@@ -120,7 +120,7 @@ class Contributions(Analysis):
                 self.settings.eps,
             )
             for key in MEANS:
-                sums[key].append(q[key][valid].sum())
+                sums[key].append(q[key][valid].double().sum())
             for key in MAXES:
                 maxes[key].append(masked_max(q[key].flatten(), valid.flatten()))
         for key in MEANS:

@@ -152,7 +152,7 @@ class DepthScore(Analysis):
                 length,
                 Window(tuple(splits), self.settings.front),
                 skip_sweep("layer"),
-                batch_size=self.options.batch_size,
+                batch_size=self.options.batches,
                 progress=self.options.progress,
             )
             final = trace.resid[n_layers, row, :length]

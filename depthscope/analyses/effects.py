@@ -157,7 +157,7 @@ class _EffectsBase(Analysis):
                     prompt.length,
                     window,
                     skip_sweep(part),
-                    batch_size=self.options.batch_size,
+                    batch_size=self.options.batches,
                     progress=self.options.progress,
                 )
                 stats = state.parts[part]

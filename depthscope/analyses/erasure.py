@@ -157,7 +157,19 @@ class Erasure(Analysis):
                 f"{self.name} prompt {prompt.prompt_id}", int(grid.shape[0])
             )
             resid = trace.resid[:, row]
-            for chunk in grid.split(self.options.batch_size):
+
+            def erase(
+                start: int,
+                stop: int,
+                row=row,
+                resid=resid,
+                outputs=outputs,
+                measured=measured,
+                effect=effect,
+                grid=grid,
+                length=length,
+            ) -> None:
+                chunk = grid[start:stop]
                 boundaries, positions = chunk[:, 0], chunk[:, 1]
                 starts = erasure_rows(resid, means, boundaries, positions)
                 finals = replay(self.lm.adapter, trace, row, boundaries, resid=starts)
@@ -166,6 +178,8 @@ class Erasure(Analysis):
                 )
                 effect[boundaries.cpu(), positions.cpu()] = change.cpu()
                 self.options.progress.advance(len(chunk))
+
+            self.options.batches.run(int(grid.shape[0]), erase)
             state.prompts.append(
                 {
                     "prompt": prompt.prompt_id,

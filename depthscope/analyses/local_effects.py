@@ -105,7 +105,7 @@ class LocalEffects(Analysis):
                     prompt.length,
                     Window(tuple(points), self.settings.front),
                     LOCAL,
-                    batch_size=self.options.batch_size,
+                    batch_size=self.options.batches,
                     progress=self.options.progress,
                 )
                 state.variants[variant].add(effect)

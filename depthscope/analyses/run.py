@@ -18,6 +18,7 @@ from depthscope.analyses.base import (
 )
 from depthscope.analyses.prompts import PromptSet
 from depthscope.engine.batch import pad_batch, pad_id
+from depthscope.engine.sharding import batches_for
 from depthscope.engine.trace import Trace, trace
 from depthscope.errors import DepthscopeError
 from depthscope.models.loading import LoadedModel
@@ -65,29 +66,31 @@ def feed(
 ) -> None:
     """Trace prompts in batches and let each analysis fold in the prompts it has not done yet.
 
-    ``order`` lists the prompt ids this process handles (default: all), batched ``prompt_batch``
-    at a time, so a prompt is always traced in the same batch however the work is split. Analyses
+    ``order`` lists the prompt ids this process handles (default: all). Prompts are traced in
+    whole batches of ``prompt_batch`` consecutive prompts, so a prompt is always traced in the same
+    batch however the work is split or resumed; only ``order``'s prompts are processed. Analyses
     that allow it get one prompt at a time, so a checkpoint after each loses at most one prompt.
     """
-    ids_all = list(range(len(prompts))) if order is None else list(order)
-    for start in range(0, len(ids_all), prompt_batch):
-        ids = ids_all[start : start + prompt_batch]
+    for whole, ids in batches_for(
+        range(len(prompts)) if order is None else order, len(prompts), prompt_batch
+    ):
         pending = [(job, [i for i in ids if i not in job.done]) for job in jobs]
         pending = [(job, todo) for job, todo in pending if todo]
         if not pending:
             continue
-        needed = sorted({i for _, todo in pending for i in todo})
-        batch = pad_batch([prompts.sequences[i] for i in needed], pad_id(lm.tokenizer))
+        # the whole batch, as one process cuts it: a prompt gets the same numbers however the
+        # prompts are split among processes or resumed
+        batch = pad_batch([prompts.sequences[i] for i in whole], pad_id(lm.tokenizer))
         with torch.no_grad():
             traced = trace(lm.adapter, batch)
-        check_finite(traced, needed)
+        check_finite(traced, whole)
         for job, todo in pending:
             groups = [[i] for i in todo] if job.analysis.per_prompt else [todo]
             for group in groups:
                 if before_prompts is not None:
                     before_prompts(job, group)
                 began = time.perf_counter()
-                rows = [needed.index(i) for i in group]
+                rows = [whole.index(i) for i in group]
                 job.analysis.update(job.state, PromptBatch(traced, rows, group, prompts))
                 job.done.update(group)
                 if after_prompts is not None:

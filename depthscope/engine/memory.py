@@ -108,6 +108,11 @@ class AdaptiveBatch:
             self._halve(size)
 
 
+def as_batches(batch_size: int | AdaptiveBatch) -> AdaptiveBatch:
+    """A shared :class:`AdaptiveBatch` as it is, or a fresh one for a plain size."""
+    return batch_size if isinstance(batch_size, AdaptiveBatch) else AdaptiveBatch(batch_size)
+
+
 # ---------------------------------------------------------------- sizes
 
 

@@ -72,7 +72,9 @@ class _Encoder:
             return value if not isinstance(value, float) or value == value else {"__nan__": True}
         if isinstance(value, torch.Tensor):
             key = f"t{len(self.tensors)}"
-            self.tensors[key] = value.detach().cpu().contiguous()
+            # a copy: two fields may hold the same tensor (e.g. a Mean and a Max fed one value),
+            # and safetensors refuses tensors that share memory
+            self.tensors[key] = value.detach().cpu().contiguous().clone()
             return {"__tensor__": key}
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             name = _type_name(type(value))

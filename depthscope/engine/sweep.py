@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from depthscope.engine.memory import AdaptiveBatch, as_batches
 from depthscope.engine.outputs import OutputComparer
 from depthscope.engine.packing import PackedPrompt, pack_prompt
 from depthscope.engine.replay import Intervention, LayerStep, replay
@@ -104,7 +105,7 @@ def sweep_rows(
     spec: Sweep,
     *,
     outputs: OutputComparer | None,
-    batch_size: int,
+    batch_size: int | AdaptiveBatch,
     progress: Progress,
 ) -> SweepResult:
     """Run ``rows`` in chunks of ``batch_size`` and measure every later layer (and the output)."""
@@ -115,10 +116,12 @@ def sweep_rows(
     effect = torch.zeros(len(rows), groups, n_layers, dtype=torch.float32, device=clean.device)
     change = None if outputs is None else torch.zeros(len(rows), groups, device=clean.device)
     order = torch.argsort(rows.layers, stable=True)
-    for chunk in order.split(batch_size):
+
+    def run_chunk(start: int, stop: int) -> None:
+        chunk = order[start:stop]
         part = rows.take(chunk)
 
-        def observe(step: LayerStep, part: SweepRows = part, chunk: torch.Tensor = chunk) -> None:
+        def observe(step: LayerStep) -> None:
             out = step.out_raw if spec.contribution == "recomputed" else step.resid_out
             changed = (out - step.resid_in).float()
             measure = spec.layer_measure(changed, clean[step.layer], clean_norm[step.layer])
@@ -137,6 +140,8 @@ def sweep_rows(
         if outputs is not None:
             change[chunk] = outputs.max_change(finals, part.measured)
         progress.advance(int(chunk.numel()))
+
+    as_batches(batch_size).run(int(order.numel()), run_chunk)
     return SweepResult(effect=effect, output_change=change)
 
 
@@ -205,7 +210,7 @@ def run_sweep(
     window: Window,
     spec: Sweep,
     *,
-    batch_size: int,
+    batch_size: int | AdaptiveBatch,
     progress: Progress,
     pack: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -192,4 +192,4 @@ class BoundAdapter:
             logits = logits * self.logit_scale
         if self.softcap is not None:
             logits = torch.tanh(logits / self.softcap) * self.softcap
-        return logits
+        return logits.to(resid.device)  # the head may sit on another GPU of a dispatched model
