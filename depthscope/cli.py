@@ -149,9 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     analyze.add_argument(
         "--batch-size",
-        type=int,
-        default=64,
-        help="intervention rows replayed together; lower it if memory runs out (default: 64)",
+        type=_batch_size,
+        default="auto",
+        help="intervention rows replayed together, or auto: what fits the free memory of a GPU, "
+        "64 on CPU (default: auto); it halves by itself on out-of-memory",
     )
     analyze.add_argument(
         "--set",
@@ -252,8 +253,6 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     if args.n is not None and args.n < 1:
         raise DepthscopeError("-n must be at least 1")
-    if args.batch_size < 1:
-        raise DepthscopeError("--batch-size must be at least 1")
     names = resolve_analyses([a.strip() for a in args.analyses.split(",") if a.strip()])
     overrides = _parse_overrides(args.overrides)
     request = RunRequest(
@@ -262,7 +261,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         n=args.n if args.n is not None else 10,
         out=args.out or _default_out(args.model),
         seed=args.seed,
-        batch_size=args.batch_size,
+        batch_size=64 if args.batch_size == "auto" else args.batch_size,
         overrides=overrides,
         fresh=args.fresh,
     )
@@ -305,6 +304,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                     f"{lm.name}: {lm.n_layers} layers, d={lm.d_model}, {lm.identity['dtype']} on "
                     f"{lm.device}; {sources}; {dist.describe()}"
                 )
+                _size_batches(args, request, lm, groups, progress)
                 run.execute(lm)
     if not dist.is_main:
         return 0
@@ -331,6 +331,35 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     )
     print(f"done in {time.perf_counter() - started:.1f} s{loaded}; results in {out}/")
     return 0
+
+
+def _batch_size(text: str) -> int | str:
+    """argparse type of --batch-size: a positive integer or "auto"."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer or auto, got {text!r}"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1 (or auto)")
+    return value
+
+
+def _size_batches(args: argparse.Namespace, request, lm, groups, progress) -> None:
+    """Resolve --batch-size auto from free GPU memory, and say what a CPU run will need."""
+    from depthscope.engine.memory import auto_batch_size, available_memory, estimate_run
+
+    lengths = [len(s) for g in groups for s in g.prompts.sequences]
+    if args.batch_size == "auto":
+        request.batch_size = auto_batch_size(lm.model, max(lengths))
+    if lm.device.type == "cpu":
+        estimate = estimate_run(
+            lm.model, lengths, prompt_batch=request.prompt_batch, batch_size=request.batch_size
+        )
+        progress.note(estimate.describe(available_memory()))
 
 
 def _apply_preset(args: argparse.Namespace, request, overrides: dict[str, str]) -> list[str]:
