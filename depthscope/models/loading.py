@@ -1,8 +1,14 @@
-"""Load any decoder-only LM (hub id, local folder, .gguf file, built-in name) with its adapter."""
+"""Load any decoder-only LM (hub id, local folder, .gguf file, built-in name) with its adapter.
+
+Everything that can be checked cheaply is checked before the weights load, one line per problem:
+the folder's config, tokenizer and weight files (:mod:`depthscope.models.folder_checks`), whether
+the hub answers at all (:mod:`depthscope.models.hub_access`), whether the tokenizer fits the
+embedding. The loaded model carries an identity whose :func:`model_fingerprint` covers the
+content of its files, so results of a changed model are never taken for current ones.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -12,7 +18,22 @@ import torch
 
 from depthscope.engine.batch import Batch, encode
 from depthscope.errors import DepthscopeError
+from depthscope.models import hub_access
 from depthscope.models.adapters import BoundAdapter
+from depthscope.models.context import check_prompt_lengths, context_limit
+from depthscope.models.folder_checks import check_folder, check_vocab_fits
+from depthscope.models.identity import file_sha256, folder_sha256, model_fingerprint
+
+__all__ = [
+    "DTYPES",
+    "LoadedModel",
+    "check_prompt_lengths",
+    "context_limit",
+    "load_model",
+    "model_fingerprint",
+    "parse_dtype",
+    "resolve",
+]
 
 DTYPES = {
     "float32": torch.float32,
@@ -36,6 +57,16 @@ class LoadedModel:
     @property
     def name(self) -> str:
         return str(self.identity.get("name", "model"))
+
+    @property
+    def fingerprint(self) -> str:
+        """:func:`model_fingerprint` of the identity: changes when the weights, dtype ... do."""
+        return str(self.identity.get("fingerprint") or model_fingerprint(self.identity))
+
+    @property
+    def context_limit(self) -> int | None:
+        """Positions the model was trained for (None if its config does not say)."""
+        return context_limit(self.model)
 
     @property
     def n_layers(self) -> int:
@@ -80,12 +111,9 @@ def _looks_like_hub_id(spec: str) -> bool:
     return len(parts) == 2 and all(parts) and not spec.startswith((".", "/", "~"))
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _did_you_mean(spec: str) -> str:
+    near = hub_access.nearest_builtin(spec)
+    return f"did you mean the built-in {near!r}? " if near and near != spec else ""
 
 
 def resolve(spec: str, progress: bool = True) -> tuple[str, dict]:
@@ -111,15 +139,20 @@ def resolve(spec: str, progress: bool = True) -> tuple[str, dict]:
         return str(folder), {
             "name": path.stem,
             "source": f"gguf:{path.resolve()}",
-            "file_sha256": _file_sha256(path),
+            "file_sha256": file_sha256(path),
             "path": str(folder),
         }
     if path.is_dir():
         return str(path), {
-            "name": path.name,
+            "name": path.resolve().name,
             "source": f"folder:{path.resolve()}",
             "path": str(path),
         }
+    if path.is_file():
+        raise DepthscopeError(
+            f"{spec} is a file; pass the model's folder (with config.json and weights) or a "
+            f".gguf file"
+        )
     if _looks_like_path(spec) or path.suffix in {".safetensors", ".bin", ".pt"}:
         raise DepthscopeError(
             f"model path {spec} does not exist; pass an existing model folder, a .gguf file, "
@@ -128,28 +161,58 @@ def resolve(spec: str, progress: bool = True) -> tuple[str, dict]:
     return spec, {"name": spec.split("/")[-1], "source": f"hf:{spec}"}
 
 
-def _hub_error(spec: str, exc: Exception) -> DepthscopeError:
+def _hub_error(spec: str, exc: Exception, hub_reached: bool) -> DepthscopeError:
     from depthscope.models import zoo
 
+    builtins = ", ".join(zoo.BUILTIN_MODELS)
+    if not hub_reached:
+        why = (
+            "HF_HUB_OFFLINE is set"
+            if hub_access.offline_requested()
+            else f"the Hugging Face hub ({hub_access.hub_endpoint()}) is unreachable"
+        )
+        return DepthscopeError(
+            f"could not load {spec!r}: it is not a built-in model, local folder or .gguf file, "
+            f"{why} and it is not in the local Hugging Face cache; {_did_you_mean(spec)}"
+            f"pass a local folder (e.g. one saved with save_pretrained) or one of: {builtins}"
+        )
+    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
     return DepthscopeError(
-        f"could not load {spec!r}: not a built-in model, local folder or .gguf file, and the "
-        f"Hugging Face hub is unreachable or has no such model ({type(exc).__name__}); pass a "
-        f"local folder (e.g. one saved with save_pretrained) or one of: {', '.join(zoo.BUILTIN_MODELS)}"
+        f"could not load {spec!r} from the Hugging Face hub ({first_line}); {_did_you_mean(spec)}"
+        f"check the id and your access to it, or pass a local folder or one of: {builtins}"
     )
 
 
-def _load_config(target: str, spec: str, is_local: bool):
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+
+
+def _load_config(target: str, spec: str, is_local: bool, local_only: bool):
     from transformers import AutoConfig
 
     try:
-        return AutoConfig.from_pretrained(target, local_files_only=is_local)
-    except (OSError, ValueError) as exc:
+        return AutoConfig.from_pretrained(target, local_files_only=local_only)
+    except (OSError, ValueError, KeyError) as exc:
         if is_local:
             raise DepthscopeError(
-                f"{spec} is not a Hugging Face model folder ({str(exc).splitlines()[0][:160]}); "
-                f"it needs a config.json and weights"
+                f"{spec} is not a Hugging Face model folder transformers can read "
+                f"({_first_line(exc)}); it needs a config.json and weights"
             ) from exc
-        raise _hub_error(spec, exc) from exc
+        raise _hub_error(spec, exc, hub_reached=not local_only) from exc
+
+
+def _load_tokenizer(target: str, spec: str, is_local: bool, local_only: bool):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(target, local_files_only=local_only)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        if not is_local and isinstance(exc, OSError):
+            raise _hub_error(spec, exc, hub_reached=not local_only) from exc
+        raise DepthscopeError(
+            f"could not load the tokenizer of {spec} ({_first_line(exc)}); save the model's "
+            f"tokenizer files next to it with tokenizer.save_pretrained(FOLDER)"
+        ) from exc
 
 
 CAUSAL_HEADS = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
@@ -168,33 +231,38 @@ def _require_causal_lm(config, spec: str) -> None:
         )
 
 
-def load_model(
-    spec: str,
-    *,
-    device: str = "cpu",
-    dtype: str | torch.dtype | None = None,
-    device_map: str | dict | None = None,
-    progress: bool = True,
-) -> LoadedModel:
-    """Load a causal LM by built-in name, hub id, local folder or ``.gguf`` file.
+def _config_vocab(config) -> int | None:
+    getter = getattr(config, "get_text_config", None)
+    text = getter() if callable(getter) else config
+    value = getattr(text, "vocab_size", None)
+    return value if isinstance(value, int) and value > 0 else None
 
-    Defaults to fp32 on CPU. ``device_map`` (e.g. ``"auto"``) is passed to ``from_pretrained``
-    for multi-GPU placement, in which case ``device`` is ignored.
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    started = time.perf_counter()
-    target, identity = resolve(spec, progress=progress)
-    is_local = Path(target).is_dir()
-    config = _load_config(target, spec, is_local)
-    _require_causal_lm(config, spec)
-    torch_dtype = parse_dtype(dtype, device)
+def _refuse_random_weights(info: dict, spec: str) -> None:
+    """Weights that the checkpoint lacks would be freshly initialised: random, not the model."""
+    missing = sorted(info.get("missing_keys") or ())
+    mismatched = sorted(
+        str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys") or ()
+    )
+    if missing or mismatched:
+        names = missing or mismatched
+        kind = "lack" if missing else "have the wrong shape for"
+        raise DepthscopeError(
+            f"the weights of {spec} {kind} {len(names)} tensor(s) the model needs (e.g. "
+            f"{names[0]}); they would be random, so the checkpoint does not match its config.json"
+        )
+
+
+def _load_weights(target: str, spec: str, config, torch_dtype, device_map, is_local, local_only):
+    from transformers import AutoModelForCausalLM
+
     try:
-        model = AutoModelForCausalLM.from_pretrained(
+        model, info = AutoModelForCausalLM.from_pretrained(
             target,
             dtype=torch_dtype,
             device_map=device_map,
-            local_files_only=is_local,
+            local_files_only=local_only,
+            output_loading_info=True,
         )
     except ValueError as exc:
         if "Unrecognized configuration class" in str(exc):
@@ -206,15 +274,54 @@ def load_model(
     except OSError as exc:
         if is_local:
             raise DepthscopeError(
-                f"could not read weights from {spec} ({str(exc).splitlines()[0][:160]}); "
+                f"could not read weights from {spec} ({_first_line(exc)}); "
                 f"the folder may be incomplete"
             ) from exc
-        raise _hub_error(spec, exc) from exc
+        raise _hub_error(spec, exc, hub_reached=not local_only) from exc
+    except RuntimeError as exc:
+        if any(word in str(exc) for word in ("size mismatch", "mismatched", "shape")):
+            raise DepthscopeError(
+                f"the weights of {spec} have other shapes than its config.json describes; the "
+                f"config belongs to another model, restore the model's own config.json"
+            ) from exc
+        raise
+    _refuse_random_weights(info, spec)
+    return model
+
+
+def load_model(
+    spec: str,
+    *,
+    device: str = "cpu",
+    dtype: str | torch.dtype | None = None,
+    device_map: str | dict | None = None,
+    progress: bool = True,
+) -> LoadedModel:
+    """Load a causal LM by built-in name, hub id, local folder or ``.gguf`` file.
+
+    Defaults to fp32 on CPU. ``device_map`` (e.g. ``"auto"``) is passed to ``from_pretrained``
+    for multi-GPU placement, in which case ``device`` is ignored. A hub id is looked up in the
+    local Hugging Face cache only when the hub does not answer within a few seconds.
+    """
+    started = time.perf_counter()
+    torch_dtype = parse_dtype(dtype, device)
+    target, identity = resolve(spec, progress=progress)
+    is_local = Path(target).is_dir()
+    if is_local:
+        check_folder(Path(target))
+    local_only = is_local or not hub_access.hub_available()
+    if local_only and not is_local and not hub_access.in_local_cache(target):
+        raise _hub_error(spec, FileNotFoundError(spec), hub_reached=False)
+    config = _load_config(target, spec, is_local, local_only)
+    _require_causal_lm(config, spec)
+    tokenizer = _load_tokenizer(target, spec, is_local, local_only)
+    check_vocab_fits(len(tokenizer), _config_vocab(config), spec)
+    model = _load_weights(target, spec, config, torch_dtype, device_map, is_local, local_only)
+    check_vocab_fits(len(tokenizer), model.get_input_embeddings().num_embeddings, spec)
     if device_map is None:
         model = model.to(device)
     model.eval()
     model.requires_grad_(False)
-    tokenizer = AutoTokenizer.from_pretrained(target, local_files_only=is_local)
     adapter = BoundAdapter(model)
     identity.update(
         {
@@ -225,7 +332,10 @@ def load_model(
             "dtype": str(torch_dtype).removeprefix("torch."),
             "device": str(model.get_input_embeddings().weight.device),
             "revision": getattr(config, "_commit_hash", None),
-            "load_seconds": round(time.perf_counter() - started, 3),
+            "files_sha256": folder_sha256(target) if is_local else None,
+            "context_limit": context_limit(model),
         }
     )
+    identity["fingerprint"] = model_fingerprint(identity)
+    identity["load_seconds"] = round(time.perf_counter() - started, 3)
     return LoadedModel(model=model, tokenizer=tokenizer, adapter=adapter, identity=identity)
