@@ -10,7 +10,9 @@ content of its files, so results of a changed model are never taken for current 
 from __future__ import annotations
 
 import os
+import pickle
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -257,13 +259,20 @@ def _load_weights(target: str, spec: str, config, torch_dtype, device_map, is_lo
     from transformers import AutoModelForCausalLM
 
     try:
-        model, info = AutoModelForCausalLM.from_pretrained(
-            target,
-            dtype=torch_dtype,
-            device_map=device_map,
-            local_files_only=local_only,
-            output_loading_info=True,
-        )
+        with warnings.catch_warnings():  # torch's notes on pickle protocols of .bin files
+            warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+            model, info = AutoModelForCausalLM.from_pretrained(
+                target,
+                dtype=torch_dtype,
+                device_map=device_map,
+                local_files_only=local_only,
+                output_loading_info=True,
+            )
+    except pickle.UnpicklingError as exc:
+        raise DepthscopeError(
+            f"the .bin weights of {spec} hold more than tensors (a pickle that would run code), "
+            f"so they were not loaded; convert the checkpoint to safetensors from a trusted copy"
+        ) from exc
     except ValueError as exc:
         if "Unrecognized configuration class" in str(exc):
             raise DepthscopeError(
