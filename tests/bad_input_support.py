@@ -90,12 +90,17 @@ def copy_model(tiny_model_dir: Path, dest: Path) -> Path:
     return Path(shutil.copytree(tiny_model_dir, dest))
 
 
-def flip_weight_byte(folder: Path) -> None:
-    """Change one weight byte, keeping the file's size and mtime (the sneakiest retraining)."""
+def flip_weight_byte(folder: Path, tensor: str = "model.layers.0.mlp.down_proj.weight") -> None:
+    """Flip the sign of one weight of ``tensor``, keeping the file's size and mtime.
+
+    The sneakiest retraining: only the content changes, and it changes every analysis's numbers.
+    """
     path = Path(folder) / "model.safetensors"
     info = path.stat()
     data = bytearray(path.read_bytes())
-    data[-3] ^= 0x01
+    header_len = int.from_bytes(data[:8], "little")
+    start = json.loads(data[8 : 8 + header_len])[tensor]["data_offsets"][0]
+    data[8 + header_len + start + 3] ^= 0x80  # sign bit of the first fp32 value
     path.write_bytes(bytes(data))
     os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
 
