@@ -11,11 +11,14 @@ disk or a read-only file system into one line with the fix.
 Usage (what ``depthscope analyze`` does)::
 
     run_dir = RunDir(out)
-    run_dir.check()                      # before loading the model
-    with friendly_os_errors(out), run_dir.lock(progress):
-        lm = load_model(...)
-        notice = run_dir.claim(lm.fingerprint, lm.name, lm.identity.get("source"))
-        ...
+    run_dir.check()                      # before loading the model: writes nothing
+    with friendly_os_errors(out):
+        lm = load_model(...)             # a model that fails to load leaves no directory behind
+        with run_dir.lock(progress):
+            notice = run_dir.claim(lm.fingerprint, lm.name, lm.identity.get("source"))
+            ...
+
+``depthscope plot DIR`` calls :meth:`RunDir.require_run` first.
 """
 
 from __future__ import annotations
@@ -130,6 +133,33 @@ class RunDir:
             return True
         run = _read_json(self.path / "run.json")
         return run is not None and "depthscope_run" in run
+
+    def require_run(self) -> list[Path]:
+        """For commands that read a run (``plot``): DIR is a depthscope run with results.
+
+        Returns the result files; refuses a missing directory, a file, a folder depthscope did
+        not write and a run without results, so nothing is drawn into someone else's folder.
+        """
+        path = self.path
+        if not path.exists():
+            raise DepthscopeError(
+                f"run directory {path} does not exist; pass the --out of an analyze run"
+            )
+        if not path.is_dir():
+            raise DepthscopeError(
+                f"{path} is a file, not a run directory; pass the --out of an analyze run"
+            )
+        if not self.belongs_to_depthscope():
+            raise DepthscopeError(
+                f"{path} is not a depthscope run directory (no run.json written by depthscope); "
+                f"pass the --out of an analyze run"
+            )
+        results = sorted((path / "results").glob("*.json"))
+        if not results:
+            raise DepthscopeError(
+                f"{path} holds no results yet; run `depthscope analyze --out {path}` first"
+            )
+        return results
 
     # ------------------------------------------------------------------ one model per directory
 

@@ -83,6 +83,26 @@ def test_depthscope_run_json_is_ours(tmp_path):
     RunDir(tmp_path).check()
 
 
+# ---------------------------------------------------------------- require_run(): for `plot`
+
+
+def test_require_run(tmp_path):
+    with pytest.raises(DepthscopeError, match="does not exist"):
+        RunDir(tmp_path / "nope").require_run()
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(DepthscopeError, match="is a file"):
+        RunDir(tmp_path / "f").require_run()
+    (tmp_path / "run.json").write_text('{"mine": 1}')
+    with pytest.raises(DepthscopeError, match="not a depthscope run directory"):
+        RunDir(tmp_path).require_run()
+    (tmp_path / "run.json").write_text('{"depthscope_run": 1}')
+    with pytest.raises(DepthscopeError, match="no results yet"):
+        RunDir(tmp_path).require_run()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "contributions.json").write_text("{}")
+    assert RunDir(tmp_path).require_run() == [tmp_path / "results" / "contributions.json"]
+
+
 # ---------------------------------------------------------------- claim(): one model per directory
 
 
