@@ -8,12 +8,23 @@ from __future__ import annotations
 
 import json
 import pickle
+import shutil
+import subprocess
+import sys
 import time
 
 import pytest
 import torch
 import transformers as tf
-from bad_input_support import CHEAP, assert_error, copy_model, run_cli, snapshot
+from bad_input_support import (
+    CHEAP,
+    assert_error,
+    cli_env,
+    copy_model,
+    result_doc,
+    run_cli,
+    snapshot,
+)
 
 from depthscope.models import hub_access
 
@@ -209,3 +220,28 @@ def test_model_checked_before_out_is_written(capsys, tmp_path):
     code, stdout, err = run_cli(capsys, "analyze", str(tmp_path / "nope"), "--out", out, *CHEAP)
     assert_error(code, stdout, err, "does not exist")
     assert snapshot(out) == before
+
+
+def test_cached_hub_model_loads_without_network(tiny_model_dir, tmp_path):
+    """An unreachable hub is no reason to refuse a model already in the Hugging Face cache."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--someone--tiny-llama"
+    shutil.copytree(tiny_model_dir, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    env = cli_env()
+    env.pop("HF_HUB_OFFLINE", None)
+    env.pop("TRANSFORMERS_OFFLINE", None)
+    env.update(HF_HUB_CACHE=str(tmp_path / "hub"), HF_ENDPOINT="https://hub.invalid")
+    out = tmp_path / "run"
+    main = "import sys; from depthscope.cli import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run(
+        [sys.executable, "-c", main, "analyze", "someone/tiny-llama", "--out", str(out), *CHEAP],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    model = result_doc(out)["model"]
+    assert model["source"] == "hf:someone/tiny-llama" and model["revision"] == commit

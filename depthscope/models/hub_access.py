@@ -14,6 +14,7 @@ import os
 import socket
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 PROBE_TIMEOUT_S = 3.0
 _TRUE = {"1", "on", "yes", "true"}
@@ -81,3 +82,21 @@ def in_local_cache(repo_id: str) -> bool:
     except Exception:  # a malformed id or an unreadable cache: not usable offline
         return False
     return isinstance(found, str)
+
+
+def cached_revision(repo_id: str) -> str | None:
+    """The commit hash of ``repo_id``'s snapshot in the local Hugging Face cache, if any.
+
+    Downloaded files live in ``.../snapshots/<commit>/``, so the folder of the cached config names
+    the revision that was loaded, online or offline.
+    """
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(repo_id, "config.json")
+    except Exception:  # a malformed id or an unreadable cache
+        return None
+    if not isinstance(found, str):
+        return None
+    parent = Path(found).parent
+    return parent.name if parent.parent.name == "snapshots" else None

@@ -340,7 +340,8 @@ def load_model(
             "d_model": int(config.hidden_size),
             "dtype": str(torch_dtype).removeprefix("torch."),
             "device": str(model.get_input_embeddings().weight.device),
-            "revision": getattr(config, "_commit_hash", None),
+            "revision": getattr(config, "_commit_hash", None)
+            or (None if is_local else hub_access.cached_revision(target)),
             "files_sha256": folder_sha256(target) if is_local else None,
             "context_limit": context_limit(model),
         }
