@@ -187,7 +187,7 @@ def test_plot_on_a_foreign_directory(capsys, tmp_path):
     (tmp_path / "results" / "table.json").write_text("[1, 2]")
     before = snapshot(tmp_path)
     code, stdout, err = run_cli(capsys, "plot", tmp_path)
-    assert_error(code, stdout, err, "depthscope")
+    assert_error(code, stdout, err, "not a depthscope run")
     assert snapshot(tmp_path) == before and not (tmp_path / "figures").exists()
 
 

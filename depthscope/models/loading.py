@@ -23,7 +23,12 @@ from depthscope.errors import DepthscopeError
 from depthscope.models import hub_access
 from depthscope.models.adapters import BoundAdapter
 from depthscope.models.context import check_prompt_lengths, context_limit
-from depthscope.models.folder_checks import check_folder, check_vocab_fits
+from depthscope.models.folder_checks import (
+    check_config,
+    check_tokenizer_files,
+    check_vocab_fits,
+    check_weights,
+)
 from depthscope.models.identity import file_sha256, folder_sha256, model_fingerprint
 
 __all__ = [
@@ -169,7 +174,7 @@ def _hub_error(spec: str, exc: Exception, hub_reached: bool) -> DepthscopeError:
     builtins = ", ".join(zoo.BUILTIN_MODELS)
     if not hub_reached:
         why = (
-            "HF_HUB_OFFLINE is set"
+            "the Hugging Face hub is switched off (HF_HUB_OFFLINE is set)"
             if hub_access.offline_requested()
             else f"the Hugging Face hub ({hub_access.hub_endpoint()}) is unreachable"
         )
@@ -317,12 +322,15 @@ def load_model(
     target, identity = resolve(spec, progress=progress)
     is_local = Path(target).is_dir()
     if is_local:
-        check_folder(Path(target))
+        check_config(Path(target))
     local_only = is_local or not hub_access.hub_available()
     if local_only and not is_local and not hub_access.in_local_cache(target):
         raise _hub_error(spec, FileNotFoundError(spec), hub_reached=False)
     config = _load_config(target, spec, is_local, local_only)
     _require_causal_lm(config, spec)
+    if is_local:  # the model's kind first: a BERT folder is refused as such, not for its files
+        check_tokenizer_files(Path(target))
+        check_weights(Path(target))
     tokenizer = _load_tokenizer(target, spec, is_local, local_only)
     check_vocab_fits(len(tokenizer), _config_vocab(config), spec)
     model = _load_weights(target, spec, config, torch_dtype, device_map, is_local, local_only)
