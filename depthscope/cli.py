@@ -6,6 +6,7 @@ import argparse
 import importlib
 import os
 import sys
+import time
 from pathlib import Path
 
 from depthscope.allocator import keep_freed_memory
@@ -30,7 +31,10 @@ examples:
 
 # Commands defined in their own modules: each has ``add_parser(subparsers)``, which registers the
 # command with ``set_defaults(handler=FUNCTION)``; ``FUNCTION(args)`` returns the exit status.
-COMMAND_MODULES = ("depthscope.maps.command",)
+COMMAND_MODULES = (
+    "depthscope.maps.command",
+    "depthscope.export",
+)
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -50,12 +54,20 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _analysis_help() -> str:
-    from depthscope.analyses import PAPER_ORDER, REGISTRY
+    """Every analysis with its paper reference and its settings (key, default, meaning)."""
+    from depthscope.analyses import REGISTRY, default_run, runnable
+    from depthscope.analyses.base import setting_help
 
-    lines = [
-        f"  {name:<16} {REGISTRY[name].description}" for name in PAPER_ORDER if name in REGISTRY
-    ]
-    return "analyses:\n" + "\n".join(lines)
+    lines = ["analyses (in the paper's order; * = run by --analyses all):"]
+    for name in runnable():
+        cls = REGISTRY[name]
+        star = "*" if name in default_run() else " "
+        lines.append(f" {star}{name:<16} {cls.description}")
+        lines.append(f"  {'':<16} default data: {cls.default_data}")
+        for key, default, text in setting_help(cls):
+            shown = ",".join(default) if isinstance(default, tuple) else default
+            lines.append(f"  {'':<18}--set {name}.{key}={shown}  {text}".rstrip())
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument(
+        "--verbose", action="store_true", help="show third-party output (transformers' messages)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     sub.add_parser("models", help="list the built-in models and whether they are cached")
@@ -88,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run the paper's analyses on MODEL and write DIR/run.json, DIR/results/*.json, "
         "DIR/figures/ and DIR/report.html. Rerunning the same command resumes an interrupted run "
-        "and skips analyses whose results are up to date.",
+        "and skips analyses whose results are up to date (without loading the model if all are). "
+        "Each analysis runs on its own default data unless --data is given.",
         epilog=_analysis_help() + "\n\ndata sources:\n" + sources,
     )
     analyze.add_argument(
@@ -106,14 +122,22 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument(
         "--data",
         default=None,
-        help=f"prompt source (default: {DEFAULT_SOURCE}; builtin:paper for igrad/erasure alone, "
-        "builtin:hops for depth-score alone)",
+        help=f"prompt source for every analysis (default: each analysis's own, {DEFAULT_SOURCE} "
+        "for E2-E6, builtin:paper for igrad/erasure, builtin:hops for depth-score)",
     )
     analyze.add_argument(
         "-n",
         type=int,
-        default=10,
-        help="number of prompts; per level for levelled sources (default: 10)",
+        default=None,
+        help="number of prompts; per level for levelled sources (default: 10, or the preset's)",
+    )
+    analyze.add_argument(
+        "--preset",
+        default=None,
+        choices=["paper"],
+        help="paper: the paper's data (hf: when the hub is reachable, else the closest built-in "
+        "source), prompt counts and settings per analysis; explicit --data/-n/--set still win "
+        "(docs/paper-fidelity.md)",
     )
     analyze.add_argument(
         "--out", type=Path, default=None, help="run directory (default: runs/<model name>)"
@@ -133,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="change a convention, e.g. --set front=0 --set aggregate=mean --set k=10 (repeatable)",
+        help="change a setting of one analysis, e.g. --set future-effects.front=0 --set k=10 "
+        "(repeatable; a key several analyses share needs the analysis prefix; keys listed below)",
     )
     analyze.add_argument(
         "--fresh", action="store_true", help="ignore saved results and checkpoints"
@@ -145,9 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
         importlib.import_module(module).add_parser(sub)
 
     plot = sub.add_parser(
-        "plot", help="redraw figures and the report of a run directory from its saved results"
+        "plot",
+        help="redraw figures and the report of a run directory from its saved results",
+        description="Redraw DIR/figures/ (PNG and PDF) and DIR/report.html from the saved "
+        "results/*.json alone (no model is loaded), e.g. after upgrading depthscope or copying a "
+        "run directory from a cluster.",
     )
-    plot.add_argument("run_dir", type=Path)
+    plot.add_argument("run_dir", type=Path, help="a run directory written by depthscope analyze")
     return parser
 
 
@@ -157,7 +186,8 @@ def _parse_overrides(items: list[str]) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise DepthscopeError(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key.strip().replace("-", "_")] = value.strip()
+        prefix, dot, name = key.strip().rpartition(".")
+        overrides[f"{prefix}{dot}{name.replace('-', '_')}"] = value.strip()
     return overrides
 
 
@@ -203,15 +233,15 @@ def _default_out(model: str) -> Path:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from depthscope.data.sources import load_examples
     from depthscope.models.loading import load_model
-    from depthscope.progress import RichProgress
+    from depthscope.progress import make_progress
     from depthscope.runner import (
+        Run,
         RunRequest,
-        check_overrides,
-        default_data,
+        check_context,
+        describe_model,
+        plan_groups,
         resolve_analyses,
-        run_analyses,
     )
 
     if args.n is not None and args.n < 1:
@@ -220,36 +250,81 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         raise DepthscopeError("--batch-size must be at least 1")
     names = resolve_analyses([a.strip() for a in args.analyses.split(",") if a.strip()])
     overrides = _parse_overrides(args.overrides)
-    check_overrides(names, overrides)
-    data = args.data or default_data(names)
-    examples = load_examples(data, args.n, seed=args.seed)
-    out = args.out or _default_out(args.model)
-    with RichProgress() as progress:
-        progress.note(f"loading {args.model}")
-        lm = load_model(
-            args.model, device=args.device, dtype=args.dtype, device_map=args.device_map
-        )
-        progress.note(
-            f"{lm.name}: {lm.n_layers} layers, d={lm.d_model}, {lm.identity['dtype']} on {lm.device}; "
-            f"{len(examples)} prompts from {data}"
-        )
-        request = RunRequest(
-            analyses=names,
-            data=data,
-            n=args.n,
-            out=out,
-            seed=args.seed,
-            batch_size=args.batch_size,
-            overrides=overrides,
-            fresh=args.fresh,
-        )
-        run = run_analyses(lm, examples, request, progress)
+    request = RunRequest(
+        analyses=names,
+        data=args.data,
+        n=args.n if args.n is not None else 10,
+        out=args.out or _default_out(args.model),
+        seed=args.seed,
+        batch_size=args.batch_size,
+        overrides=overrides,
+        fresh=args.fresh,
+    )
+    notices = _apply_preset(args, request, overrides) if args.preset else []
+    groups = plan_groups(request)  # data problems surface here, before anything loads
+    started = time.perf_counter()
+    with make_progress() as progress:
+        for notice in notices:
+            progress.note(notice)
+        plan = describe_model(args.model, args.dtype, args.device)
+        run = Run(request, groups, plan.identity, plan.tokenizer, progress)
+        run.plan(vocab_size=plan.vocab_size)
+        check_context(groups, plan.context_window, plan.identity.get("name", args.model))
+        if not run.all_up_to_date:
+            progress.note(f"loading {args.model}")
+            lm = load_model(
+                args.model, device=args.device, dtype=args.dtype, device_map=args.device_map
+            )
+            sources = ", ".join(f"{len(g.prompts)} prompts from {g.data}" for g in groups)
+            progress.note(
+                f"{lm.name}: {lm.n_layers} layers, d={lm.d_model}, {lm.identity['dtype']} on "
+                f"{lm.device}; {sources}"
+            )
+            run.execute(lm)
     for name in names:
         print(f"  {name:<16} {run.status[name]:<24} {run.timings.get(name, 0.0):8.1f} s")
+    for name, summary in run.skips.items():
+        print(f"  note: {name}: {summary}")
+    out = request.out
+    if run.all_up_to_date:
+        print(
+            "nothing to compute: every result matches this command; the model was not loaded (--fresh recomputes)"
+        )
     if not args.no_plots:
         _plot(out)
-    print(f"results in {out}/ (run.json, results/, figures/, report.html)")
+    load = run.identity.get("load_seconds")
+    loaded = (
+        f" (model load {load:.1f} s)"
+        if isinstance(load, int | float) and not run.all_up_to_date
+        else ""
+    )
+    print(f"done in {time.perf_counter() - started:.1f} s{loaded}; results in {out}/")
     return 0
+
+
+def _apply_preset(args: argparse.Namespace, request, overrides: dict[str, str]) -> list[str]:
+    """Fold ``--preset`` into the request (explicit options win); returns notices to print."""
+    import dataclasses
+
+    from depthscope.analyses import analysis_class
+    from depthscope.presets import apply_preset
+
+    choices = apply_preset(
+        args.preset,
+        request.analyses,
+        data=args.data,
+        n=args.n,
+        overrides=overrides,
+        settings_of=lambda name: {
+            f.name for f in dataclasses.fields(analysis_class(name).Settings)
+        },
+    )
+    request.per_analysis = {name: (c.data, c.n) for name, c in choices.items()}
+    request.overrides = {
+        **{k: v for c in choices.values() for k, v in c.settings.items()},
+        **overrides,
+    }
+    return [c.notice for c in choices.values() if c.notice]
 
 
 def _plot(run_dir: Path) -> None:
@@ -295,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    _quiet_libraries()
+    if not args.verbose:
+        _quiet_libraries()
     keep_freed_memory()
     handlers = {
         "models": lambda: cmd_models(),
@@ -304,13 +380,18 @@ def main(argv: list[str] | None = None) -> int:
         "plot": lambda: cmd_plot(args),
     }
     handler = handlers.get(args.command) or (lambda: args.handler(args))
+    from depthscope.runner import RunInterrupted
+
     try:
         return handler()
+    except RunInterrupted as exc:
+        print(f"depthscope: {exc}", file=sys.stderr)
+        return 130
     except DepthscopeError as exc:
         print(f"depthscope: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("depthscope: interrupted; rerun the same command to resume", file=sys.stderr)
+        print("depthscope: interrupted", file=sys.stderr)
         return 130
 
 

@@ -208,7 +208,7 @@ class RunDir:
         return notice
 
     def _write_marker(self, fingerprint: str, name: str, source: str | None) -> None:
-        from depthscope.results import atomic_write_json
+        from depthscope.files import atomic_write_json
 
         atomic_write_json(
             self.marker,

@@ -9,6 +9,7 @@ import shutil
 import socket
 
 import pytest
+import torch
 
 from depthscope.errors import DepthscopeError
 from depthscope.models import context, hub_access, identity
@@ -86,7 +87,7 @@ def test_fingerprint_covers_what_changes_numbers_only(model_copy, tmp_path):
     fp = identity.model_fingerprint(base)
     moved = {**base, "name": "n", "source": "folder:/elsewhere", "path": "/elsewhere"}
     assert identity.model_fingerprint({**moved, "device": "cuda:0", "load_seconds": 9}) == fp
-    for key, value in [("dtype", "bfloat16"), ("family", "gemma3"), ("revision", "abc")]:
+    for key, value in [("dtype", "bfloat16"), ("adapter", "custom"), ("revision", "abc")]:
         assert identity.model_fingerprint({**base, key: value}) != fp, key
     config = json.loads((model_copy / "config.json").read_text())
     config["rms_norm_eps"] = config["rms_norm_eps"] * 10
@@ -102,6 +103,19 @@ def test_fingerprint_covers_what_changes_numbers_only(model_copy, tmp_path):
     assert identity.model_fingerprint(hub) != identity.model_fingerprint(
         {**hub, "source": "hf:org/n"}
     )
+
+
+def test_fingerprint_known_before_the_weights_load(model_copy, monkeypatch):
+    """A run decides what is up to date from inspect_model, without loading any weights."""
+    from depthscope.models import loading
+
+    info = loading.inspect_model(str(model_copy), dtype="float32")
+    assert info.fingerprint == load_model(str(model_copy)).fingerprint
+    assert info.vocab_size == 183 and info.context_limit == 128
+    bf16 = loading.inspect_model(str(model_copy), dtype="bfloat16")
+    assert bf16.fingerprint != info.fingerprint
+    monkeypatch.setattr(loading, "_load_weights", lambda *a: pytest.fail("weights were read"))
+    loading.inspect_model(str(model_copy))
 
 
 def test_loaded_identity_records_hashes_and_context(model_copy):
@@ -253,3 +267,19 @@ def test_nearest_builtin_for_typos():
     assert hub_access.nearest_builtin("smollm2-999m") == "smollm2-135m"
     assert hub_access.nearest_builtin("gemma3-27Om") == "gemma3-270m"
     assert hub_access.nearest_builtin("meta-llama/Llama-3.1-8B") is None
+
+
+def test_models_in_memory_are_told_apart_by_their_tensors():
+    from tiny_models import tiny_model
+
+    from depthscope.models.loading import LoadedModel
+
+    a = LoadedModel.from_model(tiny_model("llama", seed=0).model, None, name="m")
+    b = LoadedModel.from_model(tiny_model("llama", seed=1).model, None, name="m")
+    again = LoadedModel.from_model(tiny_model("llama", seed=0).model, None, name="other")
+    assert a.fingerprint != b.fingerprint
+    assert a.fingerprint == again.fingerprint  # same numbers, same model
+    with torch.no_grad():
+        next(a.model.parameters()).view(-1)[0] += 1.0
+    changed = LoadedModel.from_model(a.model, None, name="m")
+    assert changed.fingerprint != again.fingerprint

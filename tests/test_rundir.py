@@ -232,7 +232,7 @@ def test_real_file_size_limit_becomes_one_line(tmp_path):
         import resource, signal, sys
         from pathlib import Path
         from depthscope.errors import DepthscopeError
-        from depthscope.results import atomic_write_bytes
+        from depthscope.files import atomic_write_bytes
         from depthscope.rundir import friendly_os_errors
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))

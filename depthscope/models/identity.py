@@ -33,7 +33,18 @@ DEFINING_FILES = (
     "added_tokens.json",
 )
 # The identity fields that decide whether two loads compute the same numbers.
-FINGERPRINT_FIELDS = ("source", "files_sha256", "file_sha256", "revision", "dtype", "family")
+# All are known before the weights load, so a run can tell what is up to date without loading
+# them. The adapter family follows from the config (hashed with the files, or fixed by the hub
+# revision); "adapter" is set only when a caller passes an adapter from outside the table.
+FINGERPRINT_FIELDS = (
+    "source",
+    "files_sha256",
+    "file_sha256",
+    "tensors_sha256",
+    "revision",
+    "dtype",
+    "adapter",
+)
 _HASH_CACHE = "file-hashes.json"
 
 
@@ -51,7 +62,7 @@ def _read_cache(path: Path) -> dict:
 
 
 def _write_cache(path: Path, data: dict) -> None:
-    from depthscope.results import atomic_write_json
+    from depthscope.files import atomic_write_json
 
     # a read-only cache must not stop a run; the file is just hashed again next time
     with contextlib.suppress(OSError):
@@ -107,12 +118,29 @@ def folder_sha256(folder: str | os.PathLike) -> dict[str, str]:
 def model_fingerprint(identity: dict) -> str:
     """A short hash of everything in a model's identity that changes the numbers it produces.
 
-    Covers the source, the content of its files (local folders and ``.gguf`` files) or the hub
-    revision, the dtype and the adapter family; not the name, path, device or load time, so a
+    Covers the source, the content of its files (local folders and ``.gguf`` files), of its
+    tensors (models given in memory) or the hub revision, the dtype and a custom adapter; not the name, path, device or load time, so a
     moved folder keeps its results and a retrained one does not.
     """
     parts = {key: identity.get(key) for key in FINGERPRINT_FIELDS}
-    if parts["files_sha256"] or parts["file_sha256"]:
+    if parts["files_sha256"] or parts["file_sha256"] or parts["tensors_sha256"]:
         parts["source"] = None  # content identifies a local model; the folder may move
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def tensors_sha256(model: object) -> str:
+    """sha256 over the names, dtypes, shapes and bytes of a model's parameters and buffers.
+
+    The identity of a model that only exists in memory (``LoadedModel.from_model``), e.g. one
+    being fine-tuned: two such models share no name or file, only their numbers tell them apart.
+    """
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        if tensor.device.type != "meta":  # offloaded weights have no bytes here
+            flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+            digest.update(flat.view(torch.uint8).numpy())
+    return digest.hexdigest()

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import torch
 
-from depthscope.engine.batch import Batch, encode
 from depthscope.errors import DepthscopeError
 from depthscope.models import hub_access
-from depthscope.models.adapters import BoundAdapter
+from depthscope.models.adapters import Adapter, BoundAdapter
 from depthscope.models.context import check_prompt_lengths, context_limit
 from depthscope.models.folder_checks import (
     check_config,
@@ -29,13 +28,20 @@ from depthscope.models.folder_checks import (
     check_vocab_fits,
     check_weights,
 )
-from depthscope.models.identity import file_sha256, folder_sha256, model_fingerprint
+from depthscope.models.identity import (
+    file_sha256,
+    folder_sha256,
+    model_fingerprint,
+    tensors_sha256,
+)
 
 __all__ = [
     "DTYPES",
     "LoadedModel",
+    "ModelInfo",
     "check_prompt_lengths",
     "context_limit",
+    "inspect_model",
     "load_model",
     "model_fingerprint",
     "parse_dtype",
@@ -67,8 +73,15 @@ class LoadedModel:
 
     @property
     def fingerprint(self) -> str:
-        """:func:`model_fingerprint` of the identity: changes when the weights, dtype ... do."""
-        return str(self.identity.get("fingerprint") or model_fingerprint(self.identity))
+        """:func:`model_fingerprint` of the identity: changes when the weights, dtype ... do.
+
+        A model given in memory has no files to hash: its tensors are hashed, once.
+        """
+        if not self.identity.get("fingerprint"):
+            if self.identity.get("source") == "in-memory":
+                self.identity["tensors_sha256"] = tensors_sha256(self.model)
+            self.identity["fingerprint"] = model_fingerprint(self.identity)
+        return str(self.identity["fingerprint"])
 
     @property
     def context_limit(self) -> int | None:
@@ -91,8 +104,35 @@ class LoadedModel:
     def dtype(self) -> torch.dtype:
         return self.model.get_input_embeddings().weight.dtype
 
-    def encode(self, texts: list[str]) -> Batch:
-        return encode(self.tokenizer, texts)
+    @classmethod
+    def from_model(
+        cls,
+        model: torch.nn.Module,
+        tokenizer: object,
+        adapter: Adapter | None = None,
+        *,
+        name: str | None = None,
+    ) -> LoadedModel:
+        """Wrap a model already in memory (e.g. one you fine-tuned) for depthscope's analyses.
+
+        ``adapter`` describes an architecture outside the built-in table (see
+        :func:`~depthscope.models.adapters.register_adapter`). The model is put in eval mode.
+        """
+        model.eval()
+        bound = BoundAdapter(model, adapter)
+        config = model.config
+        weight = model.get_input_embeddings().weight
+        identity = {
+            "name": name or getattr(config, "name_or_path", None) or type(model).__name__,
+            "source": "in-memory",
+            "family": bound.family,
+            "model_type": getattr(config, "model_type", None),
+            "n_layers": bound.n_layers,
+            "d_model": int(config.hidden_size),
+            "dtype": str(weight.dtype).removeprefix("torch."),
+            "device": str(weight.device),
+        }
+        return cls(model=model, tokenizer=tokenizer, adapter=bound, identity=identity)
 
 
 def parse_dtype(dtype: str | torch.dtype | None, device: str) -> torch.dtype:
@@ -134,6 +174,7 @@ def resolve(spec: str, progress: bool = True) -> tuple[str, dict]:
             "name": spec,
             "source": zoo.BUILTIN_MODELS[spec].source,
             "file_sha256": info.get("gguf_sha256"),
+            "files_sha256": folder_sha256(folder),
             "path": str(folder),
         }
     path = Path(spec).expanduser()
@@ -147,12 +188,14 @@ def resolve(spec: str, progress: bool = True) -> tuple[str, dict]:
             "name": path.stem,
             "source": f"gguf:{path.resolve()}",
             "file_sha256": file_sha256(path),
+            "files_sha256": folder_sha256(folder),
             "path": str(folder),
         }
     if path.is_dir():
         return str(path), {
             "name": path.resolve().name,
             "source": f"folder:{path.resolve()}",
+            "files_sha256": folder_sha256(path),
             "path": str(path),
         }
     if path.is_file():
@@ -165,7 +208,7 @@ def resolve(spec: str, progress: bool = True) -> tuple[str, dict]:
             f"model path {spec} does not exist; pass an existing model folder, a .gguf file, "
             f"a Hugging Face id or a built-in name ({', '.join(zoo.BUILTIN_MODELS)})"
         )
-    return spec, {"name": spec.split("/")[-1], "source": f"hf:{spec}"}
+    return spec, {"name": spec.split("/")[-1], "source": f"hf:{spec}", "revision": None}
 
 
 def _hub_error(spec: str, exc: Exception, hub_reached: bool) -> DepthscopeError:
@@ -194,11 +237,14 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
 
 
-def _load_config(target: str, spec: str, is_local: bool, local_only: bool):
+def _load_config(
+    target: str, spec: str, is_local: bool, local_only: bool | None = None, revision=None
+):
     from transformers import AutoConfig
 
+    local_only = is_local if local_only is None else local_only
     try:
-        return AutoConfig.from_pretrained(target, local_files_only=local_only)
+        return AutoConfig.from_pretrained(target, local_files_only=local_only, revision=revision)
     except (OSError, ValueError, KeyError) as exc:
         if is_local:
             raise DepthscopeError(
@@ -208,11 +254,11 @@ def _load_config(target: str, spec: str, is_local: bool, local_only: bool):
         raise _hub_error(spec, exc, hub_reached=not local_only) from exc
 
 
-def _load_tokenizer(target: str, spec: str, is_local: bool, local_only: bool):
+def _load_tokenizer(target: str, spec: str, is_local: bool, local_only: bool, revision=None):
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(target, local_files_only=local_only)
+        return AutoTokenizer.from_pretrained(target, local_files_only=local_only, revision=revision)
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         if not is_local and isinstance(exc, OSError):
             raise _hub_error(spec, exc, hub_reached=not local_only) from exc
@@ -260,17 +306,20 @@ def _refuse_random_weights(info: dict, spec: str) -> None:
         )
 
 
-def _load_weights(target: str, spec: str, config, torch_dtype, device_map, is_local, local_only):
+def _load_weights(info: ModelInfo, torch_dtype: torch.dtype, device_map) -> torch.nn.Module:
     from transformers import AutoModelForCausalLM
+
+    spec, config, is_local, local_only = info.spec, info.config, info.is_local, info.local_only
 
     try:
         with warnings.catch_warnings():  # torch's notes on pickle protocols of .bin files
             warnings.filterwarnings("ignore", category=UserWarning, module="torch")
-            model, info = AutoModelForCausalLM.from_pretrained(
-                target,
+            model, loading = AutoModelForCausalLM.from_pretrained(
+                info.target,
                 dtype=torch_dtype,
                 device_map=device_map,
                 local_files_only=local_only,
+                revision=info.revision,
                 output_loading_info=True,
             )
     except pickle.UnpicklingError as exc:
@@ -299,8 +348,91 @@ def _load_weights(target: str, spec: str, config, torch_dtype, device_map, is_lo
                 f"config belongs to another model, restore the model's own config.json"
             ) from exc
         raise
-    _refuse_random_weights(info, spec)
+    _refuse_random_weights(loading, spec)
     return model
+
+
+@dataclass
+class ModelInfo:
+    """A model as far as it is known before its weights load: checked, identified, tokenizer.
+
+    ``identity`` already carries the :func:`model_fingerprint` that the loaded model will have,
+    so a run can decide what is up to date without loading any weights.
+    """
+
+    spec: str
+    target: str  # what from_pretrained reads: a folder or a hub id
+    identity: dict
+    config: object
+    tokenizer: object
+    is_local: bool
+    local_only: bool  # a hub id read from the local Hugging Face cache (the hub did not answer)
+
+    @property
+    def revision(self) -> str | None:
+        return None if self.is_local else self.identity.get("revision")
+
+    @property
+    def vocab_size(self) -> int | None:
+        return _config_vocab(self.config)
+
+    @property
+    def context_limit(self) -> int | None:
+        return context_limit(self.config)
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.identity["fingerprint"])
+
+
+def _hub_revision(repo_id: str, local_only: bool) -> str | None:
+    """The commit that will be loaded: the hub's current one, or the cached snapshot's."""
+    if not local_only:
+        try:
+            from huggingface_hub import HfApi
+
+            return HfApi().model_info(repo_id, timeout=hub_access.PROBE_TIMEOUT_S * 3).sha
+        except Exception:  # no such model, gated, slow: loading reports it in one line
+            return None
+    return hub_access.cached_revision(repo_id)
+
+
+def inspect_model(
+    spec: str, *, dtype: str | torch.dtype | None = None, device: str = "cpu", progress: bool = True
+) -> ModelInfo:
+    """Everything about a model that needs no weights: checks, config, tokenizer, fingerprint.
+
+    Refuses in one line, before any weight is read: a broken folder (config, tokenizer files,
+    truncated weights), a model that is not a causal LM, an unreachable hub (within seconds),
+    a tokenizer larger than the embedding.
+    """
+    torch_dtype = parse_dtype(dtype, device)
+    target, identity = resolve(spec, progress=progress)
+    is_local = Path(target).is_dir()
+    if is_local:
+        check_config(Path(target))
+    local_only = is_local or not hub_access.hub_available()
+    if local_only and not is_local and not hub_access.in_local_cache(target):
+        raise _hub_error(spec, FileNotFoundError(spec), hub_reached=False)
+    if not is_local:
+        identity["revision"] = _hub_revision(target, local_only)
+    revision = None if is_local else identity.get("revision")
+    config = _load_config(target, spec, is_local, local_only, revision)
+    _require_causal_lm(config, spec)
+    if is_local:  # the model's kind first: a BERT folder is refused as such, not for its files
+        check_tokenizer_files(Path(target))
+        check_weights(Path(target))
+    tokenizer = _load_tokenizer(target, spec, is_local, local_only, revision)
+    check_vocab_fits(len(tokenizer), _config_vocab(config), spec)
+    identity.update(
+        {
+            "model_type": config.model_type,
+            "dtype": str(torch_dtype).removeprefix("torch."),
+            "context_limit": context_limit(config),
+        }
+    )
+    identity["fingerprint"] = model_fingerprint(identity)
+    return ModelInfo(spec, target, identity, config, tokenizer, is_local, local_only)
 
 
 def load_model(
@@ -310,50 +442,38 @@ def load_model(
     dtype: str | torch.dtype | None = None,
     device_map: str | dict | None = None,
     progress: bool = True,
+    adapter: Adapter | None = None,
 ) -> LoadedModel:
     """Load a causal LM by built-in name, hub id, local folder or ``.gguf`` file.
 
+    ``adapter`` describes an architecture outside the built-in table (by default it is found from
+    the config's ``model_type``, including adapters added with ``register_adapter``).
+
     Defaults to fp32 on CPU. ``device_map`` (e.g. ``"auto"``) is passed to ``from_pretrained``
     for multi-GPU placement, in which case ``device`` is ignored. A hub id is looked up in the
-    local Hugging Face cache only when the hub does not answer within a few seconds.
+    local Hugging Face cache only when the hub does not answer within a few seconds. Every check
+    of :func:`inspect_model` runs first.
     """
     started = time.perf_counter()
-    torch_dtype = parse_dtype(dtype, device)
-    target, identity = resolve(spec, progress=progress)
-    is_local = Path(target).is_dir()
-    if is_local:
-        check_config(Path(target))
-    local_only = is_local or not hub_access.hub_available()
-    if local_only and not is_local and not hub_access.in_local_cache(target):
-        raise _hub_error(spec, FileNotFoundError(spec), hub_reached=False)
-    config = _load_config(target, spec, is_local, local_only)
-    _require_causal_lm(config, spec)
-    if is_local:  # the model's kind first: a BERT folder is refused as such, not for its files
-        check_tokenizer_files(Path(target))
-        check_weights(Path(target))
-    tokenizer = _load_tokenizer(target, spec, is_local, local_only)
-    check_vocab_fits(len(tokenizer), _config_vocab(config), spec)
-    model = _load_weights(target, spec, config, torch_dtype, device_map, is_local, local_only)
-    check_vocab_fits(len(tokenizer), model.get_input_embeddings().num_embeddings, spec)
+    info = inspect_model(spec, dtype=dtype, device=device, progress=progress)
+    model = _load_weights(info, parse_dtype(dtype, device), device_map)
+    check_vocab_fits(len(info.tokenizer), model.get_input_embeddings().num_embeddings, spec)
     if device_map is None:
         model = model.to(device)
     model.eval()
     model.requires_grad_(False)
-    adapter = BoundAdapter(model)
+    bound = BoundAdapter(model, adapter)
+    identity = info.identity
     identity.update(
         {
-            "family": adapter.family,
-            "model_type": config.model_type,
-            "n_layers": adapter.n_layers,
-            "d_model": int(config.hidden_size),
-            "dtype": str(torch_dtype).removeprefix("torch."),
+            "family": bound.family,
+            "n_layers": bound.n_layers,
+            "d_model": int(info.config.hidden_size),
             "device": str(model.get_input_embeddings().weight.device),
-            "revision": getattr(config, "_commit_hash", None)
-            or (None if is_local else hub_access.cached_revision(target)),
-            "files_sha256": folder_sha256(target) if is_local else None,
-            "context_limit": context_limit(model),
         }
     )
-    identity["fingerprint"] = model_fingerprint(identity)
+    if adapter is not None:  # an adapter from outside the table decides what is measured
+        identity["adapter"] = bound.family
+        identity["fingerprint"] = model_fingerprint(identity)
     identity["load_seconds"] = round(time.perf_counter() - started, 3)
-    return LoadedModel(model=model, tokenizer=tokenizer, adapter=adapter, identity=identity)
+    return LoadedModel(model=model, tokenizer=info.tokenizer, adapter=bound, identity=identity)
