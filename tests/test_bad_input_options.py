@@ -48,8 +48,8 @@ def refuse(capsys, model, tmp_path, args, *fragments):
         (["--dtype", "int8"], "unknown dtype"),
         (["--analyses", "bogus"], "unknown analysis"),
         (["--analyses", "contributions,bogus"], "bogus"),
-        (["--analyses", ""], "--analyses"),
-        (["--analyses", ",,"], "--analyses"),
+        (["--analyses", ""], "no analysis"),
+        (["--analyses", ",,"], "no analysis"),
     ],
 )
 def test_bad_option_value(capsys, tiny_model_dir, tmp_path, args, fragment):
