@@ -73,6 +73,7 @@ class RunDir:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path).expanduser()
+        self._claimed_here = False  # this process wrote the marker (see _leave_no_trace)
 
     @property
     def marker(self) -> Path:
@@ -204,6 +205,7 @@ class RunDir:
                     f"dtype); its results there are recomputed"
                 )
         if owner is None or owner.get("fingerprint") != fingerprint or not self.marker.exists():
+            self._claimed_here = owner is None
             self._write_marker(fingerprint, name, source)
         return notice
 
@@ -231,8 +233,10 @@ class RunDir:
         when its holder dies (even by SIGKILL), so a stale lock never blocks: its leftover
         record (pid, host, start) is reported and taken over.
         """
+        existing = _nearest_existing(self.path)  # what was there before this run
         self.path.mkdir(parents=True, exist_ok=True)
         handle, previous = _acquire(self.lock_path)
+        failed = False
         try:
             if previous and previous.get("pid") != os.getpid():
                 _note(
@@ -251,10 +255,30 @@ class RunDir:
             handle.write(json.dumps(record))
             handle.flush()
             yield
+        except BaseException:
+            failed = True
+            raise
         finally:
             with contextlib.suppress(OSError):
                 self.lock_path.unlink()  # while still holding it: the next run finds no record
             handle.close()
+            if failed:
+                self._leave_no_trace(existing)
+
+    def _leave_no_trace(self, existing: Path) -> None:
+        """A run that fails before writing any output takes back its marker and new directories."""
+        if any(os.path.lexists(self.path / name) for name in OUTPUTS):
+            return
+        if self._claimed_here:
+            with contextlib.suppress(OSError):
+                self.marker.unlink()
+        for folder in (self.path, *self.path.parents):
+            if folder == existing or not folder.is_relative_to(existing):
+                break
+            try:
+                folder.rmdir()  # only if empty: nothing of the user's is ever removed
+            except OSError:
+                break
 
 
 def _describe(record: dict) -> str:

@@ -203,6 +203,30 @@ def test_lock_in_the_same_process_is_exclusive(tmp_path):
         pass
 
 
+def test_failure_before_any_output_leaves_no_trace(tmp_path):
+    run = RunDir(tmp_path / "new" / "run")
+    with pytest.raises(DepthscopeError), run.lock():
+        run.claim("fp", "m", "folder:/m")
+        raise DepthscopeError("the weights failed to load")
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    run = RunDir(tmp_path / "mine")
+    with pytest.raises(KeyboardInterrupt), run.lock():
+        run.claim("fp", "m", "folder:/m")
+        raise KeyboardInterrupt
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
+
+
+def test_failure_after_output_keeps_the_claim(tmp_path):
+    run = RunDir(tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt), run.lock():
+        run.claim("fp", "m", "folder:/m")
+        (tmp_path / "run" / "run.json").write_text('{"depthscope_run": 1}')
+        raise KeyboardInterrupt
+    assert (tmp_path / "run" / MARKER).exists() and (tmp_path / "run" / "run.json").exists()
+
+
 def test_lock_released_on_error(tmp_path):
     with pytest.raises(KeyboardInterrupt), RunDir(tmp_path).lock():
         raise KeyboardInterrupt

@@ -20,7 +20,7 @@ import torch
 
 from depthscope.errors import DepthscopeError
 from depthscope.models import hub_access
-from depthscope.models.adapters import Adapter, BoundAdapter
+from depthscope.models.adapters import Adapter, BoundAdapter, find_adapter
 from depthscope.models.context import check_prompt_lengths, context_limit
 from depthscope.models.folder_checks import (
     check_config,
@@ -397,8 +397,21 @@ def _hub_revision(repo_id: str, local_only: bool) -> str | None:
     return hub_access.cached_revision(repo_id)
 
 
+def _require_adapter(config, adapter: Adapter | None) -> None:
+    """Refuse an architecture without an adapter before its weights load (same line as later)."""
+    if adapter is None:
+        architectures = getattr(config, "architectures", None) or ["model"]
+        stand_in = type(str(architectures[0]), (), {"config": config})()  # only the names matter
+        find_adapter(stand_in)
+
+
 def inspect_model(
-    spec: str, *, dtype: str | torch.dtype | None = None, device: str = "cpu", progress: bool = True
+    spec: str,
+    *,
+    dtype: str | torch.dtype | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    adapter: Adapter | None = None,
 ) -> ModelInfo:
     """Everything about a model that needs no weights: checks, config, tokenizer, fingerprint.
 
@@ -419,6 +432,7 @@ def inspect_model(
     revision = None if is_local else identity.get("revision")
     config = _load_config(target, spec, is_local, local_only, revision)
     _require_causal_lm(config, spec)
+    _require_adapter(config, adapter)
     if is_local:  # the model's kind first: a BERT folder is refused as such, not for its files
         check_tokenizer_files(Path(target))
         check_weights(Path(target))
@@ -455,7 +469,7 @@ def load_model(
     of :func:`inspect_model` runs first.
     """
     started = time.perf_counter()
-    info = inspect_model(spec, dtype=dtype, device=device, progress=progress)
+    info = inspect_model(spec, dtype=dtype, device=device, progress=progress, adapter=adapter)
     model = _load_weights(info, parse_dtype(dtype, device), device_map)
     check_vocab_fits(len(info.tokenizer), model.get_input_embeddings().num_embeddings, spec)
     if device_map is None:
