@@ -236,23 +236,38 @@ def _default_out(model: str) -> Path:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    import contextlib
-
     from depthscope.distributed import init_distributed
-    from depthscope.models.loading import load_model
     from depthscope.models.placement import resolve_placement
-    from depthscope.progress import Progress, make_progress
-    from depthscope.runner import (
-        Run,
-        RunRequest,
-        check_context,
-        describe_model,
-        plan_groups,
-        resolve_analyses,
-    )
+    from depthscope.rundir import RunDir, friendly_os_errors
+    from depthscope.runner import plan_groups
+
+    request, notices = _analyze_request(args)
+    groups = plan_groups(request)  # data problems surface here, before anything loads
+    run_dir = RunDir(request.out)
+    run_dir.check()  # --out writable and ours, before anything is written
+    started = time.perf_counter()
+    with friendly_os_errors(request.out), init_distributed(args.device) as dist:
+        placement = resolve_placement(
+            args.device,
+            args.device_map,
+            local_rank=dist.local_rank,
+            local_world_size=dist.local_world_size,
+        )
+        run = _run_analyses(args, request, groups, notices, run_dir, placement, dist)
+    if not dist.is_main:
+        return 0
+    _report_end(request, run, time.perf_counter() - started, plots=not args.no_plots)
+    return 0
+
+
+def _analyze_request(args: argparse.Namespace):
+    """The run asked for, with a preset folded in; returns it and the preset's notices."""
+    from depthscope.runner import RunRequest, resolve_analyses
 
     if args.n is not None and args.n < 1:
         raise DepthscopeError("-n must be at least 1")
+    if args.batch_size != "auto" and args.batch_size < 1:
+        raise DepthscopeError("--batch-size must be at least 1 (or auto)")
     names = resolve_analyses([a.strip() for a in args.analyses.split(",") if a.strip()])
     overrides = _parse_overrides(args.overrides)
     request = RunRequest(
@@ -266,62 +281,78 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         fresh=args.fresh,
     )
     notices = _apply_preset(args, request, overrides) if args.preset else []
-    groups = plan_groups(request)  # data problems surface here, before anything loads
-    started = time.perf_counter()
-    with init_distributed(args.device) as dist:
-        placement = resolve_placement(
-            args.device,
-            args.device_map,
-            local_rank=dist.local_rank,
-            local_world_size=dist.local_world_size,
-        )
-        display = make_progress() if dist.is_main else contextlib.nullcontext(Progress())
-        with display as progress:
-            for notice in notices:
-                progress.note(notice)
-            if not dist.is_main:
-                dist.barrier()  # rank 0 fetches built-in models into the cache first
-            plan = describe_model(args.model, args.dtype, placement.device)
-            if dist.is_main:
-                dist.barrier()
-            run = Run(request, groups, plan.identity, plan.tokenizer, progress, dist=dist)
-            run.plan(vocab_size=plan.vocab_size)
-            dist.check_same(
-                "the run (model, prompts, settings, what is up to date)",
-                {n: [p.key, p.status] for n, p in run.planned.items()},
+    return request, notices
+
+
+def _run_analyses(args, request, groups, notices, run_dir, placement, dist):
+    """Plan (no weights), then load and run what is not up to date; rank 0 owns the directory."""
+    import contextlib
+
+    from depthscope.models.loading import load_model
+    from depthscope.progress import Progress, make_progress
+    from depthscope.runner import Run, check_context, describe_model
+
+    display = make_progress() if dist.is_main else contextlib.nullcontext(Progress())
+    with display as progress, contextlib.ExitStack() as held:
+        for notice in notices:
+            progress.note(notice)
+        if not dist.is_main:
+            dist.barrier()  # rank 0 fetches built-in models into the cache first
+        info = describe_model(args.model, args.dtype, placement.device)
+        if dist.is_main:
+            dist.barrier()
+            held.enter_context(run_dir.lock(progress))
+            identity = info.identity
+            changed = run_dir.claim(
+                identity["fingerprint"], identity["name"], identity.get("source")
             )
-            check_context(groups, plan.context_window, plan.identity.get("name", args.model))
-            if not run.all_up_to_date:
-                progress.note(f"loading {args.model}")
-                lm = load_model(
-                    args.model,
-                    device=placement.device,
-                    dtype=args.dtype,
-                    device_map=placement.device_map,
-                )
-                sources = ", ".join(f"{len(g.prompts)} prompts from {g.data}" for g in groups)
-                progress.note(
-                    f"{lm.name}: {lm.n_layers} layers, d={lm.d_model}, {lm.identity['dtype']} on "
-                    f"{lm.device}; {sources}; {dist.describe()}"
-                )
-                _size_batches(args, request, lm, groups, progress)
-                run.execute(lm)
-    if not dist.is_main:
-        return 0
-    for name in names:
+            if changed:
+                progress.note(changed)
+        run = Run(request, groups, info.identity, info.tokenizer, progress, dist=dist)
+        run.plan(vocab_size=info.vocab_size)
+        dist.check_same(
+            "the run (model, prompts, settings, what is up to date)",
+            {n: [p.key, p.status] for n, p in run.planned.items()},
+        )
+        check_context(groups, info.context_limit, info.identity.get("name", args.model))
+        if not run.all_up_to_date:
+            progress.note(f"loading {args.model}")
+            lm = load_model(
+                args.model,
+                device=placement.device,
+                dtype=args.dtype,
+                device_map=placement.device_map,
+                info=info,
+                max_memory=placement.max_memory,
+                offload_folder=str(request.out / "offload") if placement.offloads_to_disk else None,
+            )
+            sources = ", ".join(f"{len(g.prompts)} prompts from {g.data}" for g in groups)
+            progress.note(
+                f"{lm.name}: {lm.n_layers} layers, d={lm.d_model}, {lm.identity['dtype']} on "
+                f"{lm.device}; {sources}; {dist.describe()}"
+            )
+            _size_batches(args, request, lm, groups, progress)
+            run.execute(lm)
+    return run
+
+
+def _report_end(request, run, seconds: float, *, plots: bool) -> None:
+    """Statuses, skipped prompts, the verdict, figures and report, total and load time."""
+    from depthscope.summary import summary_lines, write_summary
+
+    for name in request.analyses:
         print(f"  {name:<16} {run.status[name]:<24} {run.timings.get(name, 0.0):8.1f} s")
     for name, summary in run.skips.items():
         print(f"  note: {name}: {summary}")
     out = request.out
-    from depthscope.summary import summary_lines, write_summary
-
     for line in summary_lines(write_summary(out)):
         print(line)
     if run.all_up_to_date:
         print(
-            "nothing to compute: every result matches this command; the model was not loaded (--fresh recomputes)"
+            "nothing to compute: every result matches this command; the model was not loaded "
+            "(--fresh recomputes)"
         )
-    if not args.no_plots:
+    if plots:
         _plot(out)
     load = run.identity.get("load_seconds")
     loaded = (
@@ -329,8 +360,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         if isinstance(load, int | float) and not run.all_up_to_date
         else ""
     )
-    print(f"done in {time.perf_counter() - started:.1f} s{loaded}; results in {out}/")
-    return 0
+    print(f"done in {seconds:.1f} s{loaded}; results in {out}/")
 
 
 def _batch_size(text: str) -> int | str:
@@ -338,14 +368,11 @@ def _batch_size(text: str) -> int | str:
     if text == "auto":
         return text
     try:
-        value = int(text)
+        return int(text)  # the range is checked with the other settings, in one clear line
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected a positive integer or auto, got {text!r}"
         ) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1 (or auto)")
-    return value
 
 
 def _size_batches(args: argparse.Namespace, request, lm, groups, progress) -> None:
@@ -397,10 +424,9 @@ def _plot(run_dir: Path) -> None:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    if not args.run_dir.is_dir():
-        raise DepthscopeError(
-            f"run directory {args.run_dir} does not exist; pass the --out of an analyze run"
-        )
+    from depthscope.rundir import RunDir
+
+    RunDir(args.run_dir).require_run()
     _plot(args.run_dir)
     return 0
 

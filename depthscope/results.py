@@ -66,6 +66,13 @@ class Result:
         if target.suffix == ".json":
             atomic_write_json(target, self.to_json())
             return target
+        from depthscope.rundir import RunDir
+
+        run_dir = RunDir(target)
+        run_dir.check()  # never into a folder depthscope did not write
+        model = self.model if isinstance(self.model, dict) else {}
+        fingerprint = model.get("fingerprint") or _digest(model)
+        run_dir.claim(fingerprint, str(model.get("name", "model")), model.get("source"))
         path = target / "results" / f"{self.analysis}.json"
         atomic_write_json(path, self.to_json())
         if figures:
@@ -181,6 +188,13 @@ class Result:
                     "style='max-width:48%;margin-right:1%'>"
                 )
         return "\n".join(parts)
+
+
+def _digest(model: dict) -> str:
+    """A stand-in fingerprint for results whose model identity carries none."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(model, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _tidy(analysis: str, value: object, path: tuple, prompt: object, second: str) -> Iterator[dict]:

@@ -90,15 +90,11 @@ def fingerprint(parts: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def model_key(identity: dict) -> list:
+def model_key(identity: dict) -> str:
     """The parts of a model's identity that decide whether saved results belong to it."""
-    return [
-        identity.get("name"),
-        identity.get("source"),
-        identity.get("file_sha256"),
-        identity.get("dtype"),
-        identity.get("weights"),
-    ]
+    from depthscope.models.identity import model_fingerprint
+
+    return identity.get("fingerprint") or model_fingerprint(identity)
 
 
 def package_versions() -> dict:
@@ -519,46 +515,11 @@ def _read_json(path: Path) -> dict:
     return doc if isinstance(doc, dict) else {}
 
 
-@dataclass
-class ModelPlan:
-    """What is known about a model before its weights load: identity, tokenizer, config."""
+def describe_model(spec: str, dtype: str | None, device: str = "cpu"):
+    """Resolve and check a model, load its tokenizer and config and fingerprint it: no weights."""
+    from depthscope.models.loading import inspect_model
 
-    identity: dict
-    tokenizer: object
-    config: object
-    target: str
-
-    @property
-    def vocab_size(self) -> int | None:
-        return _vocab(self.config)
-
-    @property
-    def context_window(self) -> int | None:
-        for name in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length"):
-            value = getattr(self.config, name, None)
-            if isinstance(value, int) and value > 0:
-                return value
-        return None
-
-
-def describe_model(spec: str, dtype: str | None, device: str = "cpu") -> ModelPlan:
-    """Resolve a model and load its tokenizer and config, not its weights."""
-    from transformers import AutoTokenizer
-
-    from depthscope.models.loading import _load_config, parse_dtype, resolve
-
-    target, identity = resolve(spec)
-    is_local = Path(target).is_dir()
-    config = _load_config(target, spec, is_local)
-    identity = {**identity, "dtype": str(parse_dtype(dtype, device)).removeprefix("torch.")}
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(target, local_files_only=is_local)
-    except (OSError, ValueError) as exc:
-        raise DepthscopeError(
-            f"could not load the tokenizer of {spec} ({str(exc).splitlines()[0][:160]}); "
-            f"the folder needs tokenizer files (tokenizer.json or tokenizer_config.json + vocab)"
-        ) from exc
-    return ModelPlan(identity, tokenizer, config, target)
+    return inspect_model(spec, dtype=dtype, device=device)
 
 
 def check_context(groups: list[Group], limit: int | None, model: str) -> None:

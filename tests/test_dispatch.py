@@ -16,11 +16,11 @@ from tiny_models import random_ids, tiny_model
 from depthscope.analyses.effects import EffectSettings
 from depthscope.analyses.run import analyze
 from depthscope.engine.batch import pad_batch
-from depthscope.engine.devices import execution_device, home_device, to_device
 from depthscope.engine.replay import replay
 from depthscope.engine.trace import trace
 from depthscope.errors import DepthscopeError
 from depthscope.models.adapters import BoundAdapter
+from depthscope.models.devices import execution_device, home_device, to_device
 from depthscope.models.loading import LoadedModel
 
 PROMPTS = [24, 17, 30]

@@ -187,7 +187,7 @@ def auto_batch_size(
 
     With a dispatched model the tightest device counts (the one with the least free memory).
     """
-    from depthscope.engine.devices import home_device
+    from depthscope.models.devices import home_device
 
     device = torch.device(device) if device is not None else home_device(model)
     if device.type != "cuda" or not torch.cuda.is_available():

@@ -8,7 +8,7 @@ attention or the MLP adds, or a layer's output; an observer sees every layer's i
 
 On a dispatched model each layer runs on its own device; interventions and observers always see
 tensors on the trace's (home) device, so they never deal with placement
-(:mod:`depthscope.engine.devices`).
+(:mod:`depthscope.models.devices`).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from typing import Protocol
 
 import torch
 
-from depthscope.engine.devices import execution_device, to_device
 from depthscope.engine.hooks import site_hooks
 from depthscope.engine.trace import Trace
 from depthscope.models.adapters import BoundAdapter, first_tensor
+from depthscope.models.devices import execution_device, to_device
 
 
 @dataclass

@@ -6,7 +6,7 @@ For every layer ``l`` the trace holds the residual entering it ``h_l``, what att
 re-run layers ``j..L-1`` from an edited residual without recomputing anything before ``j``.
 
 On a model dispatched over several devices (or offloaded), every recorded tensor is brought to one
-home device, where the input embedding computes (:mod:`depthscope.engine.devices`); the layer
+home device, where the input embedding computes (:mod:`depthscope.models.devices`); the layer
 arguments stay where the model made them and are moved to each layer's device on replay.
 """
 
@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 import torch
 
 from depthscope.engine.batch import Batch
-from depthscope.engine.devices import home_device
 from depthscope.engine.hooks import site_hooks
 from depthscope.models.adapters import BoundAdapter, first_tensor
+from depthscope.models.devices import home_device
 
 
 def select_row(value: object, row: int, batch: int, n: int) -> object:

@@ -22,6 +22,7 @@ from depthscope.errors import DepthscopeError
 from depthscope.models import hub_access
 from depthscope.models.adapters import Adapter, BoundAdapter, find_adapter
 from depthscope.models.context import check_prompt_lengths, context_limit
+from depthscope.models.devices import home_device
 from depthscope.models.folder_checks import (
     check_config,
     check_tokenizer_files,
@@ -98,7 +99,8 @@ class LoadedModel:
 
     @property
     def device(self) -> torch.device:
-        return self.model.get_input_embeddings().weight.device
+        """Where token ids go in and measurements are kept (also for offloaded embeddings)."""
+        return home_device(self.model)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -306,7 +308,9 @@ def _refuse_random_weights(info: dict, spec: str) -> None:
         )
 
 
-def _load_weights(info: ModelInfo, torch_dtype: torch.dtype, device_map) -> torch.nn.Module:
+def _load_weights(
+    info: ModelInfo, torch_dtype: torch.dtype, device_map, placement_options: dict | None = None
+) -> torch.nn.Module:
     from transformers import AutoModelForCausalLM
 
     spec, config, is_local, local_only = info.spec, info.config, info.is_local, info.local_only
@@ -321,6 +325,7 @@ def _load_weights(info: ModelInfo, torch_dtype: torch.dtype, device_map) -> torc
                 local_files_only=local_only,
                 revision=info.revision,
                 output_loading_info=True,
+                **(placement_options or {}),
             )
     except pickle.UnpicklingError as exc:
         raise DepthscopeError(
@@ -457,11 +462,17 @@ def load_model(
     device_map: str | dict | None = None,
     progress: bool = True,
     adapter: Adapter | None = None,
+    info: ModelInfo | None = None,
+    max_memory: dict | None = None,
+    offload_folder: str | None = None,
 ) -> LoadedModel:
     """Load a causal LM by built-in name, hub id, local folder or ``.gguf`` file.
 
     ``adapter`` describes an architecture outside the built-in table (by default it is found from
-    the config's ``model_type``, including adapters added with ``register_adapter``).
+    the config's ``model_type``, including adapters added with ``register_adapter``). ``info`` is
+    what :func:`inspect_model` already found (it is not inspected twice). ``max_memory`` and
+    ``offload_folder`` go to accelerate with a ``device_map`` (a map with ``"disk"`` entries needs
+    the folder).
 
     Defaults to fp32 on CPU. ``device_map`` (e.g. ``"auto"``) is passed to ``from_pretrained``
     for multi-GPU placement, in which case ``device`` is ignored. A hub id is looked up in the
@@ -469,8 +480,12 @@ def load_model(
     of :func:`inspect_model` runs first.
     """
     started = time.perf_counter()
-    info = inspect_model(spec, dtype=dtype, device=device, progress=progress, adapter=adapter)
-    model = _load_weights(info, parse_dtype(dtype, device), device_map)
+    if info is None:
+        info = inspect_model(spec, dtype=dtype, device=device, progress=progress, adapter=adapter)
+    options = {
+        k: v for k, v in (("max_memory", max_memory), ("offload_folder", offload_folder)) if v
+    }
+    model = _load_weights(info, parse_dtype(dtype, device), device_map, options)
     check_vocab_fits(len(info.tokenizer), model.get_input_embeddings().num_embeddings, spec)
     if device_map is None:
         model = model.to(device)
@@ -483,7 +498,7 @@ def load_model(
             "family": bound.family,
             "n_layers": bound.n_layers,
             "d_model": int(info.config.hidden_size),
-            "device": str(model.get_input_embeddings().weight.device),
+            "device": str(home_device(model)),
         }
     )
     if adapter is not None:  # an adapter from outside the table decides what is measured

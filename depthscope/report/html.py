@@ -15,7 +15,7 @@ from pathlib import Path
 from depthscope.analyses import card, paper_order
 from depthscope.errors import DepthscopeError
 from depthscope.files import atomic_write_bytes
-from depthscope.report.figures import plot_result, read_index, result_files, warn
+from depthscope.report.figures import plot_result, read_index, result_files
 from depthscope.results import Result
 from depthscope.summary import CARD_STYLE, summary_card_html, write_summary
 
@@ -197,8 +197,7 @@ def analysis_section(run_dir: Path, path: Path, result: Result) -> str:
             figure_tag(png, info.caption(png.stem.removeprefix(prefix)))
             for png in ensure_figures(run_dir, path, result)
         ]
-    except DepthscopeError as exc:
-        warn(f"{path.name}: {exc}")
+    except DepthscopeError as exc:  # plot_run already warned on the terminal
         parts.append(f"<p class='note'>figures could not be drawn: {esc(exc)}</p>")
     return "\n".join(parts)
 
