@@ -29,10 +29,10 @@ from naive import naive_effects, naive_erasure, naive_igrad  # noqa: E402
 from depthscope.allocator import keep_freed_memory  # noqa: E402
 from depthscope.analyses import RunOptions  # noqa: E402
 from depthscope.analyses.effects import EffectSettings  # noqa: E402
-from depthscope.analyses.erasure import baseline_means  # noqa: E402
+from depthscope.analyses.erasure import Erasure, ErasureSettings, baseline_means  # noqa: E402
 from depthscope.analyses.igrad import IGSettings  # noqa: E402
 from depthscope.analyses.prompts import PromptSet  # noqa: E402
-from depthscope.analyses.run import analyze  # noqa: E402
+from depthscope.analyses.run import analyze, run_analysis  # noqa: E402
 from depthscope.analyses.splits import split_points  # noqa: E402
 from depthscope.data.sources import load_examples  # noqa: E402
 from depthscope.models.loading import load_model  # noqa: E402
@@ -128,10 +128,11 @@ def bench_erasure(lm, prompts: PromptSet, peak: float) -> dict:
     ids, alen = prompts.sequences[0], prompts.answer_lengths[0]
     single = PromptSet([ids], answer_lengths=[alen])
     means = baseline_means(lm, baseline)
-    options = RunOptions(batch_size=64, baseline_sequences=baseline)
 
     def engine():
-        return analyze(lm, "erasure", single, options=options)
+        erasure = Erasure(lm, ErasureSettings(), RunOptions(batch_size=64))
+        erasure.baseline = baseline
+        return run_analysis(erasure, single)
 
     engine_s, data = timed(engine, repeats=2)
     means_s, _ = timed(lambda: baseline_means(lm, baseline))

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import os
 import sys
+import time
 from pathlib import Path
 
 from depthscope.allocator import keep_freed_memory
@@ -32,6 +33,9 @@ examples:
 # command with ``set_defaults(handler=FUNCTION)``; ``FUNCTION(args)`` returns the exit status.
 COMMAND_MODULES = (
     "depthscope.maps.command",
+    "depthscope.export",
+    "depthscope.compare",
+    "depthscope.prune.command",
     "depthscope.training.scratch_command",
     "depthscope.training.finetune_command",
 )
@@ -54,12 +58,20 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _analysis_help() -> str:
-    from depthscope.analyses import PAPER_ORDER, REGISTRY
+    """Every analysis with its paper reference and its settings (key, default, meaning)."""
+    from depthscope.analyses import REGISTRY, default_run, runnable
+    from depthscope.analyses.base import setting_help
 
-    lines = [
-        f"  {name:<16} {REGISTRY[name].description}" for name in PAPER_ORDER if name in REGISTRY
-    ]
-    return "analyses:\n" + "\n".join(lines)
+    lines = ["analyses (in the paper's order; * = run by --analyses all):"]
+    for name in runnable():
+        cls = REGISTRY[name]
+        star = "*" if name in default_run() else " "
+        lines.append(f" {star}{name:<16} {cls.description}")
+        lines.append(f"  {'':<16} default data: {cls.default_data}")
+        for key, default, text in setting_help(cls):
+            shown = ",".join(default) if isinstance(default, tuple) else default
+            lines.append(f"  {'':<18}--set {name}.{key}={shown}  {text}".rstrip())
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument(
+        "--verbose", action="store_true", help="show third-party output (transformers' messages)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     sub.add_parser("models", help="list the built-in models and whether they are cached")
@@ -92,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run the paper's analyses on MODEL and write DIR/run.json, DIR/results/*.json, "
         "DIR/figures/ and DIR/report.html. Rerunning the same command resumes an interrupted run "
-        "and skips analyses whose results are up to date.",
+        "and skips analyses whose results are up to date (without loading the model if all are). "
+        "Each analysis runs on its own default data unless --data is given.",
         epilog=_analysis_help() + "\n\ndata sources:\n" + sources,
     )
     analyze.add_argument(
@@ -110,14 +126,22 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument(
         "--data",
         default=None,
-        help=f"prompt source (default: {DEFAULT_SOURCE}; builtin:paper for igrad/erasure alone, "
-        "builtin:hops for depth-score alone)",
+        help=f"prompt source for every analysis (default: each analysis's own, {DEFAULT_SOURCE} "
+        "for E2-E6, builtin:paper for igrad/erasure, builtin:hops for depth-score)",
     )
     analyze.add_argument(
         "-n",
         type=int,
-        default=10,
-        help="number of prompts; per level for levelled sources (default: 10)",
+        default=None,
+        help="number of prompts; per level for levelled sources (default: 10, or the preset's)",
+    )
+    analyze.add_argument(
+        "--preset",
+        default=None,
+        choices=["paper"],
+        help="paper: the paper's data (hf: when the hub is reachable, else the closest built-in "
+        "source), prompt counts and settings per analysis; explicit --data/-n/--set still win "
+        "(docs/paper-fidelity.md)",
     )
     analyze.add_argument(
         "--out", type=Path, default=None, help="run directory (default: runs/<model name>)"
@@ -127,9 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     analyze.add_argument(
         "--batch-size",
-        type=int,
-        default=64,
-        help="intervention rows replayed together; lower it if memory runs out (default: 64)",
+        type=_batch_size,
+        default="auto",
+        help="intervention rows replayed together, or auto: what fits the free memory of a GPU, "
+        "64 on CPU (default: auto); it halves by itself on out-of-memory",
     )
     analyze.add_argument(
         "--set",
@@ -137,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="change a convention, e.g. --set front=0 --set aggregate=mean --set k=10 (repeatable)",
+        help="change a setting of one analysis, e.g. --set future-effects.front=0 --set k=10 "
+        "(repeatable; a key several analyses share needs the analysis prefix; keys listed below)",
     )
     analyze.add_argument(
         "--fresh", action="store_true", help="ignore saved results and checkpoints"
@@ -149,9 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
         importlib.import_module(module).add_parser(sub)
 
     plot = sub.add_parser(
-        "plot", help="redraw figures and the report of a run directory from its saved results"
+        "plot",
+        help="redraw figures and the report of a run directory from its saved results",
+        description="Redraw DIR/figures/ (PNG and PDF) and DIR/report.html from the saved "
+        "results/*.json alone (no model is loaded), e.g. after upgrading depthscope or copying a "
+        "run directory from a cluster.",
     )
-    plot.add_argument("run_dir", type=Path)
+    plot.add_argument("run_dir", type=Path, help="a run directory written by depthscope analyze")
     return parser
 
 
@@ -161,7 +191,8 @@ def _parse_overrides(items: list[str]) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise DepthscopeError(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key.strip().replace("-", "_")] = value.strip()
+        prefix, dot, name = key.strip().rpartition(".")
+        overrides[f"{prefix}{dot}{name.replace('-', '_')}"] = value.strip()
     return overrides
 
 
@@ -207,53 +238,182 @@ def _default_out(model: str) -> Path:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from depthscope.data.sources import load_examples
-    from depthscope.models.loading import load_model
-    from depthscope.progress import RichProgress
-    from depthscope.runner import (
-        RunRequest,
-        check_overrides,
-        default_data,
-        resolve_analyses,
-        run_analyses,
-    )
+    from depthscope.distributed import init_distributed
+    from depthscope.models.placement import resolve_placement
+    from depthscope.rundir import RunDir, friendly_os_errors
+    from depthscope.runner import plan_groups
+
+    request, notices = _analyze_request(args)
+    groups = plan_groups(request)  # data problems surface here, before anything loads
+    run_dir = RunDir(request.out)
+    run_dir.check()  # --out writable and ours, before anything is written
+    started = time.perf_counter()
+    with friendly_os_errors(request.out), init_distributed(args.device) as dist:
+        placement = resolve_placement(
+            args.device,
+            args.device_map,
+            local_rank=dist.local_rank,
+            local_world_size=dist.local_world_size,
+        )
+        run = _run_analyses(args, request, groups, notices, run_dir, placement, dist)
+    if not dist.is_main:
+        return 0
+    _report_end(request, run, time.perf_counter() - started, plots=not args.no_plots)
+    return 0
+
+
+def _analyze_request(args: argparse.Namespace):
+    """The run asked for, with a preset folded in; returns it and the preset's notices."""
+    from depthscope.runner import RunRequest, resolve_analyses
 
     if args.n is not None and args.n < 1:
         raise DepthscopeError("-n must be at least 1")
-    if args.batch_size < 1:
-        raise DepthscopeError("--batch-size must be at least 1")
+    if args.batch_size != "auto" and args.batch_size < 1:
+        raise DepthscopeError("--batch-size must be at least 1 (or auto)")
     names = resolve_analyses([a.strip() for a in args.analyses.split(",") if a.strip()])
     overrides = _parse_overrides(args.overrides)
-    check_overrides(names, overrides)
-    data = args.data or default_data(names)
-    examples = load_examples(data, args.n, seed=args.seed)
-    out = args.out or _default_out(args.model)
-    with RichProgress() as progress:
-        progress.note(f"loading {args.model}")
-        lm = load_model(
-            args.model, device=args.device, dtype=args.dtype, device_map=args.device_map
+    request = RunRequest(
+        analyses=names,
+        data=args.data,
+        n=args.n if args.n is not None else 10,
+        out=args.out or _default_out(args.model),
+        seed=args.seed,
+        batch_size=64 if args.batch_size == "auto" else args.batch_size,
+        overrides=overrides,
+        fresh=args.fresh,
+    )
+    notices = _apply_preset(args, request, overrides) if args.preset else []
+    return request, notices
+
+
+def _run_analyses(args, request, groups, notices, run_dir, placement, dist):
+    """Plan (no weights), then load and run what is not up to date; rank 0 owns the directory."""
+    import contextlib
+
+    from depthscope.models.loading import load_model
+    from depthscope.progress import Progress, make_progress
+    from depthscope.runner import Run, check_context, describe_model
+
+    display = make_progress() if dist.is_main else contextlib.nullcontext(Progress())
+    with display as progress, contextlib.ExitStack() as held:
+        for notice in notices:
+            progress.note(notice)
+        if not dist.is_main:
+            dist.barrier()  # rank 0 fetches built-in models into the cache first
+        info = describe_model(args.model, args.dtype, placement.device)
+        if dist.is_main:
+            dist.barrier()
+            held.enter_context(run_dir.lock(progress))
+            identity = info.identity
+            changed = run_dir.claim(
+                identity["fingerprint"], identity["name"], identity.get("source")
+            )
+            if changed:
+                progress.note(changed)
+        run = Run(request, groups, info.identity, info.tokenizer, progress, dist=dist)
+        run.plan(vocab_size=info.vocab_size)
+        dist.check_same(
+            "the run (model, prompts, settings, what is up to date)",
+            {n: [p.key, p.status] for n, p in run.planned.items()},
         )
-        progress.note(
-            f"{lm.name}: {lm.n_layers} layers, d={lm.d_model}, {lm.identity['dtype']} on {lm.device}; "
-            f"{len(examples)} prompts from {data}"
-        )
-        request = RunRequest(
-            analyses=names,
-            data=data,
-            n=args.n,
-            out=out,
-            seed=args.seed,
-            batch_size=args.batch_size,
-            overrides=overrides,
-            fresh=args.fresh,
-        )
-        run = run_analyses(lm, examples, request, progress)
-    for name in names:
+        check_context(groups, info.context_limit, info.identity.get("name", args.model))
+        if not run.all_up_to_date:
+            progress.note(f"loading {args.model}")
+            lm = load_model(
+                args.model,
+                device=placement.device,
+                dtype=args.dtype,
+                device_map=placement.device_map,
+                info=info,
+                max_memory=placement.max_memory,
+                offload_folder=str(request.out / "offload") if placement.offloads_to_disk else None,
+            )
+            sources = ", ".join(f"{len(g.prompts)} prompts from {g.data}" for g in groups)
+            progress.note(
+                f"{lm.name}: {lm.n_layers} layers, d={lm.d_model}, {lm.identity['dtype']} on "
+                f"{lm.device}; {sources}; {dist.describe()}"
+            )
+            _size_batches(args, request, lm, groups, progress)
+            run.execute(lm)
+    return run
+
+
+def _report_end(request, run, seconds: float, *, plots: bool) -> None:
+    """Statuses, skipped prompts, the verdict, figures and report, total and load time."""
+    from depthscope.summary import summary_lines, write_summary
+
+    for name in request.analyses:
         print(f"  {name:<16} {run.status[name]:<24} {run.timings.get(name, 0.0):8.1f} s")
-    if not args.no_plots:
+    for name, summary in run.skips.items():
+        print(f"  note: {name}: {summary}")
+    out = request.out
+    for line in summary_lines(write_summary(out)):
+        print(line)
+    if run.all_up_to_date:
+        print(
+            "nothing to compute: every result matches this command; the model was not loaded "
+            "(--fresh recomputes)"
+        )
+    if plots:
         _plot(out)
-    print(f"results in {out}/ (run.json, results/, figures/, report.html)")
-    return 0
+    load = run.identity.get("load_seconds")
+    loaded = (
+        f" (model load {load:.1f} s)"
+        if isinstance(load, int | float) and not run.all_up_to_date
+        else ""
+    )
+    print(f"done in {seconds:.1f} s{loaded}; results in {out}/")
+
+
+def _batch_size(text: str) -> int | str:
+    """argparse type of --batch-size: a positive integer or "auto"."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)  # the range is checked with the other settings, in one clear line
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer or auto, got {text!r}"
+        ) from None
+
+
+def _size_batches(args: argparse.Namespace, request, lm, groups, progress) -> None:
+    """Resolve --batch-size auto from free GPU memory, and say what a CPU run will need."""
+    from depthscope.engine.memory import auto_batch_size, available_memory, estimate_run
+
+    lengths = [len(s) for g in groups for s in g.prompts.sequences]
+    if args.batch_size == "auto":
+        request.batch_size = auto_batch_size(lm.model, max(lengths))
+    if lm.device.type == "cpu":
+        estimate = estimate_run(
+            lm.model, lengths, prompt_batch=request.prompt_batch, batch_size=request.batch_size
+        )
+        progress.note(estimate.describe(available_memory()))
+
+
+def _apply_preset(args: argparse.Namespace, request, overrides: dict[str, str]) -> list[str]:
+    """Fold ``--preset`` into the request (explicit options win); returns notices to print."""
+    import dataclasses
+
+    from depthscope.analyses import analysis_class
+    from depthscope.presets import apply_preset
+
+    choices = apply_preset(
+        args.preset,
+        request.analyses,
+        data=args.data,
+        n=args.n,
+        overrides=overrides,
+        settings_of=lambda name: {
+            f.name for f in dataclasses.fields(analysis_class(name).Settings)
+        },
+    )
+    request.per_analysis = {name: (c.data, c.n) for name, c in choices.items()}
+    request.overrides = {
+        **{k: v for c in choices.values() for k, v in c.settings.items()},
+        **overrides,
+    }
+    return [c.notice for c in choices.values() if c.notice]
 
 
 def _plot(run_dir: Path) -> None:
@@ -266,10 +426,9 @@ def _plot(run_dir: Path) -> None:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    if not args.run_dir.is_dir():
-        raise DepthscopeError(
-            f"run directory {args.run_dir} does not exist; pass the --out of an analyze run"
-        )
+    from depthscope.rundir import RunDir
+
+    RunDir(args.run_dir).require_run()
     _plot(args.run_dir)
     return 0
 
@@ -299,7 +458,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    _quiet_libraries()
+    if not args.verbose:
+        _quiet_libraries()
     keep_freed_memory()
     handlers = {
         "models": lambda: cmd_models(),
@@ -308,13 +468,18 @@ def main(argv: list[str] | None = None) -> int:
         "plot": lambda: cmd_plot(args),
     }
     handler = handlers.get(args.command) or (lambda: args.handler(args))
+    from depthscope.runner import RunInterrupted
+
     try:
         return handler()
+    except RunInterrupted as exc:
+        print(f"depthscope: {exc}", file=sys.stderr)
+        return 130
     except DepthscopeError as exc:
         print(f"depthscope: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("depthscope: interrupted; rerun the same command to resume", file=sys.stderr)
+        print("depthscope: interrupted", file=sys.stderr)
         return 130
 
 

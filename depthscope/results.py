@@ -1,84 +1,28 @@
 """Result documents: versioned JSON with the numbers and everything needed to interpret them.
 
-A result file alone is enough to redraw its figure and to compare two models: it carries the
+A result file alone is enough to redraw its figures and to compare two models: it carries the
 analysis name, schema version, model identity, settings, prompt and token counts and the data.
-Files are written atomically (temp file + rename), so an interrupted run never leaves a torn file.
+The same :class:`Result` object is what ``depthscope analyze`` saves and what
+``depthscope.analyze(...)`` returns: ``.plot()``, ``.numbers()``, ``.to_pandas()``,
+``.save(dir)``, and it shows itself in a notebook.
 """
 
 from __future__ import annotations
 
+import base64
+import html
 import json
-import math
-import os
-import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
-
 from depthscope.errors import DepthscopeError
+from depthscope.files import atomic_write_bytes, atomic_write_json, to_jsonable
+
+__all__ = ["Result", "SCHEMA_VERSION", "atomic_write_bytes", "atomic_write_json", "to_jsonable"]
 
 SCHEMA_VERSION = 1
-
-# The paper's order (E2..E10): how results are listed in reports and `--help`.
-PAPER_ORDER = (
-    "contributions",
-    "current-effects",
-    "future-effects",
-    "logit-lens",
-    "local-effects",
-    "igrad",
-    "erasure",
-    "depth-score",
-    "linear-map",
-)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see either the old file or the complete new one.
-
-    The file gets the mode a plain ``open(path, "w")`` would give (``0o666`` less the umask), not
-    the private ``0o600`` of a temporary file, so labmates and web servers can read reports.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, payload: object) -> None:
-    text = json.dumps(to_jsonable(payload), indent=1, sort_keys=False, allow_nan=False)
-    atomic_write_bytes(path, (text + "\n").encode())
-
-
-def to_jsonable(value: object) -> object:
-    """Tensors and numpy arrays become nested lists (layer index first); NaN becomes null."""
-    if isinstance(value, torch.Tensor):
-        return to_jsonable(value.detach().cpu().double().tolist())
-    if hasattr(value, "tolist") and not isinstance(value, str | bytes):
-        return to_jsonable(value.tolist())
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+TIDY_COLUMNS = ("analysis", "quantity", "prompt", "layer", "layer2", "position", "value")
 
 
 @dataclass
@@ -93,6 +37,8 @@ class Result:
     data: dict
     schema_version: int = SCHEMA_VERSION
     extra: dict = field(default_factory=dict)
+
+    # ------------------------------------------------------------ files
 
     def to_json(self) -> dict:
         doc = asdict(self)
@@ -109,11 +55,35 @@ class Result:
         ordered.update(extra)
         return to_jsonable(ordered)
 
-    def save(self, path: Path) -> None:
+    def save(self, target: str | Path, *, figures: bool = True) -> Path:
+        """Write the result; returns the JSON file written.
+
+        ``target`` ending in ``.json`` is that file. Anything else is a run directory: the result
+        goes to ``target/results/<analysis>.json`` and, with ``figures``, its figures to
+        ``target/figures/`` (PNG and PDF), so ``depthscope plot target`` can build the report.
+        """
+        target = Path(target)
+        if target.suffix == ".json":
+            atomic_write_json(target, self.to_json())
+            return target
+        from depthscope.rundir import RunDir
+
+        run_dir = RunDir(target)
+        run_dir.check()  # never into a folder depthscope did not write
+        model = self.model if isinstance(self.model, dict) else {}
+        fingerprint = model.get("fingerprint") or _digest(model)
+        run_dir.claim(fingerprint, str(model.get("name", "model")), model.get("source"))
+        path = target / "results" / f"{self.analysis}.json"
         atomic_write_json(path, self.to_json())
+        if figures:
+            from depthscope.figures.common import save_figure
+
+            for key, fig in self.plot().items():
+                save_figure(fig, target / "figures" / f"{self.analysis}_{key}")
+        return path
 
     @classmethod
-    def load(cls, path: Path) -> Result:
+    def load(cls, path: str | Path) -> Result:
         path = Path(path)
         try:
             doc = json.loads(path.read_text())
@@ -121,20 +91,160 @@ class Result:
             raise DepthscopeError(
                 f"result file {path} does not exist; run `depthscope analyze` first"
             ) from None
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            why = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8 text"
             raise DepthscopeError(
-                f"result file {path} is not valid JSON ({exc.msg}); rerun the analysis"
+                f"result file {path} is not valid JSON ({why}); rerun the analysis"
             ) from None
+        except IsADirectoryError:
+            raise DepthscopeError(f"{path} is a directory, not a result file") from None
         known = {"analysis", "schema_version", "model", "settings", "n_prompts", "n_tokens", "data"}
-        missing = known - doc.keys()
-        if missing:
+        if not isinstance(doc, dict) or known - doc.keys():
+            missing = sorted(known - doc.keys()) if isinstance(doc, dict) else sorted(known)
             raise DepthscopeError(
-                f"result file {path} lacks {sorted(missing)}; it was not written by depthscope"
+                f"result file {path} lacks {missing}; it was not written by depthscope"
             )
-        if doc["schema_version"] > SCHEMA_VERSION:
+        if not isinstance(doc["schema_version"], int) or doc["schema_version"] > SCHEMA_VERSION:
             raise DepthscopeError(
                 f"result file {path} has schema {doc['schema_version']}, newer than this depthscope "
                 f"({SCHEMA_VERSION}); upgrade depthscope"
             )
         extra = {k: v for k, v in doc.items() if k not in known}
         return cls(**{k: doc[k] for k in known}, extra=extra)
+
+    # ------------------------------------------------------------ reading it
+
+    def card(self):
+        """The analysis card that knows how to draw and summarise this result (None if unknown)."""
+        from depthscope.analyses import card
+
+        return card(self.analysis)
+
+    def plot(self) -> dict:
+        """Every figure of this result, ``{key: matplotlib Figure}`` (shown inline in notebooks)."""
+        card = self.card()
+        if card is None:
+            raise DepthscopeError(f"no figures are defined for analysis {self.analysis!r}")
+        try:
+            return card.draw(self)
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise DepthscopeError(
+                f"cannot draw {self.analysis}: its data is incomplete or malformed "
+                f"({type(exc).__name__}: {exc}); rerun the analysis with this depthscope version"
+            ) from exc
+
+    def numbers(self) -> list[str]:
+        """A few sentences with the numbers that summarise this result."""
+        card = self.card()
+        if card is None:
+            return []
+        try:
+            return card.numbers(self)
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            return [f"(key numbers unavailable: {type(exc).__name__}: {exc})"]
+
+    def tidy(self) -> Iterator[dict]:
+        """Every number of ``data`` as one row: quantity, [prompt], layer, [layer2 | position], value.
+
+        The second axis of a matrix is ``layer2`` for layer × layer maps and ``position`` for
+        layer × token maps (the card says which). Strings (tokens) are left out.
+        """
+        card = self.card()
+        second = getattr(card, "second_axis", "layer2") if card else "layer2"
+        yield from _tidy(self.analysis, self.data, (), None, second)
+
+    def to_pandas(self):
+        """:meth:`tidy` as a pandas DataFrame (``pip install pandas``)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise DepthscopeError(
+                "to_pandas needs pandas; install it with `pip install pandas`"
+            ) from None
+        return pd.DataFrame(list(self.tidy()), columns=list(TIDY_COLUMNS))
+
+    def _repr_html_(self) -> str:
+        card = self.card()
+        title = card.heading() if card else self.analysis
+        model = self.model.get("name", "model") if isinstance(self.model, dict) else "model"
+        parts = [
+            f"<h3>{html.escape(title)}</h3>",
+            f"<p>{html.escape(str(model))} · {self.n_prompts} prompts, {self.n_tokens} tokens</p>",
+        ]
+        numbers = self.numbers()
+        if numbers:
+            parts.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in numbers) + "</ul>")
+        try:
+            figures = list(self.plot().items())[:2]
+        except DepthscopeError:
+            figures = []
+        if figures:
+            from depthscope.figures.common import figure_bytes
+
+            for key, fig in figures:
+                data = base64.b64encode(figure_bytes(fig, "png")).decode("ascii")
+                parts.append(
+                    f"<img src='data:image/png;base64,{data}' alt='{html.escape(key)}' "
+                    "style='max-width:48%;margin-right:1%'>"
+                )
+        return "\n".join(parts)
+
+
+def _digest(model: dict) -> str:
+    """A stand-in fingerprint for results whose model identity carries none."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(model, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _tidy(analysis: str, value: object, path: tuple, prompt: object, second: str) -> Iterator[dict]:
+    """Rows for a JSON-like value at ``path`` (keys joined by "." give the quantity)."""
+    value = to_jsonable(value)
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            yield from _tidy(analysis, sub, (*path, str(key)), prompt, second)
+        return
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        for index, entry in enumerate(value):  # per-prompt entries
+            owner = entry.get("prompt", index)
+            rest = {k: v for k, v in entry.items() if k != "prompt"}
+            yield from _tidy(analysis, rest, path, owner, second)
+        return
+    yield from _numeric_rows(analysis, ".".join(path), value, prompt, second)
+
+
+def _numeric_rows(
+    analysis: str, quantity: str, value: object, prompt: object, second: str
+) -> Iterator[dict]:
+    def row(layer=None, other=None, number=None) -> dict:
+        return {
+            "analysis": analysis,
+            "quantity": quantity,
+            "prompt": prompt,
+            "layer": layer,
+            "layer2": other if second == "layer2" else None,
+            "position": other if second == "position" else None,
+            "value": float("nan") if number is None else float(number),
+        }
+
+    if _is_number(value):
+        yield row(number=value)
+    elif isinstance(value, list) and all(_is_number(v) for v in value):
+        for layer, number in enumerate(value):
+            yield row(layer, number=number)
+    elif isinstance(value, list) and all(
+        isinstance(r, list) and all(_is_number(v) for v in r) for r in value
+    ):
+        for layer, values in enumerate(value):
+            for other, number in enumerate(values):
+                yield row(layer, other, number)
+    elif isinstance(value, list):  # lists of per-prompt matrices (e.g. erasure maps)
+        for index, item in enumerate(value):
+            if isinstance(item, list):
+                yield from _numeric_rows(
+                    analysis, quantity, item, index if prompt is None else prompt, second
+                )
+
+
+def _is_number(value: object) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))

@@ -1,40 +1,46 @@
-"""`depthscope analyze`: load, tokenise, run analyses with checkpoints, save results and figures.
+"""`depthscope analyze`: plan, load, run analyses with checkpoints, save results.
 
-A run directory holds ``run.json`` (what ran, on what, how long), ``results/<analysis>.json`` and
-``figures/``. After every prompt batch each analysis's statistics are checkpointed atomically to
-``state/<analysis>.pt``; rerunning the same command skips finished analyses and resumes unfinished
-ones from their last checkpoint. A checkpoint or result only counts when its fingerprint (model,
-prompts, seed, settings) matches the current command, so changed inputs are never mixed.
+A run directory holds ``run.json`` (what ran, on what, how long — for every analysis the directory
+holds), ``results/<analysis>.json`` and ``figures/``. The run is planned before the model loads:
+analyses, settings, prompts and each result's fingerprint (model identity, prompts, seed,
+settings). Analyses whose saved result has the current fingerprint are up to date; when all are,
+the model is never loaded. The others run from their last checkpoint: after every prompt each
+analysis's state is kept as data (:mod:`depthscope.engine.state`), written to
+``state/<analysis>.safetensors`` at most every :data:`CHECKPOINT_SECONDS` and always when the run
+stops (Ctrl-C, SIGTERM), so an interrupted run loses at most the prompt in progress.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import io
 import json
 import platform
+import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
-from depthscope.analyses import PAPER_ORDER, REGISTRY, Analysis, RunOptions
-from depthscope.analyses.base import make_settings, settings_dict
+from depthscope.analyses import Analysis, RunOptions, analysis_class, default_run, runnable
+from depthscope.analyses.base import RunContext, make_settings, settings_dict, split_overrides
 from depthscope.analyses.prompts import PromptSet
-from depthscope.analyses.run import feed
+from depthscope.analyses.run import Job, feed
 from depthscope.data.example import Example
-from depthscope.engine.batch import tokenize
+from depthscope.engine.memory import is_out_of_memory
+from depthscope.engine.state import state_from_bytes, state_to_bytes
 from depthscope.errors import DepthscopeError
+from depthscope.files import atomic_write_bytes, atomic_write_json
 from depthscope.models.loading import LoadedModel
 from depthscope.progress import Progress
-from depthscope.results import Result, atomic_write_bytes, atomic_write_json
+from depthscope.results import Result
 
-ANALYSIS_ORDER = PAPER_ORDER[:5]  # what `--analyses all` runs
+CHECKPOINT_SECONDS = 5.0  # write a checkpoint after a prompt at most this often
+HISTORY = 20  # commands remembered in run.json
 
 
 @dataclass
@@ -42,7 +48,7 @@ class RunRequest:
     """Everything `depthscope analyze` was asked to do."""
 
     analyses: list[str]
-    data: str
+    data: str | None  # None: each analysis's own default data
     n: int | None
     out: Path
     seed: int = 0
@@ -50,49 +56,45 @@ class RunRequest:
     prompt_batch: int = 4
     overrides: dict[str, str] = field(default_factory=dict)
     fresh: bool = False
-
-
-def default_data(names: Sequence[str]) -> str:
-    """The data a run uses when none is given: what suits the requested analyses."""
-    from depthscope.data.sources import DEFAULT_SOURCE
-
-    if set(names) <= {"igrad", "erasure"}:
-        return "builtin:paper"  # the paper's two hand-written prompts; IG is costly per prompt
-    if set(names) == {"depth-score"}:
-        return "builtin:hops"
-    return DEFAULT_SOURCE
+    # per analysis (data, n) chosen by a preset; --data/-n are already folded in
+    per_analysis: dict[str, tuple[str, int | None]] = field(default_factory=dict)
 
 
 def resolve_analyses(names: Sequence[str]) -> list[str]:
     """Expand ``all`` and check names, keeping the paper's order."""
-    wanted = []
+    order = runnable()
+    wanted = set()
     for name in names:
         if name == "all":
-            wanted.extend(n for n in ANALYSIS_ORDER if n in REGISTRY)
-        elif name in REGISTRY:
-            wanted.append(name)
+            wanted.update(default_run())
+        elif name in order:
+            wanted.add(name)
         else:
             raise DepthscopeError(
-                f"unknown analysis {name!r}; choose from {', '.join(REGISTRY)} or all"
+                f"unknown analysis {name!r}; choose from {', '.join(order)} or all"
             )
-    return list(dict.fromkeys(wanted))
+    if not wanted:
+        raise DepthscopeError(f"no analysis requested; choose from {', '.join(order)} or all")
+    return [name for name in order if name in wanted]
 
 
-def check_overrides(names: Sequence[str], overrides: dict[str, str]) -> None:
-    """Every ``--set key=value`` must be a setting of at least one requested analysis."""
-    import dataclasses
-
-    known = {f.name for n in names for f in dataclasses.fields(REGISTRY[n].Settings)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise DepthscopeError(
-            f"unknown setting(s) {', '.join(unknown)} for {', '.join(names)}; "
-            f"valid: {', '.join(sorted(known))}"
-        )
+def data_for(name: str, request: RunRequest) -> tuple[str, int | None]:
+    """The data and prompt count an analysis runs on: a preset's choice, else ``--data`` if given,
+    else the analysis's own default data; ``-n`` prompts."""
+    if name in request.per_analysis:
+        return request.per_analysis[name]
+    return request.data or analysis_class(name).default_data, request.n
 
 
 def fingerprint(parts: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def model_key(identity: dict) -> str:
+    """The parts of a model's identity that decide whether saved results belong to it."""
+    from depthscope.models.identity import model_fingerprint
+
+    return identity.get("fingerprint") or model_fingerprint(identity)
 
 
 def package_versions() -> dict:
@@ -112,66 +114,197 @@ def package_versions() -> dict:
     }
 
 
-def _save_state(path: Path, payload: dict) -> None:
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _load_state(path: Path, key: str) -> dict | None:
-    if not path.exists():
-        return None
+# ---------------------------------------------------------------- checkpoints
+
+
+def _save_state(path: Path, blob: bytes) -> None:
+    atomic_write_bytes(path, blob)
+
+
+class Checkpoints:
+    """Per-analysis state files: the newest state is kept in memory and written at most every
+    :data:`CHECKPOINT_SECONDS`, and always on :meth:`flush` (end or interruption of a run)."""
+
+    def __init__(self, folder: Path, suffix: str, progress: Progress) -> None:
+        self.folder, self.suffix, self.progress = folder, suffix, progress
+        self.pending: dict[str, bytes] = {}
+        self.written_at: dict[str, float] = {}
+        self.saved_prompts: dict[str, int] = {}
+
+    def path(self, name: str) -> Path:
+        return self.folder / f"{name}{self.suffix}.safetensors"
+
+    def load(self, name: str, key: str) -> tuple[object, dict] | None:
+        """``(state, meta)`` of a checkpoint made for ``key``; unreadable ones are reported and ignored."""
+        stale = self.folder / f"{name}.pt"
+        if stale.exists():
+            self.progress.note(
+                f"{name}: ignoring {stale} (an old pickle checkpoint is never loaded); recomputing"
+            )
+        path = self.path(name)
+        if not path.exists():
+            return None
+        try:
+            state, meta = state_from_bytes(path.read_bytes())
+        except (OSError, ValueError, TypeError) as exc:
+            self.progress.note(f"{name}: checkpoint {path} could not be read ({exc}); recomputing")
+            return None
+        return (state, meta) if meta.get("fingerprint") == key else None
+
+    def update(self, name: str, state: object, meta: dict) -> None:
+        self.pending[name] = state_to_bytes(state, meta)
+        self.saved_prompts.setdefault(name, 0)
+        if time.monotonic() - self.written_at.get(name, float("-inf")) >= CHECKPOINT_SECONDS:
+            self._write(name, len(meta.get("done", [])))
+
+    def _write(self, name: str, n_done: int) -> None:
+        blob = self.pending.pop(name, None)
+        if blob is None:
+            return
+        _save_state(self.path(name), blob)
+        self.written_at[name] = time.monotonic()
+        self.saved_prompts[name] = n_done
+
+    def flush(self, done: dict[str, int]) -> None:
+        for name in list(self.pending):
+            self._write(name, done.get(name, 0))
+
+    def remove(self, name: str) -> None:
+        self.pending.pop(name, None)
+        self.path(name).unlink(missing_ok=True)
+
+
+class RunInterrupted(DepthscopeError):
+    """Ctrl-C or SIGTERM: finished work is saved; the message says what a rerun will resume."""
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Batch schedulers send SIGTERM before killing a job: treat it like Ctrl-C, so work is saved."""
+
+    def raise_interrupt(signum, frame):
+        raise KeyboardInterrupt
+
     try:
-        payload = torch.load(path, weights_only=False, map_location="cpu")
-    except Exception:  # a damaged checkpoint only costs the work since it was written
-        return None
-    return payload if payload.get("fingerprint") == key else None
+        previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
-def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+# ---------------------------------------------------------------- the run
+
+
+@dataclass
+class Group:
+    """Analyses that run on the same prompts (traced once for all of them)."""
+
+    data: str
+    examples: list[Example]
+    names: list[str]
+    prompts: PromptSet | None = None
+
+
+@dataclass
+class Planned:
+    """One analysis of the run: its settings, fingerprint and what is to be done."""
+
+    name: str
+    group: Group
+    settings: object
+    key: str
+    status: str = "pending"
+
+
+class SingleProcess:
+    """The distributed interface of a plain run: one rank that does everything."""
+
+    rank, world_size, is_main = 0, 1, True
+
+    def shard_prompts(self, lengths: list[int]) -> list[int]:
+        return list(range(len(lengths)))
+
+    def merge_on_main(self, state: object) -> object:
+        return state
 
 
 class Run:
     """One `analyze` invocation over a run directory."""
 
     def __init__(
-        self, lm: LoadedModel, examples: list[Example], request: RunRequest, progress: Progress
-    ):
-        self.lm = lm
-        self.examples = examples
+        self,
+        request: RunRequest,
+        groups: list[Group],
+        identity: dict,
+        tokenizer,
+        progress: Progress,
+        *,
+        dist=None,
+    ) -> None:
         self.request = request
+        self.groups = groups
+        self.identity = identity
+        self.tokenizer = tokenizer
         self.progress = progress
+        self.dist = dist or SingleProcess()
         self.out = Path(request.out)
-        self.prompts = PromptSet.from_examples(lm.tokenizer, examples)
-        self.sequences = self.prompts.sequences
-        self.n_tokens = self.prompts.n_tokens
         self.timings: dict[str, float] = {}
         self.status: dict[str, str] = {}
-        self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.skips: dict[str, str] = {}
+        self.started = _now()
+        self.planned: dict[str, Planned] = {}
+        suffix = f".rank{self.dist.rank}" if self.dist.world_size > 1 else ""
+        self.checkpoints = Checkpoints(self.out / "state", suffix, progress)
+        self.total_seconds = 0.0
 
-    def key(self, name: str, settings: object) -> str:
-        ident = self.lm.identity
-        return fingerprint(
-            {
-                "analysis": name,
-                "model": [
-                    ident.get("name"),
-                    ident.get("source"),
-                    ident.get("file_sha256"),
-                    ident.get("dtype"),
-                ],
-                "tokens": hashlib.sha256(json.dumps(self.sequences).encode()).hexdigest(),
-                "seed": self.request.seed,
-                "settings": settings_dict(settings),
-            }
-        )
+    # ------------------------------------------------------------ planning
+
+    def plan(self, vocab_size: int | None = None) -> None:
+        """Tokenise, build settings and fingerprints, and mark up-to-date analyses (no model)."""
+        per_analysis = split_overrides(self.request.analyses, self.request.overrides)
+        for group in self.groups:
+            group.prompts = PromptSet.from_examples(self.tokenizer, group.examples)
+            tokens = hashlib.sha256(json.dumps(group.prompts.sequences).encode()).hexdigest()
+            for name in group.names:
+                cls = analysis_class(name)
+                settings = make_settings(cls, per_analysis[name])
+                if vocab_size is not None and hasattr(settings, "check_model"):
+                    try:
+                        settings.check_model(vocab_size)
+                    except ValueError as exc:
+                        raise DepthscopeError(f"bad setting for {name}: {exc}") from None
+                key = fingerprint(
+                    {
+                        "analysis": name,
+                        "model": model_key(self.identity),
+                        "tokens": tokens,
+                        "seed": self.request.seed,
+                        "settings": settings_dict(settings),
+                    }
+                )
+                planned = Planned(name, group, settings, key)
+                if self._up_to_date(name, key):
+                    planned.status = "up to date"
+                    self.status[name] = "up to date"
+                    self.timings[name] = Result.load(self.result_path(name)).extra.get(
+                        "seconds", 0.0
+                    )
+                self.planned[name] = planned
+
+    @property
+    def all_up_to_date(self) -> bool:
+        return all(p.status == "up to date" for p in self.planned.values())
 
     def result_path(self, name: str) -> Path:
         return self.out / "results" / f"{name}.json"
-
-    def state_path(self, name: str) -> Path:
-        return self.out / "state" / f"{name}.pt"
 
     def _up_to_date(self, name: str, key: str) -> bool:
         path = self.result_path(name)
@@ -182,143 +315,276 @@ class Run:
         except DepthscopeError:
             return False
 
-    def _options_for(self, name: str, settings: object, options: RunOptions) -> RunOptions:
-        """Erasure's baseline prompts: ``baseline_n`` from its source (the run's own by default)."""
-        if name != "erasure":
-            return options
-        from depthscope.data.sources import DEFAULT_SOURCE, load_examples
+    # ------------------------------------------------------------ execution
 
-        source = settings.baseline_data or self.request.data
-        examples = load_examples(source, settings.baseline_n, seed=self.request.seed)
-        if len(examples) < settings.baseline_n:
-            self.progress.note(
-                f"erasure: {source} has only {len(examples)} prompts; baseline from {DEFAULT_SOURCE} instead"
-            )
-            source = DEFAULT_SOURCE
-            examples = load_examples(source, settings.baseline_n, seed=self.request.seed)
-        sequences = [tokenize(self.lm.tokenizer, ex.text) for ex in examples]
-        return dataclasses.replace(options, baseline_sequences=sequences, baseline_source=source)
-
-    def execute(self) -> dict:
-        """Run every requested analysis (resuming where possible) and write all outputs."""
+    def execute(self, lm: LoadedModel) -> dict:
+        """Run every analysis that is not up to date (resuming where possible) and save results."""
+        if self.all_up_to_date:
+            return self.status
+        self.identity = lm.identity
         options = RunOptions(
             seed=self.request.seed, batch_size=self.request.batch_size, progress=self.progress
         )
-        jobs: list[tuple[Analysis, dict, set[int]]] = []
-        meta: dict[str, dict] = {}
-        for name in self.request.analyses:
-            cls = REGISTRY[name]
-            settings = make_settings(cls, self.request.overrides)
-            key = self.key(name, settings)
-            if self._up_to_date(name, key):
-                self.status[name] = "up to date"
-                self.timings[name] = Result.load(self.result_path(name)).extra.get("seconds", 0.0)
+        jobs: dict[str, Job] = {}
+        for name, planned in self.planned.items():
+            if planned.status == "up to date":
                 continue
-            analysis = cls(self.lm, settings, self._options_for(name, settings, options))
-            saved = None if self.request.fresh else _load_state(self.state_path(name), key)
-            state = saved["state"] if saved else analysis.new_state()
-            done = set(saved["done"]) if saved else set()
-            self.timings[name] = saved["seconds"] if saved else 0.0
-            self.status[name] = f"resumed after {len(done)} prompts" if saved else "computed"
-            meta[name] = {"key": key, "done": done, "settings": settings}
-            jobs.append((analysis, state, done))
-        self.write_run_json(finished=False)
-        if jobs:
-            self._feed(jobs, meta)
-        for analysis, state, _ in jobs:
-            self._finish(analysis, state, meta[analysis.name])
-        self.write_run_json(finished=True)
+            analysis = analysis_class(name)(lm, planned.settings, options)
+            jobs[name] = self._job(analysis, planned)
+        if self.dist.is_main:
+            self.write_run_json("running")
+        try:
+            with _sigterm_as_interrupt():
+                for group in self.groups:
+                    group_jobs = [jobs[n] for n in group.names if n in jobs]
+                    if group_jobs:
+                        self._feed(lm, group, group_jobs)
+                for name, job in jobs.items():
+                    self._finish(job, self.planned[name])
+        except KeyboardInterrupt:
+            self._interrupted(jobs)
+        if self.dist.is_main:
+            self.write_run_json("finished")
         return self.status
 
-    def _feed(self, jobs: list, meta: dict) -> None:
-        def checkpoint(analysis: Analysis, state: dict, ids: list[int], seconds: float) -> None:
-            info = meta[analysis.name]
-            info["done"].update(ids)
-            self.timings[analysis.name] += seconds
-            _save_state(
-                self.state_path(analysis.name),
-                {
-                    "fingerprint": info["key"],
-                    "state": state,
-                    "done": sorted(info["done"]),
-                    "seconds": self.timings[analysis.name],
-                },
+    def _job(self, analysis: Analysis, planned: Planned) -> Job:
+        analysis.prepare(
+            RunContext(
+                data=planned.group.data, seed=self.request.seed, prompts=planned.group.prompts
             )
+        )
+        saved = None if self.request.fresh else self.checkpoints.load(planned.name, planned.key)
+        if saved is not None:
+            state, meta = saved
+            done = set(meta.get("done", []))
+            self.timings[planned.name] = float(meta.get("seconds", 0.0))
+            self.status[planned.name] = f"resumed after {len(done)} prompts"
+            return Job(analysis, state, done)
+        self.timings[planned.name] = 0.0
+        self.status[planned.name] = "computed"
+        return Job(analysis, analysis.new_state())
 
+    def _feed(self, lm: LoadedModel, group: Group, jobs: list[Job]) -> None:
+        def checkpoint(job: Job, ids: list[int], seconds: float) -> None:
+            name = job.analysis.name
+            self.timings[name] += seconds
+            meta = {
+                "fingerprint": self.planned[name].key,
+                "done": sorted(job.done),
+                "seconds": self.timings[name],
+            }
+            self.checkpoints.update(name, job.state, meta)
+
+        def stage(job: Job, ids: list[int]) -> None:
+            total = len(group.prompts)
+            self.progress.stage(f"{job.analysis.name} {len(job.done) + 1}/{total}")
+
+        order = self._shard(group.prompts)
         try:
             feed(
-                self.lm,
+                lm,
                 jobs,
-                self.prompts,
+                group.prompts,
                 prompt_batch=self.request.prompt_batch,
-                after_batch=checkpoint,
+                order=order,
+                after_prompts=checkpoint,
+                before_prompts=stage,
             )
         except (RuntimeError, torch.OutOfMemoryError) as exc:
-            if not _is_oom(exc):
+            # replays halve their batch by themselves; what is left is the clean pass itself
+            if not is_out_of_memory(exc):
                 raise
-            size = self.request.batch_size
+            self.checkpoints.flush({j.analysis.name: len(j.done) for j in jobs})
             raise DepthscopeError(
-                f"out of memory with --batch-size {size}; finished work is saved, retry with a "
-                f"smaller batch, e.g. --batch-size {max(1, size // 2)}"
+                f"out of memory while tracing {self.request.prompt_batch} prompts at once; finished "
+                f"work is saved: use shorter prompts, --dtype bfloat16 or --device-map to spread "
+                f"the model, then rerun to resume"
             ) from None
 
-    def _finish(self, analysis: Analysis, state: dict, info: dict) -> None:
-        data = analysis.finish(state)
+    def _shard(self, prompts: PromptSet) -> list[int]:
+        """This process's prompt ids: a contiguous block with about 1/N of the tokens (feed traces
+        whole batches, so each prompt is traced in exactly the batch of a single-process run)."""
+        return self.dist.shard_prompts([len(s) for s in prompts.sequences])
+
+    def _finish(self, job: Job, planned: Planned) -> None:
+        name = job.analysis.name
+        state = self.dist.merge_on_main(job.state)
+        if not self.dist.is_main:
+            self.checkpoints.remove(name)
+            return
+        data = job.analysis.finish(state)
+        tally = state.tally
+        if tally.skipped:
+            self.skips[name] = tally.skip_summary()
         result = Result(
-            analysis=analysis.name,
-            model=self.lm.identity,
-            settings={**settings_dict(info["settings"]), "seed": self.request.seed},
-            n_prompts=int(state.get("n_prompts", len(self.examples))),
-            n_tokens=int(state.get("n_tokens", self.n_tokens)),
+            analysis=name,
+            model=self.identity,
+            settings={**settings_dict(planned.settings), "seed": self.request.seed},
+            n_prompts=int(tally.n_prompts),
+            n_tokens=int(tally.n_tokens),
             data=data,
             extra={
-                "fingerprint": info["key"],
-                "seconds": round(self.timings[analysis.name], 3),
-                "data_source": self.request.data,
+                "fingerprint": planned.key,
+                "seconds": round(self.timings[name], 3),
+                "data_source": planned.group.data,
             },
         )
-        result.save(self.result_path(analysis.name))
-        self.state_path(analysis.name).unlink(missing_ok=True)
+        result.save(self.result_path(name))
+        self.checkpoints.remove(name)
 
-    def write_run_json(self, finished: bool) -> None:
+    def _interrupted(self, jobs: dict[str, Job]) -> None:
+        done = {name: len(job.done) for name, job in jobs.items()}
+        self.checkpoints.flush(done)
+        saved = {n: k for n, k in self.checkpoints.saved_prompts.items() if k and n in jobs}
+        finished = [n for n in jobs if self.result_path(n).exists() and n not in saved]
+        if self.dist.is_main:
+            self.write_run_json("interrupted")
+        if saved or finished:
+            parts = [f"{name}: {k} prompts" for name, k in saved.items()]
+            parts += [f"{name}: finished" for name in finished]
+            message = f"interrupted; saved {'; '.join(parts)} — rerun the same command to resume"
+        else:
+            message = "interrupted before the first prompt finished; nothing was saved to resume"
+        raise RunInterrupted(message)
+
+    # ------------------------------------------------------------ run.json
+
+    def write_run_json(self, status: str) -> None:
+        """``run.json``: this command's facts, merged with what earlier runs recorded for the other
+        analyses this directory holds (their settings, status and timings are kept)."""
+        path = self.out / "run.json"
+        old = _read_json(path)
+        analyses = [n for n in runnable() if n in set(old.get("analyses", [])) | set(self.planned)]
+        main = self.groups[0] if self.groups else None
         doc = {
             "depthscope_run": 1,
-            "status": "finished" if finished else "running",
+            "status": status,
             "started": self.started,
-            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")
-            if finished
-            else None,
+            "finished": _now() if status != "running" else None,
             "command": " ".join(sys.argv),
-            "model": self.lm.identity,
-            "data": {"source": self.request.data, "n_requested": self.request.n},
-            "n_prompts": len(self.examples),
-            "n_tokens": self.n_tokens,
+            "model": self.identity,
+            "data": {
+                "source": main.data if main else None,
+                "n_requested": self.request.n,
+            },
+            "n_prompts": len(main.prompts) if main and main.prompts is not None else 0,
+            "n_tokens": main.prompts.n_tokens if main and main.prompts is not None else 0,
             "seed": self.request.seed,
             "batch_size": self.request.batch_size,
-            "analyses": self.request.analyses,
+            "analyses": analyses,
             "settings": {
-                name: settings_dict(make_settings(REGISTRY[name], self.request.overrides))
-                for name in self.request.analyses
+                **(old.get("settings") or {}),
+                **{n: settings_dict(p.settings) for n, p in self.planned.items()},
             },
-            "status_by_analysis": self.status,
-            "timings": {name: round(t, 3) for name, t in self.timings.items()},
+            "data_by_analysis": {
+                **(old.get("data_by_analysis") or {}),
+                **{
+                    n: {
+                        "source": p.group.data,
+                        "n_prompts": len(p.group.prompts),
+                        "n_tokens": p.group.prompts.n_tokens,
+                    }
+                    for n, p in self.planned.items()
+                },
+            },
+            "status_by_analysis": {**(old.get("status_by_analysis") or {}), **self.status},
+            "timings": {
+                **(old.get("timings") or {}),
+                **{name: round(t, 3) for name, t in self.timings.items()},
+            },
+            "skipped": {**(old.get("skipped") or {}), **self.skips},
             "versions": package_versions(),
-            "device": str(self.lm.device),
+            "device": str(self.identity.get("device", "")),
             "threads": torch.get_num_threads(),
+            "world_size": self.dist.world_size,
+            "history": (
+                (old.get("history") or [])
+                + [{"command": " ".join(sys.argv), "started": self.started, "status": status}]
+            )[-HISTORY:]
+            if status != "running"
+            else (old.get("history") or [])[-HISTORY:],
         }
-        atomic_write_json(self.out / "run.json", doc)
+        atomic_write_json(path, doc)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def describe_model(spec: str, dtype: str | None, device: str = "cpu"):
+    """Resolve and check a model, load its tokenizer and config and fingerprint it: no weights."""
+    from depthscope.models.loading import inspect_model
+
+    return inspect_model(spec, dtype=dtype, device=device)
+
+
+def check_context(groups: list[Group], limit: int | None, model: str) -> None:
+    """Refuse prompts longer than the positions the model was trained for (one line, which ones)."""
+    if not limit:
+        return
+    for group in groups:
+        too_long = [i for i, s in enumerate(group.prompts.sequences) if len(s) > limit]
+        if too_long:
+            longest = max(len(group.prompts.sequences[i]) for i in too_long)
+            raise DepthscopeError(
+                f"{len(too_long)} prompt(s) of {group.data} (e.g. prompt {too_long[0]}, "
+                f"{longest} tokens) exceed {model}'s context window of {limit} positions; "
+                f"shorten them or use fewer, shorter prompts"
+            )
+
+
+def plan_groups(request: RunRequest) -> list[Group]:
+    """Load each analysis's prompts (one group per data source), before any model loads.
+
+    Analyses that measure at the answer need prompts with answers: a source without any is
+    refused here, with the fix.
+    """
+    from depthscope.data.sources import load_examples
+
+    by_source: dict[tuple[str, int | None], list[str]] = {}
+    for name in request.analyses:
+        by_source.setdefault(data_for(name, request), []).append(name)
+    groups = []
+    for (source, n), names in by_source.items():
+        examples = load_examples(source, n, seed=request.seed)
+        for name in names:
+            if analysis_class(name).requires_answer and not any(ex.answer for ex in examples):
+                raise DepthscopeError(
+                    f"{name} measures at the answer, but {source} has no prompts with answers; "
+                    f"use --data builtin:paper, a levelled source like builtin:hops, or a .jsonl "
+                    f'file with "prompt" and "answer"'
+                )
+        groups.append(Group(source, examples, names))
+    return groups
 
 
 def run_analyses(
     lm: LoadedModel, examples: list[Example], request: RunRequest, progress: Progress
 ) -> Run:
-    """Run and save; returns the :class:`Run` (status and timings per analysis)."""
+    """Run and save with a model already loaded; every analysis uses ``examples``."""
     if not examples:
         raise DepthscopeError(
             "the prompt set is empty; pass a data source with prompts (e.g. -n 10)"
         )
-    run = Run(lm, examples, request, progress)
+    data = request.data or "(given examples)"
+    run = Run(
+        request,
+        [Group(data, examples, list(request.analyses))],
+        lm.identity,
+        lm.tokenizer,
+        progress,
+    )
     started = time.perf_counter()
-    run.execute()
+    run.plan(vocab_size=_vocab(lm.model.config))
+    run.execute(lm)
     run.total_seconds = time.perf_counter() - started
     return run
+
+
+def _vocab(config) -> int | None:
+    value = getattr(config, "vocab_size", None)
+    return int(value) if isinstance(value, int) else None

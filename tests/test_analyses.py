@@ -127,3 +127,17 @@ def test_structural_facts(lm, prompts):
     local = analyze(lm, "local-effects", prompts)
     for variant in ("current", "future"):
         assert_close(torch.diagonal(torch.as_tensor(local[variant])), torch.zeros(n))
+
+
+def test_split_rules_of_the_paper():
+    from depthscope.analyses.splits import split_points
+
+    # paper §3.2 (code): multiples of 8 in [8, T - 4), shuffled, 4 of them
+    chosen = split_points(45, seed=0, prompt_id=3)
+    assert sorted(chosen) == [8, 16, 24, 32] or set(chosen) <= {8, 16, 24, 32, 40}
+    assert len(chosen) == 4 and all(t % 8 == 0 and 8 <= t < 41 for t in chosen)
+    # App. D.5: every position in [3, T - 1)
+    every = split_points(12, seed=0, prompt_id=0, count=100, stride=1, margin=1, minimum=3)
+    assert sorted(every) == list(range(3, 11))
+    # the same prompt gets the same points however the run is split
+    assert split_points(45, seed=0, prompt_id=3) == chosen

@@ -17,10 +17,10 @@ from depthscope.analyses.depth_score import (
     depth_score,
     importance_from_effects,
 )
-from depthscope.analyses.erasure import baseline_means
+from depthscope.analyses.erasure import Erasure, ErasureSettings, baseline_means
 from depthscope.analyses.igrad import IGSettings, coarse_integral_warning
 from depthscope.analyses.prompts import PromptSet
-from depthscope.analyses.run import analyze
+from depthscope.analyses.run import analyze, run_analysis
 
 LENGTHS = [9, 12, 7]
 ANSWERS = [2, 1, 3]
@@ -47,8 +47,9 @@ def test_erasure_matches_naive(lm, prompts):
     baseline = random_ids([6, 10], seed=5)
     means = naive_mean_residuals(lm, baseline)
     assert_close(baseline_means(lm, baseline), means)
-    options = RunOptions(batch_size=7, baseline_sequences=baseline)
-    data = analyze(lm, "erasure", prompts, options=options, prompt_batch=3)
+    erasure = Erasure(lm, ErasureSettings(), RunOptions(batch_size=7))
+    erasure.baseline = baseline  # instead of prepare() drawing it from a data source
+    data = run_analysis(erasure, prompts, prompt_batch=3)
     assert data["n_baseline_prompts"] == 2
     for index, ids in enumerate(prompts.sequences):
         expected = naive_erasure(lm, ids, ANSWERS[index], means)

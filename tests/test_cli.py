@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -160,3 +161,180 @@ def test_map_command_is_wired():
 
     args = build_parser().parse_args(["map", "gemma3-270m", "smollm2-135m", "--tokens", "100"])
     assert args.command == "map" and args.tokens == 100
+
+
+def test_rerun_of_an_up_to_date_run_loads_nothing_and_keeps_run_json(
+    tiny_model_dir, tmp_path, capsys, monkeypatch
+):
+    out = tmp_path / "run"
+    args = [
+        "analyze",
+        str(tiny_model_dir),
+        "-n",
+        "2",
+        "--out",
+        str(out),
+        "--no-plots",
+        "--analyses",
+        "contributions,logit-lens",
+    ]
+    assert run_cli(capsys, *args)[0] == 0
+    before = (out / "run.json").read_bytes()
+
+    def no_loading(*a, **k):
+        raise AssertionError("the model was loaded although every result is up to date")
+
+    monkeypatch.setattr("depthscope.models.loading.load_model", no_loading)
+    code, stdout, _ = run_cli(capsys, *args)
+    assert code == 0 and "the model was not loaded" in stdout
+    assert (out / "run.json").read_bytes() == before
+
+
+def test_run_json_keeps_every_analysis_of_the_directory(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["analyze", str(tiny_model_dir), "-n", "2", "--out", str(out), "--no-plots"]
+    assert run_cli(capsys, *base, "--analyses", "contributions")[0] == 0
+    assert run_cli(capsys, *base, "--analyses", "logit-lens")[0] == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["analyses"] == ["contributions", "logit-lens"]
+    assert set(run["timings"]) == set(run["settings"]) == {"contributions", "logit-lens"}
+    assert [h["status"] for h in run["history"]] == ["finished", "finished"]
+
+
+def test_redirected_output_shows_progress_lines_during_each_analysis(tiny_model_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DEPTHSCOPE_PROGRESS_SECONDS": "0"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "depthscope.cli",
+            "analyze",
+            str(tiny_model_dir),
+            "-n",
+            "2",
+            "--out",
+            str(tmp_path / "run"),
+            "--no-plots",
+            "--analyses",
+            "future-effects,logit-lens",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert all("\r" not in line for line in lines)
+    for name in ("future-effects", "logit-lens"):
+        progress = [line for line in lines if f"{name} 2/2" in line and "ETA" in line]
+        assert progress, f"no progress lines for {name}:\n{done.stderr}"
+    assert re.search(r"^\[\d\d:\d\d:\d\d\] ", lines[-1])
+
+
+def test_unqualified_setting_shared_by_two_analyses_is_refused(tiny_model_dir, capsys):
+    code, _, err = run_cli(
+        capsys,
+        "analyze",
+        str(tiny_model_dir),
+        "-n",
+        "1",
+        "--analyses",
+        "current-effects,future-effects",
+        "--set",
+        "front=0",
+    )
+    assert_one_line_error(
+        code,
+        err,
+        "ambiguous",
+        "current-effects and future-effects",
+        "--set current-effects.front=0",
+    )
+    code, _, err = run_cli(
+        capsys,
+        "analyze",
+        str(tiny_model_dir),
+        "-n",
+        "1",
+        "--analyses",
+        "logit-lens",
+        "--set",
+        "future-effects.front=0",
+    )
+    assert_one_line_error(code, err, "not among the analyses of this run")
+
+
+def test_paper_preset_offline_uses_the_closest_builtin_sources(
+    tiny_model_dir, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setattr("depthscope.presets.hub_reachable", lambda timeout=2.0: False)
+    out = tmp_path / "run"
+    code, _, err = run_cli(
+        capsys,
+        "analyze",
+        str(tiny_model_dir),
+        "--preset",
+        "paper",
+        "--out",
+        str(out),
+        "--no-plots",
+        "--analyses",
+        "contributions,future-effects",
+        "--set",
+        "future-effects.split_stride=4",
+    )
+    assert code == 0, err
+    assert "hub is unreachable" in err and "builtin:arith-words" in err
+    run = json.loads((out / "run.json").read_text())
+    by = run["data_by_analysis"]
+    assert by["contributions"]["source"] == by["future-effects"]["source"] == "builtin:arith-words"
+    assert by["contributions"]["n_prompts"] == 20 and by["future-effects"]["n_prompts"] == 10
+    settings = Result.load(out / "results" / "future-effects.json").settings
+    assert settings["n_splits"] == 4 and settings["split_stride"] == 4  # explicit --set wins
+    code, _, err = run_cli(
+        capsys,
+        "analyze",
+        str(tiny_model_dir),
+        "--preset",
+        "paper",
+        "-n",
+        "3",
+        "--data",
+        "builtin:arith-chain:2",
+        "--out",
+        str(tmp_path / "r2"),
+        "--no-plots",
+        "--analyses",
+        "logit-lens",
+    )
+    assert code == 0 and "unreachable" not in err  # explicit data needs no hub
+    assert Result.load(tmp_path / "r2" / "results" / "logit-lens.json").n_prompts == 3
+
+
+def test_verdict_in_terminal_report_and_summary_json(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, stdout, _ = run_cli(
+        capsys,
+        "analyze",
+        str(tiny_model_dir),
+        "-n",
+        "2",
+        "--out",
+        str(out),
+        "--analyses",
+        "contributions,logit-lens",
+    )
+    assert code == 0 and "verdict for" in stdout
+    assert "not measured; run:" in stdout and "future-effects" in stdout  # the missing analysis
+    summary = json.loads((out / "summary.json").read_text())
+    page = (out / "report.html").read_text()
+    assert page.index("id='verdict'") < page.index("<h2>Analyses</h2>")
+    (out / "summary.json").unlink()
+    assert run_cli(capsys, "plot", str(out))[0] == 0
+    assert json.loads((out / "summary.json").read_text()) == summary  # plot recomputes it

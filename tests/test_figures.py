@@ -16,8 +16,9 @@ import pytest
 from matplotlib.image import AxesImage
 
 from depthscope.errors import DepthscopeError
+from depthscope.figures.tokens import deepest_row
 from depthscope.report.figures import draw, plot_result, plot_run
-from depthscope.report.html import deepest_row, key_numbers, write_report
+from depthscope.report.html import key_numbers, write_report
 from depthscope.results import Result
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -559,3 +560,85 @@ def test_figures_from_a_tiny_model_run(tmp_path: Path) -> None:
     image = image_of(draw(saved)["effect_layer"])
     np.testing.assert_allclose(np.asarray(image.get_array()), np.asarray(saved.data["effect"]))
     assert write_report(tmp_path).stat().st_size > 10_000
+
+
+# ---------------------------------------------------------------- honest figures
+
+
+def title_of(fig) -> str:
+    return " ".join(ax.get_title() for ax in fig.axes) + (
+        fig._suptitle.get_text() if fig._suptitle else ""
+    )
+
+
+def test_heatmaps_say_when_values_exceed_the_colour_cap() -> None:
+    result = make_result("future-effects")
+    calm = draw(result)["effect_layer"]
+    assert "shown at the cap" not in title_of(calm)
+    assert image_of(calm).colorbar is None or image_of(calm).colorbar.extend == "neither"
+    loud = make_result("future-effects")
+    matrix = np.asarray(loud.data["effect"], dtype=float)
+    matrix[0, 1:4] = [1.5, 2.0, 3.0]  # 3 of the 36 cells exceed the 0..1 scale
+    loud.data["effect"] = matrix.tolist()
+    fig = draw(loud)["effect_layer"]
+    assert "8% of cells above 1 are shown at the cap (max 3)" in title_of(fig)
+    assert image_of(fig).colorbar.extend == "max"
+    np.testing.assert_allclose(np.asarray(image_of(fig).get_array()), matrix)  # data unchanged
+
+
+def test_norms_spanning_orders_of_magnitude_get_a_log_axis() -> None:
+    result = make_result("contributions")
+    for key in ("mean_norm_att", "mean_norm_mlp", "mean_norm_resid"):
+        result.data[key] = np.linspace(1, 20, L).tolist()  # within a factor of 20
+    assert draw(result)["mean_norms"].axes[0].get_yscale() == "linear"
+    result.data["mean_norm_resid"] = (np.logspace(0, 4, L)).tolist()  # 1 .. 10 000
+    fig = draw(result)["mean_norms"]
+    assert fig.axes[0].get_yscale() == "log" and "log scale" in title_of(fig)
+
+
+def test_clipped_bars_carry_their_own_value_at_their_position() -> None:
+    result = make_result("contributions")
+    rel = draw(result)["mean_relative_contribution"].axes[0]
+    labels = {round(t.get_position()[0]): t.get_text() for t in rel.texts}
+    tallest = np.max(
+        [np.asarray(result.data[k], dtype=float) for k in ("rel_att", "rel_mlp", "rel_layer")],
+        axis=0,
+    )
+    assert labels == {x: f"{v:.3g}" for x, v in enumerate(tallest) if v > 1.5}
+
+
+def test_per_prompt_figures_say_which_prompts_they_show() -> None:
+    result = make_result("future-effects")
+    fig = draw(result)["per_prompt_layer"]
+    assert "single prompts (all 2 prompts)" in title_of(fig)
+    many = make_result("future-effects")
+    entry = many.data["per_prompt"][0]
+    many.data["per_prompt"] = [{**entry, "prompt": p} for p in (3, 5, 8, 9, 12, 20)]
+    assert "prompts 3, 5, 8, 9 of 6" in title_of(draw(many)["per_prompt_layer"])
+
+
+def test_bar_charts_over_layers_share_one_width() -> None:
+    widths = set()
+    for analysis, keys in (
+        ("contributions", ("mean_norms", "avg_cossims")),
+        ("future-effects", ("output_change_layer",)),
+        ("logit-lens", ("kl_div", "topk_overlaps")),
+    ):
+        figures = draw(make_result(analysis))
+        widths |= {figures[key].get_figwidth() for key in keys}
+    assert widths == {6.0}
+
+
+def test_every_figure_has_a_how_to_read_caption() -> None:
+    from depthscope.analyses import card
+
+    for analysis in BUILDERS:
+        info = card(analysis)
+        for key in draw(make_result(analysis)):
+            assert info.caption(key), f"{analysis}: figure {key} has no caption"
+
+
+def test_report_shows_the_captions(tmp_path: Path) -> None:
+    make_result("logit-lens").save(tmp_path / "results" / "logit-lens.json")
+    page = write_report(tmp_path).read_text()
+    assert "falls where layers only refine the prediction" in page

@@ -43,7 +43,7 @@ def test_packed_and_unpacked_sweeps_agree(analysis, monkeypatch):
         EffectSettings(parts=("layer", "attention")) if analysis == "future-effects" else None
     )
     packed = analyze(lm, analysis, prompts, settings=settings)
-    monkeypatch.setattr("depthscope.analyses.sweep.pack_prompt", lambda *a, **k: None)
+    monkeypatch.setattr("depthscope.engine.sweep.pack_prompt", lambda *a, **k: None)
     unpacked = analyze(lm, analysis, prompts, settings=settings)
     keys = ["effect", "output_change"] if analysis == "future-effects" else ["current", "future"]
     for key in keys:

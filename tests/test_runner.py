@@ -16,6 +16,20 @@ from depthscope.results import Result
 ANALYSES = ["contributions", "future-effects", "logit-lens"]
 
 
+def interrupt_after(monkeypatch, prompts: int) -> None:
+    """Ctrl-C right after the ``prompts``-th prompt of any analysis was folded in."""
+    real_update = runner.Checkpoints.update
+    calls = []
+
+    def update_then_interrupt(self, name, state, meta):
+        real_update(self, name, state, meta)
+        calls.append(name)
+        if len(calls) == prompts:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner.Checkpoints, "update", update_then_interrupt)
+
+
 def _request(out: Path) -> runner.RunRequest:
     return runner.RunRequest(
         analyses=list(ANALYSES),
@@ -33,20 +47,11 @@ def test_interrupted_run_resumes_to_identical_results(tiny_model_dir, tmp_path, 
     reference = runner.run_analyses(lm, examples, _request(tmp_path / "a"), Progress())
     assert all(reference.status[name] == "computed" for name in ANALYSES)
 
-    saves = []
-    real_save = runner._save_state
-
-    def interrupt_after_four(path, payload):
-        real_save(path, payload)
-        saves.append(path)
-        if len(saves) == 4:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(runner, "_save_state", interrupt_after_four)
-    with pytest.raises(KeyboardInterrupt):
+    interrupt_after(monkeypatch, 4)
+    with pytest.raises(runner.RunInterrupted, match="rerun the same command to resume"):
         runner.run_analyses(lm, examples, _request(tmp_path / "b"), Progress())
-    monkeypatch.setattr(runner, "_save_state", real_save)
-    assert list((tmp_path / "b" / "state").glob("*.pt"))
+    monkeypatch.undo()
+    assert list((tmp_path / "b" / "state").glob("*.safetensors"))
     resumed = runner.run_analyses(lm, examples, _request(tmp_path / "b"), Progress())
     assert any(status.startswith("resumed") for status in resumed.status.values())
     for name in ANALYSES:
@@ -78,18 +83,12 @@ def test_resumed_igrad_still_warns_about_restored_prompts(tiny_model_dir, tmp_pa
         n=2,
         out=tmp_path / "run",
         prompt_batch=1,
-        overrides={"steps": "1", "targets": "layer"},
+        overrides={"igrad.steps": "1", "igrad.targets": "layer"},
     )
-    real_save = runner._save_state
-
-    def interrupt_after_first(path, payload):
-        real_save(path, payload)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(runner, "_save_state", interrupt_after_first)
-    with pytest.raises(KeyboardInterrupt):
+    interrupt_after(monkeypatch, 1)
+    with pytest.raises(runner.RunInterrupted):
         runner.run_analyses(lm, examples, request, Progress())
-    monkeypatch.setattr(runner, "_save_state", real_save)
+    monkeypatch.undo()
     progress = RecordingProgress()
     resumed = runner.run_analyses(lm, examples, request, progress)
     assert resumed.status["igrad"].startswith("resumed")

@@ -1,5 +1,6 @@
-"""Depth score vs difficulty (spec E9): do harder problems use later layers more?
+"""Depth score vs difficulty (E9): do harder problems use later layers more?
 
+Paper §3.6, Fig. 7.
 Per example, each layer ``s`` is skipped on the question (positions ``[front, t)``) and the effect
 is measured from the answer on (``[t, T)``), as in future-effects, with split points inside the
 answer: ``t`` = the first answer position for short answers (MQuAKE rule) or up to 4 sampled
@@ -14,27 +15,36 @@ the argmax prediction is right on every answer token.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
-from depthscope.analyses.base import Analysis, PromptBatch, register
-from depthscope.analyses.effects import AGGREGATES
-from depthscope.analyses.sweep import split_sweep
-from depthscope.engine.interventions import Knockout
-from depthscope.engine.stats import Max, Mean
+from depthscope.analyses.base import Analysis, PaperRef, PromptBatch, Tally, register
+from depthscope.analyses.effects import AGGREGATES, Aggregates, skip_sweep
+from depthscope.engine.state import state_type
+from depthscope.engine.sweep import Window, run_sweep
 from depthscope.errors import DepthscopeError
+from depthscope.figures.depth import draw_depth_score
+
+if TYPE_CHECKING:
+    from depthscope.results import Result
 
 SPLIT_RULES = ("auto", "answer-start", "in-answer")
 
 
 @dataclass
 class DepthScoreSettings:
-    split_rule: str = "auto"  # auto: in-answer when the answer has more than 4 tokens
-    n_splits: int = 4
-    split_stride: int = 4
-    front: int = 1
-    aggregate: str = "max"
+    split_rule: str = field(
+        default="auto",
+        metadata={
+            "help": "answer-start (MQuAKE), in-answer (MATH), auto: in-answer for answers over 4 tokens"
+        },
+    )
+    n_splits: int = field(default=4, metadata={"help": "in-answer: split points per example"})
+    split_stride: int = field(default=4, metadata={"help": "in-answer: offsets 0, stride, ..."})
+    front: int = field(default=1, metadata={"help": "positions before this are never skipped"})
+    aggregate: str = field(default="max", metadata={"help": "over examples: max or mean"})
 
     def __post_init__(self) -> None:
         if self.split_rule not in SPLIT_RULES:
@@ -46,7 +56,7 @@ class DepthScoreSettings:
 def answer_splits(
     length: int, answer_length: int, settings: DepthScoreSettings, seed: int, prompt_id: int
 ) -> list[int]:
-    """Split points for one example (spec E9)."""
+    """Split points for one example (paper §3.6: MQuAKE at the answer start, MATH inside it)."""
     start = length - answer_length
     offsets = list(range(0, answer_length - 4, settings.split_stride))
     rule = settings.split_rule
@@ -82,85 +92,95 @@ def teacher_forced_correct(
     return bool((logits.argmax(dim=-1) == answer_ids).all())
 
 
+@state_type
+@dataclass
+class LevelState:
+    effect: Aggregates = field(default_factory=Aggregates)
+    output: Aggregates = field(default_factory=Aggregates)
+    correct: int = 0
+    n: int = 0
+
+
+@state_type
+@dataclass
+class DepthScoreState:
+    levels: dict = field(default_factory=dict)  # level key -> LevelState
+    split_points: dict = field(default_factory=dict)
+    tally: Tally = field(default_factory=Tally)
+
+    def level(self, level: object) -> LevelState:
+        key = "all" if level is None else str(level)
+        return self.levels.setdefault(key, LevelState())
+
+
 @register
 class DepthScore(Analysis):
     name = "depth-score"
+    title = "Depth score vs problem complexity"
     description = (
         "per difficulty level: future effects inside the answer, layer importance, depth score (E9)"
     )
+    paper = PaperRef("E9", "§3.6", "Fig. 7")
     Settings = DepthScoreSettings
-    needs_answers = True
+    State = DepthScoreState
+    default_data = "builtin:hops"
+    requires_answer = True
+    captions = {
+        "effect_level": "Future effects for one difficulty level, measured from the answer on: "
+        "row = layer skipped on the question, column = later layer.",
+        "importance_layer": "Per-layer importance (mean effect on later layers) for each level, "
+        "overlaid; a harder level using more depth would shift its mass to the right.",
+        "importance_output": "Per-layer importance from the change of the answer's prediction, "
+        "per level, overlaid.",
+        "summary": "Depth score (importance-weighted mean layer) per level, with teacher-forced "
+        "accuracy above; rising bars would mean harder problems use more depth.",
+    }
 
-    def new_state(self) -> dict:
-        return {"levels": {}, "skipped": [], "split_points": {}, "n_prompts": 0, "n_tokens": 0}
-
-    def _level(self, state: dict, level: object) -> dict:
-        key = "all" if level is None else str(level)
-        if key not in state["levels"]:
-            state["levels"][key] = {
-                "effect": (Max(), Mean()),
-                "output": (Max(), Mean()),
-                "correct": 0,
-                "n": 0,
-            }
-        return state["levels"][key]
-
-    def update(self, state: dict, batch: PromptBatch) -> None:
+    def update(self, state: DepthScoreState, batch: PromptBatch) -> None:
         trace = batch.trace
         n_layers = trace.n_layers
         adapter = self.lm.adapter
-        for row, prompt_id in batch:
-            alen = batch.answer_length(prompt_id)
-            if alen is None:
-                state["skipped"].append(prompt_id)
-                continue
-            length = batch.length(row)
-            splits = answer_splits(length, alen, self.settings, self.options.seed, prompt_id)
-            state["split_points"][prompt_id] = splits
-            self.options.progress.start(f"{self.name} prompt {prompt_id}", n_layers)
-            effect, output = split_sweep(
+        for prompt in self.prompts(state, batch):
+            row, length, alen = prompt.row, prompt.length, prompt.answer_length
+            splits = answer_splits(length, alen, self.settings, self.options.seed, prompt.prompt_id)
+            state.split_points[prompt.prompt_id] = splits
+            self.options.progress.start(f"{self.name} prompt {prompt.prompt_id}", n_layers)
+            effect, output = run_sweep(
                 adapter,
                 trace,
                 row,
                 length,
-                splits,
-                self.settings.front,
-                lambda r, _trace, _prompt: Knockout(r.layers, r.positions, "layer"),
-                read_before_edit=False,
-                with_outputs=True,
-                batch_size=self.options.batch_size,
+                Window(tuple(splits), self.settings.front),
+                skip_sweep("layer"),
+                batch_size=self.options.batches,
                 progress=self.options.progress,
             )
             final = trace.resid[n_layers, row, :length]
-            level = self._level(state, batch.prompts.levels[prompt_id])
-            for stat in level["effect"]:
-                stat.add(effect)
-            for stat in level["output"]:
-                stat.add(output)
+            level = state.level(batch.prompts.levels[prompt.prompt_id])
+            level.effect.add(effect)
+            level.output.add(output)
             answer_ids = trace.input_ids[row, length - alen : length]
             with torch.no_grad():
-                level["correct"] += teacher_forced_correct(
+                level.correct += teacher_forced_correct(
                     adapter, final, answer_ids, length - alen - 1
                 )
-            level["n"] += 1
-            state["n_prompts"] += 1
-            state["n_tokens"] += length
+            level.n += 1
 
-    def finish(self, state: dict) -> dict:
-        if not state["levels"]:
+    def finish(self, state: DepthScoreState) -> dict:
+        if not state.levels:
             raise DepthscopeError(
                 "depth-score: no example has a usable answer; use a source with answers, e.g. --data builtin:hops"
             )
         levels = {}
-        for key in sorted(state["levels"], key=_level_order):
-            stats = state["levels"][key]
+        for key in sorted(state.levels, key=_level_order):
+            stats = state.levels[key]
             entry = {
-                "effect_max": stats["effect"][0].value,
-                "effect_mean": stats["effect"][1].value,
-                "output_max": stats["output"][0].value,
-                "output_mean": stats["output"][1].value,
-                "accuracy": stats["correct"] / stats["n"],
-                "n_examples": stats["n"],
+                "effect_max": stats.effect.value("max"),
+                "effect_mean": stats.effect.value("mean"),
+                "output_max": stats.output.value("max"),
+                "output_mean": stats.output.value("mean"),
+                "accuracy": stats.correct / stats.n,
+                "n_examples": stats.n,
             }
             for variant in AGGREGATES:
                 importance = importance_from_effects(entry[f"effect_{variant}"].float())
@@ -180,9 +200,30 @@ class DepthScore(Analysis):
             levels[key] = entry
         return {
             "levels": levels,
-            "split_points": state["split_points"],
-            "skipped_prompts": state["skipped"],
+            "split_points": dict(sorted(state.split_points.items())),
+            "skipped_prompts": state.tally.skipped_ids,
         }
+
+    @classmethod
+    def draw(cls, result: Result):
+        return draw_depth_score(result)
+
+    @classmethod
+    def numbers(cls, result: Result) -> list[str]:
+        lines = []
+        for level, entry in result.data["levels"].items():
+            layer, output = entry.get("depth_score_layer"), entry.get("depth_score_output")
+            accuracy = entry.get("accuracy")
+            acc = f"{accuracy:.0%}" if isinstance(accuracy, int | float) else "n/a"
+            lines.append(
+                f"level {level}: depth score {_fmt(layer)} from layer effects, {_fmt(output)} from "
+                f"output change (0-based); accuracy {acc}; n={entry.get('n_examples', '?')}"
+            )
+        return lines
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.2f}" if isinstance(value, int | float) else "n/a"
 
 
 def _level_order(key: str) -> tuple:

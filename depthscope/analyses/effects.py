@@ -1,145 +1,237 @@
 """Layer-skipping effects on later layers and on the output: current (E3) and future (E4) tokens.
 
-For every layer ``s`` the layer is skipped (``part="layer"``: its output := its input) or one of
-its sublayers is zeroed (``"attention"``/``"mlp"``) at the intervened positions, everything after
-it is recomputed, and two things are measured at the measured positions:
-``effect[s, l] = max_p ‖c_l[p] − c̄_l[p]‖ / max(‖c_l[p]‖, 1e-6)`` (relative change of each later
-layer's contribution) and ``output_change[s] = max_p ‖P[p] − P̄[p]‖₂`` (change of the output
-distribution). Current effects intervene on ``[front, T)`` and measure everywhere; future effects
-intervene on ``[front, t)`` and measure on ``[t, T)`` for sampled split points ``t``.
+Paper §3.2, Fig. 3 and 17. For every layer ``s``, the layer is skipped (``part="layer"``: its output
+:= its input) or one of its sublayers is zeroed (``"attention"``/``"mlp"``) at the intervened
+positions, everything after it is recomputed, and two things are measured at the measured positions:
+
+- ``effect[s, l] = max_p ‖c̄_l[p] − c_l[p]‖ / max(‖c_l[p]‖, 1e-6)``: the relative change of every later
+  layer's contribution (:func:`~depthscope.engine.stats.relative_change`);
+- ``output_change[s] = max_p ‖P̄[p] − P[p]‖₂``: the change of the output distribution
+  (:func:`~depthscope.engine.outputs.output_change`).
+
+Current effects intervene on ``[front, T)`` and measure everywhere; future effects intervene on
+``[front, t)`` and measure on ``[t, T)`` for sampled split points ``t``. Maxima are taken over
+positions and split points, then over prompts (``aggregate``; the other aggregate is stored too).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from depthscope.analyses.base import Analysis, PromptBatch, register
-from depthscope.analyses.splits import splits_for
-from depthscope.analyses.sweep import split_sweep
+import numpy as np
+
+from depthscope.analyses.base import Analysis, PaperRef, PromptBatch, PromptView, Tally, register
+from depthscope.analyses.splits import SplitSettings, splits_for
 from depthscope.engine.interventions import PARTS, Knockout
-from depthscope.engine.stats import Max, Mean
-from depthscope.errors import DepthscopeError
+from depthscope.engine.state import state_type
+from depthscope.engine.stats import Max, Mean, relative_change
+from depthscope.engine.sweep import Sweep, Window, run_sweep
+from depthscope.figures.common import finite_mean, first_vs_second_half
+from depthscope.figures.layers import draw_effects, effect_parts
+
+if TYPE_CHECKING:
+    from depthscope.results import Result
 
 AGGREGATES = ("max", "mean")
 
 
-@dataclass
-class EffectSettings:
-    """Conventions of spec E3/E4 (paper values by default)."""
+def skip_sweep(part: str) -> Sweep:
+    """Skip layer ``s`` (or zero one sublayer) and measure what changes downstream (paper §3.2)."""
+    return Sweep(
+        intervention=lambda rows, _trace, _prompt: Knockout(rows.layers, rows.positions, part),
+        contribution="after-edit",  # a skipped layer contributes 0 where it is skipped
+        layer_measure=relative_change,  # ‖c̄_l − c_l‖ / ‖c_l‖ for every later layer l
+        output=True,  # ‖P̄ − P‖₂ of the output distribution
+    )
 
-    parts: tuple = PARTS
-    front: int = 1  # positions before this are never intervened on (protects BOS / first token)
-    aggregate: str = "max"  # over prompts; the other is stored too
-    n_splits: int = 4  # future only: split points per prompt
-    split_stride: int = 8  # future only: split points are multiples of this ...
-    split_margin: int = 4  # ... in [stride, T - margin)
+
+@dataclass
+class EffectSettings(SplitSettings):
+    """Conventions of the paper's skip experiments (paper values by default)."""
+
+    parts: tuple = field(
+        default=PARTS, metadata={"help": "what is removed: layer (skip), attention, mlp (zeroed)"}
+    )
+    aggregate: str = field(
+        default="max", metadata={"help": "over prompts: max (paper) or mean; both are stored"}
+    )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         unknown = set(self.parts) - set(PARTS)
         if unknown:
             raise ValueError(f"parts must be among {PARTS}, got {sorted(unknown)}")
+        if not self.parts:
+            raise ValueError(f"parts must name at least one of {PARTS}")
         if self.aggregate not in AGGREGATES:
             raise ValueError(f"aggregate must be one of {AGGREGATES}, got {self.aggregate!r}")
-        if self.front < 0:
-            raise ValueError("front must be >= 0")
+
+
+@state_type
+@dataclass
+class Aggregates:
+    """Running max and mean over prompts of one quantity."""
+
+    max: Max = field(default_factory=Max)
+    mean: Mean = field(default_factory=Mean)
+
+    def add(self, value) -> None:
+        self.max.add(value)
+        self.mean.add(value)
+
+    def value(self, aggregate: str):
+        return (self.max if aggregate == "max" else self.mean).value
+
+
+@state_type
+@dataclass
+class PartState:
+    effect: Aggregates = field(default_factory=Aggregates)
+    output: Aggregates = field(default_factory=Aggregates)
+    per_prompt: list = field(default_factory=list)  # {"prompt", "effect", "output_change"}
+
+
+@state_type
+@dataclass
+class EffectsState:
+    parts: dict = field(default_factory=dict)  # part -> PartState
+    split_points: dict = field(default_factory=dict)  # prompt id -> split points
+    tally: Tally = field(default_factory=Tally)
+
+
+def later_layer_effect(effect: np.ndarray) -> np.ndarray:
+    """Mean effect of skipping ``s`` on the layers after it (NaN for the last layer)."""
+    n = effect.shape[0]
+    return np.array([finite_mean(effect[s, s + 1 :]) for s in range(n)])
 
 
 class _EffectsBase(Analysis):
     Settings = EffectSettings
+    State = EffectsState
+    in_default_run = True
     future: bool
+    captions = {
+        "effect": "Row = layer skipped, column = later layer; colour = how much that later layer's "
+        "contribution changed (1 = as large as the contribution itself). Bright cells right of the "
+        "diagonal mean later computation depends on the skipped layer.",
+        "output_change": "How much the output distribution changes (L2 distance of probabilities) "
+        "when each layer is skipped; low bars mark layers the prediction barely needs.",
+        "per_prompt": "The same map for single prompts (no max over prompts), to tell a "
+        "consistent pattern from one prompt's outlier.",
+    }
 
-    def splits_for(self, length: int, prompt_id: int) -> list[int | None]:
+    def window(self, length: int, prompt_id: int) -> Window:
         if not self.future:
-            return [None]
-        return splits_for(self.settings, length, seed=self.options.seed, prompt_id=prompt_id)
+            return Window((None,), self.settings.front)
+        splits = splits_for(self.settings, length, seed=self.options.seed, prompt_id=prompt_id)
+        return Window(tuple(splits), self.settings.front)
 
-    def new_state(self) -> dict:
-        return {
-            "parts": {
-                part: {"effect": (Max(), Mean()), "output": (Max(), Mean())}
-                for part in self.settings.parts
-            },
-            "per_prompt": {part: [] for part in self.settings.parts},
-            "split_points": {},
-            "skipped": [],
-            "n_prompts": 0,
-            "n_tokens": 0,
-        }
+    def unusable(self, prompt: PromptView) -> str | None:
+        if self.future and not self.window(prompt.length, prompt.prompt_id).splits:
+            return (
+                f"shorter than {self.settings.split_stride + self.settings.split_margin + 1} "
+                "tokens (no split point)"
+            )
+        if prompt.length <= self.settings.front:
+            return f"not longer than front={self.settings.front} (nothing to intervene on)"
+        return None
 
-    def update(self, state: dict, batch: PromptBatch) -> None:
+    def new_state(self) -> EffectsState:
+        return EffectsState(parts={part: PartState() for part in self.settings.parts})
+
+    def update(self, state: EffectsState, batch: PromptBatch) -> None:
         trace = batch.trace
-        for row, prompt_id in batch:
-            length = batch.length(row)
-            splits = self.splits_for(length, prompt_id)
-            if not splits:
-                state["skipped"].append(prompt_id)
-                continue
-            state["split_points"][prompt_id] = splits
+        for prompt in self.prompts(state, batch):
+            window = self.window(prompt.length, prompt.prompt_id)
+            state.split_points[prompt.prompt_id] = list(window.splits)
             parts = self.settings.parts
             self.options.progress.start(
-                f"{self.name} prompt {prompt_id}", trace.n_layers * len(parts)
+                f"{self.name} prompt {prompt.prompt_id}", trace.n_layers * len(parts)
             )
             for part in parts:
-                effect, output = split_sweep(
+                effect, output = run_sweep(
                     self.lm.adapter,
                     trace,
-                    row,
-                    length,
-                    splits,
-                    self.settings.front,
-                    lambda r, _trace, _prompt, part=part: Knockout(r.layers, r.positions, part),
-                    read_before_edit=False,
-                    with_outputs=True,
-                    batch_size=self.options.batch_size,
+                    prompt.row,
+                    prompt.length,
+                    window,
+                    skip_sweep(part),
+                    batch_size=self.options.batches,
                     progress=self.options.progress,
                 )
-                stats = state["parts"][part]
-                for stat, value in ((stats["effect"], effect), (stats["output"], output)):
-                    stat[0].add(value)
-                    stat[1].add(value)
-                state["per_prompt"][part].append(
-                    {"prompt": prompt_id, "effect": effect.cpu(), "output_change": output.cpu()}
+                stats = state.parts[part]
+                stats.effect.add(effect)
+                stats.output.add(output)
+                stats.per_prompt.append(
+                    {
+                        "prompt": prompt.prompt_id,
+                        "effect": effect.cpu(),
+                        "output_change": output.cpu(),
+                    }
                 )
-            state["n_prompts"] += 1
-            state["n_tokens"] += length
 
-    def finish(self, state: dict) -> dict:
-        if state["n_prompts"] == 0:
-            raise DepthscopeError(
-                f"{self.name}: no prompt was long enough for a split point "
-                f"(need more than {self.settings.split_stride + self.settings.split_margin} tokens); "
-                f"use longer prompts"
-            )
-        chosen = 0 if self.settings.aggregate == "max" else 1
+    def finish(self, state: EffectsState) -> dict:
+        self.require_some(state, "use longer prompts or a smaller front")
+        chosen = self.settings.aggregate
         data: dict = {}
-        for part, stats in state["parts"].items():
+        for part, stats in state.parts.items():
             entry = {
-                "effect": stats["effect"][chosen].value,
-                "output_change": stats["output"][chosen].value,
-                "effect_max": stats["effect"][0].value,
-                "effect_mean": stats["effect"][1].value,
-                "output_change_max": stats["output"][0].value,
-                "output_change_mean": stats["output"][1].value,
-                "per_prompt": state["per_prompt"][part],
+                "effect": stats.effect.value(chosen),
+                "output_change": stats.output.value(chosen),
+                "effect_max": stats.effect.value("max"),
+                "effect_mean": stats.effect.value("mean"),
+                "output_change_max": stats.output.value("max"),
+                "output_change_mean": stats.output.value("mean"),
+                "per_prompt": sorted(stats.per_prompt, key=lambda e: e["prompt"]),
             }
             if part == "layer":
                 data.update(entry)
             else:
                 data[part] = entry
-        data["split_points"] = state["split_points"]
-        data["skipped_prompts"] = state["skipped"]
+        data["split_points"] = dict(sorted(state.split_points.items()))
+        data["skipped_prompts"] = state.tally.skipped_ids
         return data
+
+    @classmethod
+    def draw(cls, result: Result):
+        return draw_effects(result)
+
+    @classmethod
+    def numbers(cls, result: Result) -> list[str]:
+        """First- vs second-half importance for later layers and for the output, per part."""
+        lines = []
+        for part, block in effect_parts(result.data):
+            effect = np.asarray(block["effect"], dtype=float)
+            first, second = first_vs_second_half(later_layer_effect(effect)[:-1])
+            lines.append(
+                f"{part}: mean effect on later layers when skipping a first-half vs second-half "
+                f"layer: {first:.3f} vs {second:.3f}"
+            )
+            output = np.asarray(block["output_change"], dtype=float)
+            if np.isfinite(output).any():
+                top = int(np.nanargmax(output))
+                o1, o2 = first_vs_second_half(output)
+                lines.append(
+                    f"{part}: output change, first vs second half: {o1:.3f} vs {o2:.3f}; "
+                    f"largest at layer {top} ({output[top]:.3f})"
+                )
+        return lines
 
 
 @register
 class CurrentEffects(_EffectsBase):
     name = "current-effects"
+    title = "Skipping a layer: effect on later layers and outputs, all tokens"
     description = "skip each layer on all tokens: change of later layers' contributions and of the output (E3)"
+    paper = PaperRef("E3", "§3.2", "Fig. 3a, 17a")
     future = False
 
 
 @register
 class FutureEffects(_EffectsBase):
     name = "future-effects"
+    title = "Skipping a layer: effect on future tokens"
     description = "skip each layer on past tokens only: change at future tokens (E4)"
+    paper = PaperRef("E4", "§3.2", "Fig. 3b, 17b")
     future = True

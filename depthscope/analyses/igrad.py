@@ -1,5 +1,6 @@
-"""Integrated gradients over (layer × token) (spec E7): which tokens matter at which depth.
+"""Integrated gradients over (layer × token) (E7): which tokens matter at which depth.
 
+Paper §3.5, Fig. 6a/c.
 For every layer ``l`` and target activation (``layer``: the output ``h_{l+1}``; ``attention``:
 ``a_l``; ``mlp``: ``m_l``), the objective ``F`` = sum of the teacher-forced probabilities of the
 answer tokens is attributed to the activation at every position by integrated gradients from the
@@ -13,15 +14,23 @@ integral.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
-from depthscope.analyses.base import Analysis, PromptBatch, register
+from depthscope.analyses.base import Analysis, PaperRef, PromptBatch, Tally, register
 from depthscope.engine.interventions import Replace
 from depthscope.engine.replay import replay
+from depthscope.engine.state import state_type
 from depthscope.engine.trace import Trace
+from depthscope.figures.common import finite_max
+from depthscope.figures.tokens import draw_igrad, igrad_targets, token_map_numbers
 from depthscope.models.adapters import BoundAdapter
+
+if TYPE_CHECKING:
+    from depthscope.results import Result
 
 TARGETS = ("layer", "attention", "mlp")
 # A gap above this fraction of |F(x) − F(x')|, and above GAP_FLOOR in probability, means N steps are
@@ -32,9 +41,13 @@ GAP_FLOOR = 0.01
 
 @dataclass
 class IGSettings:
-    steps: int = 256
-    block: int = 16  # interpolation steps run together as batch rows
-    targets: tuple = TARGETS
+    steps: int = field(
+        default=256, metadata={"help": "interpolation steps (paper: 256, left Riemann)"}
+    )
+    block: int = field(
+        default=16, metadata={"help": "interpolation steps run together as batch rows"}
+    )
+    targets: tuple = field(default=TARGETS, metadata={"help": "layer, attention, mlp"})
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.block < 1:
@@ -124,25 +137,39 @@ def coarse_integral_warning(
     )
 
 
+@state_type
+@dataclass
+class IGState:
+    prompts: list = field(default_factory=list)  # per prompt: tokens and, per target, the maps
+    tally: Tally = field(default_factory=Tally)
+
+
 @register
 class IntegratedGradients(Analysis):
     name = "igrad"
+    title = "Integrated gradients over layers × tokens"
     description = "integrated gradients of the answer probability over layers × tokens (E7)"
+    paper = PaperRef("E7", "§3.5", "Fig. 6a, 6c")
     Settings = IGSettings
-    needs_answers = True
+    State = IGState
+    default_data = "builtin:paper"  # the paper's two hand-written prompts; IG is costly per prompt
+    requires_answer = True
+    captions = {
+        "": "Column = input token, row = layer; colour = that token's share (signed) of the "
+        "answer's probability, attributed at the layer's output. Where columns fade, deeper layers "
+        "no longer use the token; red labels are the answer.",
+    }
 
-    def new_state(self) -> dict:
-        return {"prompts": [], "skipped": [], "n_prompts": 0, "n_tokens": 0}
-
-    def update(self, state: dict, batch: PromptBatch) -> None:
+    def update(self, state: IGState, batch: PromptBatch) -> None:
         s = self.settings
         trace = batch.trace
-        for row, prompt_id in batch:
-            alen = batch.answer_length(prompt_id)
-            length = batch.length(row)
-            if alen is None:
-                state["skipped"].append(prompt_id)
-                continue
+        for prompt in self.prompts(state, batch):
+            row, prompt_id, length, alen = (
+                prompt.row,
+                prompt.prompt_id,
+                prompt.length,
+                prompt.answer_length,
+            )
             self.options.progress.start(
                 f"{self.name} prompt {prompt_id}", len(s.targets) * trace.n_layers
             )
@@ -168,17 +195,16 @@ class IntegratedGradients(Analysis):
                     "f_input": f_inputs[0],
                     "f_baseline": f_bases,
                 }
-            state["prompts"].append(entry)
-            state["n_prompts"] += 1
-            state["n_tokens"] += length
+            state.prompts.append(entry)
 
-    def finish(self, state: dict) -> dict:
-        prompts = sorted(state["prompts"], key=lambda e: e["prompt"])
+    def finish(self, state: IGState) -> dict:
+        self.require_some(state, "use prompts with answers (e.g. --data builtin:paper)")
+        prompts = sorted(state.prompts, key=lambda e: e["prompt"])
         data: dict = {
             "prompts": [e["prompt"] for e in prompts],
             "tokens": [e["tokens"] for e in prompts],
             "answer_tokens": [e["answer_tokens"] for e in prompts],
-            "skipped_prompts": state["skipped"],
+            "skipped_prompts": state.tally.skipped_ids,
         }
         for target in self.settings.targets:
             self._warn_if_coarse(prompts, target)
@@ -208,3 +234,26 @@ class IntegratedGradients(Analysis):
                 self.options.progress.note(
                     f"igrad: prompt {entry['prompt']}, target {target}: {warning}"
                 )
+
+    @classmethod
+    def draw(cls, result: Result):
+        return draw_igrad(result)
+
+    @classmethod
+    def numbers(cls, result: Result) -> list[str]:
+        targets = igrad_targets(result)
+        if not targets:
+            return []
+        target, block = targets[0]
+        lines = token_map_numbers(result, block["attribution"], "layer")
+        if target != "layer":
+            lines = [f"{line} (target: {target})" for line in lines]
+        gaps, f_input = block.get("completeness_gap") or [], block.get("f_input") or []
+        prompts = result.data.get("prompts") or list(range(len(gaps)))
+        for index, gap in enumerate(gaps):
+            worst = finite_max(np.abs(np.asarray(gap, dtype=float)))
+            f_x = f" (F(x) = {f_input[index]:.3g})" if index < len(f_input) else ""
+            lines.append(
+                f"prompt {prompts[index]}: largest |F(x) − F(x') − ΣIG| over layers {worst:.3g}{f_x}"
+            )
+        return lines

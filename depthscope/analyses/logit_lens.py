@@ -1,23 +1,35 @@
-"""Logit lens (spec E5): how far each layer's input, read out by the final head, is from the output.
+"""Logit lens (E5): how far each layer's input, read out by the final head, is from the output.
 
-For the input ``h_l`` of every layer (row 0 is the embedding), ``q_l = softmax(head(h_l))`` is
-compared with the model's output ``P``: ``KL(q_l ‖ P)`` (direction configurable) and the overlap of
-the top-k token sets (k=5). Work is done in blocks of (layers × positions) sized so that at most
-``CHUNK_ELEMENTS`` vocabulary entries exist at once: ``[layers, tokens, vocab]`` is never held.
-Averaging follows the paper: mean over a prompt's tokens, then mean over prompts
-(``weighting="token"`` weights prompts by length instead).
+Paper §3.3, Fig. 4. For the input ``h_l`` of every layer (row 0 is the embedding),
+``q_l = softmax(head(h_l))`` is compared with the model's output ``P``: ``KL(q_l ‖ P)`` (direction
+configurable) and the overlap of the top-k token sets (k=5). Work is done in blocks of (layers ×
+positions) sized so that at most ``CHUNK_ELEMENTS`` vocabulary entries exist at once:
+``[layers, tokens, vocab]`` is never held. Averaging follows the paper: mean over a prompt's tokens,
+then mean over prompts (``weighting="token"`` weights prompts by length instead).
+
+With ``top_tokens=N`` the result also keeps, for the first ``top_prompts`` prompts, the N most likely
+tokens (and their probabilities) that every layer's readout predicts at every position, plus the
+model's own output as the last row: the per-position view logit-lens users look at first.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from depthscope.analyses.base import Analysis, PromptBatch, register
-from depthscope.analyses.outputs import CHUNK_ELEMENTS, log_probs, vocab_size
+from depthscope.analyses.base import Analysis, PaperRef, PromptBatch, Tally, register
+from depthscope.engine.outputs import CHUNK_ELEMENTS, log_probs, vocab_size
+from depthscope.engine.state import state_type
 from depthscope.engine.stats import Mean
+from depthscope.figures.common import finite_max
+from depthscope.figures.layers import draw_logit_lens
+
+if TYPE_CHECKING:
+    from depthscope.results import Result
 
 DIRECTIONS = ("lens||final", "final||lens")
 WEIGHTINGS = ("prompt", "token")
@@ -25,9 +37,23 @@ WEIGHTINGS = ("prompt", "token")
 
 @dataclass
 class LogitLensSettings:
-    k: int = 5
-    kl_direction: str = "lens||final"
-    weighting: str = "prompt"
+    k: int = field(default=5, metadata={"help": "size of the top-k sets whose overlap is measured"})
+    kl_direction: str = field(
+        default="lens||final", metadata={"help": "lens||final (paper) or final||lens"}
+    )
+    weighting: str = field(
+        default="prompt",
+        metadata={"help": "prompt: mean per prompt, then over prompts (paper); token: token-mean"},
+    )
+    top_tokens: int = field(
+        default=0,
+        metadata={
+            "help": "keep the N most likely tokens of every layer at every position (0: off)"
+        },
+    )
+    top_prompts: int = field(
+        default=4, metadata={"help": "... for this many prompts (the first ones)"}
+    )
 
     def __post_init__(self) -> None:
         if self.kl_direction not in DIRECTIONS:
@@ -36,6 +62,13 @@ class LogitLensSettings:
             raise ValueError(f"weighting must be one of {WEIGHTINGS}")
         if self.k < 1:
             raise ValueError("k must be >= 1")
+        if self.top_tokens < 0 or self.top_prompts < 0:
+            raise ValueError("top_tokens and top_prompts must be >= 0")
+
+    def check_model(self, vocab: int) -> None:
+        """Settings that depend on the model, checked before its weights load."""
+        if self.k > vocab or self.top_tokens > vocab:
+            raise ValueError(f"k and top_tokens must not exceed the vocabulary ({vocab} tokens)")
 
 
 def lens_metrics(
@@ -55,20 +88,34 @@ def lens_metrics(
     return kl, overlap
 
 
-def lens_prompt(
-    adapter, resid: torch.Tensor, k: int, direction: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-layer sums over positions of KL and overlap for one prompt's residuals ``[L+1, T, d]``."""
+@dataclass
+class LensPrompt:
+    """One prompt's lens: per-layer sums over positions, and optionally the top tokens everywhere."""
+
+    kl_sum: torch.Tensor  # [L]
+    overlap_sum: torch.Tensor  # [L]
+    top_ids: torch.Tensor | None = None  # [L+1, T, N]: layer inputs, then the model's output
+    top_probs: torch.Tensor | None = None
+
+
+def lens_prompt(adapter, resid: torch.Tensor, k: int, direction: str, top: int = 0) -> LensPrompt:
+    """The lens of one prompt's residuals ``[L+1, T, d]``, blockwise over layers and positions."""
     n_layers, length = resid.shape[0] - 1, resid.shape[1]
     budget = max(1, CHUNK_ELEMENTS // vocab_size(adapter))
     positions = min(length, budget)
     layers_per_block = max(1, budget // positions)
     kl_sum = torch.zeros(n_layers, dtype=torch.float64)
     overlap_sum = torch.zeros(n_layers, dtype=torch.float64)
+    top_ids = torch.zeros(n_layers + 1, length, top, dtype=torch.long) if top else None
+    top_probs = torch.zeros(n_layers + 1, length, top) if top else None
     for start in range(0, length, positions):
         stop = min(start + positions, length)
         final_logp = log_probs(adapter, resid[n_layers, start:stop])
         final_topk = final_logp.topk(k, dim=-1).indices
+        if top:
+            best = final_logp.topk(top, dim=-1)
+            top_ids[n_layers, start:stop] = best.indices.cpu()
+            top_probs[n_layers, start:stop] = best.values.exp().float().cpu()
         for first in range(0, n_layers, layers_per_block):
             last = min(first + layers_per_block, n_layers)
             block = resid[first:last, start:stop]
@@ -80,39 +127,105 @@ def lens_prompt(
             )
             kl_sum[first:last] += kl.sum(-1).double().cpu()
             overlap_sum[first:last] += overlap.sum(-1).double().cpu()
-    return kl_sum, overlap_sum
+            if top:
+                best = lens_logp.topk(top, dim=-1)
+                top_ids[first:last, start:stop] = best.indices.cpu()
+                top_probs[first:last, start:stop] = best.values.exp().float().cpu()
+    return LensPrompt(kl_sum, overlap_sum, top_ids, top_probs)
+
+
+@state_type
+@dataclass
+class LensState:
+    kl: Mean = field(default_factory=Mean)
+    overlap: Mean = field(default_factory=Mean)
+    tables: list = field(default_factory=list)  # per-position top tokens of the first prompts
+    tally: Tally = field(default_factory=Tally)
 
 
 @register
 class LogitLens(Analysis):
     name = "logit-lens"
+    title = "Logit lens"
     description = "KL and top-k overlap of each layer's logit-lens prediction with the output (E5)"
+    paper = PaperRef("E5", "§3.3", "Fig. 4")
     Settings = LogitLensSettings
-
-    def new_state(self) -> dict:
-        return {"kl": Mean(), "overlap": Mean(), "n_prompts": 0, "n_tokens": 0}
+    State = LensState
+    in_default_run = True
+    captions = {
+        "kl_div": "KL divergence between what each layer's input would predict (read out by the "
+        "final head) and the model's output; it falls where layers only refine the prediction.",
+        "topk_overlaps": "Share of the model's top-k tokens that each layer's readout already "
+        "ranks in its own top-k; 1 = same candidates as the output.",
+        "tokens": "Most likely token of each layer's readout at each position (text) and its "
+        "probability (colour); the last row is the model's output.",
+    }
 
     @torch.no_grad()
-    def update(self, state: dict, batch: PromptBatch) -> None:
+    def update(self, state: LensState, batch: PromptBatch) -> None:
         trace = batch.trace
+        s = self.settings
         self.options.progress.start(f"{self.name} batch", len(batch.rows))
-        for row, _ in batch:
-            length = batch.length(row)
-            kl_sum, overlap_sum = lens_prompt(
+        for prompt in self.prompts(state, batch):
+            keep = s.top_tokens if prompt.prompt_id < s.top_prompts else 0
+            lens = lens_prompt(
                 self.lm.adapter,
-                trace.resid[:, row, :length],
-                self.settings.k,
-                self.settings.kl_direction,
+                trace.resid[:, prompt.row, : prompt.length],
+                s.k,
+                s.kl_direction,
+                top=keep,
             )
-            if self.settings.weighting == "prompt":
-                state["kl"].add(kl_sum / length, 1)
-                state["overlap"].add(overlap_sum / length, 1)
+            if s.weighting == "prompt":
+                state.kl.add(lens.kl_sum / prompt.length, 1)
+                state.overlap.add(lens.overlap_sum / prompt.length, 1)
             else:
-                state["kl"].add(kl_sum, length)
-                state["overlap"].add(overlap_sum, length)
-            state["n_prompts"] += 1
-            state["n_tokens"] += length
+                state.kl.add(lens.kl_sum, prompt.length)
+                state.overlap.add(lens.overlap_sum, prompt.length)
+            if keep:
+                state.tables.append(self._table(batch, prompt.prompt_id, lens))
             self.options.progress.advance(1)
 
-    def finish(self, state: dict) -> dict:
-        return {"kl": state["kl"].value, "topk_overlap": state["overlap"].value}
+    def _table(self, batch: PromptBatch, prompt_id: int, lens: LensPrompt) -> dict:
+        decode = getattr(self.lm.tokenizer, "decode", None)
+        ids = lens.top_ids.tolist()
+        words = [[[_word(decode, i) for i in cell] for cell in row] for row in ids]
+        return {
+            "prompt": prompt_id,
+            "input_tokens": batch.prompts.token_strings[prompt_id],
+            "tokens": words,
+            "probs": lens.top_probs,
+        }
+
+    def finish(self, state: LensState) -> dict:
+        self.require_some(state, "pass at least one prompt")
+        data = {"kl": state.kl.value, "topk_overlap": state.overlap.value}
+        if state.tables:
+            data["top_tokens"] = sorted(state.tables, key=lambda t: t["prompt"])
+        return data
+
+    @classmethod
+    def draw(cls, result: Result):
+        return draw_logit_lens(result)
+
+    @classmethod
+    def numbers(cls, result: Result) -> list[str]:
+        """When intermediate predictions start to agree with the final one."""
+        k = result.settings.get("k", 5)
+        lines = []
+        overlap = np.asarray(result.data.get("topk_overlap", []), dtype=float)
+        if overlap.size:
+            above = np.nonzero(overlap > 0.5)[0]
+            where = f"at layer {int(above[0])} of 0–{len(overlap) - 1}" if len(above) else "never"
+            lines.append(f"top-{k} overlap with the final prediction first exceeds 0.5 {where}")
+        kl = np.asarray(result.data.get("kl", []), dtype=float)
+        if kl.size and np.isfinite(kl).any():
+            peak = finite_max(kl)
+            low = np.nonzero(kl < 0.5 * peak)[0]
+            low = low[low > int(np.nanargmax(kl))]
+            where = f"from layer {int(low[0])}" if len(low) else "never"
+            lines.append(f"KL to the final distribution: max {peak:.3f}; below half of it {where}")
+        return lines
+
+
+def _word(decode, token_id: int) -> str:
+    return decode([token_id]) if decode is not None else str(token_id)

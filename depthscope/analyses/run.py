@@ -4,46 +4,128 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import torch
 
-from depthscope.analyses.base import REGISTRY, Analysis, PromptBatch, RunOptions
+from depthscope.analyses.base import (
+    Analysis,
+    PromptBatch,
+    RunContext,
+    RunOptions,
+    analysis_class,
+    make_settings,
+)
 from depthscope.analyses.prompts import PromptSet
 from depthscope.engine.batch import pad_batch, pad_id
-from depthscope.engine.trace import trace
+from depthscope.engine.sharding import batches_for
+from depthscope.engine.trace import Trace, trace
+from depthscope.errors import DepthscopeError
 from depthscope.models.loading import LoadedModel
+
+
+@dataclass
+class Job:
+    """One analysis being fed: its state and the prompts it has already folded in."""
+
+    analysis: Analysis
+    state: object
+    done: set[int] = field(default_factory=set)
+
+
+# after_prompts(job, prompt ids just folded in, seconds spent): where the runner checkpoints
+AfterPrompts = Callable[[Job, list[int], float], None]
+# before_prompts(job, prompt ids about to be folded in): where the runner reports its stage
+BeforePrompts = Callable[[Job, list[int]], None]
+
+
+def check_finite(traced: Trace, prompt_ids: Sequence[int]) -> None:
+    """Stop at NaN/inf activations, naming where they first appear (never save NaN-born results)."""
+    valid = traced.valid.to(traced.resid.device)
+    for boundary in range(traced.resid.shape[0]):
+        bad = ~torch.isfinite(traced.resid[boundary]).all(dim=-1) & valid
+        if bool(bad.any()):
+            row = int(bad.any(dim=1).nonzero()[0])
+            where = "the embedding" if boundary == 0 else f"the output of layer {boundary - 1}"
+            raise DepthscopeError(
+                f"non-finite activations (NaN or inf) first appear at {where} for prompt "
+                f"{prompt_ids[row]}; the model's weights or dtype produce them (try --dtype float32, "
+                f"or check the weights)"
+            )
 
 
 def feed(
     lm: LoadedModel,
-    jobs: Sequence[tuple[Analysis, dict, set[int]]],
+    jobs: Sequence[Job],
     prompts: PromptSet,
     *,
     prompt_batch: int = 4,
-    after_batch: Callable[[Analysis, dict, list[int], float], None] | None = None,
+    order: Sequence[int] | None = None,
+    after_prompts: AfterPrompts | None = None,
+    before_prompts: BeforePrompts | None = None,
 ) -> None:
     """Trace prompts in batches and let each analysis fold in the prompts it has not done yet.
 
-    ``jobs`` holds (analysis, state, done prompt ids). ``after_batch(analysis, state, ids,
-    seconds)`` is called after each analysis processed a batch (the runner checkpoints there).
+    ``order`` lists the prompt ids this process handles (default: all). Prompts are traced in
+    whole batches of ``prompt_batch`` consecutive prompts, so a prompt is always traced in the same
+    batch however the work is split or resumed; only ``order``'s prompts are processed. Analyses
+    that allow it get one prompt at a time, so a checkpoint after each loses at most one prompt.
     """
-    sequences = prompts.sequences
-    for start in range(0, len(sequences), prompt_batch):
-        ids = list(range(start, min(start + prompt_batch, len(sequences))))
-        pending = [(a, s, [i for i in ids if i not in done]) for a, s, done in jobs]
-        pending = [(a, s, todo) for a, s, todo in pending if todo]
+    for whole, ids in batches_for(
+        range(len(prompts)) if order is None else order, len(prompts), prompt_batch
+    ):
+        pending = [(job, [i for i in ids if i not in job.done]) for job in jobs]
+        pending = [(job, todo) for job, todo in pending if todo]
         if not pending:
             continue
-        needed = sorted({i for _, _, todo in pending for i in todo})
-        batch = pad_batch([sequences[i] for i in needed], pad_id(lm.tokenizer))
+        # the whole batch, as one process cuts it: a prompt gets the same numbers however the
+        # prompts are split among processes or resumed
+        batch = pad_batch([prompts.sequences[i] for i in whole], pad_id(lm.tokenizer))
         with torch.no_grad():
             traced = trace(lm.adapter, batch)
-        for analysis, state, todo in pending:
-            rows = [needed.index(i) for i in todo]
-            began = time.perf_counter()
-            analysis.update(state, PromptBatch(traced, rows, todo, prompts))
-            if after_batch is not None:
-                after_batch(analysis, state, todo, time.perf_counter() - began)
+        check_finite(traced, whole)
+        for job, todo in pending:
+            groups = [[i] for i in todo] if job.analysis.per_prompt else [todo]
+            for group in groups:
+                if before_prompts is not None:
+                    before_prompts(job, group)
+                began = time.perf_counter()
+                rows = [whole.index(i) for i in group]
+                job.analysis.update(job.state, PromptBatch(traced, rows, group, prompts))
+                job.done.update(group)
+                if after_prompts is not None:
+                    after_prompts(job, group, time.perf_counter() - began)
+
+
+def as_prompt_set(prompts: PromptSet | Sequence[Sequence[int]]) -> PromptSet:
+    return prompts if isinstance(prompts, PromptSet) else PromptSet([list(s) for s in prompts])
+
+
+def run_state(
+    analysis: Analysis,
+    prompts: PromptSet | Sequence[Sequence[int]],
+    *,
+    data: str = "",
+    prompt_batch: int = 4,
+):
+    """Prepare the analysis and feed it every prompt; returns its final state."""
+    prompts = as_prompt_set(prompts)
+    analysis.prepare(RunContext(data=data, seed=analysis.options.seed, prompts=prompts))
+    job = Job(analysis, analysis.new_state())
+    feed(analysis.lm, [job], prompts, prompt_batch=prompt_batch)
+    return job.state
+
+
+def run_analysis(
+    analysis: Analysis,
+    prompts: PromptSet | Sequence[Sequence[int]],
+    *,
+    data: str = "",
+    prompt_batch: int = 4,
+) -> dict:
+    """Prepare, feed every prompt and finish one analysis; returns its ``data`` (no files)."""
+    state = run_state(analysis, prompts, data=data, prompt_batch=prompt_batch)
+    return analysis.finish(state)
 
 
 def analyze(
@@ -56,10 +138,6 @@ def analyze(
     prompt_batch: int = 4,
 ) -> dict:
     """Run one analysis on prompts (or bare token-id lists) and return its ``data`` (no files)."""
-    if not isinstance(prompts, PromptSet):
-        prompts = PromptSet([list(s) for s in prompts])
-    cls = REGISTRY[name]
-    analysis = cls(lm, settings or cls.Settings(), options or RunOptions())
-    state = analysis.new_state()
-    feed(lm, [(analysis, state, set())], prompts, prompt_batch=prompt_batch)
-    return analysis.finish(state)
+    cls = analysis_class(name)
+    analysis = cls(lm, settings or make_settings(cls, {}), options or RunOptions())
+    return run_analysis(analysis, prompts, prompt_batch=prompt_batch)

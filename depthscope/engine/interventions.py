@@ -97,3 +97,29 @@ class Replace:
         if self.positions is not None:
             mask = mask & self.positions.to(value.device)[ctx.rows]
         return torch.where(mask[..., None], self.values[ctx.rows].to(value.dtype), value)
+
+
+@dataclass
+class SkipLayers:
+    """Remove, for row ``i``, every layer ``l`` with ``skipped[i, l]``: its output := its input.
+
+    The layers are skipped at all positions, so a row computes exactly what the model with those
+    layers deleted computes (layer pruning without retraining). Start each row's replay at its
+    first skipped layer (:meth:`starts`): everything before it is the clean prefix of the trace.
+    """
+
+    skipped: torch.Tensor  # [n, L] bool
+
+    def starts(self) -> torch.Tensor:
+        """Per row, the first skipped layer (``L`` for a row that skips nothing)."""
+        n_layers = self.skipped.shape[1]
+        index = torch.arange(n_layers, device=self.skipped.device).expand_as(self.skipped)
+        return torch.where(self.skipped, index, n_layers).amin(dim=1).long()
+
+    def edit(self, ctx: EditContext, site: str, value: torch.Tensor) -> torch.Tensor | None:
+        if site != "output":
+            return None
+        hit = self.skipped.to(ctx.rows.device)[ctx.rows, ctx.layer]
+        if not bool(hit.any()):
+            return None
+        return torch.where(hit[:, None, None], ctx.resid_in, value)

@@ -49,8 +49,8 @@ def _packed_allowed(
 
 def _pack_mask(mask: torch.Tensor | None, length: int, layout: tuple) -> torch.Tensor | None:
     """The packed version of one captured 4-D mask (bool or additive float), or a new bool mask."""
-    positions, segments, starts = layout
-    device = positions.device
+    device = layout[0].device if mask is None else mask.device  # a mask stays where it was made
+    positions, segments, starts = (t.to(device) for t in layout)
     if mask is None:
         base = torch.ones(length, length, dtype=torch.bool, device=device).tril()
         return _packed_allowed(base, positions, segments, starts)[None, None]
@@ -71,7 +71,7 @@ def _gather_positions(value: object, seq_len: int, positions: torch.Tensor) -> o
     """Index every sequence dimension (dim 1 of batched tensors, dim 0 of 1-D ones) by ``positions``."""
     if isinstance(value, torch.Tensor):
         if value.dim() == 1 and value.shape[0] == seq_len:
-            return value[positions]
+            return value[positions.to(value.device)]
         if value.dim() >= 2 and value.shape[1] == seq_len:
             return value.index_select(1, positions.to(value.device))
         return value

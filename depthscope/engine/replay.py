@@ -5,6 +5,10 @@ residual ``h_j`` or a residual the caller supplies) and is carried to the end, s
 which row ``s`` departs at layer ``s`` costs about L²/2 layer evaluations instead of L², and no
 layer before a row's start is ever recomputed. An :class:`Intervention` may edit, per row, what
 attention or the MLP adds, or a layer's output; an observer sees every layer's inputs and outputs.
+
+On a dispatched model each layer runs on its own device; interventions and observers always see
+tensors on the trace's (home) device, so they never deal with placement
+(:mod:`depthscope.models.devices`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import torch
 from depthscope.engine.hooks import site_hooks
 from depthscope.engine.trace import Trace
 from depthscope.models.adapters import BoundAdapter, first_tensor
+from depthscope.models.devices import execution_device, to_device
 
 
 @dataclass
@@ -50,8 +55,9 @@ Observer = Callable[[LayerStep], None]
 
 
 class _ReplayHandler:
-    def __init__(self, intervention: Intervention | None, record: bool) -> None:
+    def __init__(self, intervention: Intervention | None, record: bool, home: torch.device) -> None:
         self.intervention = intervention
+        self.home = home
         self.record = record
         self.ctx: EditContext | None = None
         self.values: dict[str, torch.Tensor] = {}
@@ -60,11 +66,12 @@ class _ReplayHandler:
         if site == "mlp_in":
             return None
         new = None
+        at_home = value.to(self.home)
         if self.intervention is not None and self.ctx is not None:
-            new = self.intervention.edit(self.ctx, site, value)
+            new = self.intervention.edit(self.ctx, site, at_home)
         if self.record:
-            self.values[site] = value if new is None else new
-        return new
+            self.values[site] = at_home if new is None else new
+        return None if new is None else new.to(value.device)
 
 
 def _as_long(values: Sequence[int] | torch.Tensor) -> torch.Tensor:
@@ -107,7 +114,10 @@ def replay(
         clean = trace.resid[layer, prompt]
         return clean.unsqueeze(0).expand(int(members.numel()), *clean.shape).clone()
 
-    handler = _ReplayHandler(intervention, record=record_sublayers or observe is not None)
+    home = trace.resid.device
+    handler = _ReplayHandler(
+        intervention, record=record_sublayers or observe is not None, home=home
+    )
     hidden: torch.Tensor | None = None
     first = int(sorted_starts[0])
     with site_hooks(adapter) as hooks, hooks.handling(handler):
@@ -115,9 +125,11 @@ def replay(
             joining = order[sorted_starts == layer]
             if joining.numel():
                 new = start_residuals(joining, layer)
-                hidden = new if hidden is None else torch.cat([hidden, new], dim=0)
+                hidden = new if hidden is None else torch.cat([hidden, new.to(hidden.device)])
             active = order[: hidden.shape[0]]
             hidden = _run_layer(adapter, trace, prompt, layer, hidden, active, handler, observe)
+    if hidden is not None:
+        hidden = hidden.to(home)
     finals = _gather_finals(trace, prompt, order, sorted_starts, hidden, resid, n_layers)
     out = torch.empty_like(finals)
     out[order] = finals
@@ -134,14 +146,20 @@ def _run_layer(
     handler: _ReplayHandler,
     observe: Observer | None,
 ) -> torch.Tensor:
-    ctx = EditContext(layer=layer, rows=active, resid_in=hidden)
+    home = handler.home
+    module = adapter.layers[layer]
+    device = execution_device(module, fallback=home)
+    resid_in = hidden.to(home)
+    ctx = EditContext(layer=layer, rows=active, resid_in=resid_in)
     handler.ctx = ctx
     handler.values = {}
     args, kwargs = trace.calls[layer].for_rows(prompt, hidden.shape[0])
-    out_raw = first_tensor(adapter.layers[layer](hidden, *args, **kwargs))
-    out = out_raw
+    args, kwargs = to_device((args, kwargs), device)
+    out_raw = first_tensor(module(hidden.to(device), *args, **kwargs))
+    out_home = out_raw.to(home)
+    out = out_home
     if handler.intervention is not None:
-        edited = handler.intervention.edit(ctx, "output", out_raw)
+        edited = handler.intervention.edit(ctx, "output", out_home)
         if edited is not None:
             out = edited
     if observe is not None:
@@ -149,15 +167,15 @@ def _run_layer(
             LayerStep(
                 layer=layer,
                 rows=active,
-                resid_in=hidden,
+                resid_in=resid_in,
                 attn=handler.values.get("attention"),
                 mlp=handler.values.get("mlp"),
-                out_raw=out_raw,
+                out_raw=out_home,
                 resid_out=out,
             )
         )
     handler.ctx = None
-    return out
+    return out if out is not out_home else out_raw
 
 
 def _gather_finals(

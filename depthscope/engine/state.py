@@ -37,8 +37,12 @@ def state_type(cls: type) -> type:
     """Register a dataclass as a state type (decorator); only registered types are decoded."""
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls.__name__} must be a dataclass to be a state type")
-    _TYPES[cls.__qualname__] = cls
+    _TYPES[_type_name(cls)] = cls
     return cls
+
+
+def _type_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 state_type(Mean)
@@ -68,10 +72,12 @@ class _Encoder:
             return value if not isinstance(value, float) or value == value else {"__nan__": True}
         if isinstance(value, torch.Tensor):
             key = f"t{len(self.tensors)}"
-            self.tensors[key] = value.detach().cpu().contiguous()
+            # a copy: two fields may hold the same tensor (e.g. a Mean and a Max fed one value),
+            # and safetensors refuses tensors that share memory
+            self.tensors[key] = value.detach().cpu().contiguous().clone()
             return {"__tensor__": key}
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            name = type(value).__qualname__
+            name = _type_name(type(value))
             if _TYPES.get(name) is not type(value):
                 raise TypeError(f"{name} is not a registered state type (use @state_type)")
             fields = {

@@ -66,3 +66,15 @@ def safe_ratio(
 ) -> torch.Tensor:
     """``numerator / max(denominator, eps)``: the paper's clamp for norm ratios."""
     return numerator / denominator.clamp_min(eps)
+
+
+def relative_change(
+    recomputed: torch.Tensor, clean: torch.Tensor, clean_norm: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``‖c̄ − c‖ / max(‖c‖, 1e-6)`` per position: how much an intervention changed a vector.
+
+    The paper's measure of a layer's changed computation (§3.2, Fig. 3): ``c`` is the layer's clean
+    contribution, ``c̄`` the one after the intervention. ``clean_norm`` may be passed precomputed.
+    """
+    norm = clean.norm(dim=-1) if clean_norm is None else clean_norm
+    return safe_ratio((recomputed - clean).norm(dim=-1), norm)

@@ -4,6 +4,10 @@ For every layer ``l`` the trace holds the residual entering it ``h_l``, what att
 ``a_l``, what the MLP added ``m_l``, the residual leaving it ``h_{l+1}``, and the exact arguments
 (masks, position embeddings, ...) the model passed to that layer, so that :mod:`replay` can
 re-run layers ``j..L-1`` from an edited residual without recomputing anything before ``j``.
+
+On a model dispatched over several devices (or offloaded), every recorded tensor is brought to one
+home device, where the input embedding computes (:mod:`depthscope.models.devices`); the layer
+arguments stay where the model made them and are moved to each layer's device on replay.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import torch
 from depthscope.engine.batch import Batch
 from depthscope.engine.hooks import site_hooks
 from depthscope.models.adapters import BoundAdapter, first_tensor
+from depthscope.models.devices import home_device
 
 
 def select_row(value: object, row: int, batch: int, n: int) -> object:
@@ -86,15 +91,26 @@ class Trace:
     def lengths(self) -> list[int]:
         return self.valid.sum(dim=1).tolist()
 
-    def contribution(self, layer: int, row: int | None = None) -> torch.Tensor:
-        """``c_l = h_{l+1} - h_l``: what layer ``l`` added (for one row, or all)."""
-        if row is None:
-            return self.resid[layer + 1] - self.resid[layer]
-        return self.resid[layer + 1, row] - self.resid[layer, row]
+    def contribution(
+        self, layer: int, row: int | None = None, dtype: torch.dtype | None = None
+    ) -> torch.Tensor:
+        """``c_l = h_{l+1} - h_l``: what layer ``l`` added (for one row, or all).
 
-    def contributions(self, row: int) -> torch.Tensor:
-        """All layers' contributions for one row: ``[L, T, d]``."""
+        ``dtype=torch.float32`` subtracts in fp32: for a bf16/fp16 model that is the exact
+        difference of the stored residuals, where a half-precision subtraction rounds again.
+        """
+        after, before = self.resid[layer + 1], self.resid[layer]
+        if row is not None:
+            after, before = after[row], before[row]
+        if dtype is not None:
+            after, before = after.to(dtype), before.to(dtype)
+        return after - before
+
+    def contributions(self, row: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """All layers' contributions for one row: ``[L, T, d]`` (``dtype`` as in :meth:`contribution`)."""
         r = self.resid[:, row]
+        if dtype is not None:
+            r = r.to(dtype)
         return r[1:] - r[:-1]
 
 
@@ -103,7 +119,8 @@ class _StopForward(Exception):
 
 
 class _SublayerRecorder:
-    def __init__(self, n_layers: int, keep_mlp_in: bool) -> None:
+    def __init__(self, n_layers: int, keep_mlp_in: bool, home: torch.device) -> None:
+        self.home = home
         self.values: dict[str, list[torch.Tensor | None]] = {
             "attention": [None] * n_layers,
             "mlp": [None] * n_layers,
@@ -113,22 +130,24 @@ class _SublayerRecorder:
 
     def on_site(self, layer: int, site: str, value: torch.Tensor) -> None:
         if site != "mlp_in" or self.keep_mlp_in:
-            self.values[site][layer] = value.detach()
+            self.values[site][layer] = value.detach().to(self.home)
         return None
 
 
-def _layer_hooks(adapter: BoundAdapter, resid: list, calls: list, batch: int) -> list:
+def _layer_hooks(
+    adapter: BoundAdapter, resid: list, calls: list, batch: int, home: torch.device
+) -> list:
     handles = []
     for index, layer in enumerate(adapter.layers):
 
         def pre_hook(module, args, kwargs, index=index):
             hidden = args[0] if args else kwargs["hidden_states"]
             rest_kwargs = {k: v for k, v in kwargs.items() if k != "hidden_states"}
-            resid[index] = hidden.detach()
+            resid[index] = hidden.detach().to(home)
             calls[index] = LayerCall(tuple(args[1:]), rest_kwargs, batch)
 
         def post_hook(module, args, kwargs, output, index=index):
-            resid[index + 1] = first_tensor(output).detach()
+            resid[index + 1] = first_tensor(output).detach().to(home)
 
         handles.append(layer.register_forward_pre_hook(pre_hook, with_kwargs=True))
         handles.append(layer.register_forward_hook(post_hook, with_kwargs=True))
@@ -150,12 +169,13 @@ def trace(
     vocabularies). Without it the forward pass stops after the last layer.
     """
     model = adapter.model
-    batch = batch.to(model.get_input_embeddings().weight.device)
+    home = home_device(model)
+    batch = batch.to(home)
     n = adapter.n_layers
     resid: list[torch.Tensor | None] = [None] * (n + 1)
     calls: list[LayerCall | None] = [None] * n
-    recorder = _SublayerRecorder(n, keep_mlp_in)
-    handles = _layer_hooks(adapter, resid, calls, batch.size)
+    recorder = _SublayerRecorder(n, keep_mlp_in, home)
+    handles = _layer_hooks(adapter, resid, calls, batch.size, home)
     if not logits:
         handles.append(adapter.final_norm.register_forward_pre_hook(_raise_stop))
     output = None
@@ -181,7 +201,7 @@ def trace(
         attn=stack(recorder.values["attention"]) if sublayers else None,
         mlp=stack(recorder.values["mlp"]) if sublayers else None,
         calls=list(calls),
-        logits=None if output is None else output.logits.detach(),
+        logits=None if output is None else output.logits.detach().to(home),
         mlp_in=stack(recorder.values["mlp_in"]) if keep_mlp_in else None,
     )
 

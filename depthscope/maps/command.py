@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import sys
 import time
@@ -118,47 +119,8 @@ def _check(args: argparse.Namespace) -> None:
         raise DepthscopeError("--memory-gb must be positive")
 
 
-def run_map(args: argparse.Namespace) -> int:
-    """The ``map`` command; returns the exit status (errors are raised as DepthscopeError)."""
-    from depthscope.maps.fit import fit_linear_maps
-    from depthscope.models.loading import load_model
-    from depthscope.progress import RichProgress
-    from depthscope.results import Result, atomic_write_json
-
-    _check(args)
-    started = time.perf_counter()
-    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    out = args.out or Path("runs") / f"map-{_stem(args.source)}-{_stem(args.target)}"
-    stream = iter_texts(args.data, args.seed)
-    texts = itertools.chain(list(itertools.islice(stream, 1)), stream)  # bad --data fails here
-    with RichProgress() as progress:
-        models = []
-        for spec in (args.source, args.target):
-            progress.note(f"loading {spec}")
-            lm = load_model(spec, device=args.device, dtype=args.dtype)
-            progress.note(
-                f"{lm.name}: {lm.n_layers} layers, d={lm.d_model}, {lm.identity['dtype']}"
-            )
-            models.append(lm)
-        source, target = models
-        if source.n_layers > target.n_layers:
-            progress.note(
-                f"note: the source ({source.n_layers} layers) is deeper than the target "
-                f"({target.n_layers}); the paper maps shallow -> deep"
-            )
-        data = fit_linear_maps(
-            source,
-            target,
-            texts,
-            train_tokens=args.tokens,
-            val_tokens=args.val_tokens,
-            ridge=args.ridge,
-            batch_size=args.batch_size,
-            max_tokens=MAX_TOKENS_PER_TEXT,
-            memory_gb=args.memory_gb,
-            progress=progress,
-        )
-    settings = {
+def _settings(args: argparse.Namespace) -> dict:
+    return {
         "data": args.data,
         "tokens": args.tokens,
         "val_tokens": args.val_tokens,
@@ -169,6 +131,77 @@ def run_map(args: argparse.Namespace) -> int:
         "position_0_excluded": True,
         "metric": "mean over held-out tokens of ||y - f(x)|| / max(||y||, 1e-6)",
     }
+
+
+def _fit(args: argparse.Namespace, texts, device: str, group, progress) -> tuple:
+    """Load both models on ``device`` and fit; returns (data, source, target)."""
+    from depthscope.maps.fit import fit_linear_maps
+    from depthscope.models.loading import load_model
+
+    models = []
+    if not group.is_main:
+        group.barrier()  # rank 0 fetches and converts built-in models into the cache first
+    for spec in (args.source, args.target):
+        progress.note(f"loading {spec}")
+        lm = load_model(spec, device=device, dtype=args.dtype, progress=group.is_main)
+        progress.note(f"{lm.name}: {lm.n_layers} layers, d={lm.d_model}, {lm.identity['dtype']}")
+        models.append(lm)
+    if group.is_main:
+        group.barrier()
+    source, target = models
+    keys = ("name", "source", "file_sha256", "n_layers", "d_model", "dtype")
+    group.check_same("the models", [[m.identity.get(k) for k in keys] for m in models])
+    if source.n_layers > target.n_layers:
+        progress.note(
+            f"note: the source ({source.n_layers} layers) is deeper than the target "
+            f"({target.n_layers}); the paper maps shallow -> deep"
+        )
+    if group.is_distributed:
+        progress.note(f"{group.world_size} processes ({group.backend}); statistics are summed")
+    data = fit_linear_maps(
+        source,
+        target,
+        texts,
+        train_tokens=args.tokens,
+        val_tokens=args.val_tokens,
+        ridge=args.ridge,
+        batch_size=args.batch_size,
+        max_tokens=MAX_TOKENS_PER_TEXT,
+        memory_gb=args.memory_gb,
+        progress=progress,
+        group=group,
+    )
+    return data, source, target
+
+
+def run_map(args: argparse.Namespace) -> int:
+    """The ``map`` command; returns the exit status (errors are raised as DepthscopeError).
+
+    Under torchrun/srun every process fits on its share of the texts and the sums are combined;
+    only rank 0 writes the result, run.json and figures.
+    """
+    from depthscope.distributed import init_distributed
+    from depthscope.models.placement import resolve_placement
+    from depthscope.progress import Progress, RichProgress
+    from depthscope.results import Result, atomic_write_json
+
+    _check(args)
+    started = time.perf_counter()
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    out = args.out or Path("runs") / f"map-{_stem(args.source)}-{_stem(args.target)}"
+    stream = iter_texts(args.data, args.seed)
+    texts = itertools.chain(list(itertools.islice(stream, 1)), stream)  # bad --data fails here
+    settings = _settings(args)
+    with init_distributed(args.device) as group:
+        placement = resolve_placement(
+            args.device, local_rank=group.local_rank, local_world_size=group.local_world_size
+        )
+        group.check_same("the map settings", settings)
+        display = RichProgress() if group.is_main else contextlib.nullcontext(Progress())
+        with display as progress:
+            data, source, target = _fit(args, texts, placement.device, group, progress)
+    if not group.is_main:
+        return 0
     name = f"{source.name}→{target.name}"
     result = Result(
         analysis="linear-map",
@@ -181,7 +214,9 @@ def run_map(args: argparse.Namespace) -> int:
     result.save(out / "results" / "linear-map.json")
     figures = [] if args.no_plots else _plot(result, out / "figures")
     seconds = time.perf_counter() - started
-    atomic_write_json(out / "run.json", _run_doc(args, source, target, data, started_at, seconds))
+    doc = _run_doc(args, source, target, data, started_at, seconds)
+    doc["processes"] = group.world_size
+    atomic_write_json(out / "run.json", doc)
     _summary(data, seconds, out, figures)
     return 0
 

@@ -5,14 +5,22 @@ following, disjoint texts the validation tokens. Each pass runs both models on a
 keeps only aligned positions and folds them into float64 sums, so memory does not grow with the
 number of tokens. If the statistics of all target boundaries exceed the memory budget, target
 boundaries are split into groups and the passes repeat per group (models re-run, nothing stored).
+
+Under ``torchrun``/``srun`` every process takes a contiguous block of the batches of texts,
+accumulates its own sums and all-reduces them (float64 SUM) before the solve, which every rank
+then does identically; held-out sums are all-reduced the same way. The result equals a single
+process's up to float64 rounding of sums added in another order (~1e-12 relative after the solve).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
+from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -22,6 +30,9 @@ from depthscope.maps.collect import collect_residuals
 from depthscope.maps.ridge import HeldOutMetrics, MapStatistics, solve
 from depthscope.models.loading import LoadedModel
 from depthscope.progress import Progress
+
+if TYPE_CHECKING:  # the process group is passed in by the map command (runner layer)
+    from depthscope.distributed import Distributed
 
 DEFAULT_MEMORY_GB = 6.0
 
@@ -96,6 +107,22 @@ def split_texts(
             f"data source with more text (e.g. --data builtin:text or file:PATH)"
         )
     return split
+
+
+def split_digest(split: Split) -> str:
+    """sha256 of every token id and aligned position of the split (processes must agree on it)."""
+    digest = hashlib.sha256()
+    for part in (split.train, split.val):
+        for item in part:
+            for values in (
+                item.source_ids,
+                item.target_ids,
+                item.source_positions,
+                item.target_positions,
+            ):
+                digest.update(array("q", [len(values), *values]).tobytes())
+        digest.update(b"|")
+    return digest.hexdigest()
 
 
 def target_groups(
@@ -186,11 +213,13 @@ def fit_linear_maps(
     memory_gb: float = DEFAULT_MEMORY_GB,
     predict_dtype: torch.dtype = torch.float32,
     progress: Progress | None = None,
+    group: Distributed | None = None,
 ) -> dict:
     """Fit ``f_{m,l}: h^source_m -> h^target_l`` for every boundary pair; return the result data.
 
     ``ridge`` is relative (see :mod:`depthscope.maps.ridge`). Validation predictions are made in
-    ``predict_dtype`` (sums stay float64). Returns the ``data`` section of a ``linear-map`` result.
+    ``predict_dtype`` (sums stay float64). Returns the ``data`` section of a ``linear-map`` result
+    (on every rank of ``group``; ``seconds`` are this process's).
     """
     progress = progress or Progress()
     started = time.perf_counter()
@@ -215,34 +244,45 @@ def fit_linear_maps(
     lams = torch.zeros(n_src, dtype=torch.float64)
     clock = _Clock()
     names = tuple(f"{source.name} boundary {m}" for m in range(n_src))
-    for index, group in enumerate(groups):
+    train_batches = list(_batches(split.train, batch_size))
+    val_batches = list(_batches(split.val, batch_size))
+    if group is not None:  # this process's share of the texts
+        group.check_same("the aligned texts", split_digest(split))
+        train_batches, val_batches = group.shard(train_batches), group.shard(val_batches)
+    n_train_texts = sum(len(b) for b in train_batches)
+    n_val_texts = sum(len(b) for b in val_batches)
+    for index, targets in enumerate(groups):
         tag = (
-            f" (targets {group[0]}-{group[-1]}, pass {index + 1}/{len(groups)})"
+            f" (targets {targets[0]}-{targets[-1]}, pass {index + 1}/{len(groups)})"
             if len(groups) > 1
             else ""
         )
-        stats = MapStatistics.zeros(n_src, d_src, len(group), d_tgt, device=target.device)
-        progress.start(f"statistics, {split.n_train} tokens{tag}", len(split.train))
-        for batch in _batches(split.train, batch_size):
-            x, y = _residuals(source, target, batch, group, clock)
+        stats = MapStatistics.zeros(n_src, d_src, len(targets), d_tgt, device=target.device)
+        progress.start(f"statistics, {split.n_train} tokens{tag}", n_train_texts)
+        for batch in train_batches:
+            x, y = _residuals(source, target, batch, targets, clock)
             clock.timed("statistics", stats.update, x, y)
             progress.advance(len(batch))
-        progress.note(f"solving {n_src}x{len(group)} ridge maps{tag}")
+        if group is not None:
+            clock.timed("statistics", stats.all_reduce, group)
+        progress.note(f"solving {n_src}x{len(targets)} ridge maps{tag}")
         maps = clock.timed("solve", solve, stats, ridge, dtype=predict_dtype, names=names)
         mean = stats.target_mean()
         lams = maps.lam
         del stats
-        metrics = HeldOutMetrics.zeros(n_src, len(group), d_tgt)
-        progress.start(f"held-out error, {split.n_val} tokens{tag}", len(split.val))
-        for batch in _batches(split.val, batch_size):
-            x, y = _residuals(source, target, batch, group, clock)
+        metrics = HeldOutMetrics.zeros(n_src, len(targets), d_tgt)
+        progress.start(f"held-out error, {split.n_val} tokens{tag}", n_val_texts)
+        for batch in val_batches:
+            x, y = _residuals(source, target, batch, targets, clock)
             clock.timed("validation", metrics.update, maps, x, y)
             clock.timed("validation", metrics.add_baseline, mean, y)
             progress.advance(len(batch))
+        if group is not None:
+            clock.timed("validation", metrics.all_reduce, group)
         del maps
-        rel_err[:, group] = metrics.rel_err()
-        r2[:, group] = metrics.r2()
-        baseline[group] = metrics.baseline()
+        rel_err[:, targets] = metrics.rel_err()
+        r2[:, targets] = metrics.r2()
+        baseline[targets] = metrics.baseline()
     best, correlation = _best_and_correlation(rel_err)
     best_source = rel_err.argmin(dim=0).tolist()  # per target: less confounded by hard targets
     seconds = {k: round(v, 3) for k, v in clock.seconds.items()}

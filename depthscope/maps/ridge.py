@@ -5,7 +5,7 @@ For each source boundary ``m`` and target boundary ``l`` we want ``f(x) = W x + 
 solution needs is in ``A^T A`` and ``A^T Y`` with ``A = [X, 1]``: the Gram matrix (its last
 row/column holds ``sum x`` and the token count) and the cross products (last row ``sum y``).
 They are sums over tokens, so they are accumulated chunk by chunk in float64 and can be merged
-across runs; no token activation is kept. ``lam_m = ridge * trace(C_m) / d`` where ``C_m`` is the
+across runs or summed over processes (``all_reduce``); no token activation is kept. ``lam_m = ridge * trace(C_m) / d`` where ``C_m`` is the
 centred scatter matrix of the source: ``ridge`` is a fraction of the average per-dimension
 variance, independent of the number of tokens and of the residual's scale.
 
@@ -16,10 +16,14 @@ boundaries; the solved maps reuse the same layout.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from depthscope.errors import DepthscopeError
+
+if TYPE_CHECKING:
+    from depthscope.distributed import Distributed
 
 EPS = 1e-6  # denominators of norm ratios are clamped here, as in the paper
 
@@ -75,6 +79,11 @@ class MapStatistics:
         """Add another accumulator's tokens (e.g. from another process)."""
         self.gram += other.gram.to(self.gram)
         self.cross += other.cross.to(self.cross)
+
+    def all_reduce(self, group: Distributed) -> None:
+        """Sum every process's statistics in place (float64), so every rank can solve."""
+        group.all_reduce_(self.gram, "sum")
+        group.all_reduce_(self.cross, "sum")
 
 
 def augment(x: torch.Tensor) -> torch.Tensor:
@@ -216,6 +225,13 @@ class HeldOutMetrics:
             self.y_sum += y64.sum(0)
             self.y_sq += y64.square().sum(dim=(0, 2))
             self.n += int(xs.shape[1])
+
+    def all_reduce(self, group: Distributed) -> None:
+        """Sum every process's held-out sums in place (float64)."""
+        for total in (self.rel_sum, self.sse, self.y_sum, self.y_sq, self.base_sum):
+            group.all_reduce_(total, "sum")
+        count = torch.tensor([self.n], dtype=torch.float64)
+        self.n = int(group.all_reduce_(count, "sum").item())
 
     def add_baseline(self, train_mean: torch.Tensor, y: torch.Tensor) -> None:
         """Relative error of the constant map ``f(x) = training mean`` (how much x explains)."""

@@ -129,6 +129,17 @@ ADAPTERS: tuple[Adapter, ...] = (
 )
 
 SUPPORTED_FAMILIES = tuple(a.family for a in ADAPTERS)
+_REGISTERED: list[Adapter] = []  # added by register_adapter, consulted before the built-in table
+
+
+def register_adapter(adapter: Adapter) -> Adapter:
+    """Teach depthscope a new architecture: models whose ``config.model_type`` is one of
+    ``adapter.model_types`` use it (before the built-in table). Prove it with the engine's
+    exactness test pattern (``docs/extending.md``)."""
+    if not isinstance(adapter, Adapter):
+        raise TypeError("register_adapter takes an Adapter")
+    _REGISTERED.insert(0, adapter)
+    return adapter
 
 
 def _get(root: nn.Module, path: str) -> nn.Module:
@@ -138,13 +149,14 @@ def _get(root: nn.Module, path: str) -> nn.Module:
 def find_adapter(model: nn.Module) -> Adapter:
     """The adapter for ``model``, chosen by ``config.model_type``; one clear line if unsupported."""
     model_type = getattr(getattr(model, "config", None), "model_type", None)
-    for adapter in ADAPTERS:
+    for adapter in (*_REGISTERED, *ADAPTERS):
         if model_type in adapter.model_types:
             return adapter
     name = type(model).__name__
     raise DepthscopeError(
         f"unsupported architecture {name} (model_type={model_type!r}); depthscope supports "
-        f"{', '.join(SUPPORTED_FAMILIES)} — add an Adapter in depthscope/models/adapters.py"
+        f"{', '.join(SUPPORTED_FAMILIES)} — describe it with depthscope.Adapter and "
+        f"depthscope.register_adapter (docs/extending.md)"
     )
 
 
@@ -191,4 +203,4 @@ class BoundAdapter:
             logits = logits * self.logit_scale
         if self.softcap is not None:
             logits = torch.tanh(logits / self.softcap) * self.softcap
-        return logits
+        return logits.to(resid.device)  # the head may sit on another GPU of a dispatched model

@@ -1,43 +1,22 @@
-"""Figures in the paper's style, drawn only from saved result documents (so they can be redrawn).
+"""A run directory's figures: every saved result drawn by its analysis card, saved as PNG and PDF.
 
-One drawing function per analysis (in ``figures_layers``, ``figures_tokens``, ``figures_depth``)
-returns ``{what: Figure}``; :func:`plot_result` saves each as ``<analysis>_<what>.png`` (150 dpi)
-and ``.pdf``, atomically, removes that analysis's figures from an earlier drawing that no longer
-exist, and records the drawing order in ``figures/index.json`` for the HTML report.
+:func:`plot_result` saves each figure as ``<analysis>_<what>.png`` (150 dpi) and ``.pdf``,
+atomically, removes that analysis's figures from an earlier drawing that no longer exist, and
+records the drawing order in ``figures/index.json`` for the HTML report.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from depthscope.errors import DepthscopeError
-from depthscope.report.figures_common import Figures, save_figure
-from depthscope.report.figures_depth import draw_depth_score, draw_linear_map
-from depthscope.report.figures_layers import (
-    draw_contributions,
-    draw_effects,
-    draw_local_effects,
-    draw_logit_lens,
-)
-from depthscope.report.figures_tokens import draw_erasure, draw_igrad
-from depthscope.results import Result, atomic_write_json
+from depthscope.figures.common import Figures, save_figure
+from depthscope.files import atomic_write_json
+from depthscope.results import Result
 
 INDEX = "index.json"
-
-DRAWERS: dict[str, Callable[[Result], Figures]] = {
-    "contributions": draw_contributions,
-    "current-effects": draw_effects,
-    "future-effects": draw_effects,
-    "local-effects": draw_local_effects,
-    "logit-lens": draw_logit_lens,
-    "igrad": draw_igrad,
-    "erasure": draw_erasure,
-    "depth-score": draw_depth_score,
-    "linear-map": draw_linear_map,
-}
 
 
 def warn(message: str) -> None:
@@ -46,16 +25,7 @@ def warn(message: str) -> None:
 
 def draw(result: Result) -> Figures:
     """All figures of one result, in display order; a malformed document is a one-line error."""
-    drawer = DRAWERS.get(result.analysis)
-    if drawer is None:
-        raise DepthscopeError(f"no figures are defined for analysis {result.analysis!r}")
-    try:
-        return drawer(result)
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
-        raise DepthscopeError(
-            f"cannot draw {result.analysis}: its data is incomplete or malformed "
-            f"({type(exc).__name__}: {exc}); rerun the analysis with this depthscope version"
-        ) from exc
+    return result.plot()
 
 
 def read_index(out_dir: Path) -> dict[str, list[str]]:
@@ -114,7 +84,7 @@ def plot_run(run_dir: Path) -> list[Path]:
     written: list[Path] = []
     for path in result_files(run_dir):
         result = Result.load(path)
-        if result.analysis not in DRAWERS:
+        if result.card() is None:
             warn(f"no figures for analysis {result.analysis!r} ({path.name}); skipped")
             continue
         try:

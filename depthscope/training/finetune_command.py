@@ -174,7 +174,7 @@ def run_finetune(args: argparse.Namespace) -> int:
     from depthscope.engine.batch import pad_id as tokenizer_pad_id
     from depthscope.engine.batch import tokenize
     from depthscope.models.loading import load_model
-    from depthscope.progress import RichProgress
+    from depthscope.progress import make_progress
     from depthscope.training.scratch_command import training_draw
 
     settings = settings_from_args(args, DEFAULTS)
@@ -198,7 +198,7 @@ def run_finetune(args: argparse.Namespace) -> int:
     if claim_out(args.out, identity, settings, args.fresh) == "done":  # checked before loading
         print(f"{args.out} already holds this finished run; nothing to do (--fresh retrains)")
         return 0
-    with RichProgress() as progress:
+    with make_progress() as progress:
         if note:
             progress.note(note)
         progress.note(f"loading {args.model}")

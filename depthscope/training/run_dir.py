@@ -23,7 +23,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from depthscope.errors import DepthscopeError
-from depthscope.results import atomic_write_json
+from depthscope.files import atomic_write_json
 
 FORMAT = "depthscope-training/1"
 RECORD = "training.json"

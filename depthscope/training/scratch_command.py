@@ -156,7 +156,7 @@ def training_draw(tokenizer, scale: str):
 
 def run_scratch(args: argparse.Namespace) -> int:
     """The ``scratch`` command; returns the exit status (errors are raised as DepthscopeError)."""
-    from depthscope.progress import RichProgress
+    from depthscope.progress import make_progress
 
     settings = settings_from_args(args, DEFAULTS)
     settings.check()
@@ -210,7 +210,7 @@ def run_scratch(args: argparse.Namespace) -> int:
             "device": args.device,
         },
     )
-    with RichProgress() as progress:
+    with make_progress() as progress:
         progress.note(
             f"{args.arch}: {size.layers} layers, d={size.d_model}, "
             f"{count_parameters(model) / 1e6:.2f}M parameters; {settings.steps} steps of "

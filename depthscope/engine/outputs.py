@@ -29,6 +29,15 @@ def vocab_size(adapter: BoundAdapter) -> int:
     return int(weight.shape[0])
 
 
+def output_change(variant: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """``‖P̄ − P‖₂`` per position: L2 distance between output distributions ``[..., V]``.
+
+    The paper's output change (§3.2, Fig. 17), chosen over KL for its clearer plots. ``variant`` is
+    overwritten (no second ``[positions, vocab]`` buffer).
+    """
+    return variant.sub_(clean).norm(dim=-1)
+
+
 class OutputComparer:
     """Compares variant output distributions with the clean one of a single prompt.
 
@@ -60,7 +69,6 @@ class OutputComparer:
         for start in range(0, int(rows.numel()), self.rows_per_chunk):
             r = rows[start : start + self.rows_per_chunk]
             p = positions[start : start + self.rows_per_chunk]
-            variant = probs(self.adapter, finals[r, p])
-            change[r, p] = variant.sub_(self.clean_probs[p]).norm(dim=-1)
+            change[r, p] = output_change(probs(self.adapter, finals[r, p]), self.clean_probs[p])
         result = masked_max(change[:, None, :], groups)
         return result if grouped else result[:, 0]

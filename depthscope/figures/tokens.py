@@ -3,19 +3,21 @@
 Both drop the last token (it predicts nothing that is measured), put layer 0 at the bottom and
 label columns with the tokens (``Ġ``/``▁`` → ``_``, a leading BOS → "BOS"). Column 0 is left out
 of the colour scale: for Llama-like models it is the BOS attention sink, which would otherwise
-wash out every other token (the spec does this for IG; we do it for erasure too, see §14.4).
+wash out every other token (the paper does this for IG; we do it for erasure too).
 """
 
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from depthscope.report.figures_common import (
+from depthscope.figures.common import (
     Figures,
     as_array,
+    finite_max,
     index_ticks,
     new_figure,
     plain,
@@ -23,7 +25,9 @@ from depthscope.report.figures_common import (
     side_colorbar,
     tidy,
 )
-from depthscope.results import Result
+
+if TYPE_CHECKING:
+    from depthscope.results import Result
 
 BOS_STRINGS = frozenset(
     {"<|begin_of_text|>", "<s>", "<bos>", "<|endoftext|>", "<|startoftext|>", "[BOS]", "<BOS>"}
@@ -176,3 +180,32 @@ def draw_erasure(result: Result) -> Figures:
             colorbar_label="Probability Difference Norm",
         )
     return figs
+
+
+# ---------------------------------------------------------------- key numbers of token maps
+
+
+def deepest_row(matrix: np.ndarray, answer_len: int | None, share: float = 0.1) -> int | None:
+    """Deepest row where a prompt token (not column 0, not the answer) holds ``share`` of the max."""
+    last = matrix.shape[1] - (answer_len or 1)
+    columns = np.abs(matrix[:, 1:last])
+    if columns.size == 0 or not np.isfinite(columns).any():
+        return None
+    threshold = share * finite_max(np.abs(matrix[:, 1:-1]), 0.0)
+    rows = np.nonzero((np.nan_to_num(columns) >= threshold).any(axis=1))[0]
+    return int(rows[-1]) if len(rows) and threshold > 0 else None
+
+
+def token_map_numbers(result: Result, maps: list, noun: str) -> list[str]:
+    """Per prompt: until which depth the prompt's tokens still matter for the answer."""
+    prompts = result.data.get("prompts") or list(range(len(maps)))
+    lines = []
+    for index, matrix in enumerate(maps):
+        matrix = np.asarray(matrix, dtype=float)
+        row = deepest_row(matrix[:, :-1], _answer_len(result.data, index))
+        depth = f"{noun} {row} of 0–{matrix.shape[0] - 1}" if row is not None else "nowhere"
+        lines.append(
+            f"prompt {prompts[index]}: prompt tokens (column 0 and answer excluded) keep ≥10% "
+            f"of the map's maximum up to {depth}"
+        )
+    return lines

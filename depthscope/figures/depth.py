@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 
-from depthscope.report.figures_common import (
+from depthscope.figures.common import (
     Figures,
     Series,
     as_array,
@@ -19,9 +21,11 @@ from depthscope.report.figures_common import (
     side_colorbar,
     tidy,
 )
-from depthscope.report.figures_layers import effect_heatmap
-from depthscope.report.figures_tokens import safe_stem
-from depthscope.results import Result
+from depthscope.figures.layers import effect_heatmap
+from depthscope.figures.tokens import safe_stem
+
+if TYPE_CHECKING:
+    from depthscope.results import Result
 
 AGGREGATES = ("max", "mean")
 
@@ -111,7 +115,7 @@ def _levels_depth(levels: dict) -> int:
 
 
 def draw_depth_score(result: Result) -> Figures:
-    """Per-level effect heatmaps, overlaid importance bars and depth score per level (spec E9)."""
+    """Per-level effect heatmaps, overlaid importance bars and depth score per level (paper §3.6, Fig. 7)."""
     levels: dict = result.data["levels"]
     if not levels:
         return {}
@@ -219,6 +223,6 @@ def linear_map_best(result: Result, rel: np.ndarray) -> Figure:
 
 
 def draw_linear_map(result: Result) -> Figures:
-    """Heatmap of the relative error and the best match in relative depth (spec E10)."""
+    """Heatmap of the relative error and the best match in relative depth (paper §3.7, Fig. 8)."""
     rel = as_array(result.data["rel_err"])
     return {"rel_err": linear_map_heatmap(result, rel), "best_match": linear_map_best(result, rel)}

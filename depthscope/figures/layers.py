@@ -6,17 +6,22 @@ Each ``draw_*`` takes a saved :class:`Result` and returns ``{what: Figure}``; th
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from depthscope.report.figures_common import (
+from depthscope.figures.common import (
     ATT,
+    BAR_WIDTH,
     LAYER,
+    MAP_WIDTH,
     MLP,
     Figures,
     Series,
     as_array,
+    cap_note,
     finite_max,
     finite_min,
     index_ticks,
@@ -27,12 +32,18 @@ from depthscope.report.figures_common import (
     overlapping_bars,
     plural,
     set_title,
+    share_above,
     side_colorbar,
     tidy,
+    wide_range,
 )
-from depthscope.results import Result
+from depthscope.figures.tokens import token_label, token_labels
+
+if TYPE_CHECKING:
+    from depthscope.results import Result
 
 A, M, H = r"\|a_l\|", r"\|m_l\|", r"\|h_l\|"
+EFFECT_CAP = 1.0  # the paper's fixed colour scale for relative changes
 PART_LABELS = {"layer": "layer skipped", "attention": "attention zeroed", "mlp": "MLP zeroed"}
 PART_YLABELS = {
     "layer": "Layer skipped",
@@ -51,9 +62,11 @@ def layer_bars(
     what: str,
     caption: str,
     top: float | None = None,
+    log_if_wide: bool = False,
 ) -> Figure:
-    """The paper's 6×3 overlapping bar plot over layers, optionally with a fixed upper limit."""
-    fig, ax = new_figure(6, 3)
+    """The paper's 6×3 overlapping bar plot over layers, optionally with a fixed upper limit
+    (clipped bars then carry their value) or a log axis when the values span orders of magnitude."""
+    fig, ax = new_figure(BAR_WIDTH, 3)
     overlapping_bars(ax, series)
     ax.set_xlabel("Layer")
     ax.set_ylabel(ylabel)
@@ -61,6 +74,9 @@ def layer_bars(
     if top is not None:
         ax.set_ylim(0, top)
         mark_clipped(ax, series, top)
+    elif log_if_wide and wide_range([values for _, values, _ in series]):
+        ax.set_yscale("log")
+        caption = f"{caption}; log scale (values span orders of magnitude)"
     if any(finite_min(values, 0.0) < 0 for _, values, _ in series):
         ax.axhline(0, color="black", linewidth=0.6, zorder=10)
     set_title(ax, result, what, caption)
@@ -79,7 +95,7 @@ def _max_caption(result: Result) -> str:
 
 
 def draw_contributions(result: Result) -> Figures:
-    """Norms, relative contributions and cosines of attention, MLP and layer (spec E2)."""
+    """Norms, relative contributions and cosines of attention, MLP and layer (paper §3.1, Fig. 2)."""
     d = {k: as_array(v) for k, v in result.data.items()}
     rel = [
         (rf"${A}/{H}$", d["rel_att"], ATT),
@@ -99,6 +115,7 @@ def draw_contributions(result: Result) -> Figures:
             "Mean Norm",
             "norms of sublayer outputs and residual",
             mean,
+            log_if_wide=True,
         ),
         "max_norms": layer_bars(
             result,
@@ -110,6 +127,7 @@ def draw_contributions(result: Result) -> Figures:
             "Max Norm",
             "maximum norms",
             peak,
+            log_if_wide=True,
         ),
         "mean_relative_contribution": layer_bars(
             result, rel, "Relative contribution", "relative contribution", mean, rel_top
@@ -158,28 +176,34 @@ def effect_heatmap(
 ) -> Figure:
     """The paper's skip heatmap: row = intervened layer, column = measured layer, 0..1 viridis."""
     n = max(matrix.shape)
-    fig, ax = new_figure(10, min(9.0, 3 * max(1.0, n / 40)))
+    fig, ax = new_figure(MAP_WIDTH, min(9.0, 3 * max(1.0, n / 40)))
     draw_matrix(fig, ax, matrix)
     ax.set_xlabel("Effect @ layer")
     ax.set_ylabel(ylabel)
-    set_title(ax, result, what, caption)
+    note = cap_note(matrix, EFFECT_CAP)
+    set_title(ax, result, what, f"{caption}\n{note}" if note else caption)
     return tidy(fig)
 
 
 def draw_matrix(
     fig: Figure, ax: Axes, matrix: np.ndarray, colorbar: bool = True, max_ticks: int = 12
 ) -> None:
-    """``imshow`` with the spec's fixed 0..1 scale, origin top-left and thinned layer ticks."""
-    image = ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis", interpolation="nearest")
+    """``imshow`` with the paper's fixed 0..1 scale, origin top-left and thinned layer ticks.
+
+    Values above 1 are drawn at the cap; the colour bar then gets an arrow (``extend="max"``) and
+    the caption says how many cells (see :func:`cap_note`).
+    """
+    image = ax.imshow(matrix, vmin=0, vmax=EFFECT_CAP, cmap="viridis", interpolation="nearest")
     index_ticks(ax, matrix.shape[1], "x", max_ticks=max_ticks)
     index_ticks(ax, matrix.shape[0], "y", max_ticks=max_ticks)
     if colorbar:
-        side_colorbar(fig, ax, image, "Relative change")
+        extend = "max" if share_above(matrix, EFFECT_CAP) > 0 else "neither"
+        side_colorbar(fig, ax, image, "Relative change", extend=extend)
 
 
 def output_bars(result: Result, values: np.ndarray, what: str, caption: str) -> Figure:
     """Output change per skipped layer (the paper's Fig. 17 bars)."""
-    fig, ax = new_figure(6, 3)
+    fig, ax = new_figure(BAR_WIDTH, 3)
     ax.bar(np.arange(len(values)), values, color="C0", width=0.8)
     ax.set_xlim(-1, len(values))
     ax.set_xlabel("Layer")
@@ -212,6 +236,12 @@ def _effects_caption(result: Result, future: bool) -> str:
 def per_prompt_grid(result: Result, entries: list[dict], what: str, note: str) -> Figure:
     """Up to four single-prompt matrices side by side (the paper's Fig. 13): no max over prompts."""
     shown = entries[:4]
+    ids = [str(e.get("prompt", i)) for i, e in enumerate(shown)]
+    which = (
+        f"prompts {', '.join(ids)} of {len(entries)}"
+        if len(entries) > len(shown)
+        else (f"all {len(entries)} prompts")
+    )
     fig, axes = new_grid(3.0 * len(shown) + 0.6, 3.2, len(shown))
     for index, (ax, entry) in enumerate(zip(axes, shown, strict=True)):
         last = index == len(shown) - 1
@@ -220,15 +250,17 @@ def per_prompt_grid(result: Result, entries: list[dict], what: str, note: str) -
         ax.set_xlabel("Effect @ layer")
         if index == 0:
             ax.set_ylabel("Layer skipped")
+    clipped = cap_note([as_array(e["effect"]) for e in shown], EFFECT_CAP)
     fig.suptitle(
-        f"{model_name(result)}: {what}\nsingle prompts{note}",
+        f"{model_name(result)}: {what}\nsingle prompts ({which}){note}"
+        + (f"\n{clipped}" if clipped else ""),
         fontsize=8.5,
     )
     return tidy(fig)
 
 
 def draw_effects(result: Result) -> Figures:
-    """Heatmap and output-change bars for every part run (spec E3, E4)."""
+    """Heatmap and output-change bars for every part run (paper §3.2, Fig. 3, 17)."""
     future = result.analysis == "future-effects"
     tokens = "future tokens" if future else "all tokens"
     caption = _effects_caption(result, future)
@@ -260,7 +292,7 @@ def draw_effects(result: Result) -> Figures:
 
 
 def draw_local_effects(result: Result) -> Figures:
-    """Direct (non-propagated) layer-to-layer effects, all tokens and future tokens (spec E6)."""
+    """Direct (non-propagated) layer-to-layer effects, all tokens and future tokens (paper §3.4, Fig. 5)."""
     aggregate = result.settings.get("aggregate", "max")
     figs: Figures = {}
     for variant, tokens in (("current", "all tokens"), ("future", "future tokens")):
@@ -297,7 +329,7 @@ def draw_logit_lens(result: Result) -> Figures:
         if key not in result.data:
             continue
         values = as_array(result.data[key])
-        fig, ax = new_figure(5, 2.4)
+        fig, ax = new_figure(BAR_WIDTH, 2.6)
         ax.bar(np.arange(len(values)), values, color="C0", width=0.8)
         ax.set_xlim(-1, len(values))
         if top is not None:
@@ -307,4 +339,55 @@ def draw_logit_lens(result: Result) -> Figures:
         index_ticks(ax, len(values))
         set_title(ax, result, what, mean)
         figs[stem] = tidy(fig)
+    for table in result.data.get("top_tokens") or []:
+        figs[f"tokens_prompt{table.get('prompt', 0)}"] = lens_token_table(result, table)
     return figs
+
+
+LENS_POSITIONS = 24  # positions shown in a per-position lens table (the last ones)
+
+
+def lens_token_table(result: Result, table: dict) -> Figure:
+    """Top-1 token of every layer's readout at the last positions, coloured by its probability."""
+    words = table["tokens"]
+    probs = as_array(table["probs"])[..., 0]  # [L+1, T]
+    n_rows, length = probs.shape
+    first = max(0, length - LENS_POSITIONS)
+    shown = probs[:, first:]
+    fig, ax = new_figure(min(18.0, 1.0 + 0.62 * shown.shape[1]), min(16.0, 0.9 + 0.24 * n_rows))
+    image = ax.imshow(shown, origin="lower", aspect="auto", vmin=0, vmax=1, cmap="Blues")
+    size = 6 if shown.shape[1] <= 16 else 5
+    for layer in range(n_rows):
+        for column in range(shown.shape[1]):
+            word = token_label(words[layer][first + column][0], position=1)[:8]
+            dark = shown[layer, column] > 0.6
+            ax.text(
+                column,
+                layer,
+                word,
+                ha="center",
+                va="center",
+                fontsize=size,
+                color="white" if dark else "black",
+            )
+    inputs = table.get("input_tokens") or []
+    labels = token_labels(list(inputs))[first:length]
+    ax.set_xticks(range(shown.shape[1]))
+    ax.set_xticklabels(
+        labels if len(labels) == shown.shape[1] else range(first, length),
+        rotation=45,
+        ha="right",
+        fontsize=6,
+    )
+    ax.set_yticks(range(n_rows))
+    ax.set_yticklabels([str(i) for i in range(n_rows - 1)] + ["out"], fontsize=6)
+    ax.set_ylabel("Layer input (0 = embedding; out = model output)")
+    side_colorbar(fig, ax, image, "Top-1 probability")
+    note = f"last {shown.shape[1]} of {length} positions" if first else f"all {length} positions"
+    set_title(
+        ax,
+        result,
+        f"logit lens per position, prompt {table.get('prompt', 0)}",
+        f"most likely next token at each layer; {note}",
+    )
+    return tidy(fig)

@@ -1,10 +1,14 @@
-"""Sweeps: for one prompt, many single-layer interventions as rows of a few replays.
+"""Sweeps: for one prompt, one intervention per layer, all run as rows of a few replays.
+
+A :class:`Sweep` says what is done to layer ``s`` (its intervention) and what is measured at every
+later layer ``l`` (a function of the clean and the changed contribution, by default the relative
+change) and at the output (the change of the output distribution). A :class:`Window` says where:
+split points ``t`` (intervene on ``[front, t)``, measure on ``[t, T)``) or all positions.
 
 Row ``i`` intervenes on layer ``layers[i]`` (and starts there, so earlier layers are never
-recomputed). While the replay runs, an observer turns each layer's recomputed contribution into
-the relative change against the clean contribution, maxed over the row's measured positions,
-so no per-layer activations are kept. Output-distribution changes are computed only at the
-measured positions.
+recomputed). While the replay runs, an observer turns each layer's contribution into the measure
+against the clean contribution, maxed over the row's measured positions, so no per-layer
+activations are kept. Output-distribution changes are computed only at the measured positions.
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ from dataclasses import dataclass
 
 import torch
 
-from depthscope.analyses.outputs import OutputComparer
+from depthscope.engine.memory import AdaptiveBatch, as_batches
+from depthscope.engine.outputs import OutputComparer
 from depthscope.engine.packing import PackedPrompt, pack_prompt
 from depthscope.engine.replay import Intervention, LayerStep, replay
-from depthscope.engine.stats import masked_max, safe_ratio
+from depthscope.engine.stats import masked_max, relative_change
 from depthscope.engine.trace import Trace
 from depthscope.models.adapters import BoundAdapter
 from depthscope.progress import Progress
@@ -48,6 +53,42 @@ class SweepRows:
 
 
 InterventionFactory = Callable[[SweepRows, Trace, int], Intervention]
+Measure = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+CONTRIBUTIONS = ("after-edit", "recomputed")
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """What a sweep does to layer ``s`` and what it measures afterwards.
+
+    ``contribution`` chooses which contribution of a later layer is compared with the clean one:
+    ``"after-edit"`` is what the layer passes on after the intervention (a skipped layer adds 0 at
+    the skipped positions; paper §3.2), ``"recomputed"`` is what the layer itself computed before an
+    edit overwrote its output (local effects, §3.4). ``layer_measure(changed, clean, clean_norm)``
+    gives the per-position change (default: the relative change); ``output`` also measures the
+    change of the output distribution.
+    """
+
+    intervention: InterventionFactory
+    contribution: str = "after-edit"
+    layer_measure: Measure = relative_change
+    output: bool = True
+
+    def __post_init__(self) -> None:
+        if self.contribution not in CONTRIBUTIONS:
+            raise ValueError(f"contribution must be one of {CONTRIBUTIONS}")
+
+
+@dataclass(frozen=True)
+class Window:
+    """Where a sweep acts on one prompt: split points ``t`` and the protected first positions.
+
+    For a split point ``t`` the intervention covers ``[front, t)`` and the measurement ``[t, T)``
+    (future tokens); ``t=None`` intervenes on ``[front, T)`` and measures every position.
+    """
+
+    splits: tuple
+    front: int = 1
 
 
 @dataclass
@@ -56,24 +97,18 @@ class SweepResult:
     output_change: torch.Tensor | None  # [n, G]
 
 
-def sweep(
+def sweep_rows(
     adapter: BoundAdapter,
     trace: Trace,
     prompt: int,
     rows: SweepRows,
-    make_intervention: InterventionFactory,
+    spec: Sweep,
     *,
-    read_before_edit: bool,
     outputs: OutputComparer | None,
-    batch_size: int,
+    batch_size: int | AdaptiveBatch,
     progress: Progress,
 ) -> SweepResult:
-    """Run ``rows`` in chunks of ``batch_size`` and measure each layer's relative change.
-
-    ``read_before_edit`` chooses which contribution is compared: the layer's own recomputed
-    output (local effects, spec E6) or the output after the intervention overwrote it (skips,
-    spec E3/E4, where a skipped layer's contribution is 0 at the skipped positions).
-    """
+    """Run ``rows`` in chunks of ``batch_size`` and measure every later layer (and the output)."""
     n_layers = trace.n_layers
     groups = rows.measured.shape[1]
     clean = trace.contributions(prompt).float()  # [L, T, d]
@@ -81,16 +116,17 @@ def sweep(
     effect = torch.zeros(len(rows), groups, n_layers, dtype=torch.float32, device=clean.device)
     change = None if outputs is None else torch.zeros(len(rows), groups, device=clean.device)
     order = torch.argsort(rows.layers, stable=True)
-    for chunk in order.split(batch_size):
+
+    def run_chunk(start: int, stop: int) -> None:
+        chunk = order[start:stop]
         part = rows.take(chunk)
 
-        def observe(step: LayerStep, part: SweepRows = part, chunk: torch.Tensor = chunk) -> None:
-            out = step.out_raw if read_before_edit else step.resid_out
-            recomputed = (out - step.resid_in).float()
-            diff = (recomputed - clean[step.layer]).norm(dim=-1)
-            rel = safe_ratio(diff, clean_norm[step.layer])  # [n, T]
+        def observe(step: LayerStep) -> None:
+            out = step.out_raw if spec.contribution == "recomputed" else step.resid_out
+            changed = (out - step.resid_in).float()
+            measure = spec.layer_measure(changed, clean[step.layer], clean_norm[step.layer])
             effect[chunk[step.rows], :, step.layer] = masked_max(
-                rel[:, None, :], part.measured[step.rows]
+                measure[:, None, :], part.measured[step.rows]
             )
 
         finals = replay(
@@ -98,13 +134,30 @@ def sweep(
             trace,
             prompt,
             part.layers,
-            intervention=make_intervention(part, trace, prompt),
+            intervention=spec.intervention(part, trace, prompt),
             observe=observe,
         )
         if outputs is not None:
             change[chunk] = outputs.max_change(finals, part.measured)
         progress.advance(int(chunk.numel()))
+
+    as_batches(batch_size).run(int(order.numel()), run_chunk)
     return SweepResult(effect=effect, output_change=change)
+
+
+class _PerLayer(Progress):
+    """Report a sweep's rows as layers done (rows may be several per layer, or packed)."""
+
+    def __init__(self, outer: Progress, n_rows: int, n_layers: int) -> None:
+        self.outer, self.n_rows, self.n_layers = outer, max(n_rows, 1), n_layers
+        self.rows_done = self.layers_done = 0
+
+    def advance(self, steps: int = 1) -> None:
+        self.rows_done += steps
+        layers = self.rows_done * self.n_layers // self.n_rows
+        if layers > self.layers_done:
+            self.outer.advance(layers - self.layers_done)
+            self.layers_done = layers
 
 
 def _mask(seq_len: int, start: int, stop: int, device) -> torch.Tensor:
@@ -149,26 +202,26 @@ def packed_rows(
     )
 
 
-def split_sweep(
+def run_sweep(
     adapter: BoundAdapter,
     trace: Trace,
     row: int,
     length: int,
-    splits: list[int | None],
-    front: int,
-    make_intervention: InterventionFactory,
+    window: Window,
+    spec: Sweep,
     *,
-    read_before_edit: bool,
-    with_outputs: bool,
-    batch_size: int,
+    batch_size: int | AdaptiveBatch,
     progress: Progress,
     pack: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Effect ``[L, L]`` and output change ``[L]`` of intervening on each layer, max over splits.
+    """``effect[s, l]`` ``[L, L]`` and output change ``[L]`` of intervening on each layer ``s``,
+    each the max over positions and split points.
 
     Several split points of one prompt are packed into one row per layer (prefix sharing, see
-    :mod:`depthscope.engine.packing`) when the model's layer arguments allow it.
+    :mod:`depthscope.engine.packing`) when the model's layer arguments allow it. ``progress``
+    advances by one per layer.
     """
+    splits, front = list(window.splits), window.front
     n_layers = trace.n_layers
     device = trace.resid.device
     packed = None
@@ -183,19 +236,17 @@ def split_sweep(
         rows = split_rows(n_layers, length, trace.seq_len, front, splits, device)
         target, prompt = trace, row
         clean_final = trace.resid[n_layers, row, :length]
-    outputs = OutputComparer(adapter, clean_final) if with_outputs else None
-    result = sweep(
+    outputs = OutputComparer(adapter, clean_final) if spec.output else None
+    result = sweep_rows(
         adapter,
         target,
         prompt,
         rows,
-        make_intervention,
-        read_before_edit=read_before_edit,
+        spec,
         outputs=outputs,
         batch_size=batch_size,
-        progress=Progress(),
+        progress=_PerLayer(progress, len(rows), n_layers),
     )
-    progress.advance(n_layers)
     effect = (
         result.effect.reshape(-1, n_layers, n_layers)
         if packed is None

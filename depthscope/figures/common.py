@@ -12,6 +12,7 @@ import io
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -21,13 +22,19 @@ from matplotlib.image import AxesImage
 from matplotlib.patches import Patch
 from mpl_toolkits.axes_grid1 import make_axes_locatable
 
-from depthscope.results import Result, atomic_write_bytes
+from depthscope.files import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from depthscope.results import Result
 
 Figures = dict[str, Figure]
 Series = tuple[str, np.ndarray, str]  # (legend label, values, colour)
 
 ATT, MLP, LAYER = "C0", "C1", "C2"  # the paper's colour cycle: attention, MLP, layer/residual
 PNG_DPI = 150
+BAR_WIDTH = 6.0  # every bar chart over layers has this width, so they line up in a report
+MAP_WIDTH = 10.0  # every layer × layer heatmap has this width
+LOG_RANGE = 100.0  # bars whose positive values span more than this factor get a log axis
 
 
 def new_figure(width: float, height: float) -> tuple[Figure, Axes]:
@@ -154,10 +161,13 @@ def mark_clipped(ax: Axes, series: Sequence[Series], top: float) -> None:
             )
 
 
-def side_colorbar(fig: Figure, ax: Axes, image: AxesImage, label: str) -> None:
-    """Colorbar to the right of ``ax`` (the paper's size 0.2, pad 0.1 divider)."""
+def side_colorbar(
+    fig: Figure, ax: Axes, image: AxesImage, label: str, extend: str = "neither"
+) -> None:
+    """Colorbar to the right of ``ax`` (the paper's size 0.2, pad 0.1 divider); ``extend="max"``
+    draws an arrow when values above the scale are shown at its top colour."""
     cax = make_axes_locatable(ax).append_axes("right", size=0.2, pad=0.1)
-    bar = fig.colorbar(image, cax=cax)
+    bar = fig.colorbar(image, cax=cax, extend=extend)
     if label:
         bar.set_label(label)
 
@@ -186,3 +196,32 @@ def save_figure(fig: Figure, stem: Path) -> list[Path]:
         atomic_write_bytes(path, figure_bytes(fig, fmt))
         written.append(path)
     return written
+
+
+def first_vs_second_half(values: object) -> tuple[float, float]:
+    """Mean of the first and second half (NaN-aware; an odd middle goes to the second half)."""
+    array = np.asarray(values, dtype=float)
+    half = len(array) // 2
+    return finite_mean(array[:half]), finite_mean(array[half:])
+
+
+def share_above(values: object, cap: float) -> float:
+    """Fraction of the finite entries of ``values`` above ``cap``."""
+    array = _finite(values)
+    return float((array > cap).mean()) if array.size else 0.0
+
+
+def cap_note(values: object, cap: float) -> str:
+    """ "12% of cells above 1 are shown at the cap" when the fixed colour scale clips, else ""."""
+    share = share_above(values, cap)
+    if share == 0:
+        return ""
+    percent = f"{100 * share:.0f}%" if share >= 0.01 else "<1%"
+    return f"{percent} of cells above {cap:g} are shown at the cap (max {finite_max(values):.3g})"
+
+
+def wide_range(values: Sequence[np.ndarray]) -> bool:
+    """True when the positive values span more than :data:`LOG_RANGE` (a log axis reads better)."""
+    positive = np.concatenate([_finite(v) for v in values])
+    positive = positive[positive > 0]
+    return positive.size > 1 and positive.max() / positive.min() > LOG_RANGE

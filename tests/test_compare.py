@@ -1,0 +1,158 @@
+"""`depthscope compare`: two tiny runs of different depth overlaid by relative depth, conventions
+checked, and one clear line for bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import transformers as tf
+from tiny_models import LLAMA_LIKE, tiny_tokenizer
+
+from depthscope.cli import main
+from depthscope.compare import GRID
+from depthscope.results import Result
+from depthscope.summary_rules import later_layer_effect
+
+ANALYSES = "contributions,future-effects,logit-lens"
+
+
+def save_llama(folder, n_layers: int, seed: int):
+    tokenizer = tiny_tokenizer()
+    config = tf.LlamaConfig(
+        vocab_size=len(tokenizer),
+        initializer_range=0.2,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+        num_hidden_layers=n_layers,
+        **LLAMA_LIKE,
+    )
+    torch.manual_seed(seed)
+    tf.LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Runs of a 3-layer and a 5-layer tiny Llama (same data and settings)."""
+    root = tmp_path_factory.mktemp("compare")
+    dirs = []
+    for n_layers in (3, 5):
+        model = save_llama(root / f"llama{n_layers}", n_layers, seed=n_layers)
+        out = root / f"run{n_layers}"
+        args = ["analyze", str(model), "-n", "1", "--analyses", ANALYSES, "--out", str(out)]
+        code = main([*args, "--set", "n_splits=2", "--no-plots"])
+        assert code == 0
+        dirs.append(out)
+    return dirs
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("depthscope: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_compare_overlays_runs_by_relative_depth(runs, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    code, stdout, err = run_cli(capsys, "compare", *runs, "--out", out)
+    assert code == 0, err
+    doc = json.loads((out / "compare.json").read_text())
+    assert [r["n_layers"] for r in doc["runs"]] == [3, 5]
+    assert set(doc["quantities"]) == {
+        "relative-contribution",
+        "cosine",
+        "future-effect",
+        "future-output-change",
+        "lens-kl",
+        "lens-overlap",
+    }
+    assert "current-output-change" not in doc["quantities"]  # neither run has current-effects
+    grid = np.asarray(doc["grid"])
+    assert np.allclose(grid, GRID)
+    for run, entry in zip(runs, doc["runs"], strict=True):
+        n = entry["n_layers"]
+        result = Result.load(run / "results" / "contributions.json")
+        points = doc["quantities"]["relative-contribution"]["points"][entry["label"]]
+        assert np.allclose(points["x"], np.arange(n) / n)
+        assert np.allclose(points["y"], result.data["rel_layer"])
+        profile = np.array(doc["quantities"]["relative-contribution"]["profiles"][entry["label"]])
+        x, y = np.arange(n) / n, np.asarray(result.data["rel_layer"])
+        inside = grid <= x[-1] + 1e-9
+        assert np.isnan(profile[~inside].astype(float)).all()  # beyond the last layer: no data
+        assert np.allclose(profile[inside].astype(float), np.interp(grid[inside], x, y))
+        if n == 5:  # every l/5 is a grid point: the profile passes through the layers' values
+            assert np.allclose(profile[np.searchsorted(grid, x - 1e-9)], y)
+        effect = Result.load(run / "results" / "future-effects.json").data["effect"]
+        future = doc["quantities"]["future-effect"]["points"][entry["label"]]
+        assert np.allclose(future["y"], later_layer_effect(effect)[: n - 1])  # last layer: none
+        assert entry["verdict"]["n_layers"] == n
+    for name in doc["quantities"]:
+        assert (out / "figures" / f"compare_{name}.png").read_bytes()[:4] == b"\x89PNG"
+        assert (out / "figures" / f"compare_{name}.pdf").exists()
+    page = (out / "compare.html").read_text()
+    assert page.count("class='verdict'") == 2 and "data:image/png;base64" in page
+    assert "llama3" in stdout and "llama5" in stdout
+    assert "warning" not in err
+
+
+def test_compare_refuses_different_conventions(runs, tmp_path, capsys):
+    other = tmp_path / "mean"
+    shutil.copytree(runs[1], other)
+    path = other / "results" / "future-effects.json"
+    doc = json.loads(path.read_text())
+    doc["settings"]["aggregate"] = "mean"
+    path.write_text(json.dumps(doc))
+    code, _, err = run_cli(capsys, "compare", runs[0], other, "--out", tmp_path / "x")
+    assert code == 2
+    line = one_error_line(err)
+    assert "future-effects setting aggregate" in line and "'max' vs 'mean'" in line
+    assert not (tmp_path / "x" / "compare.json").exists()
+
+
+def test_compare_warns_when_data_sources_differ(runs, tmp_path, capsys):
+    other = tmp_path / "text"
+    shutil.copytree(runs[1], other)
+    for path in (other / "results").glob("*.json"):
+        doc = json.loads(path.read_text())
+        doc["data_source"] = "builtin:text"
+        path.write_text(json.dumps(doc))
+    code, _, err = run_cli(capsys, "compare", runs[0], other, "--out", tmp_path / "y", "--no-plots")
+    assert code == 0
+    assert "depthscope: warning: contributions was run with different data source" in err
+    assert "builtin:text" in err
+
+
+def test_compare_bad_input(runs, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "compare", runs[0], tmp_path, "--out", tmp_path / "z")
+    assert code == 2 and "is not a run directory" in one_error_line(err)
+    code, _, err = run_cli(
+        capsys, "compare", runs[0], tmp_path / "missing", "--out", tmp_path / "z"
+    )
+    assert code == 2 and "does not exist" in one_error_line(err)
+    code, _, err = run_cli(capsys, "compare", runs[0], "--out", tmp_path / "z")
+    assert code == 2 and "at least two run directories" in one_error_line(err)
+    code, _, err = run_cli(
+        capsys, "compare", *runs, "--quantities", "current-output-change", "--out", tmp_path / "z"
+    )
+    line = one_error_line(err)
+    assert (
+        code == 2
+        and "has no current-effects result" in line
+        and "--analyses current-effects" in line
+    )
+    code, _, err = run_cli(
+        capsys, "compare", *runs, "--quantities", "depth", "--out", tmp_path / "z"
+    )
+    assert code == 2 and "unknown quantity depth" in one_error_line(err)

@@ -1,0 +1,99 @@
+"""docs/extending.md works as written: an analysis from outside the package runs end to end."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+import depthscope as ds
+from depthscope.analyses import REGISTRY, load_plugins
+from depthscope.cli import main
+from depthscope.results import Result
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
+
+
+def doc_module_source() -> str:
+    """The first Python block of docs/extending.md: the complete toy analysis."""
+    return re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)[0]
+
+
+@pytest.fixture
+def toy(tmp_path, monkeypatch):
+    (tmp_path / "cos_to_final.py").write_text(doc_module_source())
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("cos_to_final", None)
+    module = importlib.import_module("cos_to_final")
+    yield module
+    REGISTRY.pop("cos-to-final", None)
+    sys.modules.pop("cos_to_final", None)
+
+
+def test_an_analysis_from_outside_gets_results_figures_and_a_report_section(
+    toy, tiny_model_dir, tmp_path, capsys
+):
+    out = tmp_path / "run"
+    code = main(
+        [
+            "analyze",
+            str(tiny_model_dir),
+            "--analyses",
+            "cos-to-final,contributions",
+            "-n",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    result = Result.load(out / "results" / "cos-to-final.json")
+    cos = result.data["cos"]
+    assert len(cos) == 3 + 1 and cos[-1] == pytest.approx(1.0)  # h_L with itself
+    assert (
+        result.n_prompts == 2
+        and "cos-to-final" in json.loads((out / "run.json").read_text())["analyses"]
+    )
+    assert (out / "figures" / "cos-to-final_cos.png").read_bytes()[:4] == b"\x89PNG"
+    page = (out / "report.html").read_text()
+    assert "id='cos-to-final'" in page and "cosine with the final residual exceeds 0.9" in page
+    assert "where it nears 1 the residual has settled" in page  # its caption
+    lm = ds.load_model(str(tiny_model_dir), progress=False)
+    api = ds.analyze(lm, "cos-to-final", "The neighbour of Brelo is Quist.", skip_first=0)
+    assert api.data["cos"][-1] == pytest.approx(1.0) and api.numbers()
+
+
+def test_help_lists_a_registered_analysis_with_its_settings(toy, capsys):
+    with pytest.raises(SystemExit):
+        main(["analyze", "--help"])
+    text = capsys.readouterr().out
+    assert "cos-to-final" in text and "--set cos-to-final.skip_first=1" in text
+
+
+def test_plugins_declared_by_entry_points_are_loaded(tmp_path, monkeypatch):
+    (tmp_path / "cos_to_final.py").write_text(doc_module_source())
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("cos_to_final", None)
+
+    class Entry:
+        name, value = "cos-to-final", "cos_to_final"
+
+        def load(self):
+            return importlib.import_module(self.value)
+
+    class Broken(Entry):
+        name, value = "broken", "no_such_module_anywhere"
+
+    monkeypatch.setattr(
+        "importlib.metadata.entry_points", lambda group: [Entry(), Broken()] if group else []
+    )
+    try:
+        assert load_plugins() == ["cos-to-final"]
+        assert "cos-to-final" in REGISTRY
+    finally:
+        REGISTRY.pop("cos-to-final", None)
+        sys.modules.pop("cos_to_final", None)

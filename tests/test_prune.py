@@ -1,0 +1,328 @@
+"""Layer pruning: the skip path equals a model with the layers deleted, saved models reload equal,
+criteria follow their definitions, and `depthscope prune` works end to end with clear errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from tiny_models import random_ids, tiny_model
+
+from depthscope.engine.batch import pad_batch
+from depthscope.engine.interventions import SkipLayers
+from depthscope.engine.replay import replay
+from depthscope.engine.trace import trace
+from depthscope.prune.evaluate import EvalData, evaluate, evaluate_naive
+from depthscope.prune.surgery import pruned_copy, save_pruned
+
+FAMILIES = ("llama", "gemma3", "gpt_neox", "gpt2", "qwen2", "gptj")
+ATOL = 1e-5
+
+
+def skip_logits(lm, ids: list[int], removed_sets: list[tuple[int, ...]]) -> torch.Tensor:
+    """Logits ``[n, T, V]`` of the skip path (trace once, replay from the first removed layer)."""
+    traced = trace(lm.adapter, pad_batch([ids], pad_id=0), sublayers=False)
+    skipped = torch.zeros(len(removed_sets), lm.n_layers, dtype=torch.bool)
+    for row, removed in enumerate(removed_sets):
+        skipped[row, list(removed)] = True
+    skip = SkipLayers(skipped)
+    finals = replay(lm.adapter, traced, 0, skip.starts(), intervention=skip)
+    return lm.adapter.logits(finals)
+
+
+def removal_sets(n_layers: int) -> list[tuple[int, ...]]:
+    """Single layers, a non-contiguous pair, a contiguous block, nothing."""
+    return [(0,), (n_layers - 1,), (0, n_layers - 1), tuple(range(1, n_layers)), ()]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_skip_path_equals_model_with_layers_deleted(family):
+    lm = tiny_model(family)
+    ids = random_ids([13])[0]
+    sets = removal_sets(lm.n_layers)
+    fast = skip_logits(lm, ids, sets)
+    for row, removed in enumerate(sets):
+        model = pruned_copy(lm, removed)
+        assert len(list(model.parameters())) < len(list(lm.model.parameters())) or not removed
+        naive = model(input_ids=torch.tensor([ids]), use_cache=False).logits[0]
+        assert torch.allclose(fast[row], naive, atol=ATOL, rtol=1e-5), (family, removed)
+    full = lm.model(input_ids=torch.tensor([ids])).logits[0]
+    assert not torch.allclose(fast[0], full, atol=1e-3)  # removing a layer changes something
+    assert torch.allclose(fast[-1], full, atol=ATOL)  # removing nothing changes nothing
+
+
+def test_skip_layers_starts_at_first_removed_layer():
+    skipped = torch.tensor([[False, True, True], [False, False, False], [True, False, True]])
+    assert SkipLayers(skipped).starts().tolist() == [1, 3, 0]
+
+
+@pytest.mark.parametrize("family", ("llama", "gemma3", "gpt_neox", "qwen2"))
+def test_saved_pruned_model_reloads_and_matches_skip_path(family, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    lm = tiny_model(family)
+    removed = (1,) if lm.n_layers == 3 else (1, 2)
+    folder = save_pruned(lm, removed, tmp_path / "pruned")
+    reloaded = AutoModelForCausalLM.from_pretrained(folder).eval()
+    assert reloaded.config.num_hidden_layers == lm.n_layers - len(removed)
+    original_types = getattr(lm.model.config, "layer_types", None)
+    if original_types is not None:
+        kept = [t for i, t in enumerate(original_types) if i not in removed]
+        assert list(reloaded.config.layer_types) == kept
+    ids = random_ids([12])[0]
+    with torch.no_grad():
+        logits = reloaded(input_ids=torch.tensor([ids])).logits[0]
+    assert torch.allclose(logits, skip_logits(lm, ids, [removed])[0], atol=ATOL, rtol=1e-5)
+    assert json.loads((folder / "config.json").read_text())["depthscope_pruning"][
+        "removed_layers"
+    ] == list(removed)
+
+
+def test_gemma3_keeps_each_layers_attention_type(tmp_path):
+    """Deleting a sliding layer must not shift the full-attention layers' types."""
+    lm = tiny_model("gemma3")
+    types = list(lm.model.config.layer_types)
+    assert len(set(types)) == 2  # the tiny model mixes sliding and full attention
+    model = pruned_copy(lm, (0,))
+    assert list(model.config.layer_types) == types[1:]
+    assert [layer.self_attn.layer_type for layer in model.model.layers] == types[1:]
+
+
+def test_fast_evaluation_equals_naive_copies():
+    lm = tiny_model("llama")
+    text = EvalData("text", "text", random_ids([15, 9], seed=3))
+    task_ids = random_ids([10, 12], seed=4)
+    task = EvalData("task", "task", task_ids, [2, 3])
+    sets = removal_sets(lm.n_layers)
+    fast = evaluate(lm, sets, [text, task], batch_size=2)
+    naive = evaluate_naive(lm, sets, [text, task])
+    for f, n in zip(fast, naive, strict=True):
+        for source in ("text", "task"):
+            assert math.isclose(f[source].nll, n[source].nll, rel_tol=1e-5, abs_tol=1e-5)
+            assert f[source].tokens == n[source].tokens
+            assert f[source].correct == n[source].correct
+    assert fast[0]["text"].tokens == 14 + 8 and fast[0]["task"].tokens == 5
+    assert fast[0]["task"].examples == 2
+    perplexities = {f["text"].metrics("text")["perplexity"] for f in fast}
+    assert len(perplexities) == len(sets)  # every set changes the text's likelihood
+
+
+# ------------------------------------------------------------------------------ criteria
+
+
+def test_block_influence_and_angular_distance_follow_their_definitions():
+    from depthscope.prune.criteria import angular_block, calibrate
+
+    lm = tiny_model("llama")
+    prompts = random_ids([9, 14, 6], seed=5)
+    calibration = calibrate(lm, prompts)
+    hidden = [
+        torch.stack(
+            lm.model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
+        )
+        for ids in prompts
+    ]  # each [L+1, 1, T, d]; the last entry is after the final norm, so use the trace's rule:
+    n = lm.n_layers
+    residuals = [skip_residuals(lm, ids) for ids in prompts]  # [L+1, T, d] each
+    cos_sum, tokens = np.zeros(n), 0
+    for ids, states, resid in zip(prompts, hidden, residuals, strict=True):
+        for layer in range(n):
+            cos_sum[layer] += torch.cosine_similarity(resid[layer], resid[layer + 1], dim=-1).sum()
+        tokens += len(ids)
+        assert torch.allclose(resid[:n], states[:n, 0], atol=1e-5)
+    assert np.allclose(calibration.block_influence, 1 - cos_sum / tokens, atol=1e-6)
+    for size in (1, 2, 3):
+        naive = []
+        for start in range(n - size + 1):
+            angles = []
+            for resid in residuals:
+                cos = torch.cosine_similarity(resid[start, -1], resid[start + size, -1], dim=0)
+                angles.append(math.acos(max(-1.0, min(1.0, float(cos)))) / math.pi)
+            naive.append(np.mean(angles))
+        assert np.allclose(calibration.angular_distance(size), naive, atol=1e-6)
+        best = int(np.argmin(naive))
+        assert angular_block(calibration, size) == list(range(best, best + size))
+
+
+def skip_residuals(lm, ids: list[int]) -> torch.Tensor:
+    """Residual entering each layer and the last layer's output (before the final norm)."""
+    states = {}
+    handles = []
+    for index, layer in enumerate(lm.adapter.layers):
+
+        def pre(module, args, kwargs, index=index):
+            states[index] = (args[0] if args else kwargs["hidden_states"])[0].clone()
+
+        def post(module, args, output, index=index):
+            states[index + 1] = (output[0] if isinstance(output, tuple) else output)[0].clone()
+
+        handles.append(layer.register_forward_pre_hook(pre, with_kwargs=True))
+        handles.append(layer.register_forward_hook(post))
+    with torch.no_grad():
+        lm.model(input_ids=torch.tensor([ids]))
+    for handle in handles:
+        handle.remove()
+    return torch.stack([states[i] for i in range(lm.n_layers + 1)])
+
+
+def test_rankings_remove_the_lowest_scores_first():
+    from depthscope.prune.criteria import random_ranking, ranking, removal_sets
+
+    order = ranking([0.5, 0.1, 0.9, 0.1])
+    assert order == [1, 3, 0, 2]  # ties keep layer order
+    assert removal_sets("block-influence", 3, order=order, calibration=None) == {
+        1: [1],
+        2: [1, 3],
+        3: [0, 1, 3],
+    }
+    assert sorted(random_ranking(6, seed=1)) == list(range(6))
+    assert random_ranking(6, seed=1) == random_ranking(6, seed=1) != random_ranking(6, seed=2)
+
+
+# ------------------------------------------------------------------------------ the command
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    from depthscope.cli import main
+
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("depthscope: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+SMALL = ("--text-n", "2", "--max-tokens", "24", "--task-n", "1", "--calib-n", "2")
+
+
+def test_prune_command_end_to_end(tiny_model_dir, tmp_path, capsys):
+    from transformers import AutoModelForCausalLM
+
+    from depthscope.models.loading import load_model
+
+    out, saved = tmp_path / "prune", tmp_path / "pruned"
+    code, stdout, err = run_cli(
+        capsys,
+        "prune",
+        tiny_model_dir,
+        "--max-drop",
+        "2",
+        "--criteria",
+        "future-effect,current-effect,block-influence,angular",
+        *SMALL,
+        "--random-seeds",
+        "2",
+        "--out",
+        out,
+        "--save",
+        saved,
+    )
+    assert code == 0, err
+    doc = json.loads((out / "prune.json").read_text())
+    assert doc["n_layers"] == 3 and doc["max_drop"] == 2
+    assert set(doc["metrics"]) == {
+        "future-effect",
+        "current-effect",
+        "block-influence",
+        "angular",
+        "random",
+    }
+    for name, entry in doc["criteria"].items():
+        assert [len(entry["removed"][k]) for k in ("1", "2")] == [1, 2], name
+        if entry["ranking"] is not None:
+            assert entry["removed"]["2"] == sorted(entry["ranking"][:2])
+            assert entry["ranking"][0] == int(np.argmin(entry["scores"]))
+    future = doc["criteria"]["future-effect"]
+    assert (
+        future["ranking"][0] == 2
+    )  # skipping the last layer on past tokens changes no future token
+    text, task = (d["source"] for d in doc["data"])
+    clean = doc["metrics"]["angular"][text]["perplexity"][0]
+    assert all(m[text]["perplexity"][0] == pytest.approx(clean) for m in doc["metrics"].values())
+    seeds = doc["random"]["metrics_per_seed"].values()
+    mean = np.mean([s[task]["accuracy"] for s in seeds], axis=0)
+    assert np.allclose(doc["metrics"]["random"][task]["accuracy"], mean)
+    best = doc["best"]
+    values = {c: doc["metrics"][c][text]["perplexity"][2] for c in doc["criteria"]}
+    assert best["value"] == pytest.approx(min(values.values()))
+    assert (out / "figures" / "prune_metrics.png").read_bytes()[:4] == b"\x89PNG"
+    assert "perplexity on builtin:text" in stdout and f"best at k=2: {best['criterion']}" in stdout
+    assert all(line in stdout for line in doc["table"])
+    removed = doc["saved"]["removed"]
+    assert removed == doc["criteria"][best["criterion"]]["removed"]["2"]
+    reloaded = AutoModelForCausalLM.from_pretrained(saved)
+    assert reloaded.config.num_hidden_layers == 1
+    lm = load_model(str(tiny_model_dir), progress=False)
+    ids = lm.tokenizer("5 + 7 =")["input_ids"]
+    with torch.no_grad():
+        logits = reloaded(input_ids=torch.tensor([ids])).logits[0]
+    assert torch.allclose(logits, skip_logits(lm, ids, [tuple(removed)])[0], atol=ATOL)
+    assert load_model(str(saved), progress=False).tokenizer("5 + 7 =")["input_ids"] == ids
+
+
+def test_prune_uses_a_runs_future_effects(tiny_model_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    code, _, err = run_cli(
+        capsys,
+        "analyze",
+        tiny_model_dir,
+        "-n",
+        "2",
+        "--analyses",
+        "future-effects",
+        "--out",
+        run,
+        "--no-plots",
+    )
+    assert code == 0, err
+    code, _, err = run_cli(
+        capsys,
+        "prune",
+        tiny_model_dir,
+        "--run",
+        run,
+        "--max-drop",
+        "1",
+        "--criteria",
+        "future-effect",
+        *SMALL,
+        "--random-seeds",
+        "0",
+        "--out",
+        tmp_path / "p",
+        "--no-plots",
+    )
+    assert code == 0, err
+    doc = json.loads((tmp_path / "p" / "prune.json").read_text())
+    saved = json.loads((run / "results" / "future-effects.json").read_text())
+    assert doc["criteria"]["future-effect"]["scores"] == pytest.approx(
+        saved["data"]["output_change"]
+    )
+    assert set(doc["metrics"]) == {"future-effect"}
+
+
+def test_prune_bad_input_is_one_line(tiny_model_dir, tmp_path, capsys):
+    not_a_run = tmp_path / "not-a-run"
+    not_a_run.mkdir()
+    empty_run = tmp_path / "empty-run"
+    (empty_run / "results").mkdir(parents=True)
+    cases = [
+        (("--max-drop", "3"), "must be smaller than the model's 3 layers"),
+        (("--max-drop", "0"), "--max-drop must be at least 1"),
+        (("--criteria", "future-effect,magnitude"), "unknown criterion magnitude"),
+        (("--run", not_a_run), "is not a run directory"),
+        (("--run", empty_run), "has no future-effects result"),
+        (("--text", "builtin:nope"), "unknown data source"),
+        (("--text", "none", "--task", "none"), "nothing to validate on"),
+    ]
+    for extra, fragment in cases:
+        code, _, err = run_cli(capsys, "prune", tiny_model_dir, *extra, "--out", tmp_path / "o")
+        assert code == 2, (extra, err)
+        assert fragment in one_error_line(err), (extra, err)
