@@ -10,8 +10,8 @@ from depthscope.engine.batch import pad_batch
 from depthscope.engine.replay import replay
 from depthscope.engine.trace import trace
 from depthscope.models.adapters import BoundAdapter
+from depthscope.models.shared_moe import SharedForCausalLM
 from depthscope.training.models import ARCHS, ModelSize, build_model
-from depthscope.training.shared_model import SharedForCausalLM
 from depthscope.training.tokenizer import char_tokenizer
 
 VOCAB = 40

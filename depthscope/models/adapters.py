@@ -115,7 +115,7 @@ ADAPTERS: tuple[Adapter, ...] = (
         mlp_in="ln_1",
         parallel=True,
     ),
-    # depthscope's weight-shared σ-MoE Transformer (depthscope/training/shared_model.py): per-layer
+    # depthscope's weight-shared σ-MoE Transformer (depthscope/models/shared_moe.py): per-layer
     # identity sites, so hooks fire once per unrolled layer although blocks are shared.
     Adapter(
         family="depthscope_shared",

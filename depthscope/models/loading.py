@@ -244,6 +244,8 @@ def _load_config(
 ):
     from transformers import AutoConfig
 
+    import depthscope.models.shared_moe  # noqa: F401  (registers depthscope's own architecture)
+
     local_only = is_local if local_only is None else local_only
     try:
         return AutoConfig.from_pretrained(target, local_files_only=local_only, revision=revision)

@@ -3,7 +3,7 @@
 - ``transformer``: a stock GPT-NeoX with sequential (not parallel) residuals, full rotary
   embeddings and a ReLU FFN of width 4d, i.e. the paper's pre-LN / RoPE / ReLU Transformer, in an
   architecture every ``transformers`` release since 4.x loads without depthscope.
-- ``shared``: the weight-shared σ-MoE Transformer of :mod:`depthscope.training.shared_model`, our
+- ``shared``: the weight-shared σ-MoE Transformer of :mod:`depthscope.models.shared_moe`, our
   CPU analogue of MoEUT. By default its experts are sized so that it has about as many parameters as
   the Transformer of the same depth and width (as MoEUT is parameter-matched to its baseline), with
   ``k·expert_size = 2d`` active FFN units per token (MoEUT 244M: 16 · 128 = 2 · 1024).
@@ -21,7 +21,7 @@ from depthscope.errors import DepthscopeError
 if TYPE_CHECKING:  # transformers is imported when a model is built, keeping the CLI quick to start
     from transformers import GPTNeoXConfig
 
-    from depthscope.training.shared_model import SharedConfig
+    from depthscope.models.shared_moe import SharedConfig
 
 ARCHS = ("transformer", "shared")
 
@@ -98,7 +98,7 @@ def transformer_config(size: ModelSize, vocab_size: int, pad_id: int, eos_id: in
 
 
 def shared_config(size: ModelSize, vocab_size: int, pad_id: int, eos_id: int) -> SharedConfig:
-    from depthscope.training.shared_model import SharedConfig
+    from depthscope.models.shared_moe import SharedConfig
 
     n_experts, k = size.experts()
     return SharedConfig(
@@ -127,7 +127,7 @@ def build_model(
         from transformers import GPTNeoXForCausalLM
 
         return GPTNeoXForCausalLM(transformer_config(size, vocab_size, pad_id, eos_id))
-    from depthscope.training.shared_model import SharedForCausalLM
+    from depthscope.models.shared_moe import SharedForCausalLM
 
     return SharedForCausalLM(shared_config(size, vocab_size, pad_id, eos_id))
 

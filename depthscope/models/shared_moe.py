@@ -3,7 +3,7 @@
 MoEUT (paper §3.5, App. E) stacks ``L`` layers made of ``L / G`` repeats of a group of ``G``
 distinct layers (18 = 9 × 2), with SwitchHead attention and σ-MoE feed-forward blocks, and needs
 Triton kernels. This model keeps what matters for depth usage — the same weights reused at every
-repeat, a sparse σ-MoE FFN (:mod:`depthscope.training.sigma_moe`), pre-LN, RoPE — and uses plain
+repeat, a sparse σ-MoE FFN (:mod:`depthscope.models.sigma_moe`), pre-LN, RoPE — and uses plain
 multi-head attention instead of SwitchHead. It is an analogue, not MoEUT.
 
 It is a ``transformers`` ``PreTrainedModel`` with its own ``model_type`` (``depthscope_shared``),
@@ -28,7 +28,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from depthscope.training.sigma_moe import SigmaMoE
+from depthscope.models.sigma_moe import SigmaMoE
 
 MODEL_TYPE = "depthscope_shared"
 
