@@ -6,7 +6,7 @@ The paper integrates with a left Riemann sum of 256 steps (E7, Fig. 6). Its comp
 evaluations (batch rows replayed from that layer, forward + backward; a forward-only pass for F
 at a Gauss panel's end counts as one too) that each adaptive rule spends to reach it (adaptive
 panels, halved where their measured error is largest, at most 256 evaluations). It also runs
-depthscope's default setting (adaptive Simpson panels, tolerance 0.001) and, with
+depthscope's default setting (adaptive Simpson panels, tolerance 0.005) and, with
 ``--reference``, compares every attribution map with a far more accurate integral (adaptive
 Simpson, tolerance 1e-6, up to 2048 evaluations): max |ΔIG| over positions relative to the map's
 largest entry. Evaluations are counted, not timed, so the numbers do not depend on the machine's

@@ -11,6 +11,7 @@ from recording_progress import RecordingProgress
 from tiny_models import random_ids, tiny_model
 
 from depthscope.analyses import RunOptions
+from depthscope.analyses import quadrature as quadrature_module
 from depthscope.analyses.base import make_settings
 from depthscope.analyses.depth_score import (
     DepthScoreSettings,
@@ -232,9 +233,10 @@ def test_quadrature_ig_matches_naive(rule, steps, target):
     "rule, evaluations",
     [("riemann", 32), ("trapezoid", 33), ("simpson", 33)],  # doubling / uniform halving
 )
-def test_adaptive_refinement_equals_the_fixed_rule_it_stops_at(rule, evaluations):
-    """With tolerance 0 every panel is halved while the budget allows: the uniform rule, with
-    every earlier node reused (nothing is evaluated twice)."""
+def test_adaptive_refinement_equals_the_fixed_rule_it_stops_at(rule, evaluations, monkeypatch):
+    """With tolerance 0 and no preference for the worst panels, every panel is halved while the
+    budget allows: the uniform rule, with every earlier node reused (none evaluated twice)."""
+    monkeypatch.setattr(quadrature_module, "SPLIT_SHARE", 0.0)
     lm = tiny_model("llama", seed=2)
     path = one_path(lm, random_ids([8], seed=4)[0], 2, "layer", 1)
     refined = adaptive_ig(path, rule, tolerance=0.0, max_steps=evaluations, block=16)

@@ -1,4 +1,4 @@
-"""Integrated gradients over (layer × token) (paper §3.3, Fig. 6a; App. D): which tokens matter where.
+"""Integrated gradients over (layer × token) (E7, Fig. 6a): which tokens matter where.
 
 For every layer ``l`` and target activation (``layer``: the output ``h_{l+1}``; ``attention``:
 ``a_l``; ``mlp``: ``m_l``), the objective ``F`` = sum of the teacher-forced probabilities of the
@@ -48,7 +48,7 @@ GAP_FLOOR = 0.01
 class IGSettings:
     rule: str = "auto"  # auto: simpson panels when adaptive (steps=0), riemann when steps=N
     steps: int = 0  # 0: adaptive (see tolerance, max_steps); N: exactly N steps of the rule
-    tolerance: float = 0.001  # adaptive: bound on the completeness gap, in probability
+    tolerance: float = 0.005  # adaptive: bound on the completeness gap, in probability
     max_steps: int = 256  # adaptive: at most this many model evaluations per (prompt, layer)
     block: int = 16  # interpolation steps run together as batch rows
     targets: tuple = TARGETS

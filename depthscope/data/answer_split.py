@@ -1,4 +1,4 @@
-"""Where the prompt ends and the answer begins, per tokenizer (paper §1.2, E7/E8 prompts).
+"""Where the prompt ends and the answer begins, per tokenizer (the E7/E8 prompts, Fig. 6).
 
 The paper writes its arithmetic IG/erasure prompt as ``"5 + 7 + 5 + 3 + 1 + 7 = "`` + ``"28"`` and
 assumes that the separately tokenised answer is the tail of the tokenised prompt+answer. That holds
@@ -27,7 +27,7 @@ SPLITS = ("as-given", "shifted", "not-tail")
 
 
 def answer_is_tail(tokenizer, example: Example) -> bool:
-    """Does the answer, tokenised on its own, end the tokenised prompt+answer? (paper §1.2)"""
+    """Does the answer, tokenised on its own, end the tokenised prompt+answer?"""
     if not example.answer:
         return False
     full = list(tokenizer(example.text, add_special_tokens=True)["input_ids"])

@@ -49,7 +49,7 @@ LEVELLED: dict[str, LevelledTask] = {
     "nested": LevelledTask(nested, (1, 2, 3, 4)),
 }
 
-# The two hand-written prompts of E7/E8 with the paper's own split (paper §3.3, Fig. 6): the
+# The two hand-written prompts of E7/E8 with the paper's own split (Fig. 6): the
 # arithmetic prompt ends with a space and its answer is the bare number. That is the tail of the
 # tokens for Llama 3, Qwen and both built-in models; for tokenizers that merge the space into the
 # number (GPT-2) :func:`depthscope.data.answer_split.paper_split` moves the space into the answer.
