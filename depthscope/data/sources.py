@@ -182,7 +182,8 @@ def capped_count(spec: str, n: int | None) -> Count:
     """``n`` capped to what ``spec`` can sensibly give, with a one-line notice when capped.
 
     Call it before generating (the CLI prints the notice); :func:`load_examples` applies the
-    same cap. Files and hub datasets are never capped: they end by themselves.
+    same cap. Files, hub datasets and the fixed built-in sets (``builtin:paper``,
+    ``builtin:text``) are never capped: they end by themselves.
     """
     spec = spec.strip()
     if n is None:
@@ -192,9 +193,6 @@ def capped_count(spec: str, n: int | None) -> Count:
         return Count(
             MAX_GENERATED, f"-n {n} is more than {spec} generates; using {MAX_GENERATED}{per}"
         )
-    if spec == "builtin:paper" and n > len(generators.PAPER_PROMPTS):
-        count = len(generators.PAPER_PROMPTS)
-        return Count(count, f"-n {n}: builtin:paper has only the paper's {count} prompts")
     return Count(n)
 
 
