@@ -6,12 +6,13 @@ operands are small (1-4), there are only additions, and the question follows a f
 examples of the same level, one per line, in the paper's format (``"5 + 7 + 5 + 3 + 1 + 7 = "``
 + ``"28"``: the prompt ends with the space, the answer is the bare number)::
 
-    3 + 1 + 2 = 6
-    4 + 4 + 1 = 9
-    2 + 3 + 3 = 8
-    1 + 4 + 2 =  -> "7"
+    2 + 4 + 1 = 7
+    2 + 1 + 4 = 7
+    3 + 3 + 3 = 9
+    4 + 3 + 4 =  -> "11"          (level 3, seed 0, example 0)
 
-Level K = number of operands (2-6). Measured accuracies per level are in docs/data.md.
+Level K = number of operands (2-6). Measured teacher-forced accuracies per level are in
+docs/data.md: both built-in models solve most level-2 examples and few from level 3 on.
 """
 
 from __future__ import annotations
