@@ -6,11 +6,13 @@ import math
 
 import pytest
 import torch
-from naive import naive_erasure, naive_igrad, naive_mean_residuals
+from naive import _replace, forward, naive_erasure, naive_igrad, naive_mean_residuals
 from recording_progress import RecordingProgress
 from tiny_models import random_ids, tiny_model
 
 from depthscope.analyses import RunOptions
+from depthscope.analyses import quadrature as quadrature_module
+from depthscope.analyses.base import make_settings
 from depthscope.analyses.depth_score import (
     DepthScoreSettings,
     answer_splits,
@@ -18,9 +20,21 @@ from depthscope.analyses.depth_score import (
     importance_from_effects,
 )
 from depthscope.analyses.erasure import Erasure, ErasureSettings, baseline_means
-from depthscope.analyses.igrad import IGSettings, coarse_integral_warning
+from depthscope.analyses.igrad import (
+    IGPath,
+    IGSettings,
+    IntegratedGradients,
+    adaptive_ig,
+    coarse_integral_warning,
+    fixed_ig,
+)
 from depthscope.analyses.prompts import PromptSet
+from depthscope.analyses.quadrature import quadrature
 from depthscope.analyses.run import analyze, run_analysis
+from depthscope.engine.batch import pad_batch
+from depthscope.engine.trace import trace
+from depthscope.errors import DepthscopeError
+from depthscope.models.adapters import first_tensor
 
 LENGTHS = [9, 12, 7]
 ANSWERS = [2, 1, 3]
@@ -143,3 +157,165 @@ def test_depth_score_per_level(lm):
         assert torch.all(torch.tril(effect) == 0)  # future effects: nothing at or before s
         assert 0 <= entry["depth_score_layer"] <= lm.n_layers - 1
         assert 0.0 <= entry["accuracy"] <= 1.0
+
+
+# --- integrated gradients: quadrature rules and adaptive step counts -----------------------
+
+
+def naive_path_terms(lm, ids: list[int], answer_length: int, target: str, layer: int, ratios):
+    """Per ratio r: F(x_r) and Σ_d ∂F/∂x_r[p,d]·(x[p,d] − x'[d]) per position, one full forward
+    and backward pass each (hooks only), for any quadrature rule's nodes."""
+    adapter = lm.adapter
+    module = {"layer": adapter.layers, "attention": adapter.attn_out, "mlp": adapter.mlp_out}[
+        target
+    ][layer]
+    captured = {}
+    handle = module.register_forward_hook(
+        lambda m, a, o: captured.__setitem__("x", first_tensor(o)[0].clone())
+    )
+    try:
+        forward(lm, ids)
+    finally:
+        handle.remove()
+    x = captured["x"]
+    delta = x - x.mean(0, keepdim=True)
+    T = len(ids)
+    answer_ids = torch.tensor(ids[T - answer_length :])
+    positions = torch.arange(T - answer_length - 1, T - 1)
+    values, terms = [], []
+    for r in ratios:
+        xr = (x - delta + float(r) * delta).clone().requires_grad_(True)
+        handle = module.register_forward_hook(lambda m, a, o, xr=xr: _replace(o, xr[None]))
+        try:
+            with torch.enable_grad():
+                logits = lm.model(input_ids=torch.tensor([ids])).logits[0]
+                objective = (
+                    logits[positions].softmax(-1)[torch.arange(answer_length), answer_ids].sum()
+                )
+                (grad,) = torch.autograd.grad(objective, xr)
+        finally:
+            handle.remove()
+        values.append(float(objective.detach()))
+        terms.append((grad * delta).sum(-1))
+    return values, torch.stack(terms)
+
+
+def one_path(lm, ids, alen, target, layer):
+    batch = pad_batch([ids], pad_id=0)
+    with torch.no_grad():
+        traced = trace(lm.adapter, batch)
+    return IGPath(lm.adapter, traced, 0, len(ids), alen, target, layer)
+
+
+@pytest.mark.parametrize(
+    "rule, steps", [("gauss", 3), ("trapezoid", 4), ("simpson", 4), ("riemann", 5)]
+)
+@pytest.mark.parametrize("target", ["layer", "mlp"])
+def test_quadrature_ig_matches_naive(rule, steps, target):
+    lm = tiny_model("llama", seed=1)
+    ids, alen = random_ids([9], seed=3)[0], 2
+    quad = quadrature(rule, steps)
+    weights = torch.ones(len(quad.nodes)) if quad.weights is None else quad.weights
+    for layer in range(lm.n_layers):
+        values, terms = naive_path_terms(lm, ids, alen, target, layer, quad.nodes.tolist())
+        expected = (weights[:, None] * terms).sum(0) / quad.divisor
+        path = one_path(lm, ids, alen, target, layer)
+        result = fixed_ig(path, rule, steps, block=2)
+        assert_close(result.attribution, expected)
+        f_base = naive_path_terms(lm, ids, alen, target, layer, [0.0])[0][0]
+        assert result.f_baseline == pytest.approx(f_base, abs=1e-6)
+        assert result.evaluations == len(quad.nodes) + (rule == "gauss")  # + F(x') for Gauss
+        got_values, got_terms = path.evaluate(quad.nodes.tolist(), True, block=3)
+        assert_close(got_terms, terms)
+        assert_close(got_values, values, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "rule, evaluations",
+    [("riemann", 32), ("trapezoid", 33), ("simpson", 33)],  # doubling / uniform halving
+)
+def test_adaptive_refinement_equals_the_fixed_rule_it_stops_at(rule, evaluations, monkeypatch):
+    """With tolerance 0 and no preference for the worst panels, every panel is halved while the
+    budget allows: the uniform rule, with every earlier node reused (none evaluated twice)."""
+    monkeypatch.setattr(quadrature_module, "SPLIT_SHARE", 0.0)
+    lm = tiny_model("llama", seed=2)
+    path = one_path(lm, random_ids([8], seed=4)[0], 2, "layer", 1)
+    refined = adaptive_ig(path, rule, tolerance=0.0, max_steps=evaluations, block=16)
+    direct = fixed_ig(path, rule, 32, block=16)
+    assert refined.evaluations == evaluations
+    assert_close(refined.attribution, direct.attribution, atol=1e-6)
+    assert refined.gap == pytest.approx(direct.gap, abs=1e-6)
+
+
+def test_adaptive_riemann_stops_as_soon_as_the_gap_is_small_enough():
+    lm = tiny_model("llama", seed=2)
+    path = one_path(lm, random_ids([8], seed=4)[0], 2, "layer", 1)
+    gaps = {n: fixed_ig(path, "riemann", n, block=16).gap for n in (8, 16, 32)}
+    assert gaps[16] < gaps[8]
+    tolerance = (gaps[16] + gaps[8]) / 2
+    result = adaptive_ig(path, "riemann", tolerance, max_steps=256, block=16)
+    assert result.steps == result.evaluations == 16
+    capped = adaptive_ig(path, "riemann", 0.0, max_steps=16, block=16)
+    assert capped.steps == 16  # never beyond max_steps, even when the gap is not met
+
+
+@pytest.mark.parametrize("rule", ["simpson", "gauss", "trapezoid"])
+def test_adaptive_panels_meet_the_tolerance_within_the_budget(rule):
+    lm = tiny_model("llama", seed=2)
+    ids = random_ids([8], seed=4)[0]
+    for layer in range(lm.n_layers):
+        path = one_path(lm, ids, 2, "layer", layer)
+        result = adaptive_ig(path, rule, tolerance=1e-5, max_steps=200, block=16)
+        assert result.gap <= 1e-5 and result.evaluations <= 200
+
+
+def test_simpson_panels_reach_the_paper_riemann_gap_with_far_fewer_evaluations():
+    """The claim of benchmarks/bench_igrad.py, on a tiny model: adaptive Simpson panels meet the
+    completeness gap of the paper's 256-step left Riemann sum with at most a quarter of its
+    model evaluations, at every layer."""
+    lm = tiny_model("llama", seed=2)
+    ids = random_ids([8], seed=4)[0]
+    for layer in range(lm.n_layers):
+        path = one_path(lm, ids, 2, "layer", layer)
+        paper = fixed_ig(path, "riemann", 256, block=64)
+        fast = adaptive_ig(path, "simpson", paper.gap, max_steps=256, block=64)
+        assert fast.gap <= paper.gap and 4 * fast.evaluations <= paper.evaluations
+
+
+def test_igrad_settings_default_to_adaptive_simpson_and_keep_the_paper_rule():
+    default = IGSettings()
+    assert default.adaptive and default.quadrature_rule == "simpson"
+    assert IGSettings(steps=6).quadrature_rule == "riemann"  # steps alone: the paper's rule
+    paper = make_settings(IntegratedGradients, {"rule": "riemann", "steps": "256"})
+    assert (paper.quadrature_rule, paper.steps, paper.adaptive) == ("riemann", 256, False)
+    assert make_settings(IntegratedGradients, {"rule": "gauss"}).quadrature_rule == "gauss"
+    for bad in ({"rule": "boole"}, {"steps": "-1"}, {"tolerance": "-0.1"}, {"max_steps": "0"}):
+        with pytest.raises(DepthscopeError, match="bad setting for igrad"):
+            make_settings(IntegratedGradients, bad)
+
+
+def test_igrad_result_records_rule_steps_and_evaluations(lm, prompts):
+    settings = IGSettings(tolerance=1e-4, max_steps=64, targets=("layer", "mlp"))
+    data = analyze(lm, "igrad", prompts, settings=settings, prompt_batch=3)
+    assert data["rule"] == "simpson" and data["adaptive"] is True
+    for block in (data, data["mlp"]):
+        for steps, evaluations, gaps in zip(
+            block["steps"], block["evaluations"], block["completeness_gap"], strict=True
+        ):
+            assert len(steps) == len(evaluations) == len(gaps) == lm.n_layers
+            for nodes, spent, gap in zip(steps, evaluations, gaps, strict=True):
+                assert nodes == spent and 9 <= spent <= 64  # Simpson: every node has a gradient
+                assert gap <= 1e-4 or spent > 62
+    fixed = analyze(lm, "igrad", prompts, settings=IGSettings(steps=4, targets=("layer",)))
+    assert fixed["rule"] == "riemann" and fixed["adaptive"] is False
+    assert all(s == [4] * lm.n_layers for s in fixed["steps"])
+    assert all(e == [4] * lm.n_layers for e in fixed["evaluations"])
+
+
+def test_adaptive_igrad_names_max_steps_when_it_cannot_meet_the_gap():
+    lm = tiny_model("llama", seed=2)
+    prompts = PromptSet(random_ids([8], seed=4), answer_lengths=[2])
+    progress = RecordingProgress()
+    settings = IGSettings(rule="riemann", max_steps=1, targets=("layer",))
+    analyze(lm, "igrad", prompts, settings=settings, options=RunOptions(progress=progress))
+    assert progress.notes and "--set max_steps=4" in progress.notes[0]

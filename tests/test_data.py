@@ -16,12 +16,18 @@ import types
 
 import pytest
 
-from depthscope.data import generators, hub
+from depthscope.analyses.prompts import PromptSet
+from depthscope.data import fewshot, generators, hub, sources
+from depthscope.data.answer_split import answer_is_tail, paper_split, paper_splits, shifted
+from depthscope.data.example import Example
 from depthscope.data.sources import (
     DEFAULT_SOURCE,
+    MAX_GENERATED,
+    capped_count,
     describe_sources,
     load_examples,
     load_levels,
+    split_rule_for,
 )
 from depthscope.errors import DepthscopeError
 
@@ -53,7 +59,13 @@ def paren_depth(expression: str) -> int:
 
 # --- determinism ---------------------------------------------------------------------------
 
-GENERATED = ("builtin:arith-words", "builtin:hops", "builtin:nested:3", "builtin:arith-chain:4")
+GENERATED = (
+    "builtin:arith-words",
+    "builtin:hops",
+    "builtin:nested:3",
+    "builtin:arith-chain:4",
+    "builtin:arith-fewshot:3",
+)
 
 
 @pytest.mark.parametrize("spec", GENERATED)
@@ -153,6 +165,142 @@ def test_hops_follow_the_facts(level):
         assert re.fullmatch(r" [A-Z][a-z]+", example.answer)
 
 
+@pytest.mark.parametrize("level", [2, 3, 4, 5, 6])
+def test_arith_fewshot_shots_and_answers(level):
+    """Solved lines are right, every line has ``level`` operands 1-4, the answer is the bare sum."""
+    low, high = fewshot.OPERANDS
+    operand = rf"[{low}-{high}]"
+    for example in load_levels(f"builtin:arith-fewshot:{level}", 30)[level]:
+        *solved, question = example.prompt.split("\n")
+        assert len(solved) == fewshot.SHOTS and question.endswith(" = ")
+        for line in solved:
+            lhs, rhs = line.split(" = ")
+            assert re.fullmatch(rf"{operand}( \+ {operand}){{{level - 1}}}", lhs), line
+            assert evaluate(lhs) == int(rhs)
+        lhs = question.removesuffix(" = ")
+        assert re.fullmatch(rf"{operand}( \+ {operand}){{{level - 1}}}", lhs), question
+        assert example.answer == str(evaluate(lhs)) and example.level == level
+
+
+def test_arith_fewshot_levels_and_split_rules():
+    assert set(load_levels("builtin:arith-fewshot", 1)) == {2, 3, 4, 5, 6}
+    assert split_rule_for("hf:math") == split_rule_for("hf:math:2") == "in-answer"
+    assert split_rule_for("hf:mquake:3") == "answer-start"
+    for spec in ("builtin:hops", "builtin:arith-fewshot:2", "hf:gsm8k", "file:x.jsonl"):
+        assert split_rule_for(spec) == "answer-start"
+    assert split_rule_for(DEFAULT_SOURCE) == split_rule_for("builtin:paper") == "answer-start"
+    with pytest.raises(DepthscopeError, match="unknown data source"):
+        split_rule_for("builtin:nope")
+
+
+# --- -n beyond what a source gives ---------------------------------------------------------
+
+
+def test_huge_n_is_capped_with_a_notice_before_generating(monkeypatch):
+    count = capped_count("builtin:hops", 10**12)
+    assert count.n == MAX_GENERATED
+    assert count.notice.startswith("-n 1000000000000 is more than builtin:hops generates")
+    assert f"using {MAX_GENERATED} per level" in count.notice and "\n" not in count.notice
+    made = []
+    real = generators.LEVELLED["hops"]
+    monkeypatch.setitem(
+        generators.LEVELLED,
+        "hops",
+        generators.LevelledTask(lambda *a: made.append(a) or real.make(*a), real.levels),
+    )
+    monkeypatch.setattr(sources, "MAX_GENERATED", 3)
+    notices = []
+    examples = load_examples("builtin:hops", 10**12, notify=notices.append)
+    assert len(examples) == len(made) == 3 * len(real.levels)
+    assert notices == [
+        "-n 1000000000000 is more than builtin:hops generates; using 3 per level "
+        "(the paper uses 20 per level)"
+    ]
+    with pytest.warns(UserWarning, match="using 3"):
+        assert len(load_examples(DEFAULT_SOURCE, 10**12)) == 3
+    with pytest.warns(UserWarning, match="using 3 per level"):
+        assert len(load_levels("builtin:nested:2", 10**9)[2]) == 3
+
+
+def test_counts_that_need_no_cap():
+    assert capped_count("builtin:hops", 20) == sources.Count(20)
+    assert capped_count("builtin:hops", None) == sources.Count(None)
+    assert capped_count("file:big.txt", 10**12).n == 10**12  # files and datasets end by themselves
+    assert capped_count("hf:gsm8k", 10**12).notice is None
+    assert capped_count("builtin:paper", 10).notice is None  # the CLI's default -n: no noise
+    assert len(load_examples("builtin:paper", 10)) == 2
+
+
+# --- the paper's prompt/answer split per tokenizer -----------------------------------------
+
+
+def bpe_tokenizer(space_digit_merges: bool):
+    """A byte-level BPE tokenizer built from its vocabulary and merges (no training).
+
+    With ``space_digit_merges`` it merges the space into the number as GPT-2 does (``" 28"`` is the
+    one token ``"Ġ28"``); without, the space stays a token of its own, as for Llama 3, Qwen and
+    both built-in models (``"Ġ", "2", "8"``).
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<bos>", "<eos>"]
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    merges = [("Ġ", "2"), ("Ġ2", "8")] if space_digit_merges else []
+    merges += [("Y", "o"), ("Yo", "k"), ("a", "b")]
+    vocab = {token: i for i, token in enumerate(specials + alphabet)}
+    for left, right in merges:
+        vocab[left + right] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", special_tokens=[("<bos>", vocab["<bos>"])]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>"
+    )
+
+
+@pytest.mark.parametrize("merges, split", [(False, "as-given"), (True, "shifted")])
+def test_paper_split_follows_the_tokenizer(merges, split):
+    tokenizer = bpe_tokenizer(space_digit_merges=merges)
+    assert (tokenizer.tokenize(" 28") == ["Ġ28"]) == merges
+    math, question = paper_splits(tokenizer, load_examples("builtin:paper"))
+    assert math.meta["split"] == split and math.meta["name"] == "math"
+    assert math.text == "5 + 7 + 5 + 3 + 1 + 7 = 28"
+    if merges:  # GPT-2-like: the space travels with the number
+        assert (math.prompt, math.answer) == ("5 + 7 + 5 + 3 + 1 + 7 =", " 28")
+    else:  # Llama 3-like: exactly the paper's split, no P(" ") term, no extra position
+        assert (math.prompt, math.answer) == ("5 + 7 + 5 + 3 + 1 + 7 = ", "28")
+        assert tokenizer.tokenize(math.answer) == ["2", "8"]
+    assert question.meta["split"] == "as-given" and question.answer == " Yoko Ono"
+    prompts = PromptSet.from_examples(tokenizer, [math, question])
+    assert prompts.answer_lengths == [1 if merges else 2, len(tokenizer.tokenize(" Yoko Ono"))]
+    assert not prompts.problems
+
+
+def test_paper_split_without_a_workable_boundary():
+    tokenizer = bpe_tokenizer(space_digit_merges=True)
+    # "ab" merges across the boundary and there is no whitespace to move
+    stuck = paper_split(tokenizer, Example(prompt="xa", answer="b"))
+    assert stuck.meta["split"] == "not-tail" and (stuck.prompt, stuck.answer) == ("xa", "b")
+    assert not answer_is_tail(tokenizer, stuck)
+    assert paper_split(tokenizer, Example(prompt="no answer")).meta == {}
+    assert (
+        paper_split(tokenizer, Example(prompt="1 + 2 = ", answer="3")).meta["split"] == "as-given"
+    )
+
+
+def test_shifted_moves_boundary_whitespace_either_way():
+    forward = shifted(Example(prompt="7 = \n", answer="28", meta={"k": 1}))
+    assert (forward.prompt, forward.answer, forward.meta) == ("7 =", " \n28", {"k": 1})
+    back = shifted(Example(prompt="7 =", answer="  28"))
+    assert (back.prompt, back.answer) == ("7 =  ", "28")
+    assert shifted(Example(prompt="7 =", answer="28")) is None
+    assert shifted(Example(prompt="7 =", answer="  ")) is None
+
+
 def test_hops_fact_order_is_shuffled():
     """The chain is not simply listed in order (else the answer is the last fact's object)."""
     firsts = []
@@ -178,8 +326,9 @@ def test_paper_and_text_sources():
         "5 + 7 + 5 + 3 + 1 + 7 = 28",
         "The spouse of the performer of Imagine is Yoko Ono",
     ]
-    assert [e.answer for e in paper] == [" 28", " Yoko Ono"]
-    assert generators.PAPER_PROMPTS[0].prompt == "5 + 7 + 5 + 3 + 1 + 7 ="
+    # the paper's own split; paper_split moves the space where a tokenizer needs it
+    assert [e.answer for e in paper] == ["28", " Yoko Ono"]
+    assert generators.PAPER_PROMPTS[0].prompt == "5 + 7 + 5 + 3 + 1 + 7 = "
     text = load_examples("builtin:text", 3)
     assert len(text) == 3 and all(len(e.text) >= 250 for e in text)
 
@@ -218,7 +367,13 @@ def test_bad_levels_and_counts():
 def test_describe_sources_covers_every_form():
     forms = [form for form, _ in describe_sources()]
     assert forms[0] == DEFAULT_SOURCE
-    for form in ("builtin:hops[:K]", "builtin:nested[:K]", "builtin:arith-chain[:K]", "file:PATH"):
+    for form in (
+        "builtin:hops[:K]",
+        "builtin:nested[:K]",
+        "builtin:arith-chain[:K]",
+        "builtin:arith-fewshot[:K]",
+        "file:PATH",
+    ):
         assert form in forms
     assert all(text and "\n" not in text for _, text in describe_sources())
 

@@ -1,15 +1,23 @@
-"""Integrated gradients over (layer × token) (E7): which tokens matter at which depth.
+"""Integrated gradients over (layer × token) (E7, Fig. 6a): which tokens matter where.
 
-Paper §3.5, Fig. 6a/c.
 For every layer ``l`` and target activation (``layer``: the output ``h_{l+1}``; ``attention``:
 ``a_l``; ``mlp``: ``m_l``), the objective ``F`` = sum of the teacher-forced probabilities of the
 answer tokens is attributed to the activation at every position by integrated gradients from the
 baseline ``x'`` = the prompt's own position-mean of that activation:
-``IG_l[p] = (1/N) Σ_r Σ_d ∂F/∂x_r[p,d] · (x[p,d] − x'[d])`` with ``x_r = x' + r(x − x')`` and
-``r = 0, 1/N, …, (N−1)/N`` (left Riemann sum, as the paper). Steps run as batch rows of a replay
-that starts right after (``layer``) or at (sublayers) layer ``l``; nothing before it is recomputed.
-The completeness gap ``|Σ_p IG_l[p] − (F(x) − F(x'))|`` shows how well N steps approximate the
-integral.
+``IG_l[p] = ∫_0^1 Σ_d ∂F/∂x_r[p,d] · (x[p,d] − x'[d]) dr`` with ``x_r = x' + r(x − x')``.
+The paper approximates the integral by a left Riemann sum with N = 256 steps
+(``r = 0, 1/N, …, (N−1)/N``); on a CPU that is too slow for every layer. The completeness gap
+``|Σ_p IG_l[p] − (F(x) − F(x'))|`` is exactly the quadrature error of the 1-D integral of
+``dF(x_r)/dr``, so it measures how good a rule is (rules in :mod:`depthscope.analyses.quadrature`).
+
+``steps=N`` uses N steps of ``rule`` (riemann, trapezoid, simpson: N intervals; gauss: N
+Gauss–Legendre nodes); with ``rule=auto`` that is the paper's Riemann sum, so ``--set steps=256``
+alone reproduces the paper. ``steps=0`` (the default) is adaptive: Simpson panels (or the named
+rule's panels) are halved where their measured error is large until the errors sum to at most
+``tolerance`` — a bound on the completeness gap — or ``max_steps`` model evaluations are spent;
+an adaptive ``riemann`` doubles N from ``START_STEPS`` instead. Steps run as batch rows of a
+replay that starts right after (``layer``) or at (sublayers) layer ``l``; nothing before it is
+recomputed.
 """
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ import numpy as np
 import torch
 
 from depthscope.analyses.base import Analysis, PaperRef, PromptBatch, Tally, register
+from depthscope.analyses.quadrature import RULES as FIXED_RULES
+from depthscope.analyses.quadrature import adaptive_panels, midpoints, quadrature
 from depthscope.engine.interventions import Replace
 from depthscope.engine.replay import replay
 from depthscope.engine.state import state_type
@@ -33,6 +43,9 @@ if TYPE_CHECKING:
     from depthscope.results import Result
 
 TARGETS = ("layer", "attention", "mlp")
+RULES = ("auto", *FIXED_RULES)
+DEFAULT_ADAPTIVE_RULE = "simpson"
+START_STEPS = 8  # adaptive Riemann: the first step count, doubled until the gap is small enough
 # A gap above this fraction of |F(x) − F(x')|, and above GAP_FLOOR in probability, means N steps are
 # too few for that layer: the user is told once per prompt and target, with the fix.
 GAP_WARNING = 0.05
@@ -41,8 +54,21 @@ GAP_FLOOR = 0.01
 
 @dataclass
 class IGSettings:
+    rule: str = field(
+        default="auto",
+        metadata={
+            "help": "auto (simpson when adaptive, riemann with steps=N), riemann, trapezoid, "
+            "simpson, gauss (paper: riemann)"
+        },
+    )
     steps: int = field(
-        default=256, metadata={"help": "interpolation steps (paper: 256, left Riemann)"}
+        default=0, metadata={"help": "0: adaptive panels; N: exactly N steps (paper: 256)"}
+    )
+    tolerance: float = field(
+        default=0.005, metadata={"help": "adaptive: bound on the completeness gap (probability)"}
+    )
+    max_steps: int = field(
+        default=256, metadata={"help": "adaptive: most model evaluations per (prompt, layer)"}
     )
     block: int = field(
         default=16, metadata={"help": "interpolation steps run together as batch rows"}
@@ -50,11 +76,29 @@ class IGSettings:
     targets: tuple = field(default=TARGETS, metadata={"help": "layer, attention, mlp"})
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.block < 1:
-            raise ValueError("steps and block must be >= 1")
+        if self.steps < 0 or self.block < 1:
+            raise ValueError("steps must be >= 0 (0 = adaptive) and block >= 1")
+        if self.rule not in RULES:
+            raise ValueError(f"rule must be one of {RULES}, got {self.rule!r}")
+        if self.tolerance < 0 or self.max_steps < 1:
+            raise ValueError("tolerance must be >= 0 and max_steps >= 1")
         unknown = set(self.targets) - set(TARGETS)
         if unknown:
             raise ValueError(f"targets must be among {TARGETS}, got {sorted(unknown)}")
+
+    @property
+    def adaptive(self) -> bool:
+        return self.steps == 0
+
+    @property
+    def quadrature_rule(self) -> str:
+        """The rule actually used: ``auto`` resolved."""
+        if self.rule != "auto":
+            return self.rule
+        return DEFAULT_ADAPTIVE_RULE if self.adaptive else "riemann"
+
+
+# --- the numerical core ------------------------------------------------------------------------
 
 
 def answer_objective(
@@ -72,57 +116,185 @@ def clean_activation(trace: Trace, target: str, layer: int, row: int) -> torch.T
     return (trace.attn if target == "attention" else trace.mlp)[layer, row]
 
 
-def integrated_gradients(
-    adapter: BoundAdapter,
-    trace: Trace,
-    row: int,
-    length: int,
-    answer_length: int,
-    target: str,
-    layer: int,
-    steps: int,
-    block: int,
-) -> tuple[torch.Tensor, float, float]:
-    """``(IG[T], F(x), F(x'))`` for one prompt, target and layer."""
-    n_layers = trace.n_layers
-    answer_ids = trace.input_ids[row, length - answer_length : length]
-    first = length - answer_length - 1
-    x = clean_activation(trace, target, layer, row).float()  # [S, d] (S = padded length)
-    baseline = x[:length].mean(dim=0, keepdim=True)
-    delta = torch.zeros_like(x)
-    delta[:length] = x[:length] - baseline
-    grad_sum = torch.zeros_like(x)
-    f_base = f_input = None
-    for start in range(0, steps, block):
-        ratios = (
-            torch.arange(start, min(start + block, steps), device=x.device, dtype=x.dtype) / steps
-        )
+@dataclass
+class IGPath:
+    """One prompt's straight path from the baseline to the activation at one target and layer."""
+
+    adapter: BoundAdapter
+    trace: Trace
+    row: int
+    length: int
+    answer_length: int
+    target: str
+    layer: int
+
+    def __post_init__(self) -> None:
+        self.answer_ids = self.trace.input_ids[
+            self.row, self.length - self.answer_length : self.length
+        ]
+        self.first = self.length - self.answer_length - 1
+        x = clean_activation(self.trace, self.target, self.layer, self.row).float()  # [S, d]
+        baseline = x[: self.length].mean(dim=0, keepdim=True)
+        self.delta = torch.zeros_like(x)
+        self.delta[: self.length] = x[: self.length] - baseline
+        self.start = x - self.delta  # the baseline at valid positions, x on padding
+
+    def _objective(self, ratios: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(F per ratio, the interpolated activations it was computed from)."""
         n = int(ratios.numel())
-        interpolated = (x - delta).unsqueeze(0) + ratios[:, None, None] * delta.unsqueeze(0)
-        interpolated = interpolated.to(trace.resid.dtype).requires_grad_(True)
-        with torch.enable_grad():
-            if target == "layer":
-                finals = replay(adapter, trace, row, [layer + 1] * n, resid=interpolated)
-            else:
-                layers = torch.full((n,), layer, dtype=torch.long, device=x.device)
-                edit = Replace(site=target, layers=layers, values=interpolated)
-                finals = replay(adapter, trace, row, layers, intervention=edit)
-            objective = answer_objective(adapter, finals, answer_ids, first)
-            (grad,) = torch.autograd.grad(objective.sum(), interpolated)
-        grad_sum += grad.float().sum(dim=0)
-        if start == 0:
-            f_base = float(objective[0].detach())
-    with torch.no_grad():
-        final = trace.resid[n_layers, row].unsqueeze(0)
-        f_input = float(answer_objective(adapter, final, answer_ids, first)[0])
-    attribution = (grad_sum * delta).sum(dim=-1)[:length] / steps
-    return attribution, f_input, f_base
+        interpolated = self.start.unsqueeze(0) + ratios[:, None, None] * self.delta.unsqueeze(0)
+        interpolated = interpolated.to(self.trace.resid.dtype).requires_grad_(True)
+        if self.target == "layer":
+            finals = replay(
+                self.adapter, self.trace, self.row, [self.layer + 1] * n, resid=interpolated
+            )
+        else:
+            layers = torch.full((n,), self.layer, dtype=torch.long, device=ratios.device)
+            edit = Replace(site=self.target, layers=layers, values=interpolated)
+            finals = replay(self.adapter, self.trace, self.row, layers, intervention=edit)
+        return answer_objective(self.adapter, finals, self.answer_ids, self.first), interpolated
+
+    def gradient_sum(
+        self, ratios: torch.Tensor, weights: torch.Tensor | None, block: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(Σ_i w_i ∂F/∂x_{r_i}`` as ``[S, d]``, ``F(x_{r_i})`` per node), ``block`` rows at a time."""
+        device = self.delta.device
+        ratios = ratios.to(device=device, dtype=self.delta.dtype)
+        grad_sum = torch.zeros_like(self.delta)
+        values = []
+        for start in range(0, int(ratios.numel()), block):
+            chunk = ratios[start : start + block]
+            with torch.enable_grad():
+                objective, interpolated = self._objective(chunk)
+                (grad,) = torch.autograd.grad(objective.sum(), interpolated)
+            grad = grad.float()
+            if weights is not None:
+                grad = grad * weights[start : start + block].to(device)[:, None, None]
+            grad_sum += grad.sum(dim=0)
+            values.append(objective.detach())
+        return grad_sum, torch.cat(values)
+
+    def evaluate(
+        self, ratios: list[float], gradients: bool, block: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``F(x_r)`` per ratio and, with ``gradients``, the per-position terms
+        ``Σ_d ∂F/∂x_r[p,d]·(x[p,d] − x'[d])`` as ``[n, T]``; ``block`` rows at a time."""
+        device = self.delta.device
+        ratios_t = torch.tensor(ratios, dtype=self.delta.dtype, device=device)
+        values, terms = [], []
+        for start in range(0, len(ratios), block):
+            chunk = ratios_t[start : start + block]
+            if not gradients:
+                with torch.no_grad():
+                    values.append(self._objective(chunk)[0])
+                continue
+            with torch.enable_grad():
+                objective, interpolated = self._objective(chunk)
+                (grad,) = torch.autograd.grad(objective.sum(), interpolated)
+            terms.append((grad.float() * self.delta).sum(dim=-1)[:, : self.length])
+            values.append(objective.detach())
+        return torch.cat(values).cpu(), (torch.cat(terms).cpu() if gradients else None)
+
+    def attribution(self, grad_sum: torch.Tensor, divisor: float) -> torch.Tensor:
+        return (grad_sum * self.delta).sum(dim=-1)[: self.length] / divisor
+
+    def f_input(self) -> float:
+        with torch.no_grad():
+            final = self.trace.resid[self.trace.n_layers, self.row].unsqueeze(0)
+            return float(answer_objective(self.adapter, final, self.answer_ids, self.first)[0])
+
+    def f_baseline(self) -> float:
+        with torch.no_grad():
+            zero = torch.zeros(1, device=self.delta.device, dtype=self.delta.dtype)
+            return float(self._objective(zero)[0][0])
+
+
+@dataclass
+class IGResult:
+    """IG of one prompt, target and layer, with what it cost."""
+
+    attribution: torch.Tensor  # [T]
+    f_input: float
+    f_baseline: float
+    steps: int  # steps (fixed rules) or gradient nodes (adaptive panels) of the rule kept
+    evaluations: int  # model evaluations spent, refinements and F(x') included
+
+    @property
+    def gap(self) -> float:
+        return abs(float(self.attribution.sum()) - (self.f_input - self.f_baseline))
+
+
+def fixed_ig(path: IGPath, rule: str, steps: int, block: int) -> IGResult:
+    """IG with exactly ``steps`` steps of ``rule`` (riemann, 256: the paper's computation)."""
+    return _fixed(path, rule, steps, block)[0]
+
+
+def _fixed(path: IGPath, rule: str, steps: int, block: int) -> tuple[IGResult, torch.Tensor]:
+    """The result and its (weighted) gradient sum, which nested refinements extend."""
+    quad = quadrature(rule, steps)
+    grad_sum, values = path.gradient_sum(quad.nodes, quad.weights, block)
+    evaluations = int(quad.nodes.numel())
+    if rule == "gauss":  # no node at r = 0: F(x') costs one forward pass of its own
+        f_base, evaluations = path.f_baseline(), evaluations + 1
+    else:
+        f_base = float(values[0])
+    attribution = path.attribution(grad_sum, quad.divisor)
+    return IGResult(attribution, path.f_input(), f_base, steps, evaluations), grad_sum
+
+
+def adaptive_riemann(
+    path: IGPath, tolerance: float, max_steps: int, block: int, start: int = START_STEPS
+) -> IGResult:
+    """The paper's left sum with N doubled from ``start`` (reusing every node) until the
+    completeness gap is at most ``tolerance`` or N would exceed ``max_steps``."""
+    steps = min(start, max_steps)
+    result, grad_sum = _fixed(path, "riemann", steps, block)
+    while result.gap > tolerance and 2 * steps <= max_steps:
+        more, _ = path.gradient_sum(midpoints(steps), None, block)
+        grad_sum += more
+        steps *= 2
+        result.evaluations = steps
+        result.attribution = path.attribution(grad_sum, float(steps))
+        result.steps = steps
+    return result
+
+
+def panel_ig(path: IGPath, rule: str, tolerance: float, max_steps: int, block: int) -> IGResult:
+    """Adaptive panels of ``rule`` (trapezoid, simpson, gauss): see :func:`adaptive_panels`."""
+    f_input = path.f_input()
+    found = adaptive_panels(
+        lambda ratios, gradients: path.evaluate(ratios, gradients, block),
+        rule,
+        tolerance,
+        max_steps,
+        f_end=f_input,
+    )
+    return IGResult(found.integral, f_input, found.f_start, found.nodes, found.evaluations)
+
+
+def adaptive_ig(path: IGPath, rule: str, tolerance: float, max_steps: int, block: int) -> IGResult:
+    """IG refined until the completeness gap is at most ``tolerance`` (at most ``max_steps``
+    model evaluations): doubling for ``riemann``, adaptive panels for the other rules."""
+    if rule == "riemann":
+        return adaptive_riemann(path, tolerance, max_steps, block)
+    return panel_ig(path, rule, tolerance, max_steps, block)
+
+
+def integrated_gradients(path: IGPath, settings: IGSettings) -> IGResult:
+    """IG of one prompt, target and layer as ``settings`` ask (fixed or adaptive)."""
+    rule = settings.quadrature_rule
+    if settings.adaptive:
+        return adaptive_ig(path, rule, settings.tolerance, settings.max_steps, settings.block)
+    return fixed_ig(path, rule, settings.steps, settings.block)
 
 
 def coarse_integral_warning(
-    gaps: list[float], f_input: float, f_bases: list[float], steps: int
+    gaps: list[float], f_input: float, f_bases: list[float], steps: int, adaptive: bool = False
 ) -> str | None:
-    """Why and where ``steps`` is too coarse (the worst layer), or ``None`` when every gap is small."""
+    """Why and where ``steps`` is too coarse (the worst layer), or ``None`` when every gap is small.
+
+    ``adaptive``: ``steps`` is the ``max_steps`` an adaptive rule stopped at.
+    """
     coarse = [
         (gap, layer)
         for layer, (gap, f_base) in enumerate(zip(gaps, f_bases, strict=True))
@@ -131,8 +303,13 @@ def coarse_integral_warning(
     if not coarse:
         return None
     gap, layer = max(coarse)
-    return (
-        f"completeness gap {gap:.3g} at layer {layer} (F(x) − F(x') = {f_input - f_bases[layer]:.3g}); "
+    change = f"completeness gap {gap:.3g} at layer {layer} (F(x) − F(x') = {f_input - f_bases[layer]:.3g}); "
+    if adaptive:
+        return change + (
+            f"even {steps} model evaluations are too few there, rerun with --set max_steps={4 * steps} "
+            "for a closer integral"
+        )
+    return change + (
         f"{steps} steps are too few there, rerun with --set steps={4 * steps} for a closer integral"
     )
 
@@ -179,21 +356,18 @@ class IntegratedGradients(Analysis):
                 "answer_tokens": alen,
             }
             for target in s.targets:
-                rows, gaps, f_inputs, f_bases = [], [], [], []
+                results = []
                 for layer in range(trace.n_layers):
-                    ig, f_input, f_base = integrated_gradients(
-                        self.lm.adapter, trace, row, length, alen, target, layer, s.steps, s.block
-                    )
-                    rows.append(ig.cpu())
-                    gaps.append(abs(float(ig.sum()) - (f_input - f_base)))
-                    f_inputs.append(f_input)
-                    f_bases.append(f_base)
+                    path = IGPath(self.lm.adapter, trace, row, length, alen, target, layer)
+                    results.append(integrated_gradients(path, s))
                     self.options.progress.advance(1)
                 entry[target] = {
-                    "attribution": torch.stack(rows),
-                    "completeness_gap": gaps,
-                    "f_input": f_inputs[0],
-                    "f_baseline": f_bases,
+                    "attribution": torch.stack([r.attribution.cpu() for r in results]),
+                    "completeness_gap": [r.gap for r in results],
+                    "f_input": results[0].f_input,
+                    "f_baseline": [r.f_baseline for r in results],
+                    "steps": [r.steps for r in results],
+                    "evaluations": [r.evaluations for r in results],
                 }
             state.prompts.append(entry)
 
@@ -205,14 +379,21 @@ class IntegratedGradients(Analysis):
             "tokens": [e["tokens"] for e in prompts],
             "answer_tokens": [e["answer_tokens"] for e in prompts],
             "skipped_prompts": state.tally.skipped_ids,
+            "rule": self.settings.quadrature_rule,  # auto resolved
+            "adaptive": self.settings.adaptive,
         }
         for target in self.settings.targets:
             self._warn_if_coarse(prompts, target)
             block = {
-                "attribution": [e[target]["attribution"] for e in prompts],
-                "completeness_gap": [e[target]["completeness_gap"] for e in prompts],
-                "f_input": [e[target]["f_input"] for e in prompts],
-                "f_baseline": [e[target]["f_baseline"] for e in prompts],
+                key: [e[target][key] for e in prompts]
+                for key in (
+                    "attribution",
+                    "completeness_gap",
+                    "f_input",
+                    "f_baseline",
+                    "steps",  # per prompt and layer: the rule's step count kept
+                    "evaluations",  # per prompt and layer: model evaluations spent
+                )
             }
             if target == "layer":
                 data.update(block)
@@ -224,11 +405,13 @@ class IntegratedGradients(Analysis):
         """At the end, so that prompts restored from a checkpoint are checked too."""
         for entry in prompts:
             result = entry[target]
+            settings = self.settings
             warning = coarse_integral_warning(
                 result["completeness_gap"],
                 result["f_input"],
                 result["f_baseline"],
-                self.settings.steps,
+                settings.max_steps if settings.adaptive else settings.steps,
+                adaptive=settings.adaptive,
             )
             if warning:
                 self.options.progress.note(

@@ -1,7 +1,7 @@
 """GSM8K-style arithmetic word problems with a worked solution: the default data.
 
-The paper feeds GSM8K test problems followed by their full worked solution (teacher forcing,
-spec §1.4). Offline we generate problems of the same kind, but short: the cost of the heavy
+The paper feeds GSM8K test problems followed by their full worked solution (teacher forcing).
+Offline we generate problems of the same kind, but short: the cost of the heavy
 analyses grows with the number of tokens, and 2-4 steps in about 60-90 tokens (SmolLM2 tokenizer,
 which splits numbers into digits) keep a laptop run of every analysis affordable. Every number of
 the solution is computed here, so answers are right by construction; the tests recompute them.

@@ -1,4 +1,4 @@
-"""Hugging Face datasets in the paper's exact formats (spec §1.4, §1.5).
+"""Hugging Face datasets in the paper's exact formats (as its code builds them).
 
 The formatting functions are pure (a row dict in, an :class:`Example` out) so they are tested
 offline; the loaders need the optional ``datasets`` package and the hub (or its local cache), and
@@ -35,7 +35,7 @@ GSM8K_HEAD = (
 
 
 def gsm8k_example(row: dict) -> Example:
-    """Spec §1.4: instruction, question, GSM8K's worked rationale, ``The final answer is {final}``.
+    """GSM8K as the paper's code formats it: instruction, question, GSM8K's worked rationale, ``The final answer is {final}``.
 
     Split: the prompt ends with ``"The final answer is"`` and the answer is ``" " + final``, so
     ``.text`` is exactly the reference string and the answer's tokens can be measured.
@@ -52,13 +52,13 @@ def gsm8k_example(row: dict) -> Example:
 
 
 def math_level(row: dict) -> int | None:
-    """The MATH difficulty ("Level 3" -> 3); None for "Level ?" (the reference would crash, §14.21)."""
+    """The MATH difficulty ("Level 3" -> 3); None for "Level ?" (the reference would crash)."""
     last = str(row["level"])[-1:]
     return int(last) if last.isdigit() else None
 
 
 def math_example(row: dict) -> Example:
-    """Spec §1.5 ``Math(level)``: prompt ``"Problem: {problem}\\nAnswer:"``, answer the solution."""
+    """MATH as the paper's code formats it: prompt ``"Problem: {problem}\\nAnswer:"``, answer the solution."""
     return Example(
         prompt=f"Problem: {row['problem']}\nAnswer:",
         answer=f" {row['solution']}",
@@ -68,7 +68,7 @@ def math_example(row: dict) -> Example:
 
 
 def mquake_example(row: dict) -> Example:
-    """Spec §1.5 ``MQuake(n_hops)``: the first paraphrase of the question, the original answer."""
+    """MQuAKE as the paper's code formats it: the first paraphrase of the question, the original answer."""
     return Example(
         prompt=f"Question: {row['questions'][0]}\nAnswer:",
         answer=f" {row['answer']}",
@@ -149,7 +149,7 @@ def _format(rows: Iterable[dict], fmt: Callable[[dict], Example], name: str) -> 
 
 
 def gsm8k(n: int | None) -> list[Example]:
-    """The first ``n`` (all if None) GSM8K test problems in dataset order (spec §1.4, §14.5)."""
+    """The first ``n`` (all if None) GSM8K test problems in dataset order, as the paper's code."""
     return _format(islice(_load(*GSM8K), n), gsm8k_example, GSM8K[0])
 
 
@@ -174,7 +174,7 @@ def _levels(
 
 
 def math_levels(levels: list[int], n_per_level: int | None) -> dict[int, list[Example]]:
-    """MATH intermediate algebra, per level (spec §1.5, E9)."""
+    """MATH intermediate algebra, per level (E9, Fig. 7)."""
     try:
         grouped = _levels(_load(*MATH), math_level, levels, n_per_level)
     except KeyError as exc:
@@ -185,7 +185,7 @@ def math_levels(levels: list[int], n_per_level: int | None) -> dict[int, list[Ex
 
 
 def mquake_levels(levels: list[int], n_per_level: int | None) -> dict[int, list[Example]]:
-    """MQuAKE-Remastered CF3k, per number of hops (spec §1.5, E9)."""
+    """MQuAKE-Remastered CF3k, per number of hops (E9, Fig. 7)."""
     try:
         grouped = _levels(_load(*MQUAKE), lambda r: len(r["orig_triples"]), levels, n_per_level)
     except KeyError as exc:

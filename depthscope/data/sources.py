@@ -1,18 +1,25 @@
 """``--data`` specs: where the prompts of a run come from.
 
 Forms (see :func:`describe_sources`): ``builtin:arith-words`` (the default), the levelled
-families ``builtin:arith-chain[:K]``, ``builtin:hops[:K]``, ``builtin:nested[:K]``,
-``builtin:paper``, ``builtin:text``, ``file:PATH`` (.txt/.jsonl), ``hf:gsm8k``,
-``hf:math[:LEVEL]`` and ``hf:mquake[:HOPS]``.
+families ``builtin:arith-chain[:K]``, ``builtin:arith-fewshot[:K]``, ``builtin:hops[:K]``,
+``builtin:nested[:K]``, ``builtin:paper``, ``builtin:text``, ``file:PATH`` (.txt/.jsonl),
+``hf:gsm8k``, ``hf:math[:LEVEL]`` and ``hf:mquake[:HOPS]``.
 
 How many: ``n`` generated examples (10 if None) for generators; the first ``n`` (all if None) of a
 file, corpus or dataset. For a levelled family ``n`` counts examples *per level*; without ``:K``
 every level is used and :func:`load_examples` interleaves them (level 1 example 0, level 2
-example 0, ..., level 1 example 1, ...), so a larger ``n`` only appends examples.
+example 0, ..., level 1 example 1, ...), so a larger ``n`` only appends examples. Generated
+sources give at most ``MAX_GENERATED`` examples per level: a larger ``n`` is capped, with a notice
+(:func:`capped_count`), before anything is generated.
+
+Each source also says where the depth score splits its examples (:func:`split_rule_for`).
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from itertools import groupby
 
 from depthscope.data import generators, hub
@@ -24,6 +31,13 @@ from depthscope.errors import DepthscopeError
 DEFAULT_SOURCE = "builtin:arith-words"
 DEFAULT_N = 10  # generated examples (per level for levelled families) when n is None
 HUB_LEVELS = {"math": (1, 2, 3, 4, 5), "mquake": (2, 3, 4)}
+# The paper's depth-score split rule per hub dataset (E9): MATH's long worked solutions are split
+# at offsets inside the answer; MQuAKE's short answers at their first token. Every other source
+# (generated tasks, GSM8K's final answer, builtin:paper, files) splits at the answer start.
+HUB_SPLIT_RULES = {"math": "in-answer", "mquake": "answer-start", "gsm8k": "answer-start"}
+# Most examples a generated source gives per level: far more than any analysis needs (the paper
+# uses 20 per level), small enough that generating them takes seconds and little memory.
+MAX_GENERATED = 10_000
 
 
 def describe_sources() -> list[tuple[str, str]]:
@@ -31,6 +45,7 @@ def describe_sources() -> list[tuple[str, str]]:
     return [
         (DEFAULT_SOURCE, "arithmetic word problems, 2-4 steps, with worked solution (default)"),
         ("builtin:arith-chain[:K]", "sums/differences of K digits, '5 + 7 + 3 =' -> ' 15'; K=2..6"),
+        ("builtin:arith-fewshot[:K]", "3 solved sums of K operands 1-4, then one to solve; K=2..6"),
         ("builtin:hops[:K]", "K-hop lookups over invented people in context; K=1..4"),
         ("builtin:nested[:K]", "expressions with parenthesis depth K, '((3 + 4) - 2) ='; K=1..4"),
         ("builtin:paper", "the paper's two IG/erasure prompts (arithmetic, two-hop question)"),
@@ -79,22 +94,28 @@ def _file_levels(path: str, n_per_level: int | None) -> dict[int, list[Example]]
 
 
 def load_levels(
-    spec: str, n_per_level: int | None = 20, *, seed: int = 0
+    spec: str,
+    n_per_level: int | None = 20,
+    *,
+    seed: int = 0,
+    notify: Callable[[str], None] | None = None,
 ) -> dict[int, list[Example]]:
     """Examples per difficulty level: every level of the family, or only ``K`` for ``family:K``.
 
-    Levelled sources: ``builtin:arith-chain|hops|nested``, ``hf:math``, ``hf:mquake``, and
-    ``file:PATH.jsonl`` whose lines carry ``"level"``. The depth score (E9) compares levels.
+    Levelled sources: ``builtin:arith-chain|arith-fewshot|hops|nested``, ``hf:math``,
+    ``hf:mquake``, and ``file:PATH.jsonl`` whose lines carry ``"level"``. The depth score (E9)
+    compares levels. ``n_per_level`` is capped as in :func:`load_examples`.
     """
     _check_n(n_per_level, "the number of examples per level")
     spec = spec.strip()
+    n_per_level = _capped(spec, n_per_level, notify)
     kind, _, rest = spec.partition(":")
     family, _, level_text = rest.partition(":")
     if kind == "builtin" and family in generators.LEVELLED:
-        make, allowed = generators.LEVELLED[family]
+        task = generators.LEVELLED[family]
         count = DEFAULT_N if n_per_level is None else n_per_level
-        levels = _levels_wanted(spec, level_text, allowed)
-        return {k: [make(k, i, seed) for i in range(count)] for k in levels}
+        levels = _levels_wanted(spec, level_text, task.levels)
+        return {k: [task.make(k, i, seed) for i in range(count)] for k in levels}
     if kind == "hf" and family in HUB_LEVELS:
         levels = _levels_wanted(spec, level_text, HUB_LEVELS[family])
         loader = hub.math_levels if family == "math" else hub.mquake_levels
@@ -102,7 +123,8 @@ def load_levels(
     if kind == "file":
         return _file_levels(rest, n_per_level)
     raise DepthscopeError(
-        f"{spec} has no difficulty levels; use builtin:hops, builtin:arith-chain, builtin:nested, "
+        f"{spec} has no difficulty levels; use builtin:hops, builtin:arith-chain, "
+        "builtin:arith-fewshot, builtin:nested, "
         'hf:math, hf:mquake or a .jsonl file with "level" fields'
     )
 
@@ -142,15 +164,83 @@ def _examples(spec: str, n: int | None, seed: int) -> list[Example]:
     raise _bad_spec(spec)
 
 
-def load_examples(spec: str, n: int | None = None, *, seed: int = 0) -> list[Example]:
+def _is_generated(spec: str) -> bool:
+    kind, _, rest = spec.partition(":")
+    family = rest.partition(":")[0]
+    return spec == DEFAULT_SOURCE or (kind == "builtin" and family in generators.LEVELLED)
+
+
+@dataclass(frozen=True)
+class Count:
+    """How many examples a source will give for ``-n``, and the notice when that is fewer."""
+
+    n: int | None
+    notice: str | None = None
+
+
+def capped_count(spec: str, n: int | None) -> Count:
+    """``n`` capped to what ``spec`` can sensibly give, with a one-line notice when capped.
+
+    Call it before generating (the CLI prints the notice); :func:`load_examples` applies the
+    same cap. Files, hub datasets and the fixed built-in sets (``builtin:paper``,
+    ``builtin:text``) are never capped: they end by themselves.
+    """
+    spec = spec.strip()
+    if n is None:
+        return Count(None)
+    if _is_generated(spec) and n > MAX_GENERATED:
+        per = "" if spec == DEFAULT_SOURCE else " per level (the paper uses 20 per level)"
+        return Count(
+            MAX_GENERATED, f"-n {n} is more than {spec} generates; using {MAX_GENERATED}{per}"
+        )
+    return Count(n)
+
+
+def _capped(spec: str, n: int | None, notify: Callable[[str], None] | None) -> int | None:
+    count = capped_count(spec, n)
+    if count.notice:
+        if notify is None:
+            warnings.warn(count.notice, stacklevel=3)
+        else:
+            notify(count.notice)
+    return count.n
+
+
+def split_rule_for(spec: str) -> str:
+    """Where the depth score splits examples of ``spec``: ``"answer-start"`` or ``"in-answer"``.
+
+    As the paper (E9): MQuAKE-like short answers at the first answer token, MATH's worked
+    solutions at offsets inside the answer. Decided by the dataset, never by answer length.
+    """
+    spec = spec.strip()
+    kind, _, rest = spec.partition(":")
+    family = rest.partition(":")[0]
+    if kind == "builtin" and family in generators.LEVELLED:
+        return generators.LEVELLED[family].split_rule
+    if kind == "hf" and family in HUB_SPLIT_RULES:
+        return HUB_SPLIT_RULES[family]
+    if kind == "file" or spec in {DEFAULT_SOURCE, "builtin:paper", "builtin:text"}:
+        return "answer-start"
+    raise _bad_spec(spec)
+
+
+def load_examples(
+    spec: str,
+    n: int | None = None,
+    *,
+    seed: int = 0,
+    notify: Callable[[str], None] | None = None,
+) -> list[Example]:
     """The examples of ``spec``: ``n`` generated ones, or the first ``n`` of a file or dataset.
 
     ``n=None``: 10 generated examples (per level for levelled families), or a whole file or
-    dataset. Levelled families without ``:K`` give all levels interleaved.
+    dataset. Levelled families without ``:K`` give all levels interleaved. An ``n`` beyond what
+    the source gives is capped first (:func:`capped_count`); the notice goes to ``notify``, or
+    is issued as a warning.
     """
     _check_n(n, "the number of prompts")
     spec = spec.strip()
-    examples = _examples(spec, n, seed)
+    examples = _examples(spec, _capped(spec, n, notify), seed)
     if not examples:
         raise DepthscopeError(f"data source {spec} gave no prompts; ask for at least one (-n 1)")
     return examples

@@ -3,7 +3,7 @@
 Each task has a difficulty level K (number of operands, hops, or parenthesis depth) so that the
 depth score (E9) can be compared across levels without the hub (the paper uses MATH levels and
 MQuAKE hops). Prompts end without a space and answers start with one (``"... =" + " 28"``) so the
-answer tokenises as the tail of prompt+answer (spec §1.2 assumes this and never checks it).
+answer tokenises as the tail of prompt+answer (the paper's code assumes this and never checks it).
 """
 
 from __future__ import annotations
