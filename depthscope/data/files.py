@@ -42,7 +42,7 @@ def example_from_record(record: object, where: str) -> Example:
 
 def _read(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")  # a Windows BOM is not text
     except UnicodeDecodeError:
         raise DepthscopeError(f"data file {path} is not UTF-8 text; re-save it as UTF-8") from None
 
