@@ -319,3 +319,28 @@ def test_adaptive_igrad_names_max_steps_when_it_cannot_meet_the_gap():
     settings = IGSettings(rule="riemann", max_steps=1, targets=("layer",))
     analyze(lm, "igrad", prompts, settings=settings, options=RunOptions(progress=progress))
     assert progress.notes and "--set max_steps=4" in progress.notes[0]
+
+
+@pytest.mark.parametrize("steps", [6, 0])  # fixed and adaptive steps share the halving
+def test_igrad_out_of_memory_halves_the_step_block_and_keeps_the_result(
+    lm, prompts, steps, monkeypatch
+):
+    settings = IGSettings(steps=steps, block=8, max_steps=32, targets=("layer", "mlp"))
+    expected = analyze(lm, "igrad", prompts, settings=settings, prompt_batch=3)
+    objective = IGPath._objective
+
+    def small_device(self, ratios):  # a device that fits at most 3 interpolation rows
+        if ratios.numel() > 3:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+        return objective(self, ratios)
+
+    monkeypatch.setattr(IGPath, "_objective", small_device)
+    progress = RecordingProgress()
+    options = RunOptions(progress=progress)
+    got = analyze(lm, "igrad", prompts, settings=settings, options=options, prompt_batch=3)
+    for target in ("layer", "mlp"):
+        want, have = (expected, got) if target == "layer" else (expected[target], got[target])
+        for a, b in zip(have["attribution"], want["attribution"], strict=True):
+            assert_close(a, b)
+    assert progress.notes[0].startswith("out of memory with --set igrad.block=8; retrying with 4")
+    assert sum("out of memory" in note for note in progress.notes) == 2  # 8 → 4 → 2, then kept

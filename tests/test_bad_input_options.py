@@ -86,7 +86,9 @@ def test_malformed_option_is_a_usage_error(capsys, tiny_model_dir, tmp_path, arg
         ("current-effects", "parts=bogus", "parts"),
         ("future-effects", "n_splits=0", "n_splits"),
         ("future-effects", "split_stride=0", "split_stride"),
-        ("igrad", "steps=0", "steps"),
+        ("igrad", "steps=-1", "steps"),  # 0 is adaptive
+        ("igrad", "rule=boole", "rule"),
+        ("igrad", "max_steps=0", "max_steps"),
         ("igrad", "block=0", "block"),
         ("contributions", "eps=-1", "eps"),
         ("contributions", "eps=inf", "eps"),

@@ -32,6 +32,7 @@ from depthscope.analyses.base import Analysis, PaperRef, PromptBatch, Tally, reg
 from depthscope.analyses.quadrature import RULES as FIXED_RULES
 from depthscope.analyses.quadrature import adaptive_panels, midpoints, quadrature
 from depthscope.engine.interventions import Replace
+from depthscope.engine.memory import AdaptiveBatch, as_batches
 from depthscope.engine.replay import replay
 from depthscope.engine.state import state_type
 from depthscope.engine.trace import Trace
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from depthscope.results import Result
 
 TARGETS = ("layer", "attention", "mlp")
+Block = int | AdaptiveBatch  # steps per batch; an AdaptiveBatch halves it when memory runs out
 RULES = ("auto", *FIXED_RULES)
 DEFAULT_ADAPTIVE_RULE = "simpson"
 START_STEPS = 8  # adaptive Riemann: the first step count, doubled until the gap is small enough
@@ -155,44 +157,49 @@ class IGPath:
         return answer_objective(self.adapter, finals, self.answer_ids, self.first), interpolated
 
     def gradient_sum(
-        self, ratios: torch.Tensor, weights: torch.Tensor | None, block: int
+        self, ratios: torch.Tensor, weights: torch.Tensor | None, block: Block
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(Σ_i w_i ∂F/∂x_{r_i}`` as ``[S, d]``, ``F(x_{r_i})`` per node), ``block`` rows at a time."""
         device = self.delta.device
         ratios = ratios.to(device=device, dtype=self.delta.dtype)
         grad_sum = torch.zeros_like(self.delta)
         values = []
-        for start in range(0, int(ratios.numel()), block):
-            chunk = ratios[start : start + block]
+
+        def step(start: int, stop: int) -> None:
             with torch.enable_grad():
-                objective, interpolated = self._objective(chunk)
+                objective, interpolated = self._objective(ratios[start:stop])
                 (grad,) = torch.autograd.grad(objective.sum(), interpolated)
             grad = grad.float()
             if weights is not None:
-                grad = grad * weights[start : start + block].to(device)[:, None, None]
-            grad_sum += grad.sum(dim=0)
+                grad = grad * weights[start:stop].to(device)[:, None, None]
+            grad_sum.add_(grad.sum(dim=0))
             values.append(objective.detach())
+
+        as_batches(block).run(int(ratios.numel()), step)
         return grad_sum, torch.cat(values)
 
     def evaluate(
-        self, ratios: list[float], gradients: bool, block: int
+        self, ratios: list[float], gradients: bool, block: Block
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``F(x_r)`` per ratio and, with ``gradients``, the per-position terms
         ``Σ_d ∂F/∂x_r[p,d]·(x[p,d] − x'[d])`` as ``[n, T]``; ``block`` rows at a time."""
         device = self.delta.device
         ratios_t = torch.tensor(ratios, dtype=self.delta.dtype, device=device)
         values, terms = [], []
-        for start in range(0, len(ratios), block):
-            chunk = ratios_t[start : start + block]
+
+        def step(start: int, stop: int) -> None:
+            chunk = ratios_t[start:stop]
             if not gradients:
                 with torch.no_grad():
                     values.append(self._objective(chunk)[0])
-                continue
+                return
             with torch.enable_grad():
                 objective, interpolated = self._objective(chunk)
                 (grad,) = torch.autograd.grad(objective.sum(), interpolated)
             terms.append((grad.float() * self.delta).sum(dim=-1)[:, : self.length])
             values.append(objective.detach())
+
+        as_batches(block).run(len(ratios), step)
         return torch.cat(values).cpu(), (torch.cat(terms).cpu() if gradients else None)
 
     def attribution(self, grad_sum: torch.Tensor, divisor: float) -> torch.Tensor:
@@ -224,12 +231,12 @@ class IGResult:
         return abs(float(self.attribution.sum()) - (self.f_input - self.f_baseline))
 
 
-def fixed_ig(path: IGPath, rule: str, steps: int, block: int) -> IGResult:
+def fixed_ig(path: IGPath, rule: str, steps: int, block: Block) -> IGResult:
     """IG with exactly ``steps`` steps of ``rule`` (riemann, 256: the paper's computation)."""
     return _fixed(path, rule, steps, block)[0]
 
 
-def _fixed(path: IGPath, rule: str, steps: int, block: int) -> tuple[IGResult, torch.Tensor]:
+def _fixed(path: IGPath, rule: str, steps: int, block: Block) -> tuple[IGResult, torch.Tensor]:
     """The result and its (weighted) gradient sum, which nested refinements extend."""
     quad = quadrature(rule, steps)
     grad_sum, values = path.gradient_sum(quad.nodes, quad.weights, block)
@@ -243,7 +250,7 @@ def _fixed(path: IGPath, rule: str, steps: int, block: int) -> tuple[IGResult, t
 
 
 def adaptive_riemann(
-    path: IGPath, tolerance: float, max_steps: int, block: int, start: int = START_STEPS
+    path: IGPath, tolerance: float, max_steps: int, block: Block, start: int = START_STEPS
 ) -> IGResult:
     """The paper's left sum with N doubled from ``start`` (reusing every node) until the
     completeness gap is at most ``tolerance`` or N would exceed ``max_steps``."""
@@ -259,7 +266,7 @@ def adaptive_riemann(
     return result
 
 
-def panel_ig(path: IGPath, rule: str, tolerance: float, max_steps: int, block: int) -> IGResult:
+def panel_ig(path: IGPath, rule: str, tolerance: float, max_steps: int, block: Block) -> IGResult:
     """Adaptive panels of ``rule`` (trapezoid, simpson, gauss): see :func:`adaptive_panels`."""
     f_input = path.f_input()
     found = adaptive_panels(
@@ -272,7 +279,9 @@ def panel_ig(path: IGPath, rule: str, tolerance: float, max_steps: int, block: i
     return IGResult(found.integral, f_input, found.f_start, found.nodes, found.evaluations)
 
 
-def adaptive_ig(path: IGPath, rule: str, tolerance: float, max_steps: int, block: int) -> IGResult:
+def adaptive_ig(
+    path: IGPath, rule: str, tolerance: float, max_steps: int, block: Block
+) -> IGResult:
     """IG refined until the completeness gap is at most ``tolerance`` (at most ``max_steps``
     model evaluations): doubling for ``riemann``, adaptive panels for the other rules."""
     if rule == "riemann":
@@ -280,12 +289,16 @@ def adaptive_ig(path: IGPath, rule: str, tolerance: float, max_steps: int, block
     return panel_ig(path, rule, tolerance, max_steps, block)
 
 
-def integrated_gradients(path: IGPath, settings: IGSettings) -> IGResult:
-    """IG of one prompt, target and layer as ``settings`` ask (fixed or adaptive)."""
+def integrated_gradients(
+    path: IGPath, settings: IGSettings, block: Block | None = None
+) -> IGResult:
+    """IG of one prompt, target and layer as ``settings`` ask (fixed or adaptive); ``block``
+    (default ``settings.block``) may be a shared :class:`AdaptiveBatch` that halves on OOM."""
     rule = settings.quadrature_rule
+    block = settings.block if block is None else block
     if settings.adaptive:
-        return adaptive_ig(path, rule, settings.tolerance, settings.max_steps, settings.block)
-    return fixed_ig(path, rule, settings.steps, settings.block)
+        return adaptive_ig(path, rule, settings.tolerance, settings.max_steps, block)
+    return fixed_ig(path, rule, settings.steps, block)
 
 
 def coarse_integral_warning(
@@ -337,6 +350,11 @@ class IntegratedGradients(Analysis):
         "no longer use the token; red labels are the answer.",
     }
 
+    def __init__(self, lm, settings: IGSettings, options) -> None:
+        super().__init__(lm, settings, options)
+        # one step-block size for the whole run: halved once on out-of-memory, then kept
+        self.blocks = AdaptiveBatch(settings.block, options.progress, what="--set igrad.block")
+
     def update(self, state: IGState, batch: PromptBatch) -> None:
         s = self.settings
         trace = batch.trace
@@ -359,7 +377,7 @@ class IntegratedGradients(Analysis):
                 results = []
                 for layer in range(trace.n_layers):
                     path = IGPath(self.lm.adapter, trace, row, length, alen, target, layer)
-                    results.append(integrated_gradients(path, s))
+                    results.append(integrated_gradients(path, s, self.blocks))
                     self.options.progress.advance(1)
                 entry[target] = {
                     "attribution": torch.stack([r.attribution.cpu() for r in results]),

@@ -68,17 +68,20 @@ class AdaptiveBatch:
         self.progress = progress or Progress()
         self.what = what
 
+    def _flag(self, size: int) -> str:
+        return f"{self.what}={size}" if self.what.startswith("--set") else f"{self.what} {size}"
+
     def _halve(self, failed: int) -> None:
         if failed <= 1:
             raise DepthscopeError(
-                f"out of memory even with {self.what} 1; use a lower-precision dtype "
+                f"out of memory even with {self._flag(1)}; use a lower-precision dtype "
                 f"(--dtype bfloat16), spread the model with --device-map, or shorter prompts"
             )
         self.size = min(self.size, max(1, failed // 2))
         _release_cached_memory()
         self.progress.note(
             f"out of memory with {self.what} {failed}; retrying with {self.size} "
-            f"(pass --batch-size {self.size} to start there)"
+            f"(pass {self._flag(self.size)} to start there)"
         )
 
     def run(self, n_items: int, step: Callable[[int, int], None]) -> None:
