@@ -101,7 +101,10 @@ class RunData:
             value = result.model.get("n_layers")
             if isinstance(value, int) and value > 0:
                 return value
-        raise DepthscopeError(f"{self.path}: the results do not record the model's layer count")
+        raise DepthscopeError(
+            f"{self.path}: the results do not record the model's layer count; recompute them with "
+            f"`depthscope analyze MODEL --out {self.path} --fresh`"
+        )
 
 
 def warn(message: str) -> None:

@@ -67,7 +67,9 @@ def _int(env: Mapping[str, str], name: str, default: int | None = None) -> int:
     try:
         return int(raw.split("(")[0])  # Slurm writes e.g. SLURM_TASKS_PER_NODE="2(x3)"
     except ValueError:
-        raise DepthscopeError(f"launcher variable {name}={raw!r} is not an integer") from None
+        raise DepthscopeError(
+            f"launcher variable {name}={raw!r} is not an integer; check the launcher's variables"
+        ) from None
 
 
 def detect_launch(environ: Mapping[str, str] | None = None) -> Launch | None:

@@ -154,7 +154,10 @@ def _first(config: object, names: Sequence[str], default: object = ...) -> objec
         if value is not None:
             return value
     if default is ...:
-        raise DepthscopeError(f"model config has none of {', '.join(names)}; cannot size batches")
+        raise DepthscopeError(
+            f"model config has none of {', '.join(names)}, so batches cannot be sized; give the "
+            f"config transformers' standard name {names[0]} (e.g. through its attribute_map)"
+        )
     return default
 
 

@@ -56,7 +56,10 @@ def load_inputs(lm: LoadedModel, settings: PruneSettings) -> Inputs:
         sequences = [tokenize(tok, e.text)[: settings.max_tokens] for e in examples]
         sequences = [s for s in sequences if len(s) >= 2]
         if not sequences:
-            raise DepthscopeError(f"{spec} gave no text of 2 tokens or more")
+            raise DepthscopeError(
+                f"{spec} gave no text of 2 tokens or more; use longer texts for --text, e.g. "
+                "builtin:text or file:PATH"
+            )
         datasets.append(EvalData(spec, "text", sequences))
     for spec in specs(settings.task):
         prompts = PromptSet.from_examples(
