@@ -75,7 +75,7 @@ def rel_change(clean_c, new_c, measured):
 
 
 def naive_effects(lm, ids: list[int], part: str, front: int, split: int | None):
-    """Effect matrix [L, L] and output change [L] for one prompt and split point (spec E3/E4)."""
+    """Effect matrix [L, L] and output change [L] for one prompt and split point (paper §3.2)."""
     T, L = len(ids), lm.n_layers
     ins, outs, logits = forward(lm, ids)
     clean_c = [o - i for i, o in zip(ins, outs, strict=True)]
@@ -93,7 +93,7 @@ def naive_effects(lm, ids: list[int], part: str, front: int, split: int | None):
 
 
 def naive_local(lm, ids: list[int], front: int, split: int | None):
-    """Local effect matrix [L, L] (spec E6): every layer >= s reads the clean residual minus c_s."""
+    """Local effect matrix [L, L] (paper §3.4): every layer >= s reads the clean residual minus c_s."""
     T, L = len(ids), lm.n_layers
     ins, outs, _ = forward(lm, ids)
     clean_c = [o - i for i, o in zip(ins, outs, strict=True)]
@@ -120,7 +120,7 @@ def naive_local(lm, ids: list[int], front: int, split: int | None):
 
 
 def naive_contribution_tokens(lm, ids: list[int]) -> dict:
-    """Per-token quantities of spec E2 for one prompt: {name: [L, T]}."""
+    """Per-token quantities of paper §3.1 for one prompt: {name: [L, T]}."""
     adapter = lm.adapter
     attn, mlp = {}, {}
     handles = []
@@ -189,7 +189,7 @@ def naive_logit_lens(lm, ids: list[int], k: int = 5) -> tuple[torch.Tensor, torc
 
 
 def naive_erasure(lm, ids: list[int], answer_length: int, means: torch.Tensor) -> torch.Tensor:
-    """E[l, t] (spec E8) with one full forward pass per (boundary, position)."""
+    """E[l, t] (residual erasure, paper §3.5) with one full forward pass per (boundary, position)."""
     T, L = len(ids), lm.n_layers
     _, _, logits = forward(lm, ids)
     clean = logits.softmax(-1)

@@ -40,7 +40,7 @@ def upper_effect(n: int, seed: int, diagonal: float) -> np.ndarray:
 def contributions_data(n: int = L) -> dict:
     depth = np.arange(n)
     rel = np.where(depth < n // 2, 0.4, 0.08)
-    rel[0] = 2.5  # layer 0 often exceeds the 1.5 cap of the spec's ylim rule
+    rel[0] = 2.5  # layer 0 often exceeds the 1.5 cap of the paper's ylim rule
     cos = np.where(depth < n // 2, -0.2, 0.3)
     norms = 1.0 + depth * 3.0
     return {
@@ -413,7 +413,7 @@ def test_linear_map_heatmap_drops_embeddings_without_zero_padding() -> None:
     rel = np.asarray(result.data["rel_err"])
     assert shown.shape == (rel.shape[0] - 1, rel.shape[1] - 1)
     np.testing.assert_allclose(shown, rel[1:, 1:])
-    assert (shown != 0).any(axis=1).all() and (shown != 0).any(axis=0).all()  # spec §14.10
+    assert (shown != 0).any(axis=1).all() and (shown != 0).any(axis=0).all()  # Fig. 8, no padding
     ax = image_of(figures["rel_err"]).axes
     assert "Shallow-0.5B" in ax.get_ylabel() and "Deep-3B" in ax.get_xlabel()
     best = figures["best_match"].axes[0]
@@ -442,7 +442,7 @@ def test_token_maps_drop_the_last_token_and_keep_bos_out_of_the_scale() -> None:
 def test_contribution_bars_follow_the_paper_style() -> None:
     figures = draw(make_result("contributions"))
     rel = figures["mean_relative_contribution"].axes[0]
-    assert rel.get_ylim() == (0, 1.5)  # a value above 1.5 caps the axis (spec E2)
+    assert rel.get_ylim() == (0, 1.5)  # a value above 1.5 caps the axis (paper Fig. 2a)
     assert any("2.5" in t.get_text() for t in rel.texts)  # the clipped value is written
     assert figures["max_relative_contribution"].axes[0].get_ylim() == (0, 2)
     assert rel.get_xlim() == (-0.5, L - 0.5)

@@ -61,7 +61,7 @@ class RemoveContribution:
 
     From layer ``s`` on, row ``i``'s layer outputs are overwritten with the clean outputs minus
     ``s``'s clean contribution at ``positions[i]`` and the clean outputs elsewhere, so changes never
-    propagate: each layer sees exactly the clean residual with ``c_s`` removed (spec E6).
+    propagate: each layer sees exactly the clean residual with ``c_s`` removed (paper §3.4, Fig. 5).
     """
 
     layers: torch.Tensor  # [n] long

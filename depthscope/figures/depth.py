@@ -175,7 +175,7 @@ def best_targets(rel: np.ndarray, data: dict) -> np.ndarray:
 
 
 def linear_map_heatmap(result: Result, rel: np.ndarray) -> Figure:
-    """Relative error without the embedding row and column, exactly M×L: no zero padding (§14.10)."""
+    """Relative error without the embedding row and column, exactly M×L: no zero padding (Fig. 8)."""
     source, target = map_names(result)
     body = rel[1:, 1:]
     fig, ax = new_figure(6, 4)
