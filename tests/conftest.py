@@ -3,6 +3,10 @@ from pathlib import Path
 
 import pytest
 
+# The test folders mirror the package (tests/engine/ tests depthscope/engine/, ...) and have no
+# __init__.py: pytest imports each test file by its basename, so basenames stay unique across
+# folders. Shared helpers (tiny_models, naive, ...) live here at the root, importable from every
+# folder; a helper only one folder uses lives in that folder.
 sys.path.insert(0, str(Path(__file__).parent))
 
 

@@ -1,4 +1,4 @@
-"""Shared helpers of the bad-input catalogue (tests/test_bad_input_*.py).
+"""Shared helpers of the bad-input catalogue (tests/bad_input/test_bad_input_*.py).
 
 Every case runs the real command line (``depthscope.cli.main`` in-process, or ``python -c`` in a
 subprocess where signals or a second process are needed) and checks what a user sees: the exit
@@ -138,7 +138,7 @@ SLOW_CLI = textwrap.dedent(
 def cli_env() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(Path(__file__).parent), env.get("PYTHONPATH")])
+        filter(None, [str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH")])
     )
     env.setdefault("HF_HUB_OFFLINE", "1")
     return env

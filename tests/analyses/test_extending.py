@@ -15,7 +15,7 @@ from depthscope.analyses import REGISTRY, load_plugins
 from depthscope.cli import main
 from depthscope.results import Result
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "extending.md"
 
 
 def doc_module_source() -> str:

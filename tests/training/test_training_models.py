@@ -82,8 +82,8 @@ def test_shared_layers_reuse_weights_through_distinct_hook_sites():
     assert fired == [1] * len(layers)
 
 
-# The engine pattern of tests/test_engine.py, for the shared model (the transformer is GPT-NeoX,
-# which tests/test_engine.py covers).
+# The engine pattern of tests/engine/test_engine.py, for the shared model (the transformer is GPT-NeoX,
+# which tests/engine/test_engine.py covers).
 
 
 @pytest.fixture(scope="module")

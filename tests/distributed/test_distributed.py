@@ -20,7 +20,7 @@ from depthscope.engine.sharding import balanced_blocks, batches_for, block_bound
 from depthscope.engine.state import state_from_bytes
 from depthscope.errors import DepthscopeError
 
-WORKER = Path(__file__).with_name("distributed_worker.py")
+WORKER = Path(__file__).resolve().parents[1] / "distributed_worker.py"
 TIMEOUT_S = 120  # the whole 2-process run; a hang fails the test instead of blocking CI
 
 
