@@ -13,9 +13,9 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
+from depthscope.data import dm_arith as arith
 from depthscope.data.example import Example
 from depthscope.errors import DepthscopeError
-from depthscope.data import dm_arith as arith
 from depthscope.training.loop import TrainJob, TrainSettings, claim_out, train
 from depthscope.training.models import count_parameters
 from depthscope.training.options import (
