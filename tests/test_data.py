@@ -65,6 +65,8 @@ GENERATED = (
     "builtin:nested:3",
     "builtin:arith-chain:4",
     "builtin:arith-fewshot:3",
+    "builtin:dm-arith",
+    "builtin:dm-arith:dm",
 )
 
 
@@ -189,6 +191,8 @@ def test_arith_fewshot_levels_and_split_rules():
     for spec in ("builtin:hops", "builtin:arith-fewshot:2", "hf:gsm8k", "file:x.jsonl"):
         assert split_rule_for(spec) == "answer-start"
     assert split_rule_for(DEFAULT_SOURCE) == split_rule_for("builtin:paper") == "answer-start"
+    for spec in ("builtin:dm-arith", "builtin:dm-arith:dm", "builtin:e11", "builtin:e12"):
+        assert split_rule_for(spec) == "answer-start"
     with pytest.raises(DepthscopeError, match="unknown data source"):
         split_rule_for("builtin:nope")
 
@@ -229,6 +233,11 @@ def test_counts_that_need_no_cap():
     assert capped_count("hf:gsm8k", 10**12).notice is None
     assert capped_count("builtin:paper", 10).notice is None  # the CLI's default -n: no noise
     assert len(load_examples("builtin:paper", 10)) == 2
+    for spec in ("builtin:e11", "builtin:e11-small", "builtin:e11-baseline", "builtin:e12"):
+        assert capped_count(spec, 10**12) == sources.Count(10**12)  # fixed sets: no notice
+    assert capped_count("builtin:dm-arith:dm", 10**12).notice.endswith(
+        f"generates; using {MAX_GENERATED}"  # generated, but not by level
+    )
 
 
 # --- the paper's prompt/answer split per tokenizer -----------------------------------------
@@ -333,6 +342,30 @@ def test_paper_and_text_sources():
     assert len(text) == 3 and all(len(e.text) >= 250 for e in text)
 
 
+def test_dm_arith_and_training_experiment_sources():
+    from depthscope.data import dm_arith
+    from depthscope.data.dm_arith_prompts import E11_COUNTERFACTUAL, E11_PROMPTS, E12_PROMPTS
+
+    small, dm = load_examples("builtin:dm-arith", 12), load_examples("builtin:dm-arith:dm", 12)
+    assert small == load_examples("builtin:dm-arith:small", 12) != dm
+    modules = [e.meta["module"] for e in small]
+    assert modules == list(dm_arith.INTERPOLATE) * 2  # cycling through the training modules
+    assert all(e.prompt.startswith("Q: ") and e.prompt.endswith(" A:") for e in small + dm)
+    assert all(e.answer.startswith(" ") for e in small + dm)
+    # its own stream: not the problems `scratch` evaluates on
+    assert small[0] != dm_arith.problem(modules[0], 0, 0, "eval", "small").example()
+    with pytest.raises(DepthscopeError, match="unknown scale 'big'; use builtin:dm-arith, "):
+        load_examples("builtin:dm-arith:big")
+    assert load_examples("builtin:e11") == list(E11_PROMPTS)
+    assert load_examples("builtin:e12", 3) == list(E12_PROMPTS[:3])
+    assert (
+        len(load_examples("builtin:e12", 100)) == 17
+        and len(load_examples("builtin:e11-small")) == 4
+    )
+    (baseline,) = load_examples("builtin:e11-baseline")
+    assert baseline.text == E11_COUNTERFACTUAL and not baseline.answer
+
+
 # --- spec errors ---------------------------------------------------------------------------
 
 
@@ -346,6 +379,8 @@ def test_paper_and_text_sources():
         "builtin:hops:x",
         "hf:nope",
         "hf:gsm8k:1",
+        "builtin:e12:2",
+        "builtin:dm-arithmetic",
     ],
 )
 def test_unknown_specs_list_valid_forms(spec):
@@ -372,6 +407,11 @@ def test_describe_sources_covers_every_form():
         "builtin:nested[:K]",
         "builtin:arith-chain[:K]",
         "builtin:arith-fewshot[:K]",
+        "builtin:dm-arith[:SCALE]",
+        "builtin:e11",
+        "builtin:e11-small",
+        "builtin:e11-baseline",
+        "builtin:e12",
         "file:PATH",
     ):
         assert form in forms
