@@ -15,8 +15,9 @@ import sys
 import types
 
 import pytest
+from tiny_models import bpe_tokenizer
 
-from depthscope.analyses.prompts import PromptSet
+from depthscope.analyses.prompts import AnswerSplits, PromptSet, paper_answers
 from depthscope.data import fewshot, generators, hub, sources
 from depthscope.data.answer_split import answer_is_tail, paper_split, paper_splits, shifted
 from depthscope.data.example import Example
@@ -235,40 +236,14 @@ def test_counts_that_need_no_cap():
     assert len(load_examples("builtin:paper", 10)) == 2
     for spec in ("builtin:e11", "builtin:e11-small", "builtin:e11-baseline", "builtin:e12"):
         assert capped_count(spec, 10**12) == sources.Count(10**12)  # fixed sets: no notice
+        assert sources.default_count(spec) is None  # the CLI without -n: the whole set
+    assert sources.default_count(None) == sources.default_count("builtin:hops") == 10
     assert capped_count("builtin:dm-arith:dm", 10**12).notice.endswith(
         f"generates; using {MAX_GENERATED}"  # generated, but not by level
     )
 
 
 # --- the paper's prompt/answer split per tokenizer -----------------------------------------
-
-
-def bpe_tokenizer(space_digit_merges: bool):
-    """A byte-level BPE tokenizer built from its vocabulary and merges (no training).
-
-    With ``space_digit_merges`` it merges the space into the number as GPT-2 does (``" 28"`` is the
-    one token ``"Ġ28"``); without, the space stays a token of its own, as for Llama 3, Qwen and
-    both built-in models (``"Ġ", "2", "8"``).
-    """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["<pad>", "<bos>", "<eos>"]
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    merges = [("Ġ", "2"), ("Ġ2", "8")] if space_digit_merges else []
-    merges += [("Y", "o"), ("Yo", "k"), ("a", "b")]
-    vocab = {token: i for i, token in enumerate(specials + alphabet)}
-    for left, right in merges:
-        vocab[left + right] = len(vocab)
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.TemplateProcessing(
-        single="<bos> $A", special_tokens=[("<bos>", vocab["<bos>"])]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>"
-    )
 
 
 @pytest.mark.parametrize("merges, split", [(False, "as-given"), (True, "shifted")])
@@ -287,6 +262,13 @@ def test_paper_split_follows_the_tokenizer(merges, split):
     prompts = PromptSet.from_examples(tokenizer, [math, question])
     assert prompts.answer_lengths == [1 if merges else 2, len(tokenizer.tokenize(" Yoko Ono"))]
     assert not prompts.problems
+    # what igrad and erasure do: the source's examples as given, split per tokenizer when they run
+    given = PromptSet.from_examples(tokenizer, load_examples("builtin:paper"))
+    assert given.sequences == prompts.sequences  # the same text is read
+    assert (given.answer_lengths[0] is None) == merges  # GPT-2-like: "28" alone is not the tail
+    assert paper_answers(tokenizer, given) == AnswerSplits(
+        prompts.answer_lengths, [split, "as-given"]
+    )
 
 
 def test_paper_split_without_a_workable_boundary():
@@ -299,6 +281,12 @@ def test_paper_split_without_a_workable_boundary():
     assert (
         paper_split(tokenizer, Example(prompt="1 + 2 = ", answer="3")).meta["split"] == "as-given"
     )
+    examples = [Example(prompt="xa", answer="b"), Example(prompt="no answer")]
+    answers = paper_answers(tokenizer, PromptSet.from_examples(tokenizer, examples))
+    assert answers == AnswerSplits([None, None], ["not-tail", None])
+    # token ids without their text keep the answer lengths they were given
+    ids_only = PromptSet([[5, 6, 7], [8, 9]], answer_lengths=[2, None])
+    assert paper_answers(tokenizer, ids_only) == AnswerSplits([2, None], ["as-given", None])
 
 
 def test_shifted_moves_boundary_whitespace_either_way():

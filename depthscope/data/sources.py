@@ -241,6 +241,12 @@ def capped_count(spec: str, n: int | None) -> Count:
     return Count(n)
 
 
+def default_count(spec: str | None) -> int | None:
+    """The CLI's ``-n`` when none is given: a fixed set whole (``builtin:e12`` has 17 prompts, and
+    10 would silently drop some), else ``DEFAULT_N``."""
+    return None if spec is not None and spec.strip() in FIXED_SETS else DEFAULT_N
+
+
 def _capped(spec: str, n: int | None, notify: Callable[[str], None] | None) -> int | None:
     count = capped_count(spec, n)
     if count.notice:
