@@ -259,6 +259,7 @@ def test_paper_split_follows_the_tokenizer(merges, split):
         assert (math.prompt, math.answer) == ("5 + 7 + 5 + 3 + 1 + 7 = ", "28")
         assert tokenizer.tokenize(math.answer) == ["2", "8"]
     assert question.meta["split"] == "as-given" and question.answer == " Yoko Ono"
+    assert paper_splits(tokenizer, [math, question]) == [math, question]  # splitting twice: same
     prompts = PromptSet.from_examples(tokenizer, [math, question])
     assert prompts.answer_lengths == [1 if merges else 2, len(tokenizer.tokenize(" Yoko Ono"))]
     assert not prompts.problems
