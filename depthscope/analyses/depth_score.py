@@ -168,9 +168,9 @@ class DepthScore(Analysis):
         trace = batch.trace
         n_layers = trace.n_layers
         adapter = self.lm.adapter
+        settings = replace(self.settings, split_rule=self.split_rule)  # the rule prepare() chose
         for prompt in self.prompts(state, batch):
             row, length, alen = prompt.row, prompt.length, prompt.answer_length
-            settings = replace(self.settings, split_rule=self.split_rule)
             splits = answer_splits(length, alen, settings, self.options.seed, prompt.prompt_id)
             state.split_points[prompt.prompt_id] = splits
             self.options.progress.start(f"{self.name} prompt {prompt.prompt_id}", n_layers)
