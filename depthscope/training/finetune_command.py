@@ -75,8 +75,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--data",
         default=DEFAULT_DATA,
-        help=f"training data: {DM_ARITH}[:dm|small] (DeepMind-style arithmetic, the paper's; "
-        "default), any "
+        help=f"training data: {DM_ARITH}[:dm|small] (DeepMind-style arithmetic, the paper's, "
+        "at scale dm unless :small is named; default), any "
         "--data source of `depthscope analyze` with answers for --loss answer, e.g. "
         "builtin:arith-chain or file:PATH.jsonl",
     )
