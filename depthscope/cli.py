@@ -133,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
         "-n",
         type=int,
         default=None,
-        help="number of prompts; per level for levelled sources (default: 10, or the preset's)",
+        help="number of prompts; per level for levelled sources (default: 10, a fixed set such "
+        "as builtin:e12 whole, or the preset's)",
     )
     analyze.add_argument(
         "--preset",
@@ -264,6 +265,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def _analyze_request(args: argparse.Namespace):
     """The run asked for, with a preset folded in; returns it and the preset's notices."""
+    from depthscope.data.sources import default_count
     from depthscope.runner import RunRequest, resolve_analyses
 
     if args.n is not None and args.n < 1:
@@ -275,7 +277,7 @@ def _analyze_request(args: argparse.Namespace):
     request = RunRequest(
         analyses=names,
         data=args.data,
-        n=args.n if args.n is not None else 10,
+        n=args.n if args.n is not None else default_count(args.data),
         out=args.out or _default_out(args.model),
         seed=args.seed,
         batch_size=64 if args.batch_size == "auto" else args.batch_size,

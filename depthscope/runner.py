@@ -288,6 +288,7 @@ class Run:
                         "tokens": tokens,
                         "seed": self.request.seed,
                         "settings": settings_dict(settings),
+                        **cls.plan_key(settings, group.data),
                     }
                 )
                 planned = Planned(name, group, settings, key)

@@ -105,10 +105,12 @@ def _configs() -> dict:
 FAMILIES = tuple(_configs())
 
 
-def tiny_model(family: str, seed: int = 0) -> LoadedModel:
-    """A tiny random fp32 CPU model of ``family`` wrapped like a loaded model."""
+def tiny_model(family: str, seed: int = 0, tokenizer=None) -> LoadedModel:
+    """A tiny random fp32 CPU model of ``family`` wrapped like a loaded model (with ``tokenizer``,
+    its vocabulary is the tokenizer's)."""
     config_cls, model_cls, kwargs = _configs()[family]
-    config = config_cls(**COMMON, **kwargs)
+    vocab = {"vocab_size": len(tokenizer)} if tokenizer is not None else {}
+    config = config_cls(**{**COMMON, **vocab}, **kwargs)
     torch.manual_seed(seed)
     model = model_cls(config).eval()
     model.requires_grad_(False)
@@ -118,7 +120,7 @@ def tiny_model(family: str, seed: int = 0) -> LoadedModel:
                 param.add_(0.3 * torch.randn_like(param))
     adapter = BoundAdapter(model)
     return LoadedModel(
-        model=model, tokenizer=None, adapter=adapter, identity={"name": f"tiny-{family}"}
+        model=model, tokenizer=tokenizer, adapter=adapter, identity={"name": f"tiny-{family}"}
     )
 
 
@@ -173,3 +175,31 @@ def save_tiny_model_dir(folder) -> object:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def bpe_tokenizer(space_digit_merges: bool):
+    """A byte-level BPE tokenizer built from its vocabulary and merges (no training).
+
+    With ``space_digit_merges`` it merges the space into the number as GPT-2 does (``" 28"`` is the
+    one token ``"Ġ28"``); without, the space stays a token of its own, as for Llama 3, Qwen and
+    both built-in models (``"Ġ", "2", "8"``).
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<bos>", "<eos>"]
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    merges = [("Ġ", "2"), ("Ġ2", "8")] if space_digit_merges else []
+    merges += [("Y", "o"), ("Yo", "k"), ("a", "b")]
+    vocab = {token: i for i, token in enumerate(specials + alphabet)}
+    for left, right in merges:
+        vocab[left + right] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", special_tokens=[("<bos>", vocab["<bos>"])]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>"
+    )

@@ -19,12 +19,12 @@ import dataclasses
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
-from depthscope.analyses.prompts import PromptSet
+from depthscope.analyses.prompts import AnswerSplits, PromptSet, paper_answers
 from depthscope.data.sources import DEFAULT_SOURCE
 from depthscope.engine.memory import AdaptiveBatch
 from depthscope.engine.state import state_type
@@ -129,6 +129,7 @@ class PromptView:
     prompt_id: int  # number of the prompt in the run
     length: int  # valid tokens
     answer_length: int | None  # answer tokens at the end (None: no usable answer)
+    split: str | None = None  # with the paper's split: "as-given", "shifted" or "not-tail"
 
 
 @state_type
@@ -191,6 +192,7 @@ class RunContext:
 
 
 NO_ANSWER = "no answer at the end of the prompt"
+NOT_TAIL = "answer is not the tail of the tokens, however the boundary space is placed"
 
 
 class Analysis(Card, ABC):
@@ -201,6 +203,10 @@ class Analysis(Card, ABC):
     default_data: ClassVar[str] = DEFAULT_SOURCE
     in_default_run: ClassVar[bool] = False  # part of `--analyses all`
     requires_answer: ClassVar[bool] = False  # measures at answer tokens (skips prompts without)
+    # Splits prompt and answer as the paper does for this tokenizer (E7/E8, paper §3.5): prepare()
+    # finds the answer tokens with :func:`paper_answers` and each prompt records its split.
+    uses_paper_split: ClassVar[bool] = False
+    answer_splits: AnswerSplits | None = None
     per_prompt: ClassVar[bool] = True  # update() may be called one prompt at a time
 
     def __init__(self, lm: LoadedModel, settings: object, options: RunOptions) -> None:
@@ -208,8 +214,19 @@ class Analysis(Card, ABC):
         self.settings = settings
         self.options = options
 
+    @classmethod
+    def plan_key(cls, settings: object, data: str) -> dict:
+        """What decides the result besides the settings, tokens, model and seed (it goes into the
+        run's fingerprint, so that a saved result computed otherwise is recomputed)."""
+        return {"answer_split": "paper"} if cls.uses_paper_split else {}
+
     def prepare(self, context: RunContext) -> None:
-        """Work that depends on the run but not on a prompt (e.g. erasure's baseline)."""
+        """Work that depends on the run but not on a prompt (e.g. erasure's baseline).
+
+        Subclasses that override it call ``super().prepare(context)``.
+        """
+        if self.uses_paper_split:
+            self.answer_splits = paper_answers(self.lm.tokenizer, context.prompts)
 
     def new_state(self):
         return self.State()
@@ -225,7 +242,7 @@ class Analysis(Card, ABC):
     def unusable(self, prompt: PromptView) -> str | None:
         """Why this analysis cannot use ``prompt`` (recorded as skipped), or None."""
         if self.requires_answer and prompt.answer_length is None:
-            return NO_ANSWER
+            return NOT_TAIL if prompt.split == "not-tail" else NO_ANSWER
         return None
 
     def prompts(self, state, batch: PromptBatch) -> Iterator[PromptView]:
@@ -235,6 +252,13 @@ class Analysis(Card, ABC):
         """
         for row, prompt_id in batch:
             view = PromptView(row, prompt_id, batch.length(row), batch.answer_length(prompt_id))
+            if self.answer_splits is not None:
+                answers = self.answer_splits
+                view = replace(
+                    view,
+                    answer_length=answers.lengths[prompt_id],
+                    split=answers.splits[prompt_id],
+                )
             reason = self.unusable(view)
             if reason:
                 state.tally.skip(prompt_id, reason)

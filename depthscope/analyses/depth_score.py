@@ -4,8 +4,9 @@ Paper §3.6, Fig. 7.
 Per example, each layer ``s`` is skipped on the question (positions ``[front, t)``) and the effect
 is measured from the answer on (``[t, T)``), as in future-effects, with split points inside the
 answer: ``t`` = the first answer position for short answers (MQuAKE rule) or up to 4 sampled
-offsets ``0, 4, 8, …`` into long answers (MATH rule). Per difficulty level the matrices are
-aggregated (max and mean over examples), turned into layer importances
+offsets ``0, 4, 8, …`` into long answers (MATH rule); the rule is the data source's
+(:func:`depthscope.data.sources.split_rule_for`) unless ``split_rule`` names one. Per difficulty
+level the matrices are aggregated (max and mean over examples), turned into layer importances
 ``e_s = Σ_l R[s, l] / max(L − 1 − s, 1)`` (mean effect on later layers) and ``e_s = O[s]``
 (output change), and summarised by the depth score ``Σ_s s·e_s / Σ_s e_s`` with 0-based ``s``
 (the paper's 1-based score is this plus 1). Accuracy is teacher-forced: an example is correct when
@@ -15,13 +16,14 @@ the argmax prediction is right on every answer token.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import torch
 
-from depthscope.analyses.base import Analysis, PaperRef, PromptBatch, Tally, register
+from depthscope.analyses.base import Analysis, PaperRef, PromptBatch, RunContext, Tally, register
 from depthscope.analyses.effects import AGGREGATES, Aggregates, skip_sweep
+from depthscope.data.sources import split_rule_for
 from depthscope.engine.state import state_type
 from depthscope.engine.sweep import Window, run_sweep
 from depthscope.errors import DepthscopeError
@@ -38,7 +40,8 @@ class DepthScoreSettings:
     split_rule: str = field(
         default="auto",
         metadata={
-            "help": "answer-start (MQuAKE), in-answer (MATH), auto: in-answer for answers over 4 tokens"
+            "help": "answer-start (MQuAKE), in-answer (MATH), auto: the data source's rule "
+            "(by answer length, in-answer over 4 tokens, for prompts given without a source)"
         },
     )
     n_splits: int = field(default=4, metadata={"help": "in-answer: split points per example"})
@@ -66,6 +69,18 @@ def answer_splits(
         return [start]
     random.Random(f"depthscope-depth:{seed}:{prompt_id}").shuffle(offsets)
     return [start + o for o in offsets[: settings.n_splits]]
+
+
+def chosen_split_rule(split_rule: str, data: str) -> tuple[str, str]:
+    """(rule, why): the ``split_rule`` setting when named, else the data source's rule (paper
+    §3.6: MQuAKE at the answer start, MATH inside the answer), else ``auto`` by answer length
+    for prompts given without a known source (Python lists, ``(given examples)``)."""
+    if split_rule != "auto":
+        return split_rule, "setting"
+    try:
+        return split_rule_for(data), "data source"
+    except DepthscopeError:
+        return "auto", "answer length"
 
 
 def importance_from_effects(effect: torch.Tensor) -> torch.Tensor:
@@ -136,13 +151,27 @@ class DepthScore(Analysis):
         "accuracy above; rising bars would mean harder problems use more depth.",
     }
 
+    split_rule: str = "auto"  # the rule used, set by prepare()
+    split_rule_from: str = "answer length"
+
+    @classmethod
+    def plan_key(cls, settings: DepthScoreSettings, data: str) -> dict:
+        return {"split_rule": chosen_split_rule(settings.split_rule, data)[0]}
+
+    def prepare(self, context: RunContext) -> None:
+        super().prepare(context)
+        self.split_rule, self.split_rule_from = chosen_split_rule(
+            self.settings.split_rule, context.data
+        )
+
     def update(self, state: DepthScoreState, batch: PromptBatch) -> None:
         trace = batch.trace
         n_layers = trace.n_layers
         adapter = self.lm.adapter
+        settings = replace(self.settings, split_rule=self.split_rule)  # the rule prepare() chose
         for prompt in self.prompts(state, batch):
             row, length, alen = prompt.row, prompt.length, prompt.answer_length
-            splits = answer_splits(length, alen, self.settings, self.options.seed, prompt.prompt_id)
+            splits = answer_splits(length, alen, settings, self.options.seed, prompt.prompt_id)
             state.split_points[prompt.prompt_id] = splits
             self.options.progress.start(f"{self.name} prompt {prompt.prompt_id}", n_layers)
             effect, output = run_sweep(
@@ -201,6 +230,8 @@ class DepthScore(Analysis):
         return {
             "levels": levels,
             "split_points": dict(sorted(state.split_points.items())),
+            "split_rule": self.split_rule,  # answer-start, in-answer, or auto (by answer length)
+            "split_rule_from": self.split_rule_from,  # setting, data source or answer length
             "skipped_prompts": state.tally.skipped_ids,
         }
 

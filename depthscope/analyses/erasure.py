@@ -108,6 +108,7 @@ class Erasure(Analysis):
     State = ErasureState
     default_data = "builtin:paper"  # the paper's two hand-written prompts
     requires_answer = True
+    uses_paper_split = True
     captions = {
         "": "Column = input token, row = depth at which that token's residual is replaced by a "
         "mean; colour = how much the answer's prediction changes. Where a column goes dark, the "
@@ -118,6 +119,7 @@ class Erasure(Analysis):
     baseline_source: str = ""
 
     def prepare(self, context: RunContext) -> None:
+        super().prepare(context)
         if self.baseline is not None:
             return
         self.baseline_source = self.settings.baseline_data or DEFAULT_SOURCE
@@ -186,6 +188,7 @@ class Erasure(Analysis):
                     "effect": effect,
                     "tokens": batch.prompts.token_strings[prompt.prompt_id],
                     "answer_tokens": alen,
+                    "split": prompt.split,
                 }
             )
 
@@ -196,6 +199,7 @@ class Erasure(Analysis):
             "effect": [e["effect"] for e in prompts],
             "tokens": [e["tokens"] for e in prompts],
             "answer_tokens": [e["answer_tokens"] for e in prompts],
+            "splits": [e.get("split") for e in prompts],  # the paper's split: as-given or shifted
             "prompts": [e["prompt"] for e in prompts],
             "skipped_prompts": state.tally.skipped_ids,
             "n_baseline_prompts": state.n_baseline,

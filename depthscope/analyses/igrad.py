@@ -344,6 +344,7 @@ class IntegratedGradients(Analysis):
     State = IGState
     default_data = "builtin:paper"  # the paper's two hand-written prompts; IG is costly per prompt
     requires_answer = True
+    uses_paper_split = True
     captions = {
         "": "Column = input token, row = layer; colour = that token's share (signed) of the "
         "answer's probability, attributed at the layer's output. Where columns fade, deeper layers "
@@ -372,6 +373,7 @@ class IntegratedGradients(Analysis):
                 "prompt": prompt_id,
                 "tokens": batch.prompts.token_strings[prompt_id],
                 "answer_tokens": alen,
+                "split": prompt.split,
             }
             for target in s.targets:
                 results = []
@@ -396,6 +398,7 @@ class IntegratedGradients(Analysis):
             "prompts": [e["prompt"] for e in prompts],
             "tokens": [e["tokens"] for e in prompts],
             "answer_tokens": [e["answer_tokens"] for e in prompts],
+            "splits": [e.get("split") for e in prompts],  # the paper's split: as-given or shifted
             "skipped_prompts": state.tally.skipped_ids,
             "rule": self.settings.quadrature_rule,  # auto resolved
             "adaptive": self.settings.adaptive,

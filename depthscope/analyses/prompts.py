@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from depthscope.data.answer_split import paper_split
 from depthscope.data.example import Example
 from depthscope.engine.batch import tokenize
 
@@ -34,6 +35,9 @@ class PromptSet:
     levels: list = field(default_factory=list)
     token_strings: list[list[str]] = field(default_factory=list)
     problems: dict[int, str] = field(default_factory=dict)
+    # the examples the ids were made from (empty when ids were given): where their answers begin
+    # under another split is known only from the text (:func:`paper_answers`)
+    examples: list[Example] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         n = len(self.sequences)
@@ -66,4 +70,36 @@ class PromptSet:
             levels=[ex.level for ex in examples],
             token_strings=[tokenizer.convert_ids_to_tokens(ids) for ids in sequences],
             problems=problems,
+            examples=list(examples),
         )
+
+
+@dataclass(frozen=True)
+class AnswerSplits:
+    """Per prompt: answer tokens at the end (None: unusable) and which split gave them."""
+
+    lengths: list[int | None]
+    splits: list[str | None]  # "as-given", "shifted", "not-tail"; None without an answer
+
+
+def paper_answers(tokenizer, prompts: PromptSet) -> AnswerSplits:
+    """The paper's prompt/answer split of every prompt, for this tokenizer (paper §3.5, Fig. 6).
+
+    The source's own split where its answer is the tail of the tokens, else the boundary
+    whitespace moved (:func:`depthscope.data.answer_split.paper_split`). The ids are not changed:
+    only where the answer begins. Prompts given as ids keep their given answer lengths.
+    """
+    if not prompts.examples:
+        lengths = list(prompts.answer_lengths)
+        return AnswerSplits(lengths, [None if n is None else "as-given" for n in lengths])
+    lengths, splits = [], []
+    for example, ids in zip(prompts.examples, prompts.sequences, strict=True):
+        if not example.answer:
+            lengths.append(None)
+            splits.append(None)
+            continue
+        chosen = paper_split(tokenizer, example)
+        n = answer_length(tokenizer, chosen, ids)
+        lengths.append(n)
+        splits.append("not-tail" if n is None else chosen.meta["split"])
+    return AnswerSplits(lengths, splits)

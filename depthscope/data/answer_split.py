@@ -50,12 +50,15 @@ def shifted(example: Example) -> Example | None:
 def paper_split(tokenizer, example: Example) -> Example:
     """``example`` split so that its answer is the tail of the tokens, ``meta["split"]`` saying how.
 
-    Examples without an answer are returned unchanged.
+    Examples without an answer are returned unchanged; an example split before keeps its record
+    (splitting twice changes nothing).
     """
     if not example.answer:
         return example
     if answer_is_tail(tokenizer, example):
-        return _with_split(example, "as-given")
+        return _with_split(
+            example, "shifted" if example.meta.get("split") == "shifted" else "as-given"
+        )
     other = shifted(example)
     if other is not None and answer_is_tail(tokenizer, other):
         return _with_split(other, "shifted")

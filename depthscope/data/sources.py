@@ -2,8 +2,10 @@
 
 Forms (see :func:`describe_sources`): ``builtin:arith-words`` (the default), the levelled
 families ``builtin:arith-chain[:K]``, ``builtin:arith-fewshot[:K]``, ``builtin:hops[:K]``,
-``builtin:nested[:K]``, ``builtin:paper``, ``builtin:text``, ``file:PATH`` (.txt/.jsonl),
-``hf:gsm8k``, ``hf:math[:LEVEL]`` and ``hf:mquake[:HOPS]``.
+``builtin:nested[:K]``, DeepMind-style arithmetic ``builtin:dm-arith[:SCALE]``, the fixed sets
+``builtin:paper``, ``builtin:e11``, ``builtin:e11-small``, ``builtin:e11-baseline``,
+``builtin:e12``, and ``builtin:text``, ``file:PATH`` (.txt/.jsonl), ``hf:gsm8k``,
+``hf:math[:LEVEL]`` and ``hf:mquake[:HOPS]``.
 
 How many: ``n`` generated examples (10 if None) for generators; the first ``n`` (all if None) of a
 file, corpus or dataset. For a levelled family ``n`` counts examples *per level*; without ``:K``
@@ -22,7 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import groupby
 
-from depthscope.data import generators, hub
+from depthscope.data import dm_arith, generators, hub
+from depthscope.data.dm_arith_prompts import SETS as DM_ARITH_SETS
 from depthscope.data.example import Example
 from depthscope.data.files import load_file
 from depthscope.data.text import prose_examples
@@ -35,6 +38,17 @@ HUB_LEVELS = {"math": (1, 2, 3, 4, 5), "mquake": (2, 3, 4)}
 # at offsets inside the answer; MQuAKE's short answers at their first token. Every other source
 # (generated tasks, GSM8K's final answer, builtin:paper, files) splits at the answer start.
 HUB_SPLIT_RULES = {"math": "in-answer", "mquake": "answer-start", "gsm8k": "answer-start"}
+# DeepMind-style arithmetic (E11, E12): ``builtin:dm-arith[:SCALE]``. Without a scale it is the
+# small one, which the laptop-scale E11 models are trained on (`depthscope scratch`'s default).
+DM_ARITH = "builtin:dm-arith"
+DM_ARITH_DEFAULT_SCALE = "small"
+DM_ARITH_STREAM = "analysis"  # its own problem stream: independent of training and evaluation
+# Fixed prompt sets, given whole (the first n with -n, never generated, never capped): the paper's
+# E7/E8 prompts, and the analysis prompts of E11 (App. E) and E12 (App. D.5).
+FIXED_SETS: dict[str, tuple[Example, ...]] = {
+    "builtin:paper": generators.PAPER_PROMPTS,
+    **{f"builtin:{name}": examples for name, examples in DM_ARITH_SETS.items()},
+}
 # Most examples a generated source gives per level: far more than any analysis needs (the paper
 # uses 20 per level), small enough that generating them takes seconds and little memory.
 MAX_GENERATED = 10_000
@@ -48,7 +62,15 @@ def describe_sources() -> list[tuple[str, str]]:
         ("builtin:arith-fewshot[:K]", "3 solved sums of K operands 1-4, then one to solve; K=2..6"),
         ("builtin:hops[:K]", "K-hop lookups over invented people in context; K=1..4"),
         ("builtin:nested[:K]", "expressions with parenthesis depth K, '((3 + 4) - 2) ='; K=1..4"),
+        (
+            f"{DM_ARITH}[:SCALE]",
+            "DeepMind-style arithmetic, 'Q: What is -6 - 4? A:' -> ' -10'; SCALE small (default), dm",
+        ),
         ("builtin:paper", "the paper's two IG/erasure prompts (arithmetic, two-hop question)"),
+        ("builtin:e11", "E11's four erasure prompts (DM arithmetic, paper-sized numbers)"),
+        ("builtin:e11-small", "E11's four prompt shapes with one-digit operands (scale small)"),
+        ("builtin:e11-baseline", "E11's counterfactual prompt, for erasure.baseline_data"),
+        ("builtin:e12", "E12's 17 DM-arithmetic prompts for future effects"),
         ("builtin:text", "English prose passages (Python's bundled reference docs)"),
         ("file:PATH", ".txt (a prompt per line) or .jsonl ({text} or {prompt, answer, level})"),
         ("hf:gsm8k", "GSM8K test in the paper's format (needs `datasets` and the hub)"),
@@ -142,11 +164,29 @@ def _interleave(groups: dict[int, list[Example]]) -> list[Example]:
     return [group[i] for i in range(longest) for group in groups.values() if i < len(group)]
 
 
+def dm_arith_scale(spec: str, default: str = DM_ARITH_DEFAULT_SCALE) -> str | None:
+    """``builtin:dm-arith[:SCALE]`` -> the scale (``default`` when not named), else None."""
+    kind, _, rest = spec.strip().partition(":")
+    family, _, scale = rest.partition(":")
+    if kind != "builtin" or family != "dm-arith":
+        return None
+    if scale and scale not in dm_arith.SCALES:
+        raise DepthscopeError(
+            f"{spec}: unknown scale {scale!r}; use {DM_ARITH}, "
+            + ", ".join(f"{DM_ARITH}:{name}" for name in dm_arith.SCALES)
+        )
+    return scale or default
+
+
 def _examples(spec: str, n: int | None, seed: int) -> list[Example]:
     kind, sep, rest = spec.partition(":")
     family, _, level_text = rest.partition(":")
     if kind == "file":
         return load_file(rest)[:n]
+    scale = dm_arith_scale(spec)
+    if scale:
+        count = DEFAULT_N if n is None else n
+        return dm_arith.mixed_examples(count, seed, scale=scale, split=DM_ARITH_STREAM)
     if kind == "builtin" and family in generators.LEVELLED:
         return _interleave(load_levels(spec, n, seed=seed))
     if kind == "hf" and family in HUB_LEVELS:
@@ -155,8 +195,8 @@ def _examples(spec: str, n: int | None, seed: int) -> list[Example]:
         raise _bad_spec(spec)
     if spec == DEFAULT_SOURCE:
         return [generators.arith_words(i, seed) for i in range(DEFAULT_N if n is None else n)]
-    if spec == "builtin:paper":
-        return list(generators.PAPER_PROMPTS)[:n]
+    if spec in FIXED_SETS:
+        return list(FIXED_SETS[spec])[:n]
     if spec == "builtin:text":
         return prose_examples(n, seed)
     if spec == "hf:gsm8k":
@@ -164,10 +204,15 @@ def _examples(spec: str, n: int | None, seed: int) -> list[Example]:
     raise _bad_spec(spec)
 
 
+def _levelled(spec: str) -> bool:
+    kind, _, rest = spec.partition(":")
+    return kind == "builtin" and rest.partition(":")[0] in generators.LEVELLED
+
+
 def _is_generated(spec: str) -> bool:
     kind, _, rest = spec.partition(":")
-    family = rest.partition(":")[0]
-    return spec == DEFAULT_SOURCE or (kind == "builtin" and family in generators.LEVELLED)
+    dm = kind == "builtin" and rest.partition(":")[0] == "dm-arith"
+    return spec == DEFAULT_SOURCE or dm or _levelled(spec)
 
 
 @dataclass(frozen=True)
@@ -182,18 +227,24 @@ def capped_count(spec: str, n: int | None) -> Count:
     """``n`` capped to what ``spec`` can sensibly give, with a one-line notice when capped.
 
     Call it before generating (the CLI prints the notice); :func:`load_examples` applies the
-    same cap. Files, hub datasets and the fixed built-in sets (``builtin:paper``,
-    ``builtin:text``) are never capped: they end by themselves.
+    same cap. Files, hub datasets and the fixed built-in sets (``builtin:paper``, ``builtin:e11``,
+    ``builtin:e12``, ..., ``builtin:text``) are never capped: they end by themselves.
     """
     spec = spec.strip()
     if n is None:
         return Count(None)
     if _is_generated(spec) and n > MAX_GENERATED:
-        per = "" if spec == DEFAULT_SOURCE else " per level (the paper uses 20 per level)"
+        per = " per level (the paper uses 20 per level)" if _levelled(spec) else ""
         return Count(
             MAX_GENERATED, f"-n {n} is more than {spec} generates; using {MAX_GENERATED}{per}"
         )
     return Count(n)
+
+
+def default_count(spec: str | None) -> int | None:
+    """The CLI's ``-n`` when none is given: a fixed set whole (``builtin:e12`` has 17 prompts, and
+    10 would silently drop some), else ``DEFAULT_N``."""
+    return None if spec is not None and spec.strip() in FIXED_SETS else DEFAULT_N
 
 
 def _capped(spec: str, n: int | None, notify: Callable[[str], None] | None) -> int | None:
@@ -210,7 +261,8 @@ def split_rule_for(spec: str) -> str:
     """Where the depth score splits examples of ``spec``: ``"answer-start"`` or ``"in-answer"``.
 
     As the paper (E9): MQuAKE-like short answers at the first answer token, MATH's worked
-    solutions at offsets inside the answer. Decided by the dataset, never by answer length.
+    solutions at offsets inside the answer. Decided by the dataset, never by answer length; the
+    depth score uses it unless ``split_rule`` is set.
     """
     spec = spec.strip()
     kind, _, rest = spec.partition(":")
@@ -219,7 +271,9 @@ def split_rule_for(spec: str) -> str:
         return generators.LEVELLED[family].split_rule
     if kind == "hf" and family in HUB_SPLIT_RULES:
         return HUB_SPLIT_RULES[family]
-    if kind == "file" or spec in {DEFAULT_SOURCE, "builtin:paper", "builtin:text"}:
+    if kind == "file" or spec in {DEFAULT_SOURCE, "builtin:text", *FIXED_SETS}:
+        return "answer-start"
+    if dm_arith_scale(spec):  # short numeric answers
         return "answer-start"
     raise _bad_spec(spec)
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from depthscope.data.example import Example
 from depthscope.errors import DepthscopeError
-from depthscope.training import arith
 from depthscope.training.loop import TrainJob, TrainSettings, claim_out, train
 from depthscope.training.models import count_parameters
 from depthscope.training.options import (
@@ -76,8 +75,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--data",
         default=DEFAULT_DATA,
-        help=f"training data: {DM_ARITH}[:dm|small] (DeepMind-style arithmetic, the paper's; "
-        "default), any "
+        help=f"training data: {DM_ARITH}[:dm|small] (DeepMind-style arithmetic, the paper's, "
+        "at scale dm unless :small is named; default), any "
         "--data source of `depthscope analyze` with answers for --loss answer, e.g. "
         "builtin:arith-chain or file:PATH.jsonl",
     )
@@ -111,17 +110,14 @@ def _by_level(name: str, examples: list[Example]) -> dict[str, list[Example]]:
 
 
 def dm_arith_scale(spec: str) -> str | None:
-    """``builtin:dm-arith[:SCALE]`` -> the scale (default ``dm``), anything else -> None."""
-    kind, _, rest = spec.strip().partition(":")
-    family, _, scale = rest.partition(":")
-    if kind != "builtin" or family != "dm-arith":
-        return None
-    if scale and scale not in arith.SCALES:
-        raise DepthscopeError(
-            f"{spec}: unknown scale {scale!r}; use {DM_ARITH}, "
-            + ", ".join(f"{DM_ARITH}:{name}" for name in arith.SCALES)
-        )
-    return scale or "dm"
+    """``builtin:dm-arith[:SCALE]`` -> the scale, anything else -> None.
+
+    Fine-tuning a pretrained model follows the paper's E12 and trains on ``dm`` when no scale is
+    named (``--data builtin:dm-arith:small`` for small); analyses default to ``small``.
+    """
+    from depthscope.data.sources import dm_arith_scale as scale_of
+
+    return scale_of(spec, default="dm")
 
 
 def load_data(

@@ -12,8 +12,8 @@ import argparse
 import random
 from dataclasses import asdict, replace
 
+from depthscope.data import dm_arith as arith
 from depthscope.errors import DepthscopeError
-from depthscope.training import arith
 from depthscope.training.loop import TrainJob, TrainSettings, claim_out, train
 from depthscope.training.models import ARCHS, ModelSize, build_model, count_parameters
 from depthscope.training.options import (

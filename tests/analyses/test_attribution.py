@@ -8,14 +8,16 @@ import pytest
 import torch
 from naive import _replace, forward, naive_erasure, naive_igrad, naive_mean_residuals
 from recording_progress import RecordingProgress
-from tiny_models import random_ids, tiny_model
+from tiny_models import bpe_tokenizer, random_ids, tiny_model
 
 from depthscope.analyses import RunOptions
 from depthscope.analyses import quadrature as quadrature_module
-from depthscope.analyses.base import make_settings
+from depthscope.analyses.base import NOT_TAIL, make_settings
 from depthscope.analyses.depth_score import (
+    DepthScore,
     DepthScoreSettings,
     answer_splits,
+    chosen_split_rule,
     depth_score,
     importance_from_effects,
 )
@@ -28,9 +30,12 @@ from depthscope.analyses.igrad import (
     coarse_integral_warning,
     fixed_ig,
 )
+from depthscope.analyses.logit_lens import LogitLens
 from depthscope.analyses.prompts import PromptSet
 from depthscope.analyses.quadrature import quadrature
-from depthscope.analyses.run import analyze, run_analysis
+from depthscope.analyses.run import analyze, run_analysis, run_state
+from depthscope.data.example import Example
+from depthscope.data.sources import load_examples
 from depthscope.engine.batch import pad_batch
 from depthscope.engine.trace import trace
 from depthscope.errors import DepthscopeError
@@ -157,6 +162,66 @@ def test_depth_score_per_level(lm):
         assert torch.all(torch.tril(effect) == 0)  # future effects: nothing at or before s
         assert 0 <= entry["depth_score_layer"] <= lm.n_layers - 1
         assert 0.0 <= entry["accuracy"] <= 1.0
+
+
+def test_depth_score_split_rule_comes_from_the_data_source():
+    assert chosen_split_rule("auto", "hf:math:3") == ("in-answer", "data source")
+    assert chosen_split_rule("auto", "builtin:hops") == ("answer-start", "data source")
+    assert chosen_split_rule("in-answer", "builtin:hops") == ("in-answer", "setting")
+    assert chosen_split_rule("auto", "(python)") == ("auto", "answer length")
+    # the rule is part of the run's fingerprint: a saved result of another rule is recomputed
+    assert DepthScore.plan_key(DepthScoreSettings(), "hf:math") == {"split_rule": "in-answer"}
+    assert IntegratedGradients.plan_key(IGSettings(), "builtin:paper") == {"answer_split": "paper"}
+    assert LogitLens.plan_key(LogitLens.Settings(), "builtin:paper") == {}
+
+    lm = tiny_model("llama")
+    prompts = PromptSet(random_ids([24], seed=3), answer_lengths=[14], levels=[1])
+    in_answer = [10, 14, 18]  # answer from position 10: offsets 0, 4, 8 into its 14 tokens
+
+    def run(data: str, rule: str = "auto") -> dict:
+        settings = DepthScoreSettings(split_rule=rule)
+        return run_analysis(DepthScore(lm, settings, RunOptions()), prompts, data=data)
+
+    short = run("builtin:hops")  # a short-answer source: one split at the answer start
+    assert short["split_points"] == {0: [10]}
+    assert (short["split_rule"], short["split_rule_from"]) == ("answer-start", "data source")
+    forced = run("builtin:hops", "in-answer")  # the user's setting wins over the source
+    assert sorted(forced["split_points"][0]) == in_answer
+    assert (forced["split_rule"], forced["split_rule_from"]) == ("in-answer", "setting")
+    assert run("hf:math")["split_points"] == forced["split_points"]  # MATH: inside the answer
+    unknown = run("")  # prompts without a source: auto, by answer length as before
+    assert unknown["split_points"] == forced["split_points"]
+    assert (unknown["split_rule"], unknown["split_rule_from"]) == ("auto", "answer length")
+
+
+@pytest.mark.parametrize(
+    "merges, split, answer_tokens", [(False, "as-given", 2), (True, "shifted", 1)]
+)
+def test_igrad_and_erasure_use_and_record_the_paper_split(merges, split, answer_tokens):
+    """builtin:paper's "… = " + "28": as given where the space is a token of its own (Llama 3),
+    "… =" + " 28" where the tokenizer merges the space into the number (GPT-2)."""
+    tokenizer = bpe_tokenizer(space_digit_merges=merges)
+    lm = tiny_model("llama", tokenizer=tokenizer)
+    prompts = PromptSet.from_examples(tokenizer, load_examples("builtin:paper"))
+    assert (prompts.answer_lengths[0] is None) == merges  # the source's split alone fails there
+    yoko = len(tokenizer.tokenize(" Yoko Ono"))
+    runs = {
+        "igrad": IGSettings(steps=2, targets=("layer",)),
+        "erasure": ErasureSettings(baseline_data="builtin:e11-baseline", baseline_n=1),
+    }
+    for name, settings in runs.items():
+        data = analyze(lm, name, prompts, settings=settings)
+        assert data["prompts"] == [0, 1] and data["skipped_prompts"] == []
+        assert data["splits"] == [split, "as-given"]
+        assert data["answer_tokens"] == [answer_tokens, yoko]
+    # a prompt whose answer merges into its prompt under either split is skipped, saying why
+    stuck = PromptSet.from_examples(
+        tokenizer, [*load_examples("builtin:paper"), Example(prompt="xa", answer="b")]
+    )
+    igrad = IntegratedGradients(lm, runs["igrad"], RunOptions())
+    state = run_state(igrad, stuck)
+    assert state.tally.skipped == {2: NOT_TAIL}
+    assert igrad.finish(state)["splits"] == [split, "as-given"]
 
 
 # --- integrated gradients: quadrature rules and adaptive step counts -----------------------

@@ -15,8 +15,9 @@ import sys
 import types
 
 import pytest
+from tiny_models import bpe_tokenizer
 
-from depthscope.analyses.prompts import PromptSet
+from depthscope.analyses.prompts import AnswerSplits, PromptSet, paper_answers
 from depthscope.data import fewshot, generators, hub, sources
 from depthscope.data.answer_split import answer_is_tail, paper_split, paper_splits, shifted
 from depthscope.data.example import Example
@@ -65,6 +66,8 @@ GENERATED = (
     "builtin:nested:3",
     "builtin:arith-chain:4",
     "builtin:arith-fewshot:3",
+    "builtin:dm-arith",
+    "builtin:dm-arith:dm",
 )
 
 
@@ -189,6 +192,8 @@ def test_arith_fewshot_levels_and_split_rules():
     for spec in ("builtin:hops", "builtin:arith-fewshot:2", "hf:gsm8k", "file:x.jsonl"):
         assert split_rule_for(spec) == "answer-start"
     assert split_rule_for(DEFAULT_SOURCE) == split_rule_for("builtin:paper") == "answer-start"
+    for spec in ("builtin:dm-arith", "builtin:dm-arith:dm", "builtin:e11", "builtin:e12"):
+        assert split_rule_for(spec) == "answer-start"
     with pytest.raises(DepthscopeError, match="unknown data source"):
         split_rule_for("builtin:nope")
 
@@ -229,37 +234,16 @@ def test_counts_that_need_no_cap():
     assert capped_count("hf:gsm8k", 10**12).notice is None
     assert capped_count("builtin:paper", 10).notice is None  # the CLI's default -n: no noise
     assert len(load_examples("builtin:paper", 10)) == 2
+    for spec in ("builtin:e11", "builtin:e11-small", "builtin:e11-baseline", "builtin:e12"):
+        assert capped_count(spec, 10**12) == sources.Count(10**12)  # fixed sets: no notice
+        assert sources.default_count(spec) is None  # the CLI without -n: the whole set
+    assert sources.default_count(None) == sources.default_count("builtin:hops") == 10
+    assert capped_count("builtin:dm-arith:dm", 10**12).notice.endswith(
+        f"generates; using {MAX_GENERATED}"  # generated, but not by level
+    )
 
 
 # --- the paper's prompt/answer split per tokenizer -----------------------------------------
-
-
-def bpe_tokenizer(space_digit_merges: bool):
-    """A byte-level BPE tokenizer built from its vocabulary and merges (no training).
-
-    With ``space_digit_merges`` it merges the space into the number as GPT-2 does (``" 28"`` is the
-    one token ``"Ġ28"``); without, the space stays a token of its own, as for Llama 3, Qwen and
-    both built-in models (``"Ġ", "2", "8"``).
-    """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["<pad>", "<bos>", "<eos>"]
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    merges = [("Ġ", "2"), ("Ġ2", "8")] if space_digit_merges else []
-    merges += [("Y", "o"), ("Yo", "k"), ("a", "b")]
-    vocab = {token: i for i, token in enumerate(specials + alphabet)}
-    for left, right in merges:
-        vocab[left + right] = len(vocab)
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.TemplateProcessing(
-        single="<bos> $A", special_tokens=[("<bos>", vocab["<bos>"])]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>"
-    )
 
 
 @pytest.mark.parametrize("merges, split", [(False, "as-given"), (True, "shifted")])
@@ -275,9 +259,17 @@ def test_paper_split_follows_the_tokenizer(merges, split):
         assert (math.prompt, math.answer) == ("5 + 7 + 5 + 3 + 1 + 7 = ", "28")
         assert tokenizer.tokenize(math.answer) == ["2", "8"]
     assert question.meta["split"] == "as-given" and question.answer == " Yoko Ono"
+    assert paper_splits(tokenizer, [math, question]) == [math, question]  # splitting twice: same
     prompts = PromptSet.from_examples(tokenizer, [math, question])
     assert prompts.answer_lengths == [1 if merges else 2, len(tokenizer.tokenize(" Yoko Ono"))]
     assert not prompts.problems
+    # what igrad and erasure do: the source's examples as given, split per tokenizer when they run
+    given = PromptSet.from_examples(tokenizer, load_examples("builtin:paper"))
+    assert given.sequences == prompts.sequences  # the same text is read
+    assert (given.answer_lengths[0] is None) == merges  # GPT-2-like: "28" alone is not the tail
+    assert paper_answers(tokenizer, given) == AnswerSplits(
+        prompts.answer_lengths, [split, "as-given"]
+    )
 
 
 def test_paper_split_without_a_workable_boundary():
@@ -290,6 +282,12 @@ def test_paper_split_without_a_workable_boundary():
     assert (
         paper_split(tokenizer, Example(prompt="1 + 2 = ", answer="3")).meta["split"] == "as-given"
     )
+    examples = [Example(prompt="xa", answer="b"), Example(prompt="no answer")]
+    answers = paper_answers(tokenizer, PromptSet.from_examples(tokenizer, examples))
+    assert answers == AnswerSplits([None, None], ["not-tail", None])
+    # token ids without their text keep the answer lengths they were given
+    ids_only = PromptSet([[5, 6, 7], [8, 9]], answer_lengths=[2, None])
+    assert paper_answers(tokenizer, ids_only) == AnswerSplits([2, None], ["as-given", None])
 
 
 def test_shifted_moves_boundary_whitespace_either_way():
@@ -333,6 +331,30 @@ def test_paper_and_text_sources():
     assert len(text) == 3 and all(len(e.text) >= 250 for e in text)
 
 
+def test_dm_arith_and_training_experiment_sources():
+    from depthscope.data import dm_arith
+    from depthscope.data.dm_arith_prompts import E11_COUNTERFACTUAL, E11_PROMPTS, E12_PROMPTS
+
+    small, dm = load_examples("builtin:dm-arith", 12), load_examples("builtin:dm-arith:dm", 12)
+    assert small == load_examples("builtin:dm-arith:small", 12) != dm
+    modules = [e.meta["module"] for e in small]
+    assert modules == list(dm_arith.INTERPOLATE) * 2  # cycling through the training modules
+    assert all(e.prompt.startswith("Q: ") and e.prompt.endswith(" A:") for e in small + dm)
+    assert all(e.answer.startswith(" ") for e in small + dm)
+    # its own stream: not the problems `scratch` evaluates on
+    assert small[0] != dm_arith.problem(modules[0], 0, 0, "eval", "small").example()
+    with pytest.raises(DepthscopeError, match="unknown scale 'big'; use builtin:dm-arith, "):
+        load_examples("builtin:dm-arith:big")
+    assert load_examples("builtin:e11") == list(E11_PROMPTS)
+    assert load_examples("builtin:e12", 3) == list(E12_PROMPTS[:3])
+    assert (
+        len(load_examples("builtin:e12", 100)) == 17
+        and len(load_examples("builtin:e11-small")) == 4
+    )
+    (baseline,) = load_examples("builtin:e11-baseline")
+    assert baseline.text == E11_COUNTERFACTUAL and not baseline.answer
+
+
 # --- spec errors ---------------------------------------------------------------------------
 
 
@@ -346,6 +368,8 @@ def test_paper_and_text_sources():
         "builtin:hops:x",
         "hf:nope",
         "hf:gsm8k:1",
+        "builtin:e12:2",
+        "builtin:dm-arithmetic",
     ],
 )
 def test_unknown_specs_list_valid_forms(spec):
@@ -372,6 +396,11 @@ def test_describe_sources_covers_every_form():
         "builtin:nested[:K]",
         "builtin:arith-chain[:K]",
         "builtin:arith-fewshot[:K]",
+        "builtin:dm-arith[:SCALE]",
+        "builtin:e11",
+        "builtin:e11-small",
+        "builtin:e11-baseline",
+        "builtin:e12",
         "file:PATH",
     ):
         assert form in forms

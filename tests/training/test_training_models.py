@@ -192,7 +192,7 @@ def test_shared_is_registered_with_the_auto_classes(tmp_path):
 
 
 def test_char_tokenizer_loads_offline_and_keeps_answers_as_the_tail(tmp_path):
-    from depthscope.training.arith import problem
+    from depthscope.data.dm_arith import problem
 
     char_tokenizer().save_pretrained(tmp_path)
     tok = AutoTokenizer.from_pretrained(tmp_path, local_files_only=True)

@@ -8,8 +8,8 @@ from fractions import Fraction
 
 import pytest
 
-from depthscope.training import arith
-from depthscope.training.prompts import (
+from depthscope.data import dm_arith as arith
+from depthscope.data.dm_arith_prompts import (
     E11_COUNTERFACTUAL,
     E11_PROMPTS,
     E11_SMALL_PROMPTS,

@@ -12,6 +12,9 @@ answers are produced (integers; decimals for the decimal forms of add/sub and mu
 pure function of ``(module, index, seed, split, scale)``. The paper's text format is
 ``"Q: {q} A:"`` followed by ``" {a}"`` (App. E).
 
+The training commands (``depthscope scratch``, ``finetune``) draw from it, and ``--data
+builtin:dm-arith[:small|dm]`` gives its problems to any analysis.
+
 Two scales set the size of numbers and expressions (:data:`SCALES`): ``dm``, close to DM math's
 pooled train-easy/medium/hard (two-digit operands, up to six terms), and ``small``, one-digit
 operands and shorter expressions with two- and three-digit extrapolation — what a one-million
@@ -419,10 +422,15 @@ def problem(
 
 
 def mixed_examples(
-    n: int, seed: int = 0, modules: tuple[str, ...] = INTERPOLATE, scale: str = "dm"
+    n: int,
+    seed: int = 0,
+    modules: tuple[str, ...] = INTERPOLATE,
+    scale: str = "dm",
+    split: str = "train",
 ) -> list[Example]:
-    """``n`` examples cycling through ``modules`` (the interpolation modules by default)."""
+    """``n`` examples of stream ``split`` cycling through ``modules`` (the interpolation modules
+    by default): a larger ``n`` only appends examples."""
     return [
-        problem(modules[i % len(modules)], i // len(modules), seed, scale=scale).example()
+        problem(modules[i % len(modules)], i // len(modules), seed, split, scale).example()
         for i in range(n)
     ]

@@ -14,9 +14,12 @@ the tail of the tokenised text for our character tokenizer and for BPE tokenizer
   baseline ("uninformative residual").
 - :data:`E12_PROMPTS`: 17 prompts for E12's future-effects analysis (Fig. 39). The paper's script
   lists 17 fixed prompts of which the paper quotes one, ``("What is 20/10*(-60)/32*(-504)/70?",
-  "27")``; the other 16 are ours, drawn once from :mod:`depthscope.training.arith`
+  "27")``; the other 16 are ours, drawn once from :mod:`depthscope.data.dm_arith`
   (``problem(MODULE, i // 6, seed=0, split="e12-prompts")`` cycling through the six interpolation
   modules) and frozen here so that they never change.
+
+:data:`SETS` names them as data sources: ``--data builtin:e11`` (``e11-small``, ``e12``) and, for
+erasure's baseline, ``--set erasure.baseline_data=builtin:e11-baseline``.
 """
 
 from __future__ import annotations
@@ -96,9 +99,11 @@ def jsonl(examples: tuple[Example, ...]) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-if __name__ == "__main__":  # python -m depthscope.training.prompts e11 > e11.jsonl
+if __name__ == "__main__":  # python -m depthscope.data.dm_arith_prompts e11 > e11.jsonl
     import sys
 
     if len(sys.argv) != 2 or sys.argv[1] not in SETS:
-        sys.exit(f"usage: python -m depthscope.training.prompts {{{','.join(SETS)}}} > FILE.jsonl")
+        sys.exit(
+            f"usage: python -m depthscope.data.dm_arith_prompts {{{','.join(SETS)}}} > FILE.jsonl"
+        )
     sys.stdout.write(jsonl(SETS[sys.argv[1]]))
