@@ -65,6 +65,13 @@ def make_analysis_settings(name: str, values: dict) -> object:
         raise DepthscopeError(
             f"{name} has no setting {', '.join(unknown)}; valid: {', '.join(sorted(fields))}"
         )
+    defaults = cls.Settings()
+    values = {  # parts="layer" means ("layer",), as "layer,mlp" does on the command line
+        key: tuple(x for x in value.split(",") if x)
+        if isinstance(value, str) and isinstance(getattr(defaults, key), tuple)
+        else value
+        for key, value in values.items()
+    }
     try:
         return cls.Settings(**values)
     except (TypeError, ValueError) as exc:

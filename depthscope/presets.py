@@ -76,7 +76,7 @@ PAPER: dict[str, AnalysisPreset] = {
     "depth-score": AnalysisPreset(
         "hf:mquake",
         20,
-        {"split_rule": "answer-start", "aggregate": "max"},
+        {"aggregate": "max"},  # split rule by dataset: MQuAKE at the answer start, MATH inside
         "builtin:hops",
         "§3.6: 20 MQuAKE examples per hop count (run --data hf:math for the MATH levels)",
     ),

@@ -34,6 +34,15 @@ def test_three_lines_on_a_string(lm):
     assert "<img" in result._repr_html_() and "Skipping a layer" in result._repr_html_()
 
 
+def test_a_tuple_setting_accepts_a_string_like_the_command_line(lm):
+    one = ds.analyze(lm, "future-effects", TEXT, parts="layer")
+    two = ds.analyze(lm, "future-effects", TEXT, parts="layer,mlp")
+    assert tuple(one.settings["parts"]) == ("layer",)
+    assert tuple(two.settings["parts"]) == ("layer", "mlp")
+    with pytest.raises(DepthscopeError, match="parts must be among"):
+        ds.analyze(lm, "future-effects", TEXT, parts="layers")
+
+
 def test_api_result_equals_what_the_cli_saves(lm, tiny_model_dir, tmp_path, capsys):
     prompts = tmp_path / "p.txt"
     prompts.write_text(TEXT + "\nThe neighbour of Brelo is Quist. 5 + 7 + 5 + 3 = 20.\n")
