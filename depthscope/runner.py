@@ -391,6 +391,10 @@ class Run:
                 after_prompts=checkpoint,
                 before_prompts=stage,
             )
+        except DepthscopeError:
+            # e.g. out of memory even at batch size 1: the prompts finished before it are kept
+            self.checkpoints.flush({j.analysis.name: len(j.done) for j in jobs})
+            raise
         except (RuntimeError, torch.OutOfMemoryError) as exc:
             # replays halve their batch by themselves; what is left is the clean pass itself
             if not is_out_of_memory(exc):

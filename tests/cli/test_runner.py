@@ -9,6 +9,8 @@ from recording_progress import RecordingProgress
 
 from depthscope import runner
 from depthscope.data.sources import load_examples
+from depthscope.engine.state import state_from_bytes
+from depthscope.errors import DepthscopeError
 from depthscope.models.loading import load_model
 from depthscope.progress import Progress
 from depthscope.results import Result
@@ -16,8 +18,8 @@ from depthscope.results import Result
 ANALYSES = ["contributions", "future-effects", "logit-lens"]
 
 
-def interrupt_after(monkeypatch, prompts: int) -> None:
-    """Ctrl-C right after the ``prompts``-th prompt of any analysis was folded in."""
+def interrupt_after(monkeypatch, prompts: int, error: BaseException | None = None) -> None:
+    """Ctrl-C (or ``error``) right after the ``prompts``-th prompt of any analysis was folded in."""
     real_update = runner.Checkpoints.update
     calls = []
 
@@ -25,7 +27,7 @@ def interrupt_after(monkeypatch, prompts: int) -> None:
         real_update(self, name, state, meta)
         calls.append(name)
         if len(calls) == prompts:
-            raise KeyboardInterrupt
+            raise error or KeyboardInterrupt()
 
     monkeypatch.setattr(runner.Checkpoints, "update", update_then_interrupt)
 
@@ -58,6 +60,37 @@ def test_interrupted_run_resumes_to_identical_results(tiny_model_dir, tmp_path, 
         a = Result.load(tmp_path / "a" / "results" / f"{name}.json")
         b = Result.load(tmp_path / "b" / "results" / f"{name}.json")
         assert a.data == b.data and a.n_prompts == b.n_prompts == 5
+
+
+def test_a_run_stopped_by_an_error_keeps_the_prompts_it_finished(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    """E.g. out of memory even at batch size 1 on a later, longer prompt: earlier work is saved."""
+    lm = load_model(str(tiny_model_dir), progress=False)
+    examples = load_examples("builtin:arith-words", 5)
+    reference = runner.run_analyses(lm, examples, _request(tmp_path / "a"), Progress())
+    stop = DepthscopeError("out of memory even with --batch-size 1; use ...")
+    interrupt_after(monkeypatch, 4, stop)
+    with pytest.raises(DepthscopeError, match="out of memory even"):
+        runner.run_analyses(lm, examples, _request(tmp_path / "b"), Progress())
+    monkeypatch.undo()
+    interrupt_after(monkeypatch, 4)  # Ctrl-C at the same point flushes every pending checkpoint
+    with pytest.raises(runner.RunInterrupted):
+        runner.run_analyses(lm, examples, _request(tmp_path / "c"), Progress())
+    monkeypatch.undo()
+
+    def done(run: str) -> dict[str, list[int]]:
+        files = sorted((tmp_path / run / "state").glob("*.safetensors"))
+        return {f.stem: state_from_bytes(f.read_bytes())[1]["done"] for f in files}
+
+    assert done("b") == done("c") and sum(map(len, done("b").values())) >= 4
+    resumed = runner.run_analyses(lm, examples, _request(tmp_path / "b"), Progress())
+    assert any(status.startswith("resumed") for status in resumed.status.values())
+    for name in ANALYSES:
+        assert reference.status[name] == "computed"
+        a = Result.load(tmp_path / "a" / "results" / f"{name}.json")
+        b = Result.load(tmp_path / "b" / "results" / f"{name}.json")
+        assert a.data == b.data
 
 
 def test_changed_inputs_are_not_mixed(tiny_model_dir, tmp_path):
