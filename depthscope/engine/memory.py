@@ -80,7 +80,7 @@ class AdaptiveBatch:
         self.size = min(self.size, max(1, failed // 2))
         _release_cached_memory()
         self.progress.note(
-            f"out of memory with {self.what} {failed}; retrying with {self.size} "
+            f"out of memory with {self._flag(failed)}; retrying with {self.size} "
             f"(pass {self._flag(self.size)} to start there)"
         )
 

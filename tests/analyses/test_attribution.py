@@ -407,5 +407,6 @@ def test_igrad_out_of_memory_halves_the_step_block_and_keeps_the_result(
         want, have = (expected, got) if target == "layer" else (expected[target], got[target])
         for a, b in zip(have["attribution"], want["attribution"], strict=True):
             assert_close(a, b)
-    assert progress.notes[0].startswith("out of memory with --set igrad.block=8; retrying with 4")
-    assert sum("out of memory" in note for note in progress.notes) == 2  # 8 → 4 → 2, then kept
+    notes = [note for note in progress.notes if "out of memory" in note]
+    assert notes and all(n.startswith("out of memory with --set igrad.block=") for n in notes)
+    assert len(notes) <= 2  # halved until at most 3 rows fit (8 → 4 → 2, or 6 → 3), then kept
