@@ -225,10 +225,10 @@ def naive_mean_residuals(lm, sequences: list[list[int]]) -> torch.Tensor:
     return total / count
 
 
-def naive_igrad(lm, ids: list[int], answer_length: int, target: str, layer: int, steps: int):
-    """IG over positions for one layer, one interpolation step (full forward + backward) at a time."""
+def naive_path_terms(lm, ids: list[int], answer_length: int, target: str, layer: int, ratios):
+    """Per ratio r: F(x_r) and Σ_d ∂F/∂x_r[p,d]·(x[p,d] − x'[d]) per position, one full forward
+    and backward pass each (hooks only), for any quadrature rule's nodes."""
     adapter = lm.adapter
-    T = len(ids)
     module = {"layer": adapter.layers, "attention": adapter.attn_out, "mlp": adapter.mlp_out}[
         target
     ][layer]
@@ -241,13 +241,13 @@ def naive_igrad(lm, ids: list[int], answer_length: int, target: str, layer: int,
     finally:
         handle.remove()
     x = captured["x"]
-    baseline = x.mean(0, keepdim=True)
+    delta = x - x.mean(0, keepdim=True)
+    T = len(ids)
     answer_ids = torch.tensor(ids[T - answer_length :])
     positions = torch.arange(T - answer_length - 1, T - 1)
-    total = torch.zeros_like(x)
-    values = []
-    for step in range(steps):
-        xr = (baseline + step / steps * (x - baseline)).clone().requires_grad_(True)
+    values, terms = [], []
+    for r in ratios:
+        xr = (x - delta + float(r) * delta).clone().requires_grad_(True)
         handle = module.register_forward_hook(lambda m, a, o, xr=xr: _replace(o, xr[None]))
         try:
             with torch.enable_grad():
@@ -258,11 +258,20 @@ def naive_igrad(lm, ids: list[int], answer_length: int, target: str, layer: int,
                 (grad,) = torch.autograd.grad(objective, xr)
         finally:
             handle.remove()
-        total += grad
         values.append(float(objective.detach()))
+        terms.append((grad * delta).sum(-1))
+    return values, torch.stack(terms)
+
+
+def naive_igrad(lm, ids: list[int], answer_length: int, target: str, layer: int, steps: int):
+    """IG over positions for one layer by the paper's left Riemann sum, one interpolation step
+    (full forward + backward) at a time; also F(x) and F(x')."""
+    ratios = [step / steps for step in range(steps)]
+    values, terms = naive_path_terms(lm, ids, answer_length, target, layer, ratios)
+    T = len(ids)
     with torch.no_grad():
         logits = lm.model(input_ids=torch.tensor([ids])).logits[0]
-        f_input = float(
-            logits[positions].softmax(-1)[torch.arange(answer_length), answer_ids].sum()
-        )
-    return (total * (x - baseline)).sum(-1) / steps, f_input, values[0]
+    answer_ids = torch.tensor(ids[T - answer_length :])
+    probs = logits[torch.arange(T - answer_length - 1, T - 1)].softmax(-1)
+    f_input = float(probs[torch.arange(answer_length), answer_ids].sum())
+    return terms.sum(0) / steps, f_input, values[0]

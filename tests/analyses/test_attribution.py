@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from naive import _replace, forward, naive_erasure, naive_igrad, naive_mean_residuals
+from naive import naive_erasure, naive_igrad, naive_mean_residuals, naive_path_terms
 from recording_progress import RecordingProgress
 from tiny_models import bpe_tokenizer, random_ids, tiny_model
 
@@ -39,7 +39,6 @@ from depthscope.data.sources import load_examples
 from depthscope.engine.batch import pad_batch
 from depthscope.engine.trace import trace
 from depthscope.errors import DepthscopeError
-from depthscope.models.adapters import first_tensor
 
 LENGTHS = [9, 12, 7]
 ANSWERS = [2, 1, 3]
@@ -225,44 +224,6 @@ def test_igrad_and_erasure_use_and_record_the_paper_split(merges, split, answer_
 
 
 # --- integrated gradients: quadrature rules and adaptive step counts -----------------------
-
-
-def naive_path_terms(lm, ids: list[int], answer_length: int, target: str, layer: int, ratios):
-    """Per ratio r: F(x_r) and Σ_d ∂F/∂x_r[p,d]·(x[p,d] − x'[d]) per position, one full forward
-    and backward pass each (hooks only), for any quadrature rule's nodes."""
-    adapter = lm.adapter
-    module = {"layer": adapter.layers, "attention": adapter.attn_out, "mlp": adapter.mlp_out}[
-        target
-    ][layer]
-    captured = {}
-    handle = module.register_forward_hook(
-        lambda m, a, o: captured.__setitem__("x", first_tensor(o)[0].clone())
-    )
-    try:
-        forward(lm, ids)
-    finally:
-        handle.remove()
-    x = captured["x"]
-    delta = x - x.mean(0, keepdim=True)
-    T = len(ids)
-    answer_ids = torch.tensor(ids[T - answer_length :])
-    positions = torch.arange(T - answer_length - 1, T - 1)
-    values, terms = [], []
-    for r in ratios:
-        xr = (x - delta + float(r) * delta).clone().requires_grad_(True)
-        handle = module.register_forward_hook(lambda m, a, o, xr=xr: _replace(o, xr[None]))
-        try:
-            with torch.enable_grad():
-                logits = lm.model(input_ids=torch.tensor([ids])).logits[0]
-                objective = (
-                    logits[positions].softmax(-1)[torch.arange(answer_length), answer_ids].sum()
-                )
-                (grad,) = torch.autograd.grad(objective, xr)
-        finally:
-            handle.remove()
-        values.append(float(objective.detach()))
-        terms.append((grad * delta).sum(-1))
-    return values, torch.stack(terms)
 
 
 def one_path(lm, ids, alen, target, layer):
