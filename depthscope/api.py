@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 
 from depthscope.analyses import RunOptions, analysis_class
-from depthscope.analyses.base import settings_dict
+from depthscope.analyses.base import comma_list, settings_dict
 from depthscope.analyses.prompts import PromptSet
 from depthscope.analyses.run import run_state
 from depthscope.data.example import Example
@@ -67,7 +67,7 @@ def make_analysis_settings(name: str, values: dict) -> object:
         )
     defaults = cls.Settings()
     values = {  # parts="layer" means ("layer",), as "layer,mlp" does on the command line
-        key: tuple(x for x in value.split(",") if x)
+        key: comma_list(value)
         if isinstance(value, str) and isinstance(getattr(defaults, key), tuple)
         else value
         for key, value in values.items()

@@ -392,7 +392,7 @@ def _convert(raw: str, kind: type, key: str) -> object:
         int: int,
         float: float,
         str: str,
-        tuple: lambda s: tuple(x for x in s.split(",") if x),
+        tuple: comma_list,
     }
     try:
         value = converters.get(kind, str)(raw)
@@ -401,6 +401,11 @@ def _convert(raw: str, kind: type, key: str) -> object:
     if isinstance(value, float) and not math.isfinite(value):
         raise DepthscopeError(f"setting {key}={raw!r} must be a finite number")
     return value
+
+
+def comma_list(text: str) -> tuple[str, ...]:
+    """A tuple setting written as text: ``"layer,mlp"`` → ``("layer", "mlp")``."""
+    return tuple(item for item in text.split(",") if item)
 
 
 def _boolean(text: str) -> bool:
