@@ -391,20 +391,18 @@ class Run:
                 after_prompts=checkpoint,
                 before_prompts=stage,
             )
-        except DepthscopeError:
-            # e.g. out of memory even at batch size 1: the prompts finished before it are kept
+        except BaseException as exc:
+            # whatever stops the feed (Ctrl-C, out of memory even at batch size 1, any error), the
+            # prompts finished before it are saved, so a rerun resumes there
             self.checkpoints.flush({j.analysis.name: len(j.done) for j in jobs})
+            if isinstance(exc, (RuntimeError, torch.OutOfMemoryError)) and is_out_of_memory(exc):
+                # replays halve their batch by themselves; what is left is the clean pass itself
+                raise DepthscopeError(
+                    f"out of memory while tracing {self.request.prompt_batch} prompts at once; "
+                    f"finished work is saved: use shorter prompts, --dtype bfloat16 or "
+                    f"--device-map to spread the model, then rerun to resume"
+                ) from None
             raise
-        except (RuntimeError, torch.OutOfMemoryError) as exc:
-            # replays halve their batch by themselves; what is left is the clean pass itself
-            if not is_out_of_memory(exc):
-                raise
-            self.checkpoints.flush({j.analysis.name: len(j.done) for j in jobs})
-            raise DepthscopeError(
-                f"out of memory while tracing {self.request.prompt_batch} prompts at once; finished "
-                f"work is saved: use shorter prompts, --dtype bfloat16 or --device-map to spread "
-                f"the model, then rerun to resume"
-            ) from None
 
     def _shard(self, prompts: PromptSet) -> list[int]:
         """This process's prompt ids: a contiguous block with about 1/N of the tokens (feed traces

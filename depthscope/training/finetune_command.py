@@ -14,6 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from depthscope.data.example import Example
+from depthscope.data.sources import DM_ARITH
 from depthscope.errors import DepthscopeError
 from depthscope.training.loop import TrainJob, TrainSettings, claim_out, train
 from depthscope.training.models import count_parameters
@@ -27,7 +28,6 @@ from depthscope.training.options import (
 from depthscope.training.packing import Draw, TokenizedExample, tokenize_example
 from depthscope.training.scratch_command import eval_sets as dm_eval_sets
 
-DM_ARITH = "builtin:dm-arith"
 DEFAULT_DATA = DM_ARITH
 DEFAULT_POOL = 2000
 DEFAULT_EVAL_EXAMPLES = 16
