@@ -30,8 +30,8 @@ TOKENIZER_ID = "depthscope-char/1"
 
 # E11's hyper-parameters scaled to a laptop (paper: AdamW lr 2.5e-4, wd 0.01, warmup 4000, cosine
 # to 0.1·lr, 100k steps, batch 64 × 1024 tokens, grad clip 0.25); see docs/training.md.
-# 3000 steps of the 0.93M-parameter default take about 0.33 s each on one core (measured: both
-# architectures, one thread), i.e. about 17 minutes; docs/training.md has the measured runs.
+# A step of the 0.93M-parameter default takes 0.33-0.39 s on one thread (measured; the slower with
+# two runs side by side), so 3000 steps take 17-20 minutes; docs/training.md has the measured runs.
 DEFAULTS = TrainSettings(
     steps=3000,
     batch_size=16,
