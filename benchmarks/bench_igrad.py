@@ -63,7 +63,12 @@ def _layers(text: str, n_layers: int) -> list[int]:
     return [layer for layer in layers if 0 <= layer < n_layers]
 
 
-def bench_pair(path: IGPath, rules: list[str], reference: bool) -> dict:
+def row_name(rule: str, stop: str) -> str:
+    """Result key of an adaptive rule aimed at the Riemann gap (``bound`` keeps the old names)."""
+    return f"{rule}_to_riemann_gap" if stop == "bound" else f"{rule}_{stop}_stop_to_riemann_gap"
+
+
+def bench_pair(path: IGPath, rules: list[str], stops: list[str], reference: bool) -> dict:
     """One (prompt, layer): the paper's Riemann sum, each fast rule aimed at its gap, the default."""
     paper = fixed_ig(path, "riemann", PAPER_STEPS, block=16)
     entry = {
@@ -73,14 +78,15 @@ def bench_pair(path: IGPath, rules: list[str], reference: bool) -> dict:
     }
     results = {"riemann_256": paper}
     for rule in rules:
-        fast = adaptive_ig(path, rule, paper.gap, PAPER_STEPS, block=16)
-        entry[f"{rule}_to_riemann_gap"] = {
-            "gap": fast.gap,
-            "evaluations": fast.evaluations,
-            "steps": fast.steps,
-            "reached": fast.gap <= paper.gap,
-        }
-        results[f"{rule}_to_riemann_gap"] = fast
+        for stop in stops:
+            fast = adaptive_ig(path, rule, paper.gap, PAPER_STEPS, block=16, stop=stop)
+            entry[row_name(rule, stop)] = {
+                "gap": fast.gap,
+                "evaluations": fast.evaluations,
+                "steps": fast.steps,
+                "reached": fast.gap <= paper.gap,
+            }
+            results[row_name(rule, stop)] = fast
     default = integrated_gradients(path, IGSettings())
     entry["default"] = {
         "gap": default.gap,
@@ -100,7 +106,9 @@ def bench_pair(path: IGPath, rules: list[str], reference: bool) -> dict:
     return entry
 
 
-def bench_model(lm, layers_text: str, rules: list[str], reference: bool, log) -> dict:
+def bench_model(
+    lm, layers_text: str, rules: list[str], stops: list[str], reference: bool, log
+) -> dict:
     examples = paper_splits(lm.tokenizer, load_examples("builtin:paper"))
     prompts = PromptSet.from_examples(lm.tokenizer, examples)
     batch = pad_batch(prompts.sequences, pad_id(lm.tokenizer))
@@ -115,12 +123,14 @@ def bench_model(lm, layers_text: str, rules: list[str], reference: bool, log) ->
             length = len(prompts.sequences[row])
             path = IGPath(lm.adapter, traced, row, length, alen, "layer", layer)
             began = time.perf_counter()
-            pairs.append(bench_pair(path, rules, reference))
+            pairs.append(bench_pair(path, rules, stops, reference))
             p = pairs[-1]
             log(
                 f"  prompt {row} layer {layer:2d}: riemann-256 gap {p['riemann_256']['gap']:.2e}; "
                 + "; ".join(
-                    f"{rule} {p[f'{rule}_to_riemann_gap']['evaluations']} evals" for rule in rules
+                    f"{row_name(rule, stop)} {p[row_name(rule, stop)]['evaluations']} evals"
+                    for rule in rules
+                    for stop in stops
                 )
                 + f"; default {p['default']['evaluations']} evals gap {p['default']['gap']:.1e}"
                 + f" ({time.perf_counter() - began:.0f} s)"
@@ -128,15 +138,15 @@ def bench_model(lm, layers_text: str, rules: list[str], reference: bool, log) ->
         report["prompts"].append(
             {"text": example.text, "split": example.meta.get("split"), "pairs": pairs}
         )
-    report["summary"] = summarize(report, rules)
+    report["summary"] = summarize(report, [row_name(r, s) for r in rules for s in stops])
     return report
 
 
-def summarize(report: dict, rules: list[str]) -> dict:
+def summarize(report: dict, rows: list[str]) -> dict:
     pairs = [pair for prompt in report["prompts"] for pair in prompt["pairs"]]
     paper = sum(p["riemann_256"]["evaluations"] for p in pairs)
     summary = {"pairs": len(pairs), "riemann_256_evaluations": paper}
-    for name in [f"{rule}_to_riemann_gap" for rule in rules] + ["default"]:
+    for name in [*rows, "default"]:
         spent = sum(p[name]["evaluations"] for p in pairs)
         summary[name] = {
             "evaluations": spent,
@@ -163,6 +173,11 @@ def main(argv: list[str] | None = None) -> int:
         "--rules", default=",".join(FAST_RULES), help="adaptive rules aimed at the Riemann gap"
     )
     parser.add_argument(
+        "--stops",
+        default="bound",
+        help="when the adaptive rules stop: bound (panel errors' magnitudes), gap (the gap itself)",
+    )
+    parser.add_argument(
         "--reference", action="store_true", help="also compare with a far more accurate integral"
     )
     parser.add_argument(
@@ -186,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             lm,
             args.layers,
             args.rules.split(","),
+            args.stops.split(","),
             args.reference,
             lambda line: print(line, flush=True),
         )

@@ -14,7 +14,8 @@ The paper approximates the integral by a left Riemann sum with N = 256 steps
 Gauss–Legendre nodes); with ``rule=auto`` that is the paper's Riemann sum, so ``--set steps=256``
 alone reproduces the paper. ``steps=0`` (the default) is adaptive: Simpson panels (or the named
 rule's panels) are halved where their measured error is large until the errors sum to at most
-``tolerance`` — a bound on the completeness gap — or ``max_steps`` model evaluations are spent;
+``tolerance`` — a bound on the completeness gap — or ``max_steps`` model evaluations are spent
+(``stop=gap``: until the gap itself is, which is cheaper but lets errors of opposite sign cancel);
 an adaptive ``riemann`` doubles N from ``START_STEPS`` instead. Steps run as batch rows of a
 replay that starts right after (``layer``) or at (sublayers) layer ``l``; nothing before it is
 recomputed.
@@ -30,7 +31,7 @@ import torch
 
 from depthscope.analyses.base import Analysis, PaperRef, PromptBatch, Tally, register
 from depthscope.analyses.quadrature import RULES as FIXED_RULES
-from depthscope.analyses.quadrature import adaptive_panels, midpoints, quadrature
+from depthscope.analyses.quadrature import STOPS, adaptive_panels, midpoints, quadrature
 from depthscope.engine.interventions import Replace
 from depthscope.engine.memory import AdaptiveBatch, as_batches
 from depthscope.engine.replay import replay
@@ -72,6 +73,13 @@ class IGSettings:
     max_steps: int = field(
         default=256, metadata={"help": "adaptive: most model evaluations per (prompt, layer)"}
     )
+    stop: str = field(
+        default="bound",
+        metadata={
+            "help": "adaptive panels stop when the panel errors' magnitudes (bound: safe) or the "
+            "completeness gap itself (gap: cheaper, errors may cancel) is <= tolerance"
+        },
+    )
     block: int = field(
         default=16, metadata={"help": "interpolation steps run together as batch rows"}
     )
@@ -84,6 +92,8 @@ class IGSettings:
             raise ValueError(f"rule must be one of {RULES}, got {self.rule!r}")
         if self.tolerance < 0 or self.max_steps < 1:
             raise ValueError("tolerance must be >= 0 and max_steps >= 1")
+        if self.stop not in STOPS:
+            raise ValueError(f"stop must be one of {STOPS}, got {self.stop!r}")
         unknown = set(self.targets) - set(TARGETS)
         if unknown:
             raise ValueError(f"targets must be among {TARGETS}, got {sorted(unknown)}")
@@ -266,7 +276,9 @@ def adaptive_riemann(
     return result
 
 
-def panel_ig(path: IGPath, rule: str, tolerance: float, max_steps: int, block: Block) -> IGResult:
+def panel_ig(
+    path: IGPath, rule: str, tolerance: float, max_steps: int, block: Block, stop: str = "bound"
+) -> IGResult:
     """Adaptive panels of ``rule`` (trapezoid, simpson, gauss): see :func:`adaptive_panels`."""
     f_input = path.f_input()
     found = adaptive_panels(
@@ -275,18 +287,20 @@ def panel_ig(path: IGPath, rule: str, tolerance: float, max_steps: int, block: B
         tolerance,
         max_steps,
         f_end=f_input,
+        stop=stop,
     )
     return IGResult(found.integral, f_input, found.f_start, found.nodes, found.evaluations)
 
 
 def adaptive_ig(
-    path: IGPath, rule: str, tolerance: float, max_steps: int, block: Block
+    path: IGPath, rule: str, tolerance: float, max_steps: int, block: Block, stop: str = "bound"
 ) -> IGResult:
     """IG refined until the completeness gap is at most ``tolerance`` (at most ``max_steps``
-    model evaluations): doubling for ``riemann``, adaptive panels for the other rules."""
+    model evaluations): doubling for ``riemann`` (which has one error, the gap), adaptive panels
+    for the other rules, stopping on their error ``bound`` or on the ``gap``."""
     if rule == "riemann":
         return adaptive_riemann(path, tolerance, max_steps, block)
-    return panel_ig(path, rule, tolerance, max_steps, block)
+    return panel_ig(path, rule, tolerance, max_steps, block, stop)
 
 
 def integrated_gradients(
@@ -297,7 +311,7 @@ def integrated_gradients(
     rule = settings.quadrature_rule
     block = settings.block if block is None else block
     if settings.adaptive:
-        return adaptive_ig(path, rule, settings.tolerance, settings.max_steps, block)
+        return adaptive_ig(path, rule, settings.tolerance, settings.max_steps, block, settings.stop)
     return fixed_ig(path, rule, settings.steps, block)
 
 

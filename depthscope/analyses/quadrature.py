@@ -25,6 +25,10 @@ import numpy as np
 import torch
 
 RULES = ("riemann", "trapezoid", "simpson", "gauss")
+# When adaptive panels stop: ``bound`` once the panel errors' magnitudes sum to at most the
+# tolerance (no cancellation can hide an error), ``gap`` once the completeness gap itself, their
+# signed sum, is (the paper's accuracy measure; cheaper, but errors of opposite sign can cancel).
+STOPS = ("bound", "gap")
 # Each refinement round halves the panels whose measured error is at least this fraction of the
 # largest one (and above their share of the tolerance): nearly greedy, but batched.
 SPLIT_SHARE = 0.5
@@ -153,15 +157,20 @@ def adaptive_panels(
     tolerance: float,
     max_evaluations: int,
     f_end: float | None = None,
+    stop: str = "bound",
 ) -> PanelIntegral:
     """Integrate ``g`` over [0, 1] on panels, halving those whose measured error is too large.
 
     Each round halves the panels whose error exceeds ``tolerance·(b − a)`` (their share of the
     tolerance) and is at least ``SPLIT_SHARE`` of the largest error, largest first, as long as
-    the evaluations fit in ``max_evaluations``; refinement stops once the panel errors sum to at
-    most ``tolerance``, which bounds the completeness gap (errors of opposite sign cannot hide). ``f_end``: F at r = 1
-    when known already (the clean run), which saves an evaluation for Gauss panels.
+    the evaluations fit in ``max_evaluations``. ``stop="bound"``: refinement stops once the panel
+    errors sum to at most ``tolerance``, which bounds the completeness gap (errors of opposite
+    sign cannot hide); ``stop="gap"``: once the completeness gap (their signed sum) is at most
+    ``tolerance``. ``f_end``: F at r = 1 when known already (the clean run), which saves an
+    evaluation for Gauss panels.
     """
+    if stop not in STOPS:
+        raise ValueError(f"stop must be one of {STOPS}, got {stop!r}")
     panel_rule = PANELS[rule]
     cache = _Cache(evaluate, f_end)
     count = panel_rule.start_panels
@@ -174,11 +183,12 @@ def adaptive_panels(
     cache.fill(*needs(panels))
     while True:
         sums = [_panel_sum(cache, panel_rule, a, b) for a, b in panels]
-        errors = [
-            abs(float(s.sum()) - (cache.f[b] - cache.f[a]))
+        signed = [
+            float(s.sum()) - (cache.f[b] - cache.f[a])
             for s, (a, b) in zip(sums, panels, strict=True)
         ]
-        if sum(errors) <= tolerance:
+        errors = [abs(e) for e in signed]
+        if (sum(errors) if stop == "bound" else abs(sum(signed))) <= tolerance:
             break
         over = [i for i, (a, b) in enumerate(panels) if errors[i] > tolerance * (b - a)]
         over.sort(key=lambda i: -errors[i])  # not empty: the errors sum to more than tolerance

@@ -315,7 +315,9 @@ def test_igrad_settings_default_to_adaptive_simpson_and_keep_the_paper_rule():
     paper = make_settings(IntegratedGradients, {"rule": "riemann", "steps": "256"})
     assert (paper.quadrature_rule, paper.steps, paper.adaptive) == ("riemann", 256, False)
     assert make_settings(IntegratedGradients, {"rule": "gauss"}).quadrature_rule == "gauss"
-    for bad in ({"rule": "boole"}, {"steps": "-1"}, {"tolerance": "-0.1"}, {"max_steps": "0"}):
+    assert make_settings(IntegratedGradients, {"stop": "gap"}).stop == "gap"
+    bads = ({"rule": "boole"}, {"steps": "-1"}, {"tolerance": "-0.1"}, {"max_steps": "0"})
+    for bad in (*bads, {"stop": "never"}):
         with pytest.raises(DepthscopeError, match="bad setting for igrad"):
             make_settings(IntegratedGradients, bad)
 

@@ -115,3 +115,56 @@ def test_gauss_panels_pay_for_their_ends_with_forward_passes():
     found = adaptive_panels(cubic, "gauss", tolerance=1e-12, max_evaluations=100, f_end=1.25)
     assert sorted(cubic.value_ratios) == [0.0, 0.5]  # r = 1 given, the rest forward-only
     assert found.nodes == 8 and found.evaluations == 10
+
+
+class UpAndDown:
+    """F steps up at r = 0.13 through position 0 and back down at r = 0.63 through position 1:
+    the same jump at the same place of two starting Simpson panels, so their errors are equal and
+    opposite, while each position's integral (+0.5 and −0.5) is off by that error."""
+
+    SHARPNESS = 3000.0
+
+    @classmethod
+    def step(cls, r: float, centre: float) -> tuple[float, float]:
+        t = math.tanh(cls.SHARPNESS * (r - centre) / 2)
+        return 0.25 * (1 + t), 0.25 * cls.SHARPNESS * (1 - t * t) / 2  # F and dF/dr
+
+    def __call__(self, ratios, gradients):
+        up = [self.step(r, 0.13) for r in ratios]
+        down = [self.step(r, 0.63) for r in ratios]
+        values = torch.tensor(
+            [u[0] - d[0] for u, d in zip(up, down, strict=True)], dtype=torch.float64
+        )
+        terms = torch.tensor(
+            [[u[1], -d[1]] for u, d in zip(up, down, strict=True)], dtype=torch.float64
+        )
+        return values, terms if gradients else None
+
+
+def test_gap_stop_meets_the_tolerance_on_the_gap_at_no_more_cost():
+    """``stop="gap"`` stops once the completeness gap itself is small, never later than ``bound``."""
+    for centre in (0.13, 0.61, 0.9):
+        by_bound, by_gap = (
+            adaptive_panels(
+                sigmoid_step(centre, 2000.0), "simpson", 1e-4, 400, f_end=None, stop=stop
+            )
+            for stop in ("bound", "gap")
+        )
+        step = sigmoid_step(centre, 2000.0)
+        exact = step.f(1.0) - step.f(0.0)
+        assert abs(float(by_gap.integral.sum()) - exact) <= 1e-4
+        assert by_gap.evaluations <= by_bound.evaluations
+    with pytest.raises(ValueError, match="stop must be one of"):
+        adaptive_panels(sigmoid_step(0.5, 10.0), "simpson", 1e-4, 100, stop="never")
+
+
+def test_gap_stop_is_fooled_by_errors_that_cancel_and_bound_is_not():
+    """Why ``bound`` is the default: two wrong panels whose errors cancel give a zero gap."""
+    exact = torch.tensor([0.5, -0.5], dtype=torch.float64)  # each jump through its own position
+    fooled = adaptive_panels(UpAndDown(), "simpson", 1e-6, 400, stop="gap")
+    assert fooled.evaluations == 9  # the starting panels: their errors cancel
+    assert abs(float(fooled.integral.sum())) <= 1e-6 < 0.1 < fooled.error_bound
+    assert (fooled.integral - exact).abs().max() > 0.1  # yet each position is far off
+    safe = adaptive_panels(UpAndDown(), "simpson", 1e-6, 400, stop="bound")
+    assert safe.error_bound <= 1e-6 and safe.evaluations > 9
+    assert torch.allclose(safe.integral, exact, atol=1e-5)
