@@ -119,9 +119,12 @@ def comparable(doc: dict) -> dict:
 # Runs the CLI with every decoder layer slowed down, so a signal reliably lands mid-run.
 SLOW_CLI = textwrap.dedent(
     """
-    import sys, time
+    import signal, sys, time
     import torch
 
+    # Ctrl-C as in a terminal, also when the test suite itself runs in the background (nohup, &),
+    # whose children start with SIGINT ignored and would never see the signal
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     DELAY = float(sys.argv[1])
 
     def slow(module, args):
