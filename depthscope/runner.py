@@ -395,7 +395,7 @@ class Run:
             # whatever stops the feed (Ctrl-C, out of memory even at batch size 1, any error), the
             # prompts finished before it are saved, so a rerun resumes there
             self.checkpoints.flush({j.analysis.name: len(j.done) for j in jobs})
-            if isinstance(exc, (RuntimeError, torch.OutOfMemoryError)) and is_out_of_memory(exc):
+            if is_out_of_memory(exc):
                 # replays halve their batch by themselves; what is left is the clean pass itself
                 raise DepthscopeError(
                     f"out of memory while tracing {self.request.prompt_batch} prompts at once; "

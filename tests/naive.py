@@ -225,6 +225,14 @@ def naive_mean_residuals(lm, sequences: list[list[int]]) -> torch.Tensor:
     return total / count
 
 
+def answer_probability(logits: torch.Tensor, ids: list[int], answer_length: int) -> torch.Tensor:
+    """F: the summed teacher-forced probabilities of the last ``answer_length`` tokens of ``ids``."""
+    T = len(ids)
+    answer_ids = torch.tensor(ids[T - answer_length :])
+    probs = logits[torch.arange(T - answer_length - 1, T - 1)].softmax(-1)
+    return probs[torch.arange(answer_length), answer_ids].sum()
+
+
 def naive_path_terms(lm, ids: list[int], answer_length: int, target: str, layer: int, ratios):
     """Per ratio r: F(x_r) and Σ_d ∂F/∂x_r[p,d]·(x[p,d] − x'[d]) per position, one full forward
     and backward pass each (hooks only), for any quadrature rule's nodes."""
@@ -242,9 +250,6 @@ def naive_path_terms(lm, ids: list[int], answer_length: int, target: str, layer:
         handle.remove()
     x = captured["x"]
     delta = x - x.mean(0, keepdim=True)
-    T = len(ids)
-    answer_ids = torch.tensor(ids[T - answer_length :])
-    positions = torch.arange(T - answer_length - 1, T - 1)
     values, terms = [], []
     for r in ratios:
         xr = (x - delta + float(r) * delta).clone().requires_grad_(True)
@@ -252,9 +257,7 @@ def naive_path_terms(lm, ids: list[int], answer_length: int, target: str, layer:
         try:
             with torch.enable_grad():
                 logits = lm.model(input_ids=torch.tensor([ids])).logits[0]
-                objective = (
-                    logits[positions].softmax(-1)[torch.arange(answer_length), answer_ids].sum()
-                )
+                objective = answer_probability(logits, ids, answer_length)
                 (grad,) = torch.autograd.grad(objective, xr)
         finally:
             handle.remove()
@@ -268,10 +271,7 @@ def naive_igrad(lm, ids: list[int], answer_length: int, target: str, layer: int,
     (full forward + backward) at a time; also F(x) and F(x')."""
     ratios = [step / steps for step in range(steps)]
     values, terms = naive_path_terms(lm, ids, answer_length, target, layer, ratios)
-    T = len(ids)
     with torch.no_grad():
         logits = lm.model(input_ids=torch.tensor([ids])).logits[0]
-    answer_ids = torch.tensor(ids[T - answer_length :])
-    probs = logits[torch.arange(T - answer_length - 1, T - 1)].softmax(-1)
-    f_input = float(probs[torch.arange(answer_length), answer_ids].sum())
+    f_input = float(answer_probability(logits, ids, answer_length))
     return terms.sum(0) / steps, f_input, values[0]
