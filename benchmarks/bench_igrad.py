@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--stops",
-        default="bound",
+        default="bound,gap",
         help="when the adaptive rules stop: bound (panel errors' magnitudes), gap (the gap itself)",
     )
     parser.add_argument(
