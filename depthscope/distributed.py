@@ -7,12 +7,13 @@ becomes one process of a group: :func:`init_distributed` joins the group (backen
 :class:`DepthscopeError` instead of waiting forever. A plain ``depthscope`` command gets a
 :class:`SingleProcess` with the same API, so callers never branch on the launch mode.
 
-Every process runs the whole command on its own contiguous block of prompts, balanced by tokens
-(:meth:`Distributed.shard_prompts`); prompts are still traced in the batches a single process
-would form, so every prompt's numbers are the same as in a single-process run. Analysis states
-are mergeable data (:mod:`depthscope.engine.state`): :func:`merge_on_main` gathers every rank's
-serialised state on rank 0 and folds them with ``merge`` in rank order, i.e. in prompt order. Bytes travel as ``uint8`` tensors through
-``torch.distributed`` collectives; nothing is pickled.
+Every process runs the whole command on its own share of the prompts, a few contiguous runs of
+about equal estimated work (:meth:`Distributed.shard_prompts`); prompts are still traced in the
+batches a single process would form, so every prompt's numbers are the same as in a single-process
+run. Analysis states are mergeable data (:mod:`depthscope.engine.state`), one per run
+(:class:`~depthscope.engine.segments.Segments`): :func:`merge_on_main` gathers every rank's
+serialised state on rank 0 and folds all runs in prompt order. Bytes travel as ``uint8`` tensors
+through ``torch.distributed`` collectives; nothing is pickled.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
-from depthscope.engine.sharding import balanced_blocks, block_bounds
+from depthscope.engine.sharding import balanced_shares, block_bounds
 from depthscope.errors import DepthscopeError
 
 T = TypeVar("T")
@@ -161,21 +162,22 @@ class Distributed:
         start, stop = block_bounds(len(items), self.world_size, self.rank)
         return list(items[start:stop])
 
-    def shard_prompts(self, lengths: Sequence[int]) -> list[int]:
-        """Prompt ids this rank handles: a contiguous block with about ``1/world_size`` of the tokens.
+    def shard_prompts(self, costs: Sequence[float]) -> list[int]:
+        """Prompt ids this rank handles (sorted): about ``1/world_size`` of the estimated work.
 
-        Blocks are contiguous so merged per-prompt lists come out in prompt order, and balanced by
-        token count because a prompt's work grows with its length. A block may start or end inside
-        a prompt batch: the caller still traces whole batches exactly as one process cuts them (so
-        every prompt gets the same numbers) and processes only its own prompts of each.
+        ``costs`` estimates each prompt's work (its tokens, or what the analyses' ``prompt_cost``
+        says). A share is a few contiguous runs dealt so the totals come out even
+        (:func:`~depthscope.engine.sharding.balanced_shares`); keep one state per run
+        (:class:`~depthscope.engine.segments.Segments`) so the merge restores prompt order. A run
+        may start or end inside a prompt batch: the caller still traces whole batches exactly as
+        one process cuts them (so every prompt gets the same numbers) and processes only its own.
         """
-        if self.world_size > len(lengths):
+        if self.world_size > len(costs):
             raise DepthscopeError(
-                f"{self.world_size} processes for only {len(lengths)} prompts; start at most "
-                f"{len(lengths)} processes (torchrun --nproc-per-node) or use more prompts (-n)"
+                f"{self.world_size} processes for only {len(costs)} prompts; start at most "
+                f"{len(costs)} processes (torchrun --nproc-per-node) or use more prompts (-n)"
             )
-        start, stop = balanced_blocks(lengths, self.world_size)[self.rank]
-        return list(range(start, stop))
+        return balanced_shares(costs, self.world_size)[self.rank]
 
     def gather_bytes(self, blob: bytes) -> list[bytes] | None:
         """Every rank's ``blob`` on rank 0, in rank order; None on the other ranks."""
@@ -362,15 +364,18 @@ def init_distributed(
 
 
 def merge_on_main(group: Distributed, state: T) -> T | None:
-    """The state of every rank's prompts, merged on rank 0 in rank (= prompt) order; None elsewhere.
+    """The state of every rank's prompts, merged on rank 0; None elsewhere.
 
-    ``state`` is an analysis state (:mod:`depthscope.engine.state`); rank blocks are contiguous
-    in prompt order, so concatenated lists come out in prompt order. Sums merge in a different
-    order than a single process adds them, so float64 means can differ in the last bits (~1e-16
-    relative); maxima, counts and per-prompt values are exact.
+    ``state`` is an analysis state (:mod:`depthscope.engine.state`) of a contiguous block of
+    prompts (ranks then merge in rank order), or :class:`~depthscope.engine.segments.Segments`
+    (every run of every rank is folded in prompt order); either way lists come out in prompt
+    order. Sums merge in a different grouping than a single process adds them, so float64 means
+    can differ in the last bits (~1e-16 relative); maxima, counts and per-prompt values are exact.
     """
+    from depthscope.engine.segments import unwrap
+
     if not group.is_distributed:
-        return state
+        return unwrap(state)
     from depthscope.engine.state import merge, state_from_bytes, state_to_bytes
 
     blobs = group.gather_bytes(state_to_bytes(state))
@@ -379,4 +384,4 @@ def merge_on_main(group: Distributed, state: T) -> T | None:
     merged = None
     for blob in blobs:
         merged = merge(merged, state_from_bytes(blob)[0])
-    return merged
+    return unwrap(merged)

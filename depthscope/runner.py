@@ -31,7 +31,10 @@ from depthscope.analyses.base import RunContext, make_settings, settings_dict, s
 from depthscope.analyses.prompts import PromptSet
 from depthscope.analyses.run import Job, feed
 from depthscope.data.example import Example
+from depthscope.distributed import SingleProcess
 from depthscope.engine.memory import is_out_of_memory
+from depthscope.engine.segments import Segments
+from depthscope.engine.sharding import contiguous_runs
 from depthscope.engine.state import state_from_bytes, state_to_bytes
 from depthscope.errors import DepthscopeError
 from depthscope.files import atomic_write_bytes, atomic_write_json
@@ -224,18 +227,6 @@ class Planned:
     status: str = "pending"
 
 
-class SingleProcess:
-    """The distributed interface of a plain run: one rank that does everything."""
-
-    rank, world_size, is_main = 0, 1, True
-
-    def shard_prompts(self, lengths: list[int]) -> list[int]:
-        return list(range(len(lengths)))
-
-    def merge_on_main(self, state: object) -> object:
-        return state
-
-
 class Run:
     """One `analyze` invocation over a run directory."""
 
@@ -326,12 +317,19 @@ class Run:
         options = RunOptions(
             seed=self.request.seed, batch_size=self.request.batch_size, progress=self.progress
         )
+        analyses = {
+            name: analysis_class(name)(lm, planned.settings, options)
+            for name, planned in self.planned.items()
+            if planned.status != "up to date"
+        }
+        shares = {
+            id(group): self._share(group, [analyses[n] for n in group.names if n in analyses])
+            for group in self.groups
+        }
         jobs: dict[str, Job] = {}
-        for name, planned in self.planned.items():
-            if planned.status == "up to date":
-                continue
-            analysis = analysis_class(name)(lm, planned.settings, options)
-            jobs[name] = self._job(analysis, planned)
+        for name, analysis in analyses.items():
+            planned = self.planned[name]
+            jobs[name] = self._job(analysis, planned, shares[id(planned.group)])
         if self.dist.is_main:
             self.write_run_json("running")
         try:
@@ -339,7 +337,7 @@ class Run:
                 for group in self.groups:
                     group_jobs = [jobs[n] for n in group.names if n in jobs]
                     if group_jobs:
-                        self._feed(lm, group, group_jobs)
+                        self._feed(lm, group, group_jobs, shares[id(group)])
                 for name, job in jobs.items():
                     self._finish(job, self.planned[name])
         except KeyboardInterrupt:
@@ -348,13 +346,15 @@ class Run:
             self.write_run_json("finished")
         return self.status
 
-    def _job(self, analysis: Analysis, planned: Planned) -> Job:
+    def _job(self, analysis: Analysis, planned: Planned, share: list[int]) -> Job:
         analysis.prepare(
             RunContext(
                 data=planned.group.data, seed=self.request.seed, prompts=planned.group.prompts
             )
         )
         saved = None if self.request.fresh else self.checkpoints.load(planned.name, planned.key)
+        if saved is not None and not self._same_share(planned.name, saved[1], share):
+            saved = None
         if saved is not None:
             state, meta = saved
             done = set(meta.get("done", []))
@@ -363,9 +363,26 @@ class Run:
             return Job(analysis, state, done)
         self.timings[planned.name] = 0.0
         self.status[planned.name] = "computed"
-        return Job(analysis, analysis.new_state())
+        # a share of several runs keeps a state per run, so the merge restores prompt order
+        state = Segments() if self.dist.is_distributed else analysis.new_state()
+        return Job(analysis, state)
 
-    def _feed(self, lm: LoadedModel, group: Group, jobs: list[Job]) -> None:
+    def _same_share(self, name: str, meta: dict, share: list[int]) -> bool:
+        """Whether a checkpoint was made for this process's share of the prompts (another number
+        of processes, or other analyses to balance, cut the prompts otherwise)."""
+        runs = [list(run) for run in contiguous_runs(share)]
+        saved = meta.get("share")
+        if saved == runs or (saved is None and not self.dist.is_distributed):
+            return True
+        self.progress.note(
+            f"{name}: the checkpoint holds another share of the prompts (made with another "
+            f"number of processes or analyses); recomputing"
+        )
+        return False
+
+    def _feed(self, lm: LoadedModel, group: Group, jobs: list[Job], share: list[int]) -> None:
+        runs = [list(run) for run in contiguous_runs(share)]
+
         def checkpoint(job: Job, ids: list[int], seconds: float) -> None:
             name = job.analysis.name
             self.timings[name] += seconds
@@ -373,6 +390,7 @@ class Run:
                 "fingerprint": self.planned[name].key,
                 "done": sorted(job.done),
                 "seconds": self.timings[name],
+                "share": runs,
             }
             self.checkpoints.update(name, job.state, meta)
 
@@ -380,14 +398,13 @@ class Run:
             total = len(group.prompts)
             self.progress.stage(f"{job.analysis.name} {len(job.done) + 1}/{total}")
 
-        order = self._shard(group.prompts)
         try:
             feed(
                 lm,
                 jobs,
                 group.prompts,
                 prompt_batch=self.request.prompt_batch,
-                order=order,
+                order=share,
                 after_prompts=checkpoint,
                 before_prompts=stage,
             )
@@ -404,10 +421,18 @@ class Run:
                 ) from None
             raise
 
-    def _shard(self, prompts: PromptSet) -> list[int]:
-        """This process's prompt ids: a contiguous block with about 1/N of the tokens (feed traces
-        whole batches, so each prompt is traced in exactly the batch of a single-process run)."""
-        return self.dist.shard_prompts([len(s) for s in prompts.sequences])
+    def _share(self, group: Group, analyses: list[Analysis]) -> list[int]:
+        """This process's prompt ids: about 1/N of the work the group's analyses estimate (feed
+        traces whole batches, so each prompt is traced in exactly the batch of a single process)."""
+        prompts = group.prompts
+        if not self.dist.is_distributed:
+            return list(range(len(prompts)))
+        lengths = [len(s) for s in prompts.sequences]
+        costs = [
+            sum(a.prompt_cost(length, i) for a in analyses) or float(length)
+            for i, length in enumerate(lengths)
+        ]
+        return self.dist.shard_prompts(costs)
 
     def _finish(self, job: Job, planned: Planned) -> None:
         name = job.analysis.name

@@ -22,8 +22,8 @@ from depthscope.distributed import Distributed, init_distributed, merge_on_main 
 from depthscope.errors import DepthscopeError  # noqa: E402
 
 ANALYSES = ("contributions", "future-effects", "logit-lens", "erasure", "local-effects")
-PROMPT_LENGTHS = [14, 21, 17, 30, 16, 25, 19]  # by tokens, ranks get prompts 0-3 and 4-6 ...
-PROMPT_BATCH = 3  # ... so the batch [3, 4, 5] is traced by both ranks and split between them
+PROMPT_LENGTHS = [14, 21, 17, 30, 16, 25, 19]  # by tokens, ranks get prompts 0 1 4 5 and 2 3 6 ...
+PROMPT_BATCH = 3  # ... so batches [0, 1, 2] and [3, 4, 5] are traced by both ranks and split
 
 
 def prompt_set():
@@ -49,29 +49,27 @@ def make_analysis(lm, name: str, baseline: list[list[int]], **settings):
     return analysis
 
 
-def fold(analyses: dict, prompts, ids: list[int]) -> dict:
-    """Each analysis's state over prompts ``ids``: whole batches traced as one process cuts them,
-    only ``ids`` processed (as the runner does for its share)."""
-    from depthscope.analyses.base import PromptBatch
-    from depthscope.engine.batch import pad_batch
-    from depthscope.engine.sharding import batches_for
-    from depthscope.engine.trace import trace
+def fold(analyses: dict, prompts, ids: list[int], segmented: bool = False) -> dict:
+    """Each analysis's state over prompts ``ids`` as the runner folds its share: whole batches
+    traced as one process cuts them, only ``ids`` processed, a state per run when ``segmented``."""
+    from depthscope.analyses.run import Job, feed
+    from depthscope.engine.segments import Segments
 
     lm = next(iter(analyses.values())).lm
-    states = {name: analysis.new_state() for name, analysis in analyses.items()}
-    for batch, mine in batches_for(ids, len(prompts), PROMPT_BATCH):
-        traced = trace(lm.adapter, pad_batch([prompts.sequences[i] for i in batch], 0))
-        rows = [batch.index(i) for i in mine]
-        for name, analysis in analyses.items():
-            analysis.update(states[name], PromptBatch(traced, rows, mine, prompts))
-    return states
+    jobs = {
+        name: Job(analysis, Segments() if segmented else analysis.new_state())
+        for name, analysis in analyses.items()
+    }
+    feed(lm, list(jobs.values()), prompts, prompt_batch=PROMPT_BATCH, order=ids)
+    return {name: job.state for name, job in jobs.items()}
 
 
 def shard_states(lm, group: Distributed, prompts, names=ANALYSES) -> dict:
     """Each analysis's state over this rank's prompts (traced exactly as one process would)."""
     mine = group.shard_prompts([len(s) for s in prompts.sequences])
     analyses = {name: make_analysis(lm, name, prompts.sequences[:3]) for name in names}
-    return {"analyses": analyses, "states": fold(analyses, prompts, mine), "prompt_ids": mine}
+    states = fold(analyses, prompts, mine, group.is_distributed)
+    return {"analyses": analyses, "states": states, "prompt_ids": mine}
 
 
 def finished(analyses: dict, states: dict) -> dict:

@@ -231,6 +231,14 @@ class Analysis(Card, ABC):
     def new_state(self):
         return self.State()
 
+    def prompt_cost(self, length: int, prompt_id: int) -> float:
+        """Rough work on one prompt, in token-layer passes (default: one pass over the model).
+
+        Only used to give processes shares of equal work, so it is cheap, needs no trace and may
+        be called before :meth:`prepare`; analyses whose work grows otherwise override it.
+        """
+        return float(length * self.lm.adapter.n_layers)
+
     @abstractmethod
     def update(self, state, batch: PromptBatch) -> None:
         """Fold the prompts of ``batch`` into ``state``."""

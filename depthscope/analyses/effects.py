@@ -26,7 +26,7 @@ from depthscope.analyses.splits import SplitSettings, splits_for
 from depthscope.engine.interventions import PARTS, Knockout
 from depthscope.engine.state import state_type
 from depthscope.engine.stats import Max, Mean, relative_change
-from depthscope.engine.sweep import Sweep, Window, run_sweep
+from depthscope.engine.sweep import Sweep, Window, run_sweep, sweep_cost
 from depthscope.figures.common import finite_mean, first_vs_second_half
 from depthscope.figures.layers import draw_effects, effect_parts
 
@@ -126,6 +126,11 @@ class _EffectsBase(Analysis):
             return Window((None,), self.settings.front)
         splits = splits_for(self.settings, length, seed=self.options.seed, prompt_id=prompt_id)
         return Window(tuple(splits), self.settings.front)
+
+    def prompt_cost(self, length: int, prompt_id: int) -> float:
+        window = self.window(length, prompt_id)
+        n_layers = self.lm.adapter.n_layers
+        return len(self.settings.parts) * sweep_cost(length, window, n_layers) + length * n_layers
 
     def unusable(self, prompt: PromptView) -> str | None:
         if self.future and not self.window(prompt.length, prompt.prompt_id).splits:

@@ -21,7 +21,7 @@ from depthscope.analyses.splits import SplitSettings, splits_for
 from depthscope.engine.interventions import RemoveContribution
 from depthscope.engine.state import state_type
 from depthscope.engine.stats import relative_change
-from depthscope.engine.sweep import Sweep, SweepRows, Window, run_sweep
+from depthscope.engine.sweep import Sweep, SweepRows, Window, run_sweep, sweep_cost
 from depthscope.engine.trace import Trace
 from depthscope.figures.layers import draw_local_effects
 
@@ -82,6 +82,13 @@ class LocalEffects(Analysis):
         "propagation), column = later layer; bright spots are pairs of layers where the later one "
         "reads the earlier one directly.",
     }
+
+    def prompt_cost(self, length: int, prompt_id: int) -> float:
+        splits = splits_for(self.settings, length, seed=self.options.seed, prompt_id=prompt_id)
+        n_layers = self.lm.adapter.n_layers
+        windows = [Window((None,), self.settings.front)]
+        windows += [Window(tuple(splits), self.settings.front)] if splits else []
+        return sum(sweep_cost(length, w, n_layers) for w in windows) + length * n_layers
 
     def update(self, state: LocalState, batch: PromptBatch) -> None:
         trace = batch.trace

@@ -18,7 +18,8 @@ from depthscope.analyses.base import (
 )
 from depthscope.analyses.prompts import PromptSet
 from depthscope.engine.batch import pad_batch, pad_id
-from depthscope.engine.sharding import batches_for
+from depthscope.engine.segments import Segments
+from depthscope.engine.sharding import batches_for, contiguous_runs
 from depthscope.engine.trace import Trace, trace
 from depthscope.errors import DepthscopeError
 from depthscope.models.loading import LoadedModel
@@ -26,7 +27,11 @@ from depthscope.models.loading import LoadedModel
 
 @dataclass
 class Job:
-    """One analysis being fed: its state and the prompts it has already folded in."""
+    """One analysis being fed: its state and the prompts it has already folded in.
+
+    ``state`` is the analysis's state, or :class:`~depthscope.engine.segments.Segments` (one state
+    per contiguous run of the prompts fed) where a process's share is several runs.
+    """
 
     analysis: Analysis
     state: object
@@ -70,10 +75,11 @@ def feed(
     whole batches of ``prompt_batch`` consecutive prompts, so a prompt is always traced in the same
     batch however the work is split or resumed; only ``order``'s prompts are processed. Analyses
     that allow it get one prompt at a time, so a checkpoint after each loses at most one prompt.
+    A job whose state is :class:`Segments` folds each contiguous run of ``order`` into its own state.
     """
-    for whole, ids in batches_for(
-        range(len(prompts)) if order is None else order, len(prompts), prompt_batch
-    ):
+    order = sorted(range(len(prompts)) if order is None else order)
+    run_start = {i: start for start, stop in contiguous_runs(order) for i in range(start, stop)}
+    for whole, ids in batches_for(order, len(prompts), prompt_batch):
         pending = [(job, [i for i in ids if i not in job.done]) for job in jobs]
         pending = [(job, todo) for job, todo in pending if todo]
         if not pending:
@@ -85,16 +91,36 @@ def feed(
             traced = trace(lm.adapter, batch)
         check_finite(traced, whole)
         for job, todo in pending:
-            groups = [[i] for i in todo] if job.analysis.per_prompt else [todo]
+            segmented = isinstance(job.state, Segments)
+            if job.analysis.per_prompt:
+                groups = [[i] for i in todo]
+            else:
+                groups = _by_run(todo, run_start) if segmented else [todo]
             for group in groups:
                 if before_prompts is not None:
                     before_prompts(job, group)
                 began = time.perf_counter()
                 rows = [whole.index(i) for i in group]
-                job.analysis.update(job.state, PromptBatch(traced, rows, group, prompts))
+                state = (
+                    job.state.state_for(run_start[group[0]], job.analysis.new_state)
+                    if segmented
+                    else job.state
+                )
+                job.analysis.update(state, PromptBatch(traced, rows, group, prompts))
                 job.done.update(group)
                 if after_prompts is not None:
                     after_prompts(job, group, time.perf_counter() - began)
+
+
+def _by_run(ids: list[int], run_start: dict[int, int]) -> list[list[int]]:
+    """``ids`` cut where they pass from one contiguous run of the process's share to another."""
+    groups: list[list[int]] = []
+    for i in ids:
+        if groups and run_start[groups[-1][0]] == run_start[i]:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
 
 
 def as_prompt_set(prompts: PromptSet | Sequence[Sequence[int]]) -> PromptSet:

@@ -202,6 +202,19 @@ def packed_rows(
     )
 
 
+def sweep_cost(length: int, window: Window, n_layers: int) -> float:
+    """Token-layer passes of :func:`run_sweep` on one prompt, to balance processes: a row per
+    layer ``s`` runs layers ``s..L-1`` (``L(L+1)/2`` passes per token), over the packed prompt
+    when several split points are packed (the whole prompt plus each shorter split's suffix)."""
+    splits = list(window.splits)
+    if len(splits) > 1 and None not in splits:
+        ordered = sorted(splits, reverse=True)
+        tokens = length + sum(length - t for t in ordered[1:])
+    else:
+        tokens = length * len(splits)
+    return float(tokens * n_layers * (n_layers + 1) / 2)
+
+
 def run_sweep(
     adapter: BoundAdapter,
     trace: Trace,

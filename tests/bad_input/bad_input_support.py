@@ -15,11 +15,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
+from slow_cli import SLOW_CLI
 
 from depthscope.cli import main
 
@@ -115,27 +115,6 @@ def comparable(doc: dict) -> dict:
 
 
 # ---------------------------------------------------------------- subprocess runs
-
-# Runs the CLI with every decoder layer slowed down, so a signal reliably lands mid-run.
-SLOW_CLI = textwrap.dedent(
-    """
-    import signal, sys, time
-    import torch
-
-    # Ctrl-C as in a terminal, also when the test suite itself runs in the background (nohup, &),
-    # whose children start with SIGINT ignored and would never see the signal
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    DELAY = float(sys.argv[1])
-
-    def slow(module, args):
-        if type(module).__name__.endswith(("DecoderLayer", "Block")):
-            time.sleep(DELAY)
-
-    torch.nn.modules.module.register_module_forward_pre_hook(slow)
-    from depthscope.cli import main
-    sys.exit(main(sys.argv[2:]))
-    """
-)
 
 
 def cli_env() -> dict:

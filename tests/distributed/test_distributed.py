@@ -16,7 +16,13 @@ from distributed_worker import PROMPT_BATCH, finished, prompt_set, shard_states
 from tiny_models import tiny_model
 
 from depthscope.distributed import SingleProcess, detect_launch, init_distributed, merge_on_main
-from depthscope.engine.sharding import balanced_blocks, batches_for, block_bounds
+from depthscope.engine.sharding import (
+    balanced_blocks,
+    balanced_shares,
+    batches_for,
+    block_bounds,
+    contiguous_runs,
+)
 from depthscope.engine.state import state_from_bytes
 from depthscope.errors import DepthscopeError
 
@@ -30,17 +36,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def launch_command(
-    argv: Callable[[int], list[str]],
-    world: int = 2,
-    group_timeout: float = 60,
-    only_main: bool = False,
-) -> list:
-    """Run ``python ARGV(rank)`` for each rank with torchrun's variables set (free port on
-    127.0.0.1); return (exit code, stdout, stderr) of each.
-
-    ``only_main``: wait for rank 0 only and kill the others (a rank that hangs on purpose).
-    """
+def start_ranks(
+    argv: Callable[[int], list[str]], world: int = 2, group_timeout: float = 60
+) -> list[subprocess.Popen]:
+    """Start ``python ARGV(rank)`` for each rank with torchrun's variables set (free port on
+    127.0.0.1), output piped."""
     port = free_port()
     procs = []
     for rank in range(world):
@@ -64,6 +64,12 @@ def launch_command(
                 text=True,
             )
         )
+    return procs
+
+
+def wait_ranks(procs: list[subprocess.Popen], only_main: bool = False) -> list:
+    """(exit code, stdout, stderr) of each rank (of rank 0 only with ``only_main``); every rank
+    still running afterwards, or after a timeout, is killed."""
     results = []
     try:
         for proc in procs[:1] if only_main else procs:
@@ -75,6 +81,20 @@ def launch_command(
                 proc.kill()
                 proc.wait()
     return results
+
+
+def launch_command(
+    argv: Callable[[int], list[str]],
+    world: int = 2,
+    group_timeout: float = 60,
+    only_main: bool = False,
+) -> list:
+    """Run ``python ARGV(rank)`` for each rank with torchrun's variables set (free port on
+    127.0.0.1); return (exit code, stdout, stderr) of each.
+
+    ``only_main``: wait for rank 0 only and kill the others (a rank that hangs on purpose).
+    """
+    return wait_ranks(start_ranks(argv, world, group_timeout), only_main)
 
 
 def launch(scenario: str, out: Path, **kwargs) -> list:
@@ -111,7 +131,8 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
     for rank, (code, _, stderr) in enumerate(results):
         assert code == 0, f"rank {rank} failed:\n{stderr}"
     ids = [(tmp_path / f"ids-{r}.txt").read_text().split() for r in range(2)]
-    assert ids == [["0", "1", "2", "3"], ["4", "5", "6"]]  # contiguous; batch [3, 4, 5] is split
+    # balanced runs: batches [0, 1, 2] and [3, 4, 5] are split between the ranks
+    assert ids == [["3", "4", "5"], ["0", "1", "2", "6"]]
     merged, _ = state_from_bytes((tmp_path / "merged.safetensors").read_bytes())
 
     lm = tiny_model("llama")
@@ -177,14 +198,25 @@ class FakeGroup(SingleProcess):
         self.rank, self.world_size = rank, world_size
 
 
-def test_shards_are_contiguous_and_balanced_by_tokens():
+def test_shares_are_balanced_runs_of_prompts():
     lengths = [14, 21, 17, 30, 16, 25, 19]
-    assert [FakeGroup(r, 2).shard_prompts(lengths) for r in range(2)] == [[0, 1, 2, 3], [4, 5, 6]]
+    # one block each would give 82 and 60 tokens; runs dealt and evened out give 71 and 71
+    assert [FakeGroup(r, 2).shard_prompts(lengths) for r in range(2)] == [[3, 4, 5], [0, 1, 2, 6]]
+    assert contiguous_runs([0, 1, 2, 6]) == [(0, 3), (6, 7)]
     shards = [FakeGroup(r, 3).shard_prompts([10] * 10) for r in range(3)]
-    assert shards == [[0, 1, 2], [3, 4, 5, 6], [7, 8, 9]]
+    assert sorted(i for shard in shards for i in shard) == list(range(10))
+    assert sorted(len(shard) for shard in shards) == [3, 3, 4]
     # one long prompt: it gets a rank to itself, every rank keeps at least one prompt
+    assert balanced_shares([1, 1, 100, 1], 3) == [[2], [0, 3], [1]]
+    assert balanced_shares([5, 1, 1, 1], 4) == [[0], [1], [2], [3]]
+    costs = [(i * 37) % 101 + 5 for i in range(200)]
+    for parts in (2, 3, 8):
+        shares = balanced_shares(costs, parts)
+        assert sorted(i for share in shares for i in share) == list(range(200))
+        loads = [sum(costs[i] for i in share) for share in shares]
+        assert max(loads) - min(loads) <= max(costs), (parts, loads)
+        assert all(len(contiguous_runs(share)) <= 4 * parts for share in shares)
     assert balanced_blocks([1, 1, 100, 1], 3) == [(0, 2), (2, 3), (3, 4)]
-    assert balanced_blocks([5, 1, 1, 1], 4) == [(0, 1), (1, 2), (2, 3), (3, 4)]
     assert [FakeGroup(r, 3).shard(list("abcdefg")) for r in range(3)] == [
         list("abc"),
         list("de"),

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
+import signal
+import time
 
-from test_distributed import launch_command
+from slow_cli import SLOW_CLI
+from test_distributed import launch_command, start_ranks, wait_ranks
 
 from depthscope.cli import main
 
@@ -48,3 +52,50 @@ def test_more_processes_than_prompts_is_one_line_on_every_rank(tiny_model_dir, t
     )
     for code, _, stderr in results:
         assert code == 2 and "2 processes for only 1 prompts" in stderr, stderr
+
+
+def test_a_stopped_run_resumes_on_as_many_processes_and_recomputes_on_more(
+    tiny_model_dir, tmp_path
+):
+    """SIGTERM both ranks mid-run: each saves its share. A rerun on 2 processes resumes it; on 3
+    the shares differ, so the ranks recompute (rank 0 says so). Both equal one process's results."""
+    stopped = tmp_path / "stopped"
+    procs = start_ranks(
+        lambda rank: (
+            ["-c", SLOW_CLI, "0.05", "analyze", str(tiny_model_dir), "--out", str(stopped)] + ARGS
+        )
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and any(p.poll() is None for p in procs):
+        if all(list((stopped / "state").glob(f"*.rank{r}.safetensors")) for r in range(2)):
+            break
+        time.sleep(0.05)
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for code, _, stderr in wait_ranks(procs):
+        assert code in (130, 143) and "rerun the same command to resume" in stderr, stderr
+    again = tmp_path / "again"
+    shutil.copytree(stopped, again)
+    assert main(["analyze", str(tiny_model_dir), "--out", str(tmp_path / "one"), *ARGS]) == 0
+
+    def rerun(out, world: int) -> list:
+        return launch_command(
+            lambda rank: (
+                ["-m", "depthscope", "analyze", str(tiny_model_dir), "--out", str(out)] + ARGS
+            ),
+            world=world,
+        )
+
+    resumed = rerun(stopped, 2)
+    assert [code for code, _, _ in resumed] == [0, 0], resumed
+    said = resumed[0][1] + resumed[0][2]  # rank 0 reports; the others stay quiet
+    assert "resumed after" in said and "another share" not in said, said
+    recomputed = rerun(again, 3)
+    assert [code for code, _, _ in recomputed] == [0, 0, 0], recomputed
+    for out in (stopped, again):
+        for name, rtol in RTOL.items():
+            merged = json.loads((out / "results" / f"{name}.json").read_text())["data"]
+            single = json.loads((tmp_path / "one" / "results" / f"{name}.json").read_text())
+            assert close(merged, single["data"], rtol), (out.name, name)
+    said = recomputed[0][1] + recomputed[0][2]
+    assert "another share" in said and "resumed after" not in said, said
