@@ -3,13 +3,15 @@
     python benchmarks/bench_distributed.py [--model smollm2-135m] [-n 10] [--analyses ...]
     python benchmarks/bench_distributed.py --quick      # tiny random model, seconds
 
-Both runs happen in one invocation, one after the other, on the same prompts. Each is started like
-``torchrun`` starts processes (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT on 127.0.0.1, gloo), every
-process uses one thread, and each computes its share of the prompts (contiguous, balanced by tokens;
-whole batches traced as one process cuts them) and the states are merged on rank 0 through
-``torch.distributed``. Timed: from the moment every process has its model loaded to the merged
-states on rank 0. The merged results are compared with the single-process ones. Results are printed
-and written to benchmarks/results/distributed.json (``--quick``: distributed-quick.json).
+Both runs happen in one invocation, one after the other, on the same prompts (``--repeats 2``:
+1, 2, 2, 1 processes, so a machine whose speed drifts favours neither; the speed-up comes from the
+summed times). Each is started like ``torchrun`` starts processes (RANK, WORLD_SIZE, MASTER_ADDR,
+MASTER_PORT on 127.0.0.1, gloo), every process uses one thread, and each computes its share of the
+prompts as the runner cuts it (a few runs of prompts with equal estimated work; whole batches traced
+as one process cuts them); the states are merged on rank 0 through ``torch.distributed``. Timed:
+from the moment every process has its model loaded to the merged states on rank 0. The merged
+results are compared with the single-process ones. Results are printed and written to
+benchmarks/results/distributed.json (``--quick``: distributed-quick.json).
 """
 
 from __future__ import annotations
@@ -62,12 +64,10 @@ def load(args):
 def worker(args) -> int:
     torch.set_num_threads(1)
     from depthscope.analyses import REGISTRY, RunOptions
-    from depthscope.analyses.base import PromptBatch
+    from depthscope.analyses.run import Job, feed, work_estimates
     from depthscope.distributed import init_distributed, merge_on_main
-    from depthscope.engine.batch import pad_batch, pad_id
-    from depthscope.engine.sharding import batches_for
+    from depthscope.engine.segments import Segments
     from depthscope.engine.state import state_to_bytes
-    from depthscope.engine.trace import trace
 
     out = Path(args.out)
     with init_distributed("cpu") as group:
@@ -76,25 +76,24 @@ def worker(args) -> int:
         analyses = {
             n: REGISTRY[n](lm, REGISTRY[n].Settings(), RunOptions(batch_size=64)) for n in names
         }
-        mine = group.shard_prompts([len(s) for s in prompts.sequences])
+        # the runner's share: a few runs of prompts with equal estimated work, a state per run
+        estimates = work_estimates(list(analyses.values()), prompts)
+        mine = group.shard_prompts(estimates)
         group.barrier()
         started = time.perf_counter()
-        states = {n: a.new_state() for n, a in analyses.items()}
-        for batch, own in batches_for(mine, len(prompts), PROMPT_BATCH):
-            ids = pad_batch([prompts.sequences[i] for i in batch], pad_id(lm.tokenizer))
-            with torch.no_grad():
-                traced = trace(lm.adapter, ids)
-            rows = [batch.index(i) for i in own]
-            for name, analysis in analyses.items():
-                analysis.update(states[name], PromptBatch(traced, rows, own, prompts))
+        jobs = {
+            n: Job(a, Segments() if group.is_distributed else a.new_state())
+            for n, a in analyses.items()
+        }
+        feed(lm, list(jobs.values()), prompts, prompt_batch=PROMPT_BATCH, order=mine)
         computed = time.perf_counter() - started
-        merged = {n: merge_on_main(group, s) for n, s in states.items()}
+        merged = {n: merge_on_main(group, job.state) for n, job in jobs.items()}
         seconds = time.perf_counter() - started
-        tokens = sum(len(prompts.sequences[i]) for i in mine)
         mine_doc = {
             "rank": group.rank,
-            "prompts": len(mine),
-            "tokens": tokens,
+            "prompts": mine,
+            "tokens": sum(len(prompts.sequences[i]) for i in mine),
+            "estimated_work": sum(estimates[i] for i in mine) / sum(estimates),
             "compute_s": computed,
         }
         ranks = group.gather_bytes(json.dumps(mine_doc).encode())
@@ -161,30 +160,54 @@ def largest_difference(a, b) -> tuple[float, bool]:
     return max((p[0] for p in parts), default=0.0), all(p[1] for p in parts)
 
 
+def run_order(repeats: int) -> list[int]:
+    """World sizes in the order they run: 1, 2, then 2, 1, ... (ABBA), so a machine that speeds up
+    or slows down during the benchmark favours neither."""
+    return [w for r in range(repeats) for w in ((1, 2) if r % 2 == 0 else (2, 1))]
+
+
 def compare(args) -> dict:
     from depthscope.engine.state import state_from_bytes
 
+    runs: dict[int, list[dict]] = {1: [], 2: []}
+    data = {}
     with tempfile.TemporaryDirectory() as tmp:
-        runs = {world: launch(world, args, Path(tmp) / f"world{world}") for world in (1, 2)}
-        data = {
-            world: state_from_bytes(
-                (Path(tmp) / f"world{world}" / "data.safetensors").read_bytes()
-            )[0]
-            for world in (1, 2)
-        }
+        for index, world in enumerate(run_order(args.repeats)):
+            folder = Path(tmp) / f"run{index}-world{world}"
+            runs[world].append(launch(world, args, folder))
+            print(
+                f"  {world} process{'es' if world > 1 else ''}: {runs[world][-1]['seconds']:.1f} s"
+            )
+            blob = (folder / "data.safetensors").read_bytes()
+            data.setdefault(world, state_from_bytes(blob)[0])
     per_analysis = {name: largest_difference(data[2][name], data[1][name]) for name in data[1]}
-    one, two = runs[1], runs[2]
+    one = sum(r["seconds"] for r in runs[1])
+    two = sum(r["seconds"] for r in runs[2])
+    last = runs[2][-1]["ranks"]
     return {
-        "model": one["model"],
+        "model": runs[1][0]["model"],
         "analyses": args.analyses.split(","),
-        "n_prompts": one["n_prompts"],
-        "n_tokens": one["n_tokens"],
+        "n_prompts": runs[1][0]["n_prompts"],
+        "n_tokens": runs[1][0]["n_tokens"],
         "prompt_batch": PROMPT_BATCH,
         "threads_per_process": 1,
-        "seconds_1_process": round(one["seconds"], 3),
-        "seconds_2_processes": round(two["seconds"], 3),
-        "speedup": round(one["seconds"] / two["seconds"], 3),
-        "ranks_2_processes": [{**r, "compute_s": round(r["compute_s"], 3)} for r in two["ranks"]],
+        "run_order": run_order(args.repeats),
+        "seconds_1_process": round(one / len(runs[1]), 3),
+        "seconds_2_processes": round(two / len(runs[2]), 3),
+        "speedup": round(one / two, 3),
+        "runs_1_process_s": [round(r["seconds"], 3) for r in runs[1]],
+        "runs_2_processes_s": [round(r["seconds"], 3) for r in runs[2]],
+        "speedup_per_repeat": [
+            round(a["seconds"] / b["seconds"], 3) for a, b in zip(runs[1], runs[2], strict=True)
+        ],
+        "ranks_2_processes": [
+            {
+                **r,
+                "compute_s": round(r["compute_s"], 3),
+                "estimated_work": round(r["estimated_work"], 4),
+            }
+            for r in last
+        ],
         "results_identical": {name: same for name, (_, same) in per_analysis.items()},
         "max_relative_difference": {name: diff for name, (diff, _) in per_analysis.items()},
         "machine": {
@@ -200,6 +223,12 @@ def main() -> int:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("-n", type=int, default=10, help="prompts (default 10)")
     parser.add_argument("--analyses", default=DEFAULT_ANALYSES)
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="runs of each (order 1,2 then 2,1, ...: ABBA for 2); speed-up from the summed times",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny random model, a few prompts")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -213,12 +242,12 @@ def main() -> int:
         f"{doc['model']}: {doc['n_prompts']} prompts, {doc['n_tokens']} tokens, "
         f"{', '.join(doc['analyses'])}"
     )
-    print(f"1 process : {doc['seconds_1_process']:8.2f} s")
+    print(f"1 process : {doc['seconds_1_process']:8.2f} s (mean of {args.repeats})")
     print(f"2 processes: {doc['seconds_2_processes']:8.2f} s  -> {doc['speedup']:.2f}x")
     for rank in doc["ranks_2_processes"]:
         print(
-            f"  rank {rank['rank']}: {rank['prompts']} prompts, {rank['tokens']} tokens, "
-            f"{rank['compute_s']:.2f} s computing"
+            f"  rank {rank['rank']}: prompts {rank['prompts']}, {rank['tokens']} tokens, "
+            f"{rank['estimated_work']:.1%} of the estimated work, {rank['compute_s']:.2f} s computing"
         )
     for name, same in doc["results_identical"].items():
         diff = doc["max_relative_difference"][name]

@@ -29,7 +29,7 @@ import torch
 from depthscope.analyses import Analysis, RunOptions, analysis_class, default_run, runnable
 from depthscope.analyses.base import RunContext, make_settings, settings_dict, split_overrides
 from depthscope.analyses.prompts import PromptSet
-from depthscope.analyses.run import Job, feed
+from depthscope.analyses.run import Job, feed, work_estimates
 from depthscope.data.example import Example
 from depthscope.distributed import SingleProcess
 from depthscope.engine.memory import is_out_of_memory
@@ -424,15 +424,9 @@ class Run:
     def _share(self, group: Group, analyses: list[Analysis]) -> list[int]:
         """This process's prompt ids: about 1/N of the work the group's analyses estimate (feed
         traces whole batches, so each prompt is traced in exactly the batch of a single process)."""
-        prompts = group.prompts
         if not self.dist.is_distributed:
-            return list(range(len(prompts)))
-        lengths = [len(s) for s in prompts.sequences]
-        costs = [
-            sum(a.prompt_cost(length, i) for a in analyses) or float(length)
-            for i, length in enumerate(lengths)
-        ]
-        return self.dist.shard_prompts(costs)
+            return list(range(len(group.prompts)))
+        return self.dist.shard_prompts(work_estimates(analyses, group.prompts))
 
     def _finish(self, job: Job, planned: Planned) -> None:
         name = job.analysis.name

@@ -112,6 +112,16 @@ def feed(
                     after_prompts(job, group, time.perf_counter() - began)
 
 
+def work_estimates(analyses: Sequence[Analysis], prompts: PromptSet) -> list[float]:
+    """Each prompt's estimated work for ``analyses`` together (their ``prompt_cost``; its tokens
+    when there are none), to give processes shares of equal work."""
+    lengths = [len(s) for s in prompts.sequences]
+    return [
+        sum(a.prompt_cost(length, i) for a in analyses) or float(length)
+        for i, length in enumerate(lengths)
+    ]
+
+
 def _by_run(ids: list[int], run_start: dict[int, int]) -> list[list[int]]:
     """``ids`` cut where they pass from one contiguous run of the process's share to another."""
     groups: list[list[int]] = []
