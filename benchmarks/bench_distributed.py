@@ -85,7 +85,20 @@ def worker(args) -> int:
             n: Job(a, Segments() if group.is_distributed else a.new_state())
             for n, a in analyses.items()
         }
-        feed(lm, list(jobs.values()), prompts, prompt_batch=PROMPT_BATCH, order=mine)
+        per_prompt: dict[int, float] = {}
+
+        def timed(job, ids, seconds: float) -> None:
+            for i in ids:  # a batch-wise analysis's seconds are shared by its prompts
+                per_prompt[i] = per_prompt.get(i, 0.0) + seconds / len(ids)
+
+        feed(
+            lm,
+            list(jobs.values()),
+            prompts,
+            prompt_batch=PROMPT_BATCH,
+            order=mine,
+            after_prompts=timed,
+        )
         computed = time.perf_counter() - started
         merged = {n: merge_on_main(group, job.state) for n, job in jobs.items()}
         seconds = time.perf_counter() - started
@@ -95,6 +108,8 @@ def worker(args) -> int:
             "tokens": sum(len(prompts.sequences[i]) for i in mine),
             "estimated_work": sum(estimates[i] for i in mine) / sum(estimates),
             "compute_s": computed,
+            "prompt_s": {str(i): round(per_prompt.get(i, 0.0), 3) for i in mine},
+            "prompt_estimates": {str(i): estimates[i] for i in mine},
         }
         ranks = group.gather_bytes(json.dumps(mine_doc).encode())
         if group.is_main:
@@ -181,6 +196,14 @@ def compare(args) -> dict:
             blob = (folder / "data.safetensors").read_bytes()
             data.setdefault(world, state_from_bytes(blob)[0])
     per_analysis = {name: largest_difference(data[2][name], data[1][name]) for name in data[1]}
+    # how well the estimated work predicted each prompt's seconds (1-process runs, summed)
+    seconds = {
+        i: sum(r["ranks"][0]["prompt_s"][i] for r in runs[1])
+        for i in runs[1][0]["ranks"][0]["prompt_s"]
+    }
+    estimates = runs[1][0]["ranks"][0]["prompt_estimates"]
+    scale = sum(seconds.values()) / sum(estimates.values())
+    fit = {i: round(seconds[i] / (estimates[i] * scale), 3) for i in seconds}
     one = sum(r["seconds"] for r in runs[1])
     two = sum(r["seconds"] for r in runs[2])
     last = runs[2][-1]["ranks"]
@@ -200,6 +223,7 @@ def compare(args) -> dict:
         "speedup_per_repeat": [
             round(a["seconds"] / b["seconds"], 3) for a, b in zip(runs[1], runs[2], strict=True)
         ],
+        "prompt_seconds_over_estimate": fit,  # 1.0: a prompt took its estimated share of time
         "ranks_2_processes": [
             {
                 **r,

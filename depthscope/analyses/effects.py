@@ -128,9 +128,8 @@ class _EffectsBase(Analysis):
         return Window(tuple(splits), self.settings.front)
 
     def prompt_cost(self, length: int, prompt_id: int) -> float:
-        window = self.window(length, prompt_id)
-        n_layers = self.lm.adapter.n_layers
-        return len(self.settings.parts) * sweep_cost(length, window, n_layers) + length * n_layers
+        sweep = sweep_cost(length, self.window(length, prompt_id), self.lm.adapter, output=True)
+        return len(self.settings.parts) * sweep
 
     def unusable(self, prompt: PromptView) -> str | None:
         if self.future and not self.window(prompt.length, prompt.prompt_id).splits:

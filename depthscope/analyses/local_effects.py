@@ -85,10 +85,9 @@ class LocalEffects(Analysis):
 
     def prompt_cost(self, length: int, prompt_id: int) -> float:
         splits = splits_for(self.settings, length, seed=self.options.seed, prompt_id=prompt_id)
-        n_layers = self.lm.adapter.n_layers
         windows = [Window((None,), self.settings.front)]
         windows += [Window(tuple(splits), self.settings.front)] if splits else []
-        return sum(sweep_cost(length, w, n_layers) for w in windows) + length * n_layers
+        return sum(sweep_cost(length, w, self.lm.adapter, LOCAL.output) for w in windows)
 
     def update(self, state: LocalState, batch: PromptBatch) -> None:
         trace = batch.trace

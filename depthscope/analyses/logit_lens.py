@@ -162,6 +162,10 @@ class LogitLens(Analysis):
     }
 
     @torch.no_grad()
+    def prompt_cost(self, length: int, prompt_id: int) -> float:
+        adapter = self.lm.adapter  # every position unembedded at every layer boundary
+        return float(length * (adapter.n_layers + 1) * adapter.unembed_cost)
+
     def update(self, state: LensState, batch: PromptBatch) -> None:
         trace = batch.trace
         s = self.settings

@@ -202,17 +202,24 @@ def packed_rows(
     )
 
 
-def sweep_cost(length: int, window: Window, n_layers: int) -> float:
+def sweep_cost(length: int, window: Window, adapter: BoundAdapter, output: bool) -> float:
     """Token-layer passes of :func:`run_sweep` on one prompt, to balance processes: a row per
-    layer ``s`` runs layers ``s..L-1`` (``L(L+1)/2`` passes per token), over the packed prompt
-    when several split points are packed (the whole prompt plus each shorter split's suffix)."""
+    layer ``s`` runs layers ``s..L-1`` (``L(L+1)/2`` passes per token, attention growing with the
+    length) over the packed prompt when several split points are packed (the whole prompt plus
+    each shorter split's suffix), and with ``output`` each row unembeds its measured positions
+    (``adapter.unembed_cost`` passes each)."""
+    n_layers = adapter.n_layers
     splits = list(window.splits)
     if len(splits) > 1 and None not in splits:
         ordered = sorted(splits, reverse=True)
         tokens = length + sum(length - t for t in ordered[1:])
     else:
         tokens = length * len(splits)
-    return float(tokens * n_layers * (n_layers + 1) / 2)
+    cost = tokens * n_layers * (n_layers + 1) / 2 * adapter.layer_pass_cost(tokens)
+    if output:
+        measured = sum(length - (t or 0) for t in splits)
+        cost += n_layers * measured * adapter.unembed_cost
+    return float(cost)
 
 
 def run_sweep(

@@ -193,6 +193,23 @@ class BoundAdapter:
         return len(self.layers)
 
     @property
+    def layer_weights(self) -> int:
+        """Weights of one decoder layer: its multiply-adds per token, attention scores aside."""
+        return max(sum(p.numel() for p in self.layers[0].parameters()), 1)
+
+    @property
+    def unembed_cost(self) -> float:
+        """Unembedding one position, in decoder layers' worth of weights (about 8 for smollm2-135m's
+        49k vocabulary); for estimating work only."""
+        return self.unembed_module.weight.numel() / self.layer_weights
+
+    def layer_pass_cost(self, tokens: int) -> float:
+        """One token through one layer of a ``tokens``-long sequence, in units of the layer's
+        weights: 1 plus attention's scores and mixing (``2 · tokens · d`` multiply-adds)."""
+        d = self.unembed_module.weight.shape[1]
+        return 1.0 + 2.0 * tokens * d / self.layer_weights
+
+    @property
     def family(self) -> str:
         return self.spec.family
 
