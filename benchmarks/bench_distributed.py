@@ -66,7 +66,6 @@ def worker(args) -> int:
     from depthscope.analyses import REGISTRY, RunOptions
     from depthscope.analyses.run import Job, feed, work_estimates
     from depthscope.distributed import init_distributed, merge_on_main
-    from depthscope.engine.segments import Segments
     from depthscope.engine.state import state_to_bytes
 
     out = Path(args.out)
@@ -81,10 +80,7 @@ def worker(args) -> int:
         mine = group.shard_prompts(estimates)
         group.barrier()
         started = time.perf_counter()
-        jobs = {
-            n: Job(a, Segments() if group.is_distributed else a.new_state())
-            for n, a in analyses.items()
-        }
+        jobs = {n: Job.fresh(a, per_run=group.is_distributed) for n, a in analyses.items()}
         per_prompt: dict[int, float] = {}
 
         def timed(job, ids, seconds: float) -> None:

@@ -33,7 +33,6 @@ from depthscope.analyses.run import Job, feed, work_estimates
 from depthscope.data.example import Example
 from depthscope.distributed import SingleProcess
 from depthscope.engine.memory import is_out_of_memory
-from depthscope.engine.segments import Segments
 from depthscope.engine.sharding import contiguous_runs
 from depthscope.engine.state import state_from_bytes, state_to_bytes
 from depthscope.errors import DepthscopeError
@@ -363,16 +362,13 @@ class Run:
             return Job(analysis, state, done)
         self.timings[planned.name] = 0.0
         self.status[planned.name] = "computed"
-        # a share of several runs keeps a state per run, so the merge restores prompt order
-        state = Segments() if self.dist.is_distributed else analysis.new_state()
-        return Job(analysis, state)
+        return Job.fresh(analysis, per_run=self.dist.is_distributed)
 
     def _same_share(self, name: str, meta: dict, share: list[int]) -> bool:
         """Whether a checkpoint was made for this process's share of the prompts (another number
         of processes, or other analyses to balance, cut the prompts otherwise)."""
-        runs = [list(run) for run in contiguous_runs(share)]
         saved = meta.get("share")
-        if saved == runs or (saved is None and not self.dist.is_distributed):
+        if saved == _share_runs(share) or (saved is None and not self.dist.is_distributed):
             return True
         self.progress.note(
             f"{name}: the checkpoint holds another share of the prompts (made with another "
@@ -381,7 +377,7 @@ class Run:
         return False
 
     def _feed(self, lm: LoadedModel, group: Group, jobs: list[Job], share: list[int]) -> None:
-        runs = [list(run) for run in contiguous_runs(share)]
+        runs = _share_runs(share)
 
         def checkpoint(job: Job, ids: list[int], seconds: float) -> None:
             name = job.analysis.name
@@ -527,6 +523,11 @@ class Run:
             else (old.get("history") or [])[-HISTORY:],
         }
         atomic_write_json(path, doc)
+
+
+def _share_runs(share: list[int]) -> list[list[int]]:
+    """A share as its checkpoints record it: ``[start, stop]`` of each run of prompts (JSON)."""
+    return [list(run) for run in contiguous_runs(share)]
 
 
 def _read_json(path: Path) -> dict:

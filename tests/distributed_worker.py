@@ -53,13 +53,9 @@ def fold(analyses: dict, prompts, ids: list[int], segmented: bool = False) -> di
     """Each analysis's state over prompts ``ids`` as the runner folds its share: whole batches
     traced as one process cuts them, only ``ids`` processed, a state per run when ``segmented``."""
     from depthscope.analyses.run import Job, feed
-    from depthscope.engine.segments import Segments
 
     lm = next(iter(analyses.values())).lm
-    jobs = {
-        name: Job(analysis, Segments() if segmented else analysis.new_state())
-        for name, analysis in analyses.items()
-    }
+    jobs = {name: Job.fresh(analysis, per_run=segmented) for name, analysis in analyses.items()}
     feed(lm, list(jobs.values()), prompts, prompt_batch=PROMPT_BATCH, order=ids)
     return {name: job.state for name, job in jobs.items()}
 

@@ -161,11 +161,11 @@ class LogitLens(Analysis):
         "probability (colour); the last row is the model's output.",
     }
 
-    @torch.no_grad()
     def prompt_cost(self, length: int, prompt_id: int) -> float:
         adapter = self.lm.adapter  # every position unembedded at every layer boundary
         return float(length * (adapter.n_layers + 1) * adapter.unembed_cost)
 
+    @torch.no_grad()
     def update(self, state: LensState, batch: PromptBatch) -> None:
         trace = batch.trace
         s = self.settings

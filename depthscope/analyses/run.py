@@ -37,6 +37,12 @@ class Job:
     state: object
     done: set[int] = field(default_factory=set)
 
+    @classmethod
+    def fresh(cls, analysis: Analysis, per_run: bool = False) -> Job:
+        """A job with nothing folded in; ``per_run`` for a process of a distributed run, whose
+        states rank 0 must fold in prompt order whatever share each process holds."""
+        return cls(analysis, Segments() if per_run else analysis.new_state())
+
 
 # after_prompts(job, prompt ids just folded in, seconds spent): where the runner checkpoints
 AfterPrompts = Callable[[Job, list[int], float], None]
