@@ -46,7 +46,7 @@ def free_port() -> int:
 
 def load(args):
     """Model and prompts: the real model and built-in prompts, or (--quick) a tiny random Llama."""
-    from depthscope.analyses.prompts import PromptSet
+    from depthscope.data.prompts import PromptSet
 
     if args.quick:
         sys.path.insert(0, str(ROOT / "tests"))
@@ -55,7 +55,7 @@ def load(args):
         lengths = [40, 31, 52, 28, 45, 36, 49, 33][: args.n]
         return tiny_model("llama"), PromptSet(random_ids(lengths, seed=3))
     from depthscope.data.sources import load_examples
-    from depthscope.models.loading import load_model
+    from depthscope.models.loading.loader import load_model
 
     lm = load_model(args.model, progress=False)
     return lm, PromptSet.from_examples(lm.tokenizer, load_examples("builtin:arith-words", args.n))
@@ -63,10 +63,11 @@ def load(args):
 
 def worker(args) -> int:
     torch.set_num_threads(1)
-    from depthscope.analyses import REGISTRY, RunOptions
-    from depthscope.analyses.run import Job, feed, work_estimates
-    from depthscope.distributed import init_distributed, merge_on_main
+    from depthscope.analyses import RunOptions
+    from depthscope.analyses.catalog import REGISTRY
     from depthscope.engine.state import state_to_bytes
+    from depthscope.run.distributed import init_distributed, merge_on_main
+    from depthscope.run.feed import Job, feed, work_estimates
 
     out = Path(args.out)
     with init_distributed("cpu") as group:

@@ -26,16 +26,14 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from naive import naive_effects, naive_erasure, naive_igrad  # noqa: E402
 
-from depthscope.allocator import keep_freed_memory  # noqa: E402
+import depthscope as ds  # noqa: E402
 from depthscope.analyses import RunOptions  # noqa: E402
-from depthscope.analyses.effects import EffectSettings  # noqa: E402
 from depthscope.analyses.erasure import Erasure, ErasureSettings, baseline_means  # noqa: E402
-from depthscope.analyses.igrad import IGSettings  # noqa: E402
-from depthscope.analyses.prompts import PromptSet  # noqa: E402
-from depthscope.analyses.run import analyze, run_analysis  # noqa: E402
 from depthscope.analyses.splits import split_points  # noqa: E402
+from depthscope.core.allocator import keep_freed_memory  # noqa: E402
+from depthscope.data.prompts import PromptSet  # noqa: E402
 from depthscope.data.sources import load_examples  # noqa: E402
-from depthscope.models.loading import load_model  # noqa: E402
+from depthscope.models.loading.loader import load_model  # noqa: E402
 
 
 def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
@@ -68,14 +66,12 @@ def counted_flops(fn) -> int:
 
 
 def bench_future_effects(lm, prompts: PromptSet, peak: float) -> dict:
-    settings = EffectSettings(parts=("layer",))
+    settings = {"parts": ("layer",)}
     ids = prompts.sequences[0]
     splits = split_points(len(ids), seed=0, prompt_id=0)
 
     def engine():
-        return analyze(
-            lm, "future-effects", prompts, settings=settings, options=RunOptions(batch_size=64)
-        )
+        return ds.analyze(lm, "future-effects", prompts, **settings, batch_size=64).data
 
     def naive():
         return [naive_effects(lm, ids, "layer", front=1, split=t) for t in splits]
@@ -101,9 +97,9 @@ def bench_logit_lens(lm, prompts: PromptSet, peak: float) -> dict:
     length = sum(len(s) for s in prompts.sequences)
     vocab = lm.adapter.unembed_module.weight.shape[0]
     bound_flops = 2 * lm.n_layers * length * lm.d_model * vocab
-    seconds, _ = timed(lambda: analyze(lm, "logit-lens", prompts), repeats=2)
+    seconds, _ = timed(lambda: ds.analyze(lm, "logit-lens", prompts).data, repeats=2)
     trace_s, _ = timed(
-        lambda: analyze(lm, "contributions", prompts), repeats=2
+        lambda: ds.analyze(lm, "contributions", prompts).data, repeats=2
     )  # the trace alone, ~free stats
     lens_s = max(seconds - trace_s, 1e-9)
     return {
@@ -132,7 +128,7 @@ def bench_erasure(lm, prompts: PromptSet, peak: float) -> dict:
     def engine():
         erasure = Erasure(lm, ErasureSettings(), RunOptions(batch_size=64))
         erasure.baseline = baseline
-        return run_analysis(erasure, single)
+        return ds.analyze(lm, erasure, single).data
 
     engine_s, data = timed(engine, repeats=2)
     means_s, _ = timed(lambda: baseline_means(lm, baseline))
@@ -155,11 +151,11 @@ def bench_erasure(lm, prompts: PromptSet, peak: float) -> dict:
 def bench_igrad(lm, prompts: PromptSet, peak: float, steps: int = 32) -> dict:
     ids, alen = prompts.sequences[0], prompts.answer_lengths[0]
     single = PromptSet([ids], answer_lengths=[alen])
-    settings = IGSettings(steps=steps, block=16, targets=("layer",))
-    seconds, _ = timed(lambda: analyze(lm, "igrad", single, settings=settings))
+    settings = {"steps": steps, "block": 16, "targets": ("layer",)}
+    seconds, _ = timed(lambda: ds.analyze(lm, "igrad", single, **settings).data)
     layer = lm.n_layers // 2
     naive_s, _ = timed(lambda: naive_igrad(lm, ids, alen, "layer", layer, steps))
-    flops = counted_flops(lambda: analyze(lm, "igrad", single, settings=settings))
+    flops = counted_flops(lambda: ds.analyze(lm, "igrad", single, **settings).data)
     return {
         "what": f"igrad target=layer, 1 prompt of {len(ids)} tokens, {steps} steps x {lm.n_layers} layers",
         "seconds": seconds,

@@ -34,12 +34,12 @@ from depthscope.analyses.igrad import (
     fixed_ig,
     integrated_gradients,
 )
-from depthscope.analyses.prompts import PromptSet
+from depthscope.core.files import atomic_write_json
 from depthscope.data.answer_split import paper_splits
+from depthscope.data.prompts import PromptSet
 from depthscope.data.sources import load_examples
 from depthscope.engine.batch import pad_batch, pad_id
 from depthscope.engine.trace import trace
-from depthscope.results import atomic_write_json
 
 MODELS = ("smollm2-135m", "gemma3-270m")
 PAPER_STEPS = 256
@@ -51,7 +51,7 @@ def _tiny_lm():
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from tiny_models import save_tiny_model_dir
 
-    from depthscope.models.loading import load_model
+    from depthscope.models.loading.loader import load_model
 
     return load_model(str(save_tiny_model_dir(Path(tempfile.mkdtemp()))), progress=False)
 
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.manual_seed(0)
 
-    from depthscope.models.loading import load_model
+    from depthscope.models.loading.loader import load_model
 
     report: dict = {
         "target": "layer",

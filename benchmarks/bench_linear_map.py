@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from depthscope.allocator import keep_freed_memory
-from depthscope.maps.ridge import HeldOutMetrics, MapStatistics, augment, solve
+from depthscope.core.allocator import keep_freed_memory
+from depthscope.experiments.maps.ridge import HeldOutMetrics, MapStatistics, augment, solve
 
 SHAPES = {"n_source": 19, "d_source": 640, "n_target": 31, "d_target": 576}
 OUT = Path(__file__).parent / "results" / "linear_map.json"
@@ -71,10 +71,10 @@ def naive_stats(x: torch.Tensor, y: torch.Tensor) -> float:
 def model_forward(n_texts: int) -> dict:
     """Forward throughput of the built-in pair on builtin:text, if both models are cached."""
     from depthscope.data.sources import load_examples
-    from depthscope.maps.align import Aligner
-    from depthscope.maps.collect import collect_residuals
-    from depthscope.models.loading import load_model
-    from depthscope.models.zoo import is_cached
+    from depthscope.experiments.maps.align import Aligner
+    from depthscope.experiments.maps.collect import collect_residuals
+    from depthscope.models.loading.loader import load_model
+    from depthscope.models.loading.zoo import is_cached
 
     if not (is_cached("gemma3-270m") and is_cached("smollm2-135m")):
         return {"skipped": "built-in models not cached (depthscope fetch gemma3-270m ...)"}

@@ -34,11 +34,11 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "tests"))
 
-from depthscope.allocator import keep_freed_memory  # noqa: E402
-from depthscope.models.loading import load_model  # noqa: E402
-from depthscope.prune.evaluate import evaluate_naive  # noqa: E402
-from depthscope.prune.pipeline import PruneSettings, load_inputs, run_prune  # noqa: E402
-from depthscope.prune.surgery import pruned_copy  # noqa: E402
+from depthscope.core.allocator import keep_freed_memory  # noqa: E402
+from depthscope.experiments.prune.evaluate import evaluate_naive  # noqa: E402
+from depthscope.experiments.prune.pipeline import PruneSettings, load_inputs, run_prune  # noqa: E402
+from depthscope.experiments.prune.surgery import pruned_copy  # noqa: E402
+from depthscope.models.loading.loader import load_model  # noqa: E402
 
 QUICK = {"text_n": 2, "max_tokens": 24, "task_n": 1, "calib_n": 2}
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
+from depthscope.core.files import atomic_write_json
 from depthscope.data.answer_split import paper_split
 from depthscope.data.example import Example
 from depthscope.data.sources import load_levels
-from depthscope.results import atomic_write_json
 
 TASKS = ("builtin:arith-fewshot", "builtin:arith-chain", "builtin:hops", "builtin:nested")
 MODELS = ("smollm2-135m", "gemma3-270m")
@@ -61,7 +61,7 @@ def _tiny_lm():
 
     from tiny_models import save_tiny_model_dir
 
-    from depthscope.models.loading import load_model
+    from depthscope.models.loading.loader import load_model
 
     folder = save_tiny_model_dir(Path(tempfile.mkdtemp()))
     return load_model(str(folder), progress=False)
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="JSON file for the tables")
     args = parser.parse_args(argv)
 
-    from depthscope.models.loading import load_model
+    from depthscope.models.loading.loader import load_model
 
     report: dict = {"n_per_level": args.n, "seed": args.seed, "models": {}}
     for name in args.models.split(","):

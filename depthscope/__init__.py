@@ -16,15 +16,15 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS = {
-    "load_model": "depthscope.models.loading",
-    "LoadedModel": "depthscope.models.loading",
+    "load_model": "depthscope.models.loading.loader",
+    "LoadedModel": "depthscope.models.loading.loader",
     "Adapter": "depthscope.models.adapters",
     "register_adapter": "depthscope.models.adapters",
     "analyze": "depthscope.api",
     "trace": "depthscope.api",
-    "Result": "depthscope.results",
+    "Result": "depthscope.results.document",
     "Example": "depthscope.data.example",
-    "PromptSet": "depthscope.analyses.prompts",
+    "PromptSet": "depthscope.data.prompts",
     "load_examples": "depthscope.data.sources",
     "replay": "depthscope.engine.replay",
     "Knockout": "depthscope.engine.interventions",
@@ -33,8 +33,8 @@ _EXPORTS = {
     "Analysis": "depthscope.analyses.base",
     "Card": "depthscope.analyses.base",
     "register": "depthscope.analyses.base",
-    "fit_linear_maps": "depthscope.maps.fit",
-    "DepthscopeError": "depthscope.errors",
+    "fit_linear_maps": "depthscope.experiments.maps.fit",
+    "DepthscopeError": "depthscope.core.errors",
 }
 
 __all__ = sorted(_EXPORTS)

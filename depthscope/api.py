@@ -6,29 +6,29 @@
 
 :func:`analyze` accepts a string, a list of strings, :class:`~depthscope.data.example.Example`
 objects (prompt + answer, for the analyses that measure at the answer), a
-:class:`~depthscope.analyses.prompts.PromptSet` or lists of token ids, and returns the same
-:class:`~depthscope.results.Result` that ``depthscope analyze`` saves.
+:class:`~depthscope.data.prompts.PromptSet` or lists of token ids, and returns the same
+:class:`~depthscope.results.document.Result` that ``depthscope analyze`` saves.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 import torch
 
-from depthscope.analyses import RunOptions, analysis_class
-from depthscope.analyses.base import comma_list, settings_dict
-from depthscope.analyses.prompts import PromptSet
-from depthscope.analyses.run import run_state
+from depthscope.analyses.base import Analysis, RunContext, RunOptions
+from depthscope.analyses.catalog import analysis_class
+from depthscope.analyses.settings import build_settings
+from depthscope.core.errors import DepthscopeError
+from depthscope.core.progress import Progress
 from depthscope.data.example import Example
+from depthscope.data.prompts import PromptSet
 from depthscope.engine.batch import encode
 from depthscope.engine.trace import Trace
 from depthscope.engine.trace import trace as trace_batch
-from depthscope.errors import DepthscopeError
-from depthscope.models.loading import LoadedModel
-from depthscope.progress import Progress
-from depthscope.results import Result
+from depthscope.models.loading.loader import LoadedModel
+from depthscope.results.document import Result
+from depthscope.run.feed import Job, feed, result_of
 
 Prompts = str | Sequence[str] | Sequence[Example] | PromptSet | Sequence[Sequence[int]]
 
@@ -56,60 +56,52 @@ def prompt_set(lm: LoadedModel, prompts: Prompts) -> PromptSet:
     )
 
 
-def make_analysis_settings(name: str, values: dict) -> object:
-    """The analysis's settings dataclass from Python values, with one clear line for bad keys."""
-    cls = analysis_class(name)
-    fields = {f.name for f in dataclasses.fields(cls.Settings)}
-    unknown = sorted(set(values) - fields)
-    if unknown:
-        raise DepthscopeError(
-            f"{name} has no setting {', '.join(unknown)}; valid: {', '.join(sorted(fields))}"
-        )
-    defaults = cls.Settings()
-    values = {  # parts="layer" means ("layer",), as "layer,mlp" does on the command line
-        key: comma_list(value)
-        if isinstance(value, str) and isinstance(getattr(defaults, key), tuple)
-        else value
-        for key, value in values.items()
-    }
-    try:
-        return cls.Settings(**values)
-    except (TypeError, ValueError) as exc:
-        raise DepthscopeError(f"bad setting for {name}: {exc}") from None
-
-
 def analyze(
     lm: LoadedModel,
-    analysis: str,
+    analysis: str | Analysis,
     prompts: Prompts,
     *,
     seed: int = 0,
     batch_size: int = 64,
     prompt_batch: int = 4,
     progress: Progress | None = None,
+    data_source: str = "(python)",
     **settings: object,
 ) -> Result:
     """Run one analysis on ``prompts`` and return its :class:`Result` (nothing is written).
 
     Keyword arguments other than the listed ones are the analysis's settings, e.g.
     ``analyze(lm, "logit-lens", text, top_tokens=5)`` or ``analyze(lm, "future-effects",
-    texts, parts=("layer",))``; ``depthscope analyze --help`` lists them all.
+    texts, parts=("layer",))``; ``depthscope analyze --help`` lists them all. ``data_source``
+    names where the prompts come from (recorded, and read by analyses whose rules depend on the
+    source, such as the depth score's split). ``analysis`` may also be an analysis object built
+    on ``lm`` (to set what no setting reaches, e.g. erasure's baseline prompts); it brings its
+    own settings, seed, batch size and progress.
+
+    This is the one way an analysis runs over prompts: ``depthscope analyze`` feeds the same
+    prompt batches to the same ``update``/``finish``, with checkpoints, processes and files around.
     """
-    cls = analysis_class(analysis)
-    chosen = make_analysis_settings(analysis, settings)
+    if isinstance(analysis, Analysis):
+        if settings:
+            raise DepthscopeError(
+                f"{analysis.name}: pass settings when building the analysis object, not to analyze"
+            )
+        chosen = analysis
+    else:
+        cls = analysis_class(analysis)
+        values = build_settings(cls, settings, vocab_size=lm.vocab_size)
+        options = RunOptions(seed=seed, batch_size=batch_size, progress=progress or Progress())
+        chosen = cls(lm, values, options)
     prompts = prompt_set(lm, prompts)
-    options = RunOptions(seed=seed, batch_size=batch_size, progress=progress or Progress())
-    runner = cls(lm, chosen, options)
-    state = run_state(runner, prompts, data="(python)", prompt_batch=prompt_batch)
-    data = runner.finish(state)
-    return Result(
-        analysis=analysis,
-        model=dict(lm.identity),
-        settings={**settings_dict(chosen), "seed": seed},
-        n_prompts=int(state.tally.n_prompts),
-        n_tokens=int(state.tally.n_tokens),
-        data=data,
-        extra={"data_source": "(python)"},
+    chosen.prepare(RunContext(data=data_source, seed=chosen.options.seed, prompts=prompts))
+    job = Job.fresh(chosen)
+    feed(lm, [job], prompts, prompt_batch=prompt_batch)
+    return result_of(
+        chosen,
+        job.state,
+        identity=dict(lm.identity),
+        seed=chosen.options.seed,
+        extra={"data_source": data_source},
     )
 
 

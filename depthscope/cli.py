@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from depthscope.allocator import keep_freed_memory
-from depthscope.errors import DepthscopeError
+from depthscope.core.allocator import keep_freed_memory
+from depthscope.core.errors import DepthscopeError
 
 DESCRIPTION = """\
 depthscope measures how a language model uses its depth: how much each layer adds to the
@@ -32,12 +32,12 @@ examples:
 # Commands defined in their own modules: each has ``add_parser(subparsers)``, which registers the
 # command with ``set_defaults(handler=FUNCTION)``; ``FUNCTION(args)`` returns the exit status.
 COMMAND_MODULES = (
-    "depthscope.maps.command",
-    "depthscope.export",
-    "depthscope.compare",
-    "depthscope.prune.command",
-    "depthscope.training.scratch_command",
-    "depthscope.training.finetune_command",
+    "depthscope.experiments.maps.command",
+    "depthscope.results.export",
+    "depthscope.results.compare",
+    "depthscope.experiments.prune.command",
+    "depthscope.experiments.training.scratch_command",
+    "depthscope.experiments.training.finetune_command",
 )
 
 
@@ -59,8 +59,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 def _analysis_help() -> str:
     """Every analysis with its paper reference and its settings (key, default, meaning)."""
-    from depthscope.analyses import REGISTRY, default_run, runnable
-    from depthscope.analyses.base import setting_help
+    from depthscope.analyses.catalog import REGISTRY, default_run, runnable
+    from depthscope.analyses.settings import setting_help
 
     lines = ["analyses (in the paper's order; * = run by --analyses all):"]
     for name in runnable():
@@ -76,7 +76,7 @@ def _analysis_help() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     from depthscope.data.sources import DEFAULT_SOURCE, describe_sources
-    from depthscope.models.zoo import DEFAULT_MODEL
+    from depthscope.models.loading.zoo import DEFAULT_MODEL
 
     parser = argparse.ArgumentParser(
         prog="depthscope",
@@ -198,7 +198,7 @@ def _parse_overrides(items: list[str]) -> dict[str, str]:
 
 
 def cmd_models() -> int:
-    from depthscope.models.zoo import BUILTIN_MODELS, cache_dir, is_cached
+    from depthscope.models.loading.zoo import BUILTIN_MODELS, cache_dir, is_cached
 
     header = ("name", "family", "layers", "width", "params", "download", "cached", "source")
     rows = [
@@ -224,7 +224,7 @@ def cmd_models() -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from depthscope.models.zoo import fetch_builtin, is_cached
+    from depthscope.models.loading.zoo import fetch_builtin, is_cached
 
     if is_cached(args.name) and not args.force:
         print(f"{args.name}: already cached in {fetch_builtin(args.name, progress=False)}")
@@ -239,14 +239,14 @@ def _default_out(model: str) -> Path:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from depthscope.distributed import init_distributed
+    from depthscope.core.folders import OutputFolder, friendly_os_errors
     from depthscope.models.placement import resolve_placement
-    from depthscope.rundir import RunDir, friendly_os_errors
-    from depthscope.runner import plan_groups
+    from depthscope.run.distributed import init_distributed
+    from depthscope.run.runner import plan_groups
 
     request, notices = _analyze_request(args)
     groups = plan_groups(request)  # data problems surface here, before anything loads
-    run_dir = RunDir(request.out)
+    run_dir = OutputFolder(request.out)
     run_dir.check()  # --out writable and ours, before anything is written
     started = time.perf_counter()
     with friendly_os_errors(request.out), init_distributed(args.device) as dist:
@@ -266,7 +266,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def _analyze_request(args: argparse.Namespace):
     """The run asked for, with a preset folded in; returns it and the preset's notices."""
     from depthscope.data.sources import default_count
-    from depthscope.runner import RunRequest, resolve_analyses
+    from depthscope.run.runner import RunRequest, resolve_analyses
 
     if args.n is not None and args.n < 1:
         raise DepthscopeError("-n must be at least 1")
@@ -292,9 +292,9 @@ def _run_analyses(args, request, groups, notices, run_dir, placement, dist):
     """Plan (no weights), then load and run what is not up to date; rank 0 owns the directory."""
     import contextlib
 
-    from depthscope.models.loading import load_model
-    from depthscope.progress import Progress, make_progress
-    from depthscope.runner import Run, check_context, describe_model
+    from depthscope.core.progress import Progress, make_progress
+    from depthscope.models.loading.loader import load_model
+    from depthscope.run.runner import Run, check_context, describe_model
 
     display = make_progress() if dist.is_main else contextlib.nullcontext(Progress())
     with display as progress, contextlib.ExitStack() as held:
@@ -342,7 +342,7 @@ def _run_analyses(args, request, groups, notices, run_dir, placement, dist):
 
 def _report_end(request, run, seconds: float, *, plots: bool) -> None:
     """Statuses, skipped prompts, the verdict, figures and report, total and load time."""
-    from depthscope.summary import summary_lines, write_summary
+    from depthscope.results.summary import summary_lines, write_summary
 
     for name in request.analyses:
         print(f"  {name:<16} {run.status[name]:<24} {run.timings.get(name, 0.0):8.1f} s")
@@ -397,8 +397,8 @@ def _apply_preset(args: argparse.Namespace, request, overrides: dict[str, str]) 
     """Fold ``--preset`` into the request (explicit options win); returns notices to print."""
     import dataclasses
 
-    from depthscope.analyses import analysis_class
-    from depthscope.presets import apply_preset
+    from depthscope.analyses.catalog import analysis_class
+    from depthscope.run.presets import apply_preset
 
     choices = apply_preset(
         args.preset,
@@ -419,8 +419,7 @@ def _apply_preset(args: argparse.Namespace, request, overrides: dict[str, str]) 
 
 
 def _plot(run_dir: Path) -> None:
-    from depthscope.report.figures import plot_run
-    from depthscope.report.html import write_report
+    from depthscope.figures.report import plot_run, write_report
 
     files = plot_run(run_dir)
     report = write_report(run_dir)
@@ -428,9 +427,9 @@ def _plot(run_dir: Path) -> None:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from depthscope.rundir import RunDir
+    from depthscope.core.folders import OutputFolder
 
-    RunDir(args.run_dir).require_run()
+    OutputFolder(args.run_dir).require_run()
     _plot(args.run_dir)
     return 0
 
@@ -470,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         "plot": lambda: cmd_plot(args),
     }
     handler = handlers.get(args.command) or (lambda: args.handler(args))
-    from depthscope.runner import RunInterrupted
+    from depthscope.run.runner import RunInterrupted
 
     try:
         return handler()

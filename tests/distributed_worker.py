@@ -1,7 +1,7 @@
 """One process of a multi-process test: ``python distributed_worker.py SCENARIO OUT_DIR``.
 
 The test starts two of these with torchrun's variables (RANK, WORLD_SIZE, MASTER_ADDR, ...) set, so
-each joins a gloo group through :func:`depthscope.distributed.init_distributed` exactly as under
+each joins a gloo group through :func:`depthscope.run.distributed.init_distributed` exactly as under
 ``torchrun``. Like the CLI, a :class:`DepthscopeError` is printed as one line and exits with 2.
 """
 
@@ -18,8 +18,8 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
-from depthscope.distributed import Distributed, init_distributed, merge_on_main  # noqa: E402
-from depthscope.errors import DepthscopeError  # noqa: E402
+from depthscope.core.errors import DepthscopeError  # noqa: E402
+from depthscope.run.distributed import Distributed, init_distributed, merge_on_main  # noqa: E402
 
 ANALYSES = ("contributions", "future-effects", "logit-lens", "erasure", "local-effects")
 PROMPT_LENGTHS = [14, 21, 17, 30, 16, 25, 19]  # by tokens, ranks get prompts 0 1 4 5 and 2 3 6 ...
@@ -29,7 +29,7 @@ PROMPT_BATCH = 3  # ... so batches [0, 1, 2] and [3, 4, 5] are traced by both ra
 def prompt_set():
     from tiny_models import random_ids
 
-    from depthscope.analyses.prompts import PromptSet
+    from depthscope.data.prompts import PromptSet
 
     sequences = random_ids(PROMPT_LENGTHS, seed=11)
     return PromptSet(sequences, answer_lengths=[2] * len(sequences))
@@ -37,7 +37,8 @@ def prompt_set():
 
 def make_analysis(lm, name: str, baseline: list[list[int]], **settings):
     """An analysis (default settings unless given); erasure gets its baseline prompts directly."""
-    from depthscope.analyses import REGISTRY, RunOptions
+    from depthscope.analyses import RunOptions
+    from depthscope.analyses.catalog import REGISTRY
 
     cls = REGISTRY[name]
     options = RunOptions(batch_size=16)
@@ -52,7 +53,7 @@ def make_analysis(lm, name: str, baseline: list[list[int]], **settings):
 def fold(analyses: dict, prompts, ids: list[int], segmented: bool = False) -> dict:
     """Each analysis's state over prompts ``ids`` as the runner folds its share: whole batches
     traced as one process cuts them, only ``ids`` processed, a state per run when ``segmented``."""
-    from depthscope.analyses.run import Job, feed
+    from depthscope.run.feed import Job, feed
 
     lm = next(iter(analyses.values())).lm
     jobs = {name: Job.fresh(analysis, per_run=segmented) for name, analysis in analyses.items()}

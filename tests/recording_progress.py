@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from depthscope.progress import Progress
+from depthscope.core.progress import Progress
 
 
 class RecordingProgress(Progress):

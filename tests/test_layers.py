@@ -151,8 +151,10 @@ def test_the_checker_catches_a_cycle():
 
 def test_the_checker_catches_an_upward_import(tmp_path):
     module = tmp_path / "bad.py"
-    module.write_text("from depthscope.report.html import write_report\n")
-    found = imported_modules(module, {"depthscope.report.html", "depthscope.report"})
+    module.write_text("from depthscope.figures.report import write_report\n")
+    found = imported_modules(module, {"depthscope.figures.report", "depthscope.report"})
     layers = layer_table()
-    assert found == {"depthscope.report.html"}
-    assert layer_of("depthscope.report.html", layers) > layer_of("depthscope.engine.trace", layers)
+    assert found == {"depthscope.figures.report"}
+    assert layer_of("depthscope.figures.report", layers) > layer_of(
+        "depthscope.engine.trace", layers
+    )

@@ -10,7 +10,7 @@ import torch
 import transformers as tf
 
 from depthscope.models.adapters import BoundAdapter
-from depthscope.models.loading import LoadedModel
+from depthscope.models.loading.loader import LoadedModel
 
 VOCAB = 96
 COMMON = dict(

@@ -1,4 +1,8 @@
-"""The paper's analyses, one card each; importing this package registers them in ``REGISTRY``."""
+"""The paper's analyses, one card each; importing this package registers them and loads plugins.
+
+Other packages add analyses through the ``depthscope.analyses`` entry point
+(:mod:`depthscope.core.registry`); a plugin that fails to import is reported on one line.
+"""
 
 from depthscope.analyses import (  # noqa: F401  (imported for registration)
     contributions,
@@ -10,44 +14,20 @@ from depthscope.analyses import (  # noqa: F401  (imported for registration)
     local_effects,
     logit_lens,
 )
-from depthscope.analyses.base import (
+from depthscope.analyses.base import Analysis, PromptBatch, RunOptions, Tally
+from depthscope.analyses.card import Card, Finding, PaperRef, Preset, Profile, VerdictRule, data_key
+from depthscope.analyses.catalog import (
     REGISTRY,
-    Analysis,
-    Card,
-    PaperRef,
-    RunOptions,
     analysis_class,
     card,
+    cards,
     default_run,
     paper_order,
     register,
     runnable,
 )
-
-PLUGIN_GROUP = "depthscope.analyses"
-
-
-def load_plugins() -> list[str]:
-    """Import the analyses other packages declare under the ``depthscope.analyses`` entry point.
-
-    A plugin that fails to import is reported on one line and skipped; the built-in analyses work.
-    """
-    import sys
-    from importlib.metadata import entry_points
-
-    loaded = []
-    for entry in entry_points(group=PLUGIN_GROUP):
-        try:
-            entry.load()
-            loaded.append(entry.name)
-        except Exception as exc:  # a broken plugin must not break depthscope
-            print(
-                f"depthscope: warning: analysis plugin {entry.name!r} ({entry.value}) could not be "
-                f"loaded: {type(exc).__name__}: {exc}",
-                file=sys.stderr,
-            )
-    return loaded
-
+from depthscope.core.registry import ENTRY_POINT_GROUP as PLUGIN_GROUP
+from depthscope.core.registry import load_cards as load_plugins
 
 load_plugins()
 
@@ -57,10 +37,18 @@ __all__ = [
     "REGISTRY",
     "Analysis",
     "Card",
+    "Finding",
     "PaperRef",
+    "Preset",
+    "Profile",
+    "PromptBatch",
     "RunOptions",
+    "Tally",
+    "VerdictRule",
+    "data_key",
     "analysis_class",
     "card",
+    "cards",
     "default_run",
     "paper_order",
     "register",

@@ -17,14 +17,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from depthscope.analyses.base import Analysis, PaperRef, PromptBatch, Tally, register
+from depthscope.analyses.base import Analysis, PromptBatch, Tally
+from depthscope.analyses.card import PaperRef, Preset, Profile, data_key
+from depthscope.analyses.catalog import register
+from depthscope.data.sources import DEFAULT_SOURCE, GSM8K
 from depthscope.engine.state import state_type
 from depthscope.engine.stats import Max, Mean, masked_max, safe_ratio
 from depthscope.figures.common import finite_mean, first_vs_second_half
 from depthscope.figures.layers import draw_contributions
 
 if TYPE_CHECKING:
-    from depthscope.results import Result
+    from depthscope.results.document import Result
 
 MEANS = (
     "rel_att",
@@ -92,6 +95,31 @@ class Contributions(Analysis):
     State = ContributionState
     in_default_run = True
     per_prompt = False  # one cheap pass over the batch; summing per batch keeps results exact
+    profiles = (
+        Profile(
+            "relative-contribution",
+            "relative contribution ‖a+m‖/‖h‖",
+            data_key("rel_layer"),
+            indicator="relative contribution",
+            figure="contributions_mean_relative_contribution",
+            order=2,
+        ),
+        Profile(
+            "cosine",
+            "cos(a+m, h)",
+            data_key("cos_layer"),
+            indicator="cosine to the residual",
+            expected="up",
+            log=False,  # signed
+            figure="contributions_avg_cossims",
+            order=3,
+        ),
+    )
+    presets = {
+        "paper": Preset(
+            GSM8K, 20, {"eps": "1e-6"}, DEFAULT_SOURCE, "§3.1: first 20 GSM8K test prompts"
+        )
+    }
     captions = {
         "mean_norms": "Average size of what attention and the MLP add, and of the residual they "
         "add to; the residual usually grows much faster.",

@@ -21,16 +21,19 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from depthscope.analyses.base import Analysis, PaperRef, PromptBatch, RunContext, Tally, register
+from depthscope.analyses.base import Analysis, PromptBatch, RunContext, Tally
+from depthscope.analyses.card import Finding, PaperRef, Preset, VerdictRule
+from depthscope.analyses.catalog import register
 from depthscope.analyses.effects import AGGREGATES, Aggregates, skip_sweep
+from depthscope.analyses.verdict import rel
+from depthscope.core.errors import DepthscopeError
 from depthscope.data.sources import split_rule_for
 from depthscope.engine.state import state_type
 from depthscope.engine.sweep import Window, run_sweep
-from depthscope.errors import DepthscopeError
 from depthscope.figures.depth import draw_depth_score
 
 if TYPE_CHECKING:
-    from depthscope.results import Result
+    from depthscope.results.document import Result
 
 SPLIT_RULES = ("auto", "answer-start", "in-answer")
 
@@ -128,6 +131,35 @@ class DepthScoreState:
         return self.levels.setdefault(key, LevelState())
 
 
+def difficulty(result: Result, n_layers: int | None) -> Finding | None:
+    """Depth score per difficulty level, and whether it grows from the easiest to the hardest."""
+    scores = {
+        level: entry["depth_score_layer"]
+        for level, entry in result.data["levels"].items()
+        if isinstance(entry.get("depth_score_layer"), int | float)
+    }
+    if not scores:
+        return None
+    values = list(scores.values())
+    grows = values[-1] > values[0] if len(values) > 1 else None
+    listed = ", ".join(f"level {k}: {v:.2f} ({rel(v, n_layers)})" for k, v in scores.items())
+    trend = {None: "", True: "; harder problems use more depth"}.get(
+        grows, "; harder problems do not use more depth"
+    )
+    aggregate = result.settings.get("aggregate", "max")
+    return Finding(
+        key="difficulty",
+        title="Depth vs difficulty",
+        headline=f"depth score {values[0]:.1f} → {values[-1]:.1f}",
+        sentence=f"Depth score (0-based layer, relative depth) per level: {listed}{trend}.",
+        layer=None,
+        relative_depth=None,
+        details={"depth_score_layer": scores, "grows": grows},
+        figures=[f"{result.analysis}_summary_{aggregate}"],
+        analyses=[result.analysis],
+    )
+
+
 @register
 class DepthScore(Analysis):
     name = "depth-score"
@@ -140,6 +172,18 @@ class DepthScore(Analysis):
     State = DepthScoreState
     default_data = "builtin:hops"
     requires_answer = True
+    verdict = (
+        VerdictRule("difficulty", "Depth vs difficulty", difficulty, suggest="--data builtin:hops"),
+    )
+    presets = {
+        "paper": Preset(
+            "hf:mquake",
+            20,
+            {"aggregate": "max"},  # split rule by dataset: MQuAKE at the answer start, MATH inside
+            "builtin:hops",
+            "§3.6: 20 MQuAKE examples per hop count (run --data hf:math for the MATH levels)",
+        )
+    }
     captions = {
         "effect_level": "Future effects for one difficulty level, measured from the answer on: "
         "row = layer skipped on the question, column = later layer.",

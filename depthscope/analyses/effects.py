@@ -21,8 +21,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from depthscope.analyses.base import Analysis, PaperRef, PromptBatch, PromptView, Tally, register
+from depthscope.analyses import rules
+from depthscope.analyses.base import Analysis, PromptBatch, PromptView, Tally
+from depthscope.analyses.card import Finding, PaperRef, Preset, Profile, VerdictRule, data_key
+from depthscope.analyses.catalog import register
 from depthscope.analyses.splits import SplitSettings, splits_for
+from depthscope.analyses.verdict import at, rel
+from depthscope.data.sources import DEFAULT_SOURCE, GSM8K
 from depthscope.engine.interventions import PARTS, Knockout
 from depthscope.engine.state import state_type
 from depthscope.engine.stats import Max, Mean, relative_change
@@ -31,7 +36,7 @@ from depthscope.figures.common import finite_mean, first_vs_second_half
 from depthscope.figures.layers import draw_effects, effect_parts
 
 if TYPE_CHECKING:
-    from depthscope.results import Result
+    from depthscope.results.document import Result
 
 AGGREGATES = ("max", "mean")
 
@@ -100,10 +105,47 @@ class EffectsState:
     tally: Tally = field(default_factory=Tally)
 
 
-def later_layer_effect(effect: np.ndarray) -> np.ndarray:
-    """Mean effect of skipping ``s`` on the layers after it (NaN for the last layer)."""
-    n = effect.shape[0]
-    return np.array([finite_mean(effect[s, s + 1 :]) for s in range(n)])
+def later_layer_effect(effect) -> np.ndarray:
+    """``e_s = mean_{l>s} R[s, l]``: how much skipping ``s`` changes later layers (last: NaN)."""
+    effect = np.asarray(effect, dtype=float)
+    return np.array([finite_mean(effect[s, s + 1 :]) for s in range(effect.shape[0])])
+
+
+def future_use(result: Result, n_layers: int | None) -> Finding | None:
+    """Layers whose future output change reaches a fraction of the first-half median."""
+    output_change = result.data["output_change"]
+    use = rules.future_use(output_change)
+    if use is None:
+        return None
+    n = n_layers or len(output_change)
+    half = n // 2
+    second = [layer for layer in use.layers if layer >= half]
+    deepest = max(use.layers) if use.layers else None
+    sentence = (
+        f"{len(use.layers)} of {n} layers change future predictions by at least "
+        f"{rules.FUTURE_FRACTION:g}× the first-half median ({use.reference:.3g}): "
+        f"{rules.layer_ranges(use.layers)}; {len(second)} of the {n - half} second-half layers do"
+    )
+    if deepest is not None:
+        sentence += f"; the deepest is layer {deepest} (relative depth {rel(deepest, n):.2f})"
+    return Finding(
+        key="future_use",
+        title="Layers used by future tokens",
+        headline=f"{len(use.layers)} of {n}; deepest {at(deepest, n)}",
+        sentence=sentence + ".",
+        layer=deepest,
+        relative_depth=rel(deepest, n),
+        details={
+            "count": len(use.layers),
+            "layers": use.layers,
+            "second_half_count": len(second),
+            "fraction": round(len(use.layers) / n, 3),
+            "reference": use.reference,
+            "threshold": use.threshold,
+        },
+        figures=[f"{result.analysis}_output_change_layer"],
+        analyses=[result.analysis],
+    )
 
 
 class _EffectsBase(Analysis):
@@ -111,6 +153,8 @@ class _EffectsBase(Analysis):
     State = EffectsState
     in_default_run = True
     future: bool
+    # `parts` only adds attention/MLP variants next to the layer's: the profiles stay comparable
+    settings_not_compared = frozenset({"parts"})
     captions = {
         "effect": "Row = layer skipped, column = later layer; colour = how much that later layer's "
         "contribution changed (1 = as large as the contribution itself). Bright cells right of the "
@@ -230,6 +274,23 @@ class CurrentEffects(_EffectsBase):
     description = "skip each layer on all tokens: change of later layers' contributions and of the output (E3)"
     paper = PaperRef("E3", "§3.2", "Fig. 3a, 17a")
     future = False
+    profiles = (
+        Profile(
+            "current-output-change",
+            "current output change",
+            data_key("output_change"),
+            figure="current-effects_output_change_layer",
+        ),
+    )
+    presets = {
+        "paper": Preset(
+            GSM8K,
+            20,
+            {"front": "1", "aggregate": "max"},
+            DEFAULT_SOURCE,
+            "§3.2: first 20 GSM8K prompts",
+        )
+    }
 
 
 @register
@@ -239,3 +300,37 @@ class FutureEffects(_EffectsBase):
     description = "skip each layer on past tokens only: change at future tokens (E4)"
     paper = PaperRef("E4", "§3.2", "Fig. 3b, 17b")
     future = True
+    profiles = (
+        Profile(
+            "future-effect",
+            "mean future effect on later layers",
+            lambda data: later_layer_effect(data["effect"]),
+            indicator="future effect on later layers",
+            figure="future-effects_effect_layer",
+            order=0,
+        ),
+        Profile(
+            "future-output-change",
+            "future output change",
+            data_key("output_change"),
+            indicator="future output change",
+            figure="future-effects_output_change_layer",
+            order=1,
+        ),
+    )
+    verdict = (VerdictRule("future_use", "Layers used by future tokens", future_use),)
+    presets = {
+        "paper": Preset(
+            GSM8K,
+            10,
+            {
+                "front": "1",
+                "aggregate": "max",
+                "n_splits": "4",
+                "split_stride": "8",
+                "split_margin": "4",
+            },
+            DEFAULT_SOURCE,
+            "§3.2: first 10 GSM8K prompts, 4 split points at multiples of 8",
+        )
+    }

@@ -18,19 +18,23 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from depthscope.analyses.base import Analysis, PaperRef, PromptBatch, RunContext, Tally, register
-from depthscope.data.sources import DEFAULT_SOURCE, load_examples
-from depthscope.engine.batch import pad_batch, pad_id, tokenize
+from depthscope.analyses.base import Analysis, PromptBatch, RunContext, Tally
+from depthscope.analyses.card import Finding, PaperRef, Preset, VerdictRule
+from depthscope.analyses.catalog import register
+from depthscope.analyses.verdict import operands_finding
+from depthscope.core.errors import DepthscopeError
+from depthscope.data.prompts import tokenize
+from depthscope.data.sources import DEFAULT_SOURCE, GSM8K, load_examples
+from depthscope.engine.batch import pad_batch, pad_id
 from depthscope.engine.outputs import OutputComparer
 from depthscope.engine.replay import replay
 from depthscope.engine.state import same, state_type
 from depthscope.engine.stats import Mean
 from depthscope.engine.trace import trace as run_trace
-from depthscope.errors import DepthscopeError
 from depthscope.figures.tokens import draw_erasure, token_map_numbers
 
 if TYPE_CHECKING:
-    from depthscope.results import Result
+    from depthscope.results.document import Result
 
 
 @dataclass
@@ -98,6 +102,18 @@ class ErasureState:
     tally: Tally = field(default_factory=Tally)
 
 
+def operands(result: Result, n_layers: int | None) -> Finding:
+    """Rows of the erasure maps are residual boundaries (the input of layer ``r`` is row ``r``)."""
+    return operands_finding(
+        result,
+        n_layers,
+        maps=list(result.data["effect"]),
+        row_offset=0,
+        method="erasing them",
+        figure=f"{result.analysis}_prompt{{}}",
+    )
+
+
 @register
 class Erasure(Analysis):
     name = "erasure"
@@ -109,6 +125,16 @@ class Erasure(Analysis):
     default_data = "builtin:paper"  # the paper's two hand-written prompts
     requires_answer = True
     uses_paper_split = True
+    verdict = (VerdictRule("operands", "Operands stop mattering", operands, rank=0),)
+    presets = {
+        "paper": Preset(
+            "builtin:paper",
+            None,
+            {"baseline_data": GSM8K, "baseline_n": "10"},
+            None,
+            "§3.5: the two prompts, baseline = mean over the first 10 GSM8K prompts",
+        )
+    }
     captions = {
         "": "Column = input token, row = depth at which that token's residual is replaced by a "
         "mean; colour = how much the answer's prediction changes. Where a column goes dark, the "

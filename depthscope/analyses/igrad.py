@@ -29,9 +29,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from depthscope.analyses.base import Analysis, PaperRef, PromptBatch, Tally, register
+from depthscope.analyses.base import Analysis, PromptBatch, Tally
+from depthscope.analyses.card import Finding, PaperRef, Preset, VerdictRule
+from depthscope.analyses.catalog import register
 from depthscope.analyses.quadrature import RULES as FIXED_RULES
 from depthscope.analyses.quadrature import STOPS, adaptive_panels, midpoints, quadrature
+from depthscope.analyses.verdict import operands_finding
 from depthscope.engine.interventions import Replace
 from depthscope.engine.memory import AdaptiveBatch, as_batches
 from depthscope.engine.replay import replay
@@ -42,7 +45,7 @@ from depthscope.figures.tokens import draw_igrad, igrad_targets, token_map_numbe
 from depthscope.models.adapters import BoundAdapter
 
 if TYPE_CHECKING:
-    from depthscope.results import Result
+    from depthscope.results.document import Result
 
 TARGETS = ("layer", "attention", "mlp")
 Block = int | AdaptiveBatch  # steps per batch; an AdaptiveBatch halves it when memory runs out
@@ -348,6 +351,18 @@ class IGState:
     tally: Tally = field(default_factory=Tally)
 
 
+def operands(result: Result, n_layers: int | None) -> Finding:
+    """Rows of the attribution maps are layer outputs (row ``r`` is boundary ``r + 1``)."""
+    return operands_finding(
+        result,
+        n_layers,
+        maps=list(result.data["attribution"]),
+        row_offset=1,
+        method="their integrated-gradient attribution",
+        figure=f"{result.analysis}_layer_prompt{{}}",
+    )
+
+
 @register
 class IntegratedGradients(Analysis):
     name = "igrad"
@@ -359,6 +374,17 @@ class IntegratedGradients(Analysis):
     default_data = "builtin:paper"  # the paper's two hand-written prompts; IG is costly per prompt
     requires_answer = True
     uses_paper_split = True
+    # erasure measures the same boundary more directly: the verdict prefers it when both ran
+    verdict = (VerdictRule("operands", "Operands stop mattering", operands, rank=1),)
+    presets = {
+        "paper": Preset(
+            "builtin:paper",
+            None,
+            {"steps": "256", "block": "16", "rule": "riemann"},
+            None,
+            "§3.5: the two hand-written prompts, 256-step left Riemann sum",
+        )
+    }
     captions = {
         "": "Column = input token, row = layer; colour = that token's share (signed) of the "
         "answer's probability, attributed at the layer's output. Where columns fade, deeper layers "

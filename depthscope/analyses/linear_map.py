@@ -1,6 +1,6 @@
 """The card of the shallow-to-deep linear maps (E10), computed by ``depthscope map``.
 
-Paper §3.7, Fig. 8. The fit itself lives in :mod:`depthscope.maps` (two models, streamed
+Paper §3.7, Fig. 8. The fit itself lives in :mod:`depthscope.experiments.maps` (two models, streamed
 statistics, an exact solve); this card is how its saved result is titled, drawn and summarised.
 """
 
@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from depthscope.analyses.base import Card, PaperRef, register
+from depthscope.analyses.card import Card, PaperRef
+from depthscope.analyses.catalog import register
 from depthscope.figures.common import finite_max, finite_mean, finite_min
 from depthscope.figures.depth import best_targets, draw_linear_map
 
 if TYPE_CHECKING:
-    from depthscope.results import Result
+    from depthscope.results.document import Result
 
 
 @register

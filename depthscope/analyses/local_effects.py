@@ -15,9 +15,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from depthscope.analyses.base import Analysis, PaperRef, PromptBatch, Tally, register
+from depthscope.analyses.base import Analysis, PromptBatch, Tally
+from depthscope.analyses.card import PaperRef, Preset
+from depthscope.analyses.catalog import register
 from depthscope.analyses.effects import AGGREGATES, Aggregates
 from depthscope.analyses.splits import SplitSettings, splits_for
+from depthscope.data.sources import DEFAULT_SOURCE, GSM8K
 from depthscope.engine.interventions import RemoveContribution
 from depthscope.engine.state import state_type
 from depthscope.engine.stats import relative_change
@@ -26,7 +29,7 @@ from depthscope.engine.trace import Trace
 from depthscope.figures.layers import draw_local_effects
 
 if TYPE_CHECKING:
-    from depthscope.results import Result
+    from depthscope.results.document import Result
 
 VARIANTS = ("current", "future")
 
@@ -77,6 +80,15 @@ class LocalEffects(Analysis):
     Settings = LocalSettings
     State = LocalState
     in_default_run = True
+    presets = {
+        "paper": Preset(
+            GSM8K,
+            10,
+            {"front": "1", "aggregate": "max"},
+            DEFAULT_SOURCE,
+            "§3.4: first 10 GSM8K prompts",
+        )
+    }
     captions = {
         "": "Row = layer whose contribution is removed from every later layer's input (no "
         "propagation), column = later layer; bright spots are pairs of layers where the later one "

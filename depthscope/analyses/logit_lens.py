@@ -21,7 +21,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from depthscope.analyses.base import Analysis, PaperRef, PromptBatch, Tally, register
+from depthscope.analyses import rules
+from depthscope.analyses.base import Analysis, PromptBatch, Tally
+from depthscope.analyses.card import Finding, PaperRef, Preset, Profile, VerdictRule, data_key
+from depthscope.analyses.catalog import register
+from depthscope.analyses.verdict import at, rel
+from depthscope.data.sources import DEFAULT_SOURCE, GSM8K
 from depthscope.engine.outputs import CHUNK_ELEMENTS, log_probs, vocab_size
 from depthscope.engine.state import state_type
 from depthscope.engine.stats import Mean
@@ -29,7 +34,7 @@ from depthscope.figures.common import finite_max
 from depthscope.figures.layers import draw_logit_lens
 
 if TYPE_CHECKING:
-    from depthscope.results import Result
+    from depthscope.results.document import Result
 
 DIRECTIONS = ("lens||final", "final||lens")
 WEIGHTINGS = ("prompt", "token")
@@ -143,6 +148,46 @@ class LensState:
     tally: Tally = field(default_factory=Tally)
 
 
+def lens_convergence(result: Result, n_layers: int | None) -> Finding:
+    """First boundary whose top-k overlap reaches 0.5; boundary from which KL stays low."""
+    data = result.data
+    overlap = np.asarray(data.get("topk_overlap", []), dtype=float)
+    kl = np.asarray(data.get("kl", []), dtype=float)
+    n = n_layers or max(len(overlap), len(kl))
+    k = result.settings.get("k", 5)
+    first = rules.first_at_least(overlap, rules.LENS_OVERLAP) if overlap.size else None
+    kl_ref = rules.first_half_median(kl)
+    kl_low = None if kl_ref is None else rules.stays_below_from(kl, rules.LENS_KL_FRACTION * kl_ref)
+    if first is not None:
+        overlap_text = (
+            f"top-{k} overlap with the output first reaches {rules.LENS_OVERLAP:g} at the input "
+            f"of {at(first, n)}"
+        )
+    else:
+        overlap_text = f"top-{k} overlap never reaches {rules.LENS_OVERLAP:g}"
+    level = f"{rules.LENS_KL_FRACTION:g}× its first-half median"
+    if kl_low is not None:
+        kl_text = f"KL stays below {level} ({kl_ref:.3g}) from the input of {at(kl_low, n)} on"
+    else:
+        kl_text = f"KL never stays below {level}"
+    return Finding(
+        key="lens",
+        title="Logit-lens convergence",
+        headline=f"overlap {at(first, n, 'boundary')}; KL {at(kl_low, n, 'boundary')}",
+        sentence=f"The logit lens: {overlap_text}; {kl_text}.",
+        layer=first,
+        relative_depth=rel(first, n),
+        details={
+            "overlap_boundary": first,
+            "kl_boundary": kl_low,
+            "kl_relative_depth": rel(kl_low, n),
+            "kl_first_half_median": kl_ref,
+        },
+        figures=[f"{result.analysis}_topk_overlaps", f"{result.analysis}_kl_div"],
+        analyses=[result.analysis],
+    )
+
+
 @register
 class LogitLens(Analysis):
     name = "logit-lens"
@@ -152,6 +197,38 @@ class LogitLens(Analysis):
     Settings = LogitLensSettings
     State = LensState
     in_default_run = True
+    profiles = (
+        Profile(
+            "lens-kl",
+            "logit-lens KL to the output",
+            data_key("kl"),
+            indicator="logit-lens KL",
+            figure="logit-lens_kl_div",
+            order=4,
+            axis="boundary",
+        ),
+        Profile(
+            "lens-overlap",
+            "logit-lens top-k overlap",
+            data_key("topk_overlap"),
+            indicator="logit-lens top-k overlap",
+            expected="up",
+            log=False,
+            figure="logit-lens_topk_overlaps",
+            order=5,
+            axis="boundary",
+        ),
+    )
+    verdict = (VerdictRule("lens", "Logit-lens convergence", lens_convergence),)
+    presets = {
+        "paper": Preset(
+            GSM8K,
+            20,
+            {"k": "5", "kl_direction": "lens||final", "weighting": "prompt"},
+            DEFAULT_SOURCE,
+            "§3.3: first 20 GSM8K prompts, KL(lens ‖ final), top-5",
+        )
+    }
     captions = {
         "kl_div": "KL divergence between what each layer's input would predict (read out by the "
         "final head) and the model's output; it falls where layers only refine the prediction.",

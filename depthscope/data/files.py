@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from depthscope.core.errors import DepthscopeError
 from depthscope.data.example import Example
-from depthscope.errors import DepthscopeError
 
 
 def _string(record: dict, key: str, where: str) -> str:

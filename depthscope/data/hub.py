@@ -18,8 +18,8 @@ from itertools import islice
 from typing import Any
 from urllib.parse import urlparse
 
+from depthscope.core.errors import DepthscopeError
 from depthscope.data.example import Example
-from depthscope.errors import DepthscopeError
 
 GSM8K = ("openai/gsm8k", "main", "test")
 MATH = ("EleutherAI/hendrycks_math", "intermediate_algebra", "test")

@@ -24,14 +24,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import groupby
 
+from depthscope.core.errors import DepthscopeError
 from depthscope.data import dm_arith, generators, hub
 from depthscope.data.dm_arith_prompts import SETS as DM_ARITH_SETS
 from depthscope.data.example import Example
 from depthscope.data.files import load_file
 from depthscope.data.text import prose_examples
-from depthscope.errors import DepthscopeError
 
 DEFAULT_SOURCE = "builtin:arith-words"
+GSM8K = "hf:gsm8k"  # the paper's prompts for E2-E6 (needs the hub)
 DEFAULT_N = 10  # generated examples (per level for levelled families) when n is None
 HUB_LEVELS = {"math": (1, 2, 3, 4, 5), "mquake": (2, 3, 4)}
 # The paper's depth-score split rule per hub dataset (E9): MATH's long worked solutions are split

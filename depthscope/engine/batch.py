@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
-from depthscope.errors import DepthscopeError
+from depthscope.core.errors import DepthscopeError
+from depthscope.data.prompts import tokenize
 
 
 @dataclass(frozen=True)
@@ -31,11 +32,6 @@ class Batch:
 
     def to(self, device: torch.device | str) -> Batch:
         return Batch(self.input_ids.to(device), self.valid.to(device))
-
-
-def tokenize(tokenizer, text: str) -> list[int]:
-    """Token ids exactly as the model's tokenizer makes them by default (special tokens included)."""
-    return list(tokenizer(text, add_special_tokens=True)["input_ids"])
 
 
 def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int) -> Batch:

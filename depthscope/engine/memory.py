@@ -26,8 +26,8 @@ from typing import TypeVar
 
 import torch
 
-from depthscope.errors import DepthscopeError
-from depthscope.progress import Progress
+from depthscope.core.errors import DepthscopeError
+from depthscope.core.progress import Progress
 
 T = TypeVar("T")
 

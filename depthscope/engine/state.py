@@ -26,8 +26,8 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
+from depthscope.core.errors import DepthscopeError
 from depthscope.engine.stats import Max, Mean
-from depthscope.errors import DepthscopeError
 
 FORMAT = "depthscope-state/1"
 _TYPES: dict[str, type] = {}
@@ -115,12 +115,30 @@ def _decode(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
     raise ValueError("malformed state document")
 
 
+def encode_state(state: Any) -> tuple[dict[str, torch.Tensor], dict]:
+    """``(tensors, document)``: copies of the state's tensors, and its structure as JSON data."""
+    encoder = _Encoder()
+    doc = {"format": FORMAT, "state": encoder.encode(state)}
+    return encoder.tensors, doc
+
+
+def decode_state(tensors: dict[str, torch.Tensor], doc: dict) -> Any:
+    """The state :func:`encode_state` described; a foreign or malformed document raises ValueError."""
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ValueError(f"not a {FORMAT} document")
+    try:
+        return _decode(doc["state"], tensors)
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"not a readable depthscope state ({type(exc).__name__})") from exc
+
+
 def state_to_bytes(state: Any, meta: dict | None = None) -> bytes:
     """One safetensors blob: the tensors, plus the state's structure and ``meta`` as JSON."""
-    encoder = _Encoder()
-    doc = {"format": FORMAT, "state": encoder.encode(state), "meta": meta or {}}
-    tensors = encoder.tensors or {"_empty": torch.zeros(0)}
-    return save_tensors(tensors, metadata={"depthscope": json.dumps(doc)})
+    tensors, doc = encode_state(state)
+    doc["meta"] = meta or {}
+    return save_tensors(
+        tensors or {"_empty": torch.zeros(0)}, metadata={"depthscope": json.dumps(doc)}
+    )
 
 
 def state_from_bytes(blob: bytes) -> tuple[Any, dict]:
@@ -132,7 +150,7 @@ def state_from_bytes(blob: bytes) -> tuple[Any, dict]:
         if doc.get("format") != FORMAT:
             raise ValueError(f"not a {FORMAT} document")
         tensors = load_tensors(blob)
-        return _decode(doc["state"], tensors), doc.get("meta", {})
+        return decode_state(tensors, doc), doc.get("meta", {})
     except (struct.error, KeyError, TypeError, json.JSONDecodeError, RuntimeError) as exc:
         raise ValueError(f"not a readable depthscope state ({type(exc).__name__})") from exc
     except Exception as exc:  # safetensors raises its own error types on corrupt data

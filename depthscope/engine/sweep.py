@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from depthscope.core.progress import Progress
 from depthscope.engine.memory import AdaptiveBatch, as_batches
 from depthscope.engine.outputs import OutputComparer
 from depthscope.engine.packing import PackedPrompt, pack_prompt
@@ -25,7 +26,6 @@ from depthscope.engine.replay import Intervention, LayerStep, replay
 from depthscope.engine.stats import masked_max, relative_change
 from depthscope.engine.trace import Trace
 from depthscope.models.adapters import BoundAdapter
-from depthscope.progress import Progress
 
 
 @dataclass

@@ -22,10 +22,10 @@ from matplotlib.image import AxesImage
 from matplotlib.patches import Patch
 from mpl_toolkits.axes_grid1 import make_axes_locatable
 
-from depthscope.files import atomic_write_bytes
+from depthscope.core.files import atomic_write_bytes
 
 if TYPE_CHECKING:
-    from depthscope.results import Result
+    from depthscope.results.document import Result
 
 Figures = dict[str, Figure]
 Series = tuple[str, np.ndarray, str]  # (legend label, values, colour)

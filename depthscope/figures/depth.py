@@ -25,7 +25,7 @@ from depthscope.figures.layers import effect_heatmap
 from depthscope.figures.tokens import safe_stem
 
 if TYPE_CHECKING:
-    from depthscope.results import Result
+    from depthscope.results.document import Result
 
 AGGREGATES = ("max", "mean")
 

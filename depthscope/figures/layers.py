@@ -1,7 +1,7 @@
 """Per-layer figures: contributions (E2), skip effects (E3/E4), local effects (E6), logit lens (E5).
 
 Each ``draw_*`` takes a saved :class:`Result` and returns ``{what: Figure}``; the dispatcher in
-:mod:`depthscope.report.figures` names the files ``<analysis>_<what>``.
+:mod:`depthscope.figures.files` names the files ``<analysis>_<what>``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from depthscope.figures.common import (
 from depthscope.figures.tokens import token_label, token_labels
 
 if TYPE_CHECKING:
-    from depthscope.results import Result
+    from depthscope.results.document import Result
 
 A, M, H = r"\|a_l\|", r"\|m_l\|", r"\|h_l\|"
 EFFECT_CAP = 1.0  # the paper's fixed colour scale for relative changes

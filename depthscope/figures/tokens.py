@@ -27,7 +27,7 @@ from depthscope.figures.common import (
 )
 
 if TYPE_CHECKING:
-    from depthscope.results import Result
+    from depthscope.results.document import Result
 
 BOS_STRINGS = frozenset(
     {"<|begin_of_text|>", "<s>", "<bos>", "<|endoftext|>", "<|startoftext|>", "[BOS]", "<BOS>"}

@@ -22,7 +22,7 @@ from functools import reduce
 import torch
 from torch import nn
 
-from depthscope.errors import DepthscopeError
+from depthscope.core.errors import DepthscopeError
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import itertools
 import torch
 from torch import nn
 
-from depthscope.errors import DepthscopeError
+from depthscope.core.errors import DepthscopeError
 
 
 def _hooks(module: nn.Module) -> list:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from depthscope.errors import DepthscopeError
+from depthscope.core.errors import DepthscopeError
 
 STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
 OFFLOAD = ("cpu", "disk")

@@ -9,7 +9,7 @@ multi-head attention instead of SwitchHead. It is an analogue, not MoEUT.
 It is a ``transformers`` ``PreTrainedModel`` with its own ``model_type`` (``depthscope_shared``),
 registered with ``AutoConfig``/``AutoModelForCausalLM`` when this module is imported, so a folder
 written by ``save_pretrained`` loads with ``AutoModelForCausalLM.from_pretrained`` and
-``depthscope.models.loading.load_model``.
+``depthscope.models.loading.loader.load_model``.
 
 Layer positions vs. shared weights: the ``G`` blocks holding the weights live in
 ``model.blocks``; ``model.layers`` holds one :class:`LayerPosition` per unrolled layer, which runs

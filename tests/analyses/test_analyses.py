@@ -11,10 +11,7 @@ import torch
 from naive import naive_contribution_tokens, naive_effects, naive_local, naive_logit_lens
 from tiny_models import random_ids, tiny_model
 
-from depthscope.analyses import RunOptions
-from depthscope.analyses.effects import EffectSettings
-from depthscope.analyses.local_effects import LocalSettings
-from depthscope.analyses.run import analyze
+import depthscope as ds
 from depthscope.analyses.splits import split_points
 
 FAMILIES = ("llama", "gemma3", "gpt_neox")
@@ -41,10 +38,7 @@ def assert_close(actual, expected, atol=ATOL):
 
 @pytest.mark.parametrize("part", ["layer", "attention", "mlp"])
 def test_current_effects_match_naive(lm, prompts, part):
-    settings = EffectSettings(parts=(part,))
-    data = analyze(
-        lm, "current-effects", prompts, settings=settings, options=RunOptions(batch_size=3)
-    )
+    data = ds.analyze(lm, "current-effects", prompts, parts=(part,), batch_size=3).data
     got = data if part == "layer" else data[part]
     naive = [naive_effects(lm, ids, part, front=1, split=None) for ids in prompts]
     assert_close(got["effect"], torch.stack([e for e, _ in naive]).amax(0))
@@ -56,14 +50,7 @@ def test_current_effects_match_naive(lm, prompts, part):
 @pytest.mark.parametrize("part", ["layer", "attention"])
 def test_future_effects_match_naive(lm, prompts, part):
     seed = 3
-    settings = EffectSettings(parts=(part,))
-    data = analyze(
-        lm,
-        "future-effects",
-        prompts,
-        settings=settings,
-        options=RunOptions(seed=seed, batch_size=5),
-    )
+    data = ds.analyze(lm, "future-effects", prompts, parts=(part,), seed=seed, batch_size=5).data
     got = data if part == "layer" else data[part]
     effects, outputs = [], []
     for prompt_id, ids in enumerate(prompts):
@@ -77,13 +64,7 @@ def test_future_effects_match_naive(lm, prompts, part):
 
 
 def test_local_effects_match_naive(lm, prompts):
-    data = analyze(
-        lm,
-        "local-effects",
-        prompts,
-        settings=LocalSettings(),
-        options=RunOptions(seed=1, batch_size=4),
-    )
+    data = ds.analyze(lm, "local-effects", prompts, seed=1, batch_size=4).data
     current = torch.stack([naive_local(lm, ids, front=1, split=None) for ids in prompts]).amax(0)
     assert_close(data["current"], current)
     future = []
@@ -94,7 +75,7 @@ def test_local_effects_match_naive(lm, prompts):
 
 
 def test_contributions_match_naive(lm, prompts):
-    data = analyze(lm, "contributions", prompts, prompt_batch=3)
+    data = ds.analyze(lm, "contributions", prompts, prompt_batch=3).data
     per_prompt = [naive_contribution_tokens(lm, ids) for ids in prompts]
     for key in ("rel_att", "rel_mlp", "rel_layer", "cos_att", "cos_mlp", "cos_layer", "cos_io"):
         tokens = torch.cat([p[key] for p in per_prompt], dim=1)  # [L, all tokens]
@@ -107,7 +88,7 @@ def test_contributions_match_naive(lm, prompts):
 
 
 def test_logit_lens_matches_naive(lm, prompts):
-    data = analyze(lm, "logit-lens", prompts, prompt_batch=2)
+    data = ds.analyze(lm, "logit-lens", prompts, prompt_batch=2).data
     naive = [naive_logit_lens(lm, ids) for ids in prompts]
     assert_close(data["kl"], torch.stack([kl for kl, _ in naive]).mean(0), atol=1e-4)
     assert_close(data["topk_overlap"], torch.stack([o for _, o in naive]).mean(0))
@@ -116,15 +97,15 @@ def test_logit_lens_matches_naive(lm, prompts):
 def test_structural_facts(lm, prompts):
     n = lm.n_layers
     lower = torch.tril(torch.ones(n, n, dtype=torch.bool), diagonal=-1)
-    current = analyze(lm, "current-effects", prompts, settings=EffectSettings(parts=("layer",)))
+    current = ds.analyze(lm, "current-effects", prompts, parts=("layer",)).data
     effect = torch.as_tensor(current["effect"])
     assert torch.all(effect[lower] == 0)  # nothing changes before the skipped layer
     assert_close(torch.diagonal(effect), torch.ones(n))  # a skipped layer contributes nothing
-    future = analyze(lm, "future-effects", prompts, settings=EffectSettings(parts=("layer",)))
+    future = ds.analyze(lm, "future-effects", prompts, parts=("layer",)).data
     effect = torch.as_tensor(future["effect"])
     assert torch.all(effect[lower] == 0)
     assert_close(torch.diagonal(effect), torch.zeros(n))  # its future input is unchanged
-    local = analyze(lm, "local-effects", prompts)
+    local = ds.analyze(lm, "local-effects", prompts).data
     for variant in ("current", "future"):
         assert_close(torch.diagonal(torch.as_tensor(local[variant])), torch.zeros(n))
 

@@ -10,9 +10,10 @@ from naive import naive_erasure, naive_igrad, naive_mean_residuals, naive_path_t
 from recording_progress import RecordingProgress
 from tiny_models import bpe_tokenizer, random_ids, tiny_model
 
+import depthscope as ds
 from depthscope.analyses import RunOptions
 from depthscope.analyses import quadrature as quadrature_module
-from depthscope.analyses.base import NOT_TAIL, make_settings
+from depthscope.analyses.base import NOT_TAIL
 from depthscope.analyses.depth_score import (
     DepthScore,
     DepthScoreSettings,
@@ -31,14 +32,14 @@ from depthscope.analyses.igrad import (
     fixed_ig,
 )
 from depthscope.analyses.logit_lens import LogitLens
-from depthscope.analyses.prompts import PromptSet
 from depthscope.analyses.quadrature import quadrature
-from depthscope.analyses.run import analyze, run_analysis, run_state
+from depthscope.analyses.settings import build_settings
+from depthscope.core.errors import DepthscopeError
 from depthscope.data.example import Example
+from depthscope.data.prompts import PromptSet
 from depthscope.data.sources import load_examples
 from depthscope.engine.batch import pad_batch
 from depthscope.engine.trace import trace
-from depthscope.errors import DepthscopeError
 
 LENGTHS = [9, 12, 7]
 ANSWERS = [2, 1, 3]
@@ -67,7 +68,7 @@ def test_erasure_matches_naive(lm, prompts):
     assert_close(baseline_means(lm, baseline), means)
     erasure = Erasure(lm, ErasureSettings(), RunOptions(batch_size=7))
     erasure.baseline = baseline  # instead of prepare() drawing it from a data source
-    data = run_analysis(erasure, prompts, prompt_batch=3)
+    data = ds.analyze(lm, erasure, prompts, prompt_batch=3).data
     assert data["n_baseline_prompts"] == 2
     for index, ids in enumerate(prompts.sequences):
         expected = naive_erasure(lm, ids, ANSWERS[index], means)
@@ -78,8 +79,9 @@ def test_erasure_matches_naive(lm, prompts):
 
 @pytest.mark.parametrize("target", ["layer", "attention", "mlp"])
 def test_igrad_matches_naive(lm, prompts, target):
-    settings = IGSettings(steps=6, block=4, targets=(target,))
-    data = analyze(lm, "igrad", prompts, settings=settings, prompt_batch=3)
+    data = ds.analyze(
+        lm, "igrad", prompts, steps=6, block=4, targets=(target,), prompt_batch=3
+    ).data
     got = data if target == "layer" else data[target]
     for index, ids in enumerate(prompts.sequences):
         for layer in range(lm.n_layers):
@@ -92,9 +94,7 @@ def test_igrad_matches_naive(lm, prompts, target):
 def test_igrad_is_complete_with_enough_steps():
     lm = tiny_model("llama", seed=2)
     prompts = PromptSet(random_ids([8], seed=4), answer_lengths=[2])
-    data = analyze(
-        lm, "igrad", prompts, settings=IGSettings(steps=2048, block=256, targets=("layer",))
-    )
+    data = ds.analyze(lm, "igrad", prompts, steps=2048, block=256, targets=("layer",)).data
     change = [abs(data["f_input"][0] - base) for base in data["f_baseline"][0]]
     for gap, delta in zip(data["completeness_gap"][0], change, strict=True):
         assert delta > 1e-4
@@ -106,8 +106,7 @@ def test_igrad_tells_the_user_when_steps_are_too_few(steps, warned):
     lm = tiny_model("llama", seed=2)
     prompts = PromptSet(random_ids([8], seed=4), answer_lengths=[2])
     progress = RecordingProgress()
-    settings = IGSettings(steps=steps, block=256, targets=("layer",))
-    analyze(lm, "igrad", prompts, settings=settings, options=RunOptions(progress=progress))
+    ds.analyze(lm, "igrad", prompts, steps=steps, block=256, targets=("layer",), progress=progress)
     assert bool(progress.notes) == warned
     if warned:
         assert progress.notes[0].startswith("igrad: prompt 0, target layer: completeness gap")
@@ -152,7 +151,7 @@ def test_answer_split_rules():
 def test_depth_score_per_level(lm):
     ids = random_ids([14, 18, 16, 12], seed=9)
     prompts = PromptSet(ids, answer_lengths=[2, 1, 2, None], levels=[1, 2, 1, 2])
-    data = analyze(lm, "depth-score", prompts, prompt_batch=2)
+    data = ds.analyze(lm, "depth-score", prompts, prompt_batch=2).data
     assert set(data["levels"]) == {"1", "2"}
     assert data["levels"]["1"]["n_examples"] == 2 and data["levels"]["2"]["n_examples"] == 1
     assert data["skipped_prompts"] == [3]
@@ -178,8 +177,7 @@ def test_depth_score_split_rule_comes_from_the_data_source():
     in_answer = [10, 14, 18]  # answer from position 10: offsets 0, 4, 8 into its 14 tokens
 
     def run(data: str, rule: str = "auto") -> dict:
-        settings = DepthScoreSettings(split_rule=rule)
-        return run_analysis(DepthScore(lm, settings, RunOptions()), prompts, data=data)
+        return ds.analyze(lm, "depth-score", prompts, split_rule=rule, data_source=data).data
 
     short = run("builtin:hops")  # a short-answer source: one split at the answer start
     assert short["split_points"] == {0: [10]}
@@ -205,11 +203,11 @@ def test_igrad_and_erasure_use_and_record_the_paper_split(merges, split, answer_
     assert (prompts.answer_lengths[0] is None) == merges  # the source's split alone fails there
     yoko = len(tokenizer.tokenize(" Yoko Ono"))
     runs = {
-        "igrad": IGSettings(steps=2, targets=("layer",)),
-        "erasure": ErasureSettings(baseline_data="builtin:e11-baseline", baseline_n=1),
+        "igrad": {"steps": 2, "targets": ("layer",)},
+        "erasure": {"baseline_data": "builtin:e11-baseline", "baseline_n": 1},
     }
     for name, settings in runs.items():
-        data = analyze(lm, name, prompts, settings=settings)
+        data = ds.analyze(lm, name, prompts, **settings).data
         assert data["prompts"] == [0, 1] and data["skipped_prompts"] == []
         assert data["splits"] == [split, "as-given"]
         assert data["answer_tokens"] == [answer_tokens, yoko]
@@ -217,10 +215,9 @@ def test_igrad_and_erasure_use_and_record_the_paper_split(merges, split, answer_
     stuck = PromptSet.from_examples(
         tokenizer, [*load_examples("builtin:paper"), Example(prompt="xa", answer="b")]
     )
-    igrad = IntegratedGradients(lm, runs["igrad"], RunOptions())
-    state = run_state(igrad, stuck)
-    assert state.tally.skipped == {2: NOT_TAIL}
-    assert igrad.finish(state)["splits"] == [split, "as-given"]
+    result = ds.analyze(lm, "igrad", stuck, **runs["igrad"])
+    assert result.extra["skipped"] == {2: NOT_TAIL}
+    assert result.data["splits"] == [split, "as-given"]
 
 
 # --- integrated gradients: quadrature rules and adaptive step counts -----------------------
@@ -312,19 +309,19 @@ def test_igrad_settings_default_to_adaptive_simpson_and_keep_the_paper_rule():
     default = IGSettings()
     assert default.adaptive and default.quadrature_rule == "simpson"
     assert IGSettings(steps=6).quadrature_rule == "riemann"  # steps alone: the paper's rule
-    paper = make_settings(IntegratedGradients, {"rule": "riemann", "steps": "256"})
+    paper = build_settings(IntegratedGradients, {"rule": "riemann", "steps": "256"})
     assert (paper.quadrature_rule, paper.steps, paper.adaptive) == ("riemann", 256, False)
-    assert make_settings(IntegratedGradients, {"rule": "gauss"}).quadrature_rule == "gauss"
-    assert make_settings(IntegratedGradients, {"stop": "gap"}).stop == "gap"
+    assert build_settings(IntegratedGradients, {"rule": "gauss"}).quadrature_rule == "gauss"
+    assert build_settings(IntegratedGradients, {"stop": "gap"}).stop == "gap"
     bads = ({"rule": "boole"}, {"steps": "-1"}, {"tolerance": "-0.1"}, {"max_steps": "0"})
     for bad in (*bads, {"stop": "never"}):
         with pytest.raises(DepthscopeError, match="bad setting for igrad"):
-            make_settings(IntegratedGradients, bad)
+            build_settings(IntegratedGradients, bad)
 
 
 def test_igrad_result_records_rule_steps_and_evaluations(lm, prompts):
-    settings = IGSettings(tolerance=1e-4, max_steps=64, targets=("layer", "mlp"))
-    data = analyze(lm, "igrad", prompts, settings=settings, prompt_batch=3)
+    settings = {"tolerance": 1e-4, "max_steps": 64, "targets": ("layer", "mlp")}
+    data = ds.analyze(lm, "igrad", prompts, **settings, prompt_batch=3).data
     assert data["rule"] == "simpson" and data["adaptive"] is True
     for block in (data, data["mlp"]):
         for steps, evaluations, gaps in zip(
@@ -334,7 +331,7 @@ def test_igrad_result_records_rule_steps_and_evaluations(lm, prompts):
             for nodes, spent, gap in zip(steps, evaluations, gaps, strict=True):
                 assert nodes == spent and 9 <= spent <= 64  # Simpson: every node has a gradient
                 assert gap <= 1e-4 or spent > 62
-    fixed = analyze(lm, "igrad", prompts, settings=IGSettings(steps=4, targets=("layer",)))
+    fixed = ds.analyze(lm, "igrad", prompts, steps=4, targets=("layer",)).data
     assert fixed["rule"] == "riemann" and fixed["adaptive"] is False
     assert all(s == [4] * lm.n_layers for s in fixed["steps"])
     assert all(e == [4] * lm.n_layers for e in fixed["evaluations"])
@@ -344,8 +341,9 @@ def test_adaptive_igrad_names_max_steps_when_it_cannot_meet_the_gap():
     lm = tiny_model("llama", seed=2)
     prompts = PromptSet(random_ids([8], seed=4), answer_lengths=[2])
     progress = RecordingProgress()
-    settings = IGSettings(rule="riemann", max_steps=1, targets=("layer",))
-    analyze(lm, "igrad", prompts, settings=settings, options=RunOptions(progress=progress))
+    ds.analyze(
+        lm, "igrad", prompts, rule="riemann", max_steps=1, targets=("layer",), progress=progress
+    )
     assert progress.notes and "--set max_steps=4" in progress.notes[0]
 
 
@@ -353,8 +351,8 @@ def test_adaptive_igrad_names_max_steps_when_it_cannot_meet_the_gap():
 def test_igrad_out_of_memory_halves_the_step_block_and_keeps_the_result(
     lm, prompts, steps, monkeypatch
 ):
-    settings = IGSettings(steps=steps, block=8, max_steps=32, targets=("layer", "mlp"))
-    expected = analyze(lm, "igrad", prompts, settings=settings, prompt_batch=3)
+    settings = {"steps": steps, "block": 8, "max_steps": 32, "targets": ("layer", "mlp")}
+    expected = ds.analyze(lm, "igrad", prompts, **settings, prompt_batch=3).data
     objective = IGPath._objective
 
     def small_device(self, ratios):  # a device that fits at most 3 interpolation rows
@@ -364,8 +362,7 @@ def test_igrad_out_of_memory_halves_the_step_block_and_keeps_the_result(
 
     monkeypatch.setattr(IGPath, "_objective", small_device)
     progress = RecordingProgress()
-    options = RunOptions(progress=progress)
-    got = analyze(lm, "igrad", prompts, settings=settings, options=options, prompt_batch=3)
+    got = ds.analyze(lm, "igrad", prompts, **settings, progress=progress, prompt_batch=3).data
     for target in ("layer", "mlp"):
         want, have = (expected, got) if target == "layer" else (expected[target], got[target])
         for a, b in zip(have["attribution"], want["attribution"], strict=True):

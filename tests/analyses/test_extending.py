@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 import depthscope as ds
-from depthscope.analyses import REGISTRY, load_plugins
+from depthscope.analyses import load_plugins
+from depthscope.analyses.catalog import REGISTRY
 from depthscope.cli import main
-from depthscope.results import Result
+from depthscope.results.document import Result
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "extending.md"
 

@@ -181,8 +181,8 @@ IGRAD = ("--analyses", "igrad", "--set", "steps=2", "--set", "block=2")
 
 
 def _answers_are_tails(rows) -> list[bool]:
-    from depthscope.analyses.prompts import answer_length
     from depthscope.data.example import Example
+    from depthscope.data.prompts import answer_length
 
     tok = tiny_tokenizer()
     return [

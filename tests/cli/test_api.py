@@ -11,9 +11,9 @@ from tiny_models import tiny_model
 
 import depthscope as ds
 from depthscope.cli import main
-from depthscope.errors import DepthscopeError
+from depthscope.core.errors import DepthscopeError
 from depthscope.models.adapters import ADAPTERS
-from depthscope.results import TIDY_COLUMNS, Result
+from depthscope.results.document import TIDY_COLUMNS, Result
 
 TEXT = "Problem: Sara has 12 apples. She buys 7 more. How many apples does she have now?"
 

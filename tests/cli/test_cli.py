@@ -10,7 +10,7 @@ import torch
 import transformers as tf
 
 from depthscope.cli import main
-from depthscope.results import Result
+from depthscope.results.document import Result
 
 CORE = ("contributions", "current-effects", "future-effects", "logit-lens", "local-effects")
 
@@ -184,7 +184,7 @@ def test_rerun_of_an_up_to_date_run_loads_nothing_and_keeps_run_json(
     def no_loading(*a, **k):
         raise AssertionError("the model was loaded although every result is up to date")
 
-    monkeypatch.setattr("depthscope.models.loading.load_model", no_loading)
+    monkeypatch.setattr("depthscope.models.loading.loader.load_model", no_loading)
     code, stdout, _ = run_cli(capsys, *args)
     assert code == 0 and "the model was not loaded" in stdout
     assert (out / "run.json").read_bytes() == before
@@ -273,7 +273,7 @@ def test_unqualified_setting_shared_by_two_analyses_is_refused(tiny_model_dir, c
 def test_paper_preset_offline_uses_the_closest_builtin_sources(
     tiny_model_dir, tmp_path, capsys, monkeypatch
 ):
-    monkeypatch.setattr("depthscope.presets.hub_reachable", lambda timeout=2.0: False)
+    monkeypatch.setattr("depthscope.run.presets.hub_reachable", lambda timeout=2.0: False)
     out = tmp_path / "run"
     code, _, err = run_cli(
         capsys,

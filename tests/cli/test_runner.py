@@ -7,20 +7,20 @@ from pathlib import Path
 import pytest
 from recording_progress import RecordingProgress
 
-from depthscope import runner
+from depthscope.core.errors import DepthscopeError
+from depthscope.core.progress import Progress
 from depthscope.data.sources import load_examples
-from depthscope.engine.state import state_from_bytes
-from depthscope.errors import DepthscopeError
-from depthscope.models.loading import load_model
-from depthscope.progress import Progress
-from depthscope.results import Result
+from depthscope.models.loading.loader import load_model
+from depthscope.results.document import Result
+from depthscope.run import runner
+from depthscope.run.checkpoints import StateCheckpoints, read_checkpoint
 
 ANALYSES = ["contributions", "future-effects", "logit-lens"]
 
 
 def interrupt_after(monkeypatch, prompts: int, error: BaseException | None = None) -> None:
     """Ctrl-C (or ``error``) right after the ``prompts``-th prompt of any analysis was folded in."""
-    real_update = runner.Checkpoints.update
+    real_update = StateCheckpoints.update
     calls = []
 
     def update_then_interrupt(self, name, state, meta):
@@ -29,7 +29,7 @@ def interrupt_after(monkeypatch, prompts: int, error: BaseException | None = Non
         if len(calls) == prompts:
             raise error or KeyboardInterrupt()
 
-    monkeypatch.setattr(runner.Checkpoints, "update", update_then_interrupt)
+    monkeypatch.setattr(StateCheckpoints, "update", update_then_interrupt)
 
 
 def _request(out: Path) -> runner.RunRequest:
@@ -80,8 +80,8 @@ def test_a_run_stopped_by_an_error_keeps_the_prompts_it_finished(
     monkeypatch.undo()
 
     def done(run: str) -> dict[str, list[int]]:
-        files = sorted((tmp_path / run / "state").glob("*.safetensors"))
-        return {f.stem: state_from_bytes(f.read_bytes())[1]["done"] for f in files}
+        files = sorted((tmp_path / run / "state").glob("*.json"))
+        return {f.stem: read_checkpoint(f.parent, f.stem)[1]["meta"]["done"] for f in files}
 
     assert done("b") == done("c") and sum(map(len, done("b").values())) >= 4
     resumed = runner.run_analyses(lm, examples, _request(tmp_path / "b"), Progress())

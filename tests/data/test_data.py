@@ -17,10 +17,11 @@ import types
 import pytest
 from tiny_models import bpe_tokenizer
 
-from depthscope.analyses.prompts import AnswerSplits, PromptSet, paper_answers
+from depthscope.core.errors import DepthscopeError
 from depthscope.data import fewshot, generators, hub, sources
 from depthscope.data.answer_split import answer_is_tail, paper_split, paper_splits, shifted
 from depthscope.data.example import Example
+from depthscope.data.prompts import AnswerSplits, PromptSet, paper_answers
 from depthscope.data.sources import (
     DEFAULT_SOURCE,
     MAX_GENERATED,
@@ -30,7 +31,6 @@ from depthscope.data.sources import (
     load_levels,
     split_rule_for,
 )
-from depthscope.errors import DepthscopeError
 
 OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul}
 

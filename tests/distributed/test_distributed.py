@@ -15,16 +15,16 @@ import torch
 from distributed_worker import PROMPT_BATCH, finished, prompt_set, shard_states
 from tiny_models import tiny_model
 
-from depthscope.distributed import SingleProcess, detect_launch, init_distributed, merge_on_main
-from depthscope.engine.sharding import (
+from depthscope.core.errors import DepthscopeError
+from depthscope.engine.state import state_from_bytes
+from depthscope.run.distributed import SingleProcess, detect_launch, init_distributed, merge_on_main
+from depthscope.run.sharding import (
     balanced_blocks,
     balanced_shares,
     batches_for,
     block_bounds,
     contiguous_runs,
 )
-from depthscope.engine.state import state_from_bytes
-from depthscope.errors import DepthscopeError
 
 WORKER = Path(__file__).resolve().parents[1] / "distributed_worker.py"
 TIMEOUT_S = 120  # the whole 2-process run; a hang fails the test instead of blocking CI

@@ -67,7 +67,7 @@ def test_a_stopped_run_resumes_on_as_many_processes_and_recomputes_on_more(
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and any(p.poll() is None for p in procs):
-        if all(list((stopped / "state").glob(f"*.rank{r}.safetensors")) for r in range(2)):
+        if all(list((stopped / "state").glob(f"*.rank{r}.json")) for r in range(2)):
             break
         time.sleep(0.05)
     for proc in procs:

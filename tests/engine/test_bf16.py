@@ -19,9 +19,7 @@ import torch
 from distributed_worker import fold, make_analysis, prompt_set
 from tiny_models import random_ids, tiny_model
 
-from depthscope.analyses.base import RunOptions
-from depthscope.analyses.effects import EffectSettings
-from depthscope.analyses.run import analyze
+import depthscope as ds
 from depthscope.engine.batch import pad_batch
 from depthscope.engine.replay import replay
 from depthscope.engine.trace import trace
@@ -45,9 +43,9 @@ def bf16_model(family: str):
 
 
 def effects(lm, batch_size: int, name: str = "future-effects") -> dict:
-    settings = EffectSettings(parts=("layer", "attention")) if name == "future-effects" else None
+    settings = {"parts": ("layer", "attention")} if name == "future-effects" else {}
     prompts = random_ids(PROMPTS, seed=5)
-    data = analyze(lm, name, prompts, settings=settings, options=RunOptions(batch_size=batch_size))
+    data = ds.analyze(lm, name, prompts, **settings, batch_size=batch_size).data
     if name == "future-effects":
         return {
             "layer": torch.as_tensor(data["effect"]),

@@ -7,6 +7,7 @@ import torch
 from recording_progress import RecordingProgress
 from tiny_models import random_ids, tiny_model
 
+from depthscope.core.errors import DepthscopeError
 from depthscope.engine.batch import pad_batch
 from depthscope.engine.memory import (
     MAX_AUTO_BATCH,
@@ -19,7 +20,6 @@ from depthscope.engine.memory import (
     row_bytes,
 )
 from depthscope.engine.trace import trace
-from depthscope.errors import DepthscopeError
 
 
 class FakeDevice:

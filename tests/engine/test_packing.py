@@ -6,8 +6,7 @@ import pytest
 import torch
 from tiny_models import FAMILIES, random_ids, tiny_model
 
-from depthscope.analyses.effects import EffectSettings
-from depthscope.analyses.run import analyze
+import depthscope as ds
 from depthscope.engine.batch import pad_batch
 from depthscope.engine.packing import pack_prompt
 from depthscope.engine.replay import replay
@@ -39,12 +38,10 @@ def test_unknown_layer_arguments_fall_back(monkeypatch):
 def test_packed_and_unpacked_sweeps_agree(analysis, monkeypatch):
     lm = tiny_model("llama")
     prompts = random_ids([30, 26], seed=5)
-    settings = (
-        EffectSettings(parts=("layer", "attention")) if analysis == "future-effects" else None
-    )
-    packed = analyze(lm, analysis, prompts, settings=settings)
+    settings = {"parts": ("layer", "attention")} if analysis == "future-effects" else {}
+    packed = ds.analyze(lm, analysis, prompts, **settings).data
     monkeypatch.setattr("depthscope.engine.sweep.pack_prompt", lambda *a, **k: None)
-    unpacked = analyze(lm, analysis, prompts, settings=settings)
+    unpacked = ds.analyze(lm, analysis, prompts, **settings).data
     keys = ["effect", "output_change"] if analysis == "future-effects" else ["current", "future"]
     for key in keys:
         assert torch.allclose(

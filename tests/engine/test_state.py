@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 
+from depthscope.core.errors import DepthscopeError
 from depthscope.engine.state import merge, same, state_from_bytes, state_to_bytes, state_type
 from depthscope.engine.stats import Max, Mean
-from depthscope.errors import DepthscopeError
 
 
 @state_type
@@ -79,7 +79,7 @@ def test_unregistered_types_cannot_be_stored_or_loaded():
 def test_written_files_follow_the_umask(tmp_path):
     import os
 
-    from depthscope.results import atomic_write_json
+    from depthscope.core.files import atomic_write_json
 
     old = os.umask(0o022)
     try:

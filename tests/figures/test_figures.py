@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from matplotlib.image import AxesImage
 
-from depthscope.errors import DepthscopeError
+from depthscope.core.errors import DepthscopeError
+from depthscope.figures.files import draw, plot_result
+from depthscope.figures.report import key_numbers, plot_run, write_report
 from depthscope.figures.tokens import deepest_row
-from depthscope.report.figures import draw, plot_result, plot_run
-from depthscope.report.html import key_numbers, write_report
-from depthscope.results import Result
+from depthscope.results.document import Result
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 L = 6
@@ -540,7 +540,7 @@ def test_key_numbers() -> None:
 def test_figures_from_a_tiny_model_run(tmp_path: Path) -> None:
     from tiny_models import random_ids, tiny_model
 
-    from depthscope.analyses.run import analyze
+    import depthscope as ds
 
     lm = tiny_model("llama")
     prompts = random_ids([20, 15])
@@ -551,7 +551,7 @@ def test_figures_from_a_tiny_model_run(tmp_path: Path) -> None:
         "local-effects",
         "logit-lens",
     ):
-        data = analyze(lm, name, prompts)
+        data = ds.analyze(lm, name, prompts).data
         result = Result(name, {"name": "tiny", "n_layers": lm.n_layers}, {}, 2, 35, data)
         save(result, tmp_path)
     written = plot_run(tmp_path)
@@ -630,7 +630,7 @@ def test_bar_charts_over_layers_share_one_width() -> None:
 
 
 def test_every_figure_has_a_how_to_read_caption() -> None:
-    from depthscope.analyses import card
+    from depthscope.analyses.catalog import card
 
     for analysis in BUILDERS:
         info = card(analysis)

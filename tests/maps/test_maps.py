@@ -9,8 +9,8 @@ import pytest
 import torch
 from tiny_models import tiny_model
 
-from depthscope.errors import DepthscopeError
-from depthscope.maps import (
+from depthscope.core.errors import DepthscopeError
+from depthscope.experiments.maps import (
     Aligner,
     HeldOutMetrics,
     MapStatistics,
@@ -19,7 +19,7 @@ from depthscope.maps import (
     solve,
     target_groups,
 )
-from depthscope.maps.ridge import EPS
+from depthscope.experiments.maps.ridge import EPS
 
 # ---------------------------------------------------------------- helpers
 
@@ -277,7 +277,7 @@ def test_too_few_tokens_is_a_one_line_error():
 
 
 def test_map_command_writes_result_run_and_figures(tiny_model_dir, tmp_path, capsys):
-    from depthscope.maps.command import add_parser
+    from depthscope.experiments.maps.command import add_parser
 
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers(dest="command"))

@@ -13,15 +13,14 @@ import torch
 from accelerate import cpu_offload, dispatch_model
 from tiny_models import random_ids, tiny_model
 
-from depthscope.analyses.effects import EffectSettings
-from depthscope.analyses.run import analyze
+import depthscope as ds
+from depthscope.core.errors import DepthscopeError
 from depthscope.engine.batch import pad_batch
 from depthscope.engine.replay import replay
 from depthscope.engine.trace import trace
-from depthscope.errors import DepthscopeError
 from depthscope.models.adapters import BoundAdapter
 from depthscope.models.devices import execution_device, home_device, to_device
-from depthscope.models.loading import LoadedModel
+from depthscope.models.loading.loader import LoadedModel
 
 PROMPTS = [24, 17, 30]
 
@@ -83,9 +82,9 @@ def test_trace_and_replay_equal_the_plain_model(offloaded):
 
 def test_future_effects_equal_the_plain_model(offloaded):
     prompts = random_ids(PROMPTS, seed=6)
-    settings = EffectSettings(parts=("layer", "attention"))
-    expected = analyze(tiny_model("llama"), "future-effects", prompts, settings=settings)
-    got = analyze(offloaded, "future-effects", prompts, settings=settings)
+    parts = ("layer", "attention")
+    expected = ds.analyze(tiny_model("llama"), "future-effects", prompts, parts=parts).data
+    got = ds.analyze(offloaded, "future-effects", prompts, parts=parts).data
     for key in ("effect", "output_change"):
         assert torch.equal(torch.as_tensor(got[key]), torch.as_tensor(expected[key])), key
     assert torch.equal(

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from depthscope.errors import DepthscopeError
+from depthscope.core.errors import DepthscopeError
 from depthscope.models.placement import (
     gpus_of_process,
     parse_device_map,

@@ -11,10 +11,11 @@ import socket
 import pytest
 import torch
 
-from depthscope.errors import DepthscopeError
-from depthscope.models import context, hub_access, identity
-from depthscope.models.folder_checks import check_folder, safetensors_problem
-from depthscope.models.loading import load_model
+from depthscope.core.errors import DepthscopeError
+from depthscope.models.loading import context, identity
+from depthscope.models.loading import hub as hub_access
+from depthscope.models.loading.checks import check_folder, safetensors_problem
+from depthscope.models.loading.loader import load_model
 
 
 @pytest.fixture
@@ -107,7 +108,7 @@ def test_fingerprint_covers_what_changes_numbers_only(model_copy, tmp_path):
 
 def test_fingerprint_known_before_the_weights_load(model_copy, monkeypatch):
     """A run decides what is up to date from inspect_model, without loading any weights."""
-    from depthscope.models import loading
+    from depthscope.models.loading import loader as loading
 
     info = loading.inspect_model(str(model_copy), dtype="float32")
     assert info.fingerprint == load_model(str(model_copy)).fingerprint
@@ -272,7 +273,7 @@ def test_nearest_builtin_for_typos():
 def test_models_in_memory_are_told_apart_by_their_tensors():
     from tiny_models import tiny_model
 
-    from depthscope.models.loading import LoadedModel
+    from depthscope.models.loading.loader import LoadedModel
 
     a = LoadedModel.from_model(tiny_model("llama", seed=0).model, None, name="m")
     b = LoadedModel.from_model(tiny_model("llama", seed=1).model, None, name="m")

@@ -21,9 +21,10 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from depthscope.errors import DepthscopeError
-from depthscope.models import gguf_convert, zoo
-from depthscope.models.gguf_convert import MARKER, convert_gguf, folder_is_valid, gguf_folder
+from depthscope.core.errors import DepthscopeError
+from depthscope.models.loading import gguf as gguf_convert
+from depthscope.models.loading import zoo
+from depthscope.models.loading.gguf import MARKER, convert_gguf, folder_is_valid, gguf_folder
 
 TINY_MEMBER = "tiny_gguf/tiny.gguf"
 PROVENANCE_KEYS = {"name", "source", "packages", "gguf_sha256", "converted_at", "transformers"}
@@ -328,7 +329,7 @@ def test_cache_hit_imports_nothing_heavy(cache, tiny_gguf):
     convert_gguf(tiny_gguf, cache / "models" / "smollm2-135m", progress=False)
     script = (
         "import sys, time\n"
-        "from depthscope.models import zoo\n"
+        "from depthscope.models.loading import zoo\n"
         "started = time.perf_counter()\n"
         "zoo.fetch_builtin('smollm2-135m')\n"
         "seconds = time.perf_counter() - started\n"

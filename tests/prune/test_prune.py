@@ -15,8 +15,8 @@ from depthscope.engine.batch import pad_batch
 from depthscope.engine.interventions import SkipLayers
 from depthscope.engine.replay import replay
 from depthscope.engine.trace import trace
-from depthscope.prune.evaluate import EvalData, evaluate, evaluate_naive
-from depthscope.prune.surgery import pruned_copy, save_pruned
+from depthscope.experiments.prune.evaluate import EvalData, evaluate, evaluate_naive
+from depthscope.experiments.prune.surgery import pruned_copy, save_pruned
 
 FAMILIES = ("llama", "gemma3", "gpt_neox", "gpt2", "qwen2", "gptj")
 ATOL = 1e-5
@@ -114,7 +114,7 @@ def test_fast_evaluation_equals_naive_copies():
 
 
 def test_block_influence_and_angular_distance_follow_their_definitions():
-    from depthscope.prune.criteria import angular_block, calibrate
+    from depthscope.experiments.prune.criteria import angular_block, calibrate
 
     lm = tiny_model("llama")
     prompts = random_ids([9, 14, 6], seed=5)
@@ -169,7 +169,7 @@ def skip_residuals(lm, ids: list[int]) -> torch.Tensor:
 
 
 def test_rankings_remove_the_lowest_scores_first():
-    from depthscope.prune.criteria import random_ranking, ranking, removal_sets
+    from depthscope.experiments.prune.criteria import random_ranking, ranking, removal_sets
 
     order = ranking([0.5, 0.1, 0.9, 0.1])
     assert order == [1, 3, 0, 2]  # ties keep layer order
@@ -205,7 +205,7 @@ SMALL = ("--text-n", "2", "--max-tokens", "24", "--task-n", "1", "--calib-n", "2
 def test_prune_command_end_to_end(tiny_model_dir, tmp_path, capsys):
     from transformers import AutoModelForCausalLM
 
-    from depthscope.models.loading import load_model
+    from depthscope.models.loading.loader import load_model
 
     out, saved = tmp_path / "prune", tmp_path / "pruned"
     code, stdout, err = run_cli(

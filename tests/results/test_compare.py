@@ -12,10 +12,10 @@ import torch
 import transformers as tf
 from tiny_models import LLAMA_LIKE, tiny_tokenizer
 
+from depthscope.analyses.effects import later_layer_effect
 from depthscope.cli import main
-from depthscope.compare import GRID
-from depthscope.results import Result
-from depthscope.summary_rules import later_layer_effect
+from depthscope.results.compare import GRID
+from depthscope.results.document import Result
 
 ANALYSES = "contributions,future-effects,logit-lens"
 

@@ -11,8 +11,14 @@ import textwrap
 
 import pytest
 
-from depthscope.errors import DepthscopeError
-from depthscope.rundir import LOCK, MARKER, RunDir, describe_os_error, friendly_os_errors
+from depthscope.core.errors import DepthscopeError
+from depthscope.core.folders import (
+    LOCK,
+    MARKER,
+    OutputFolder,
+    describe_os_error,
+    friendly_os_errors,
+)
 
 
 def snapshot(folder) -> dict:
@@ -28,34 +34,36 @@ def snapshot(folder) -> dict:
 
 
 def test_new_and_empty_directories_pass(tmp_path):
-    RunDir(tmp_path / "new" / "deeper").check()
+    OutputFolder(tmp_path / "new" / "deeper").check()
     assert not (tmp_path / "new").exists()  # checking writes nothing
     (tmp_path / "empty").mkdir()
-    RunDir(tmp_path / "empty").check()
+    OutputFolder(tmp_path / "empty").check()
     assert list((tmp_path / "empty").iterdir()) == []
 
 
 def test_out_is_a_file(tmp_path):
     (tmp_path / "f").write_text("mine")
     with pytest.raises(DepthscopeError, match="is a file, not a directory"):
-        RunDir(tmp_path / "f").check()
+        OutputFolder(tmp_path / "f").check()
     assert (tmp_path / "f").read_text() == "mine"
 
 
 def test_parent_is_a_file(tmp_path):
     (tmp_path / "f").write_text("mine")
     with pytest.raises(DepthscopeError, match="cannot be created: .* is a file"):
-        RunDir(tmp_path / "f" / "run").check()
+        OutputFolder(tmp_path / "f" / "run").check()
 
 
 def test_parent_cannot_be_created():
     with pytest.raises(DepthscopeError, match="cannot be created"):
-        RunDir("/proc/depthscope-no-such/run").check()  # /proc refuses new entries, even to root
+        OutputFolder(
+            "/proc/depthscope-no-such/run"
+        ).check()  # /proc refuses new entries, even to root
 
 
 def test_existing_directory_not_writable():
     with pytest.raises(DepthscopeError, match="is not writable"):
-        RunDir("/sys/kernel").check()  # sysfs refuses new entries, even to root
+        OutputFolder("/sys/kernel").check()  # sysfs refuses new entries, even to root
 
 
 @pytest.mark.parametrize("name", ["run.json", "results", "figures", "report.html", "state"])
@@ -68,19 +76,19 @@ def test_foreign_outputs_refused_untouched(tmp_path, name):
         (target / "notes.json").write_text("[1, 2]")
     before = snapshot(tmp_path)
     with pytest.raises(DepthscopeError, match=f"already holds {name} that depthscope did not"):
-        RunDir(tmp_path).check()
+        OutputFolder(tmp_path).check()
     assert snapshot(tmp_path) == before and not (tmp_path / MARKER).exists()
 
 
 def test_unrelated_files_do_not_block(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
-    RunDir(tmp_path).check()
+    OutputFolder(tmp_path).check()
 
 
 def test_depthscope_run_json_is_ours(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps({"depthscope_run": 1, "model": {"name": "m"}}))
     (tmp_path / "results").mkdir()
-    RunDir(tmp_path).check()
+    OutputFolder(tmp_path).check()
 
 
 # ---------------------------------------------------------------- require_run(): for `plot`
@@ -88,26 +96,26 @@ def test_depthscope_run_json_is_ours(tmp_path):
 
 def test_require_run(tmp_path):
     with pytest.raises(DepthscopeError, match="does not exist"):
-        RunDir(tmp_path / "nope").require_run()
+        OutputFolder(tmp_path / "nope").require_run()
     (tmp_path / "f").write_text("x")
     with pytest.raises(DepthscopeError, match="is a file"):
-        RunDir(tmp_path / "f").require_run()
+        OutputFolder(tmp_path / "f").require_run()
     (tmp_path / "run.json").write_text('{"mine": 1}')
     with pytest.raises(DepthscopeError, match="not a depthscope run directory"):
-        RunDir(tmp_path).require_run()
+        OutputFolder(tmp_path).require_run()
     (tmp_path / "run.json").write_text('{"depthscope_run": 1}')
     with pytest.raises(DepthscopeError, match="no results yet"):
-        RunDir(tmp_path).require_run()
+        OutputFolder(tmp_path).require_run()
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "contributions.json").write_text("{}")
-    assert RunDir(tmp_path).require_run() == [tmp_path / "results" / "contributions.json"]
+    assert OutputFolder(tmp_path).require_run() == [tmp_path / "results" / "contributions.json"]
 
 
 # ---------------------------------------------------------------- claim(): one model per directory
 
 
 def test_claim_binds_directory_to_model(tmp_path):
-    run = RunDir(tmp_path)
+    run = OutputFolder(tmp_path)
     assert run.claim("fp1", "tiny", "folder:/m") is None
     marker = json.loads((tmp_path / MARKER).read_text())
     assert marker["fingerprint"] == "fp1" and marker["name"] == "tiny" and marker["depthscope_run"]
@@ -118,7 +126,7 @@ def test_claim_binds_directory_to_model(tmp_path):
 
 
 def test_claim_by_another_model_refused(tmp_path):
-    run = RunDir(tmp_path)
+    run = OutputFolder(tmp_path)
     run.claim("fp1", "smollm2-135m", "pypi:smollm2")
     before = snapshot(tmp_path)
     with pytest.raises(DepthscopeError) as caught:
@@ -129,7 +137,7 @@ def test_claim_by_another_model_refused(tmp_path):
 
 
 def test_changed_weights_of_same_model_keep_directory_with_notice(tmp_path):
-    run = RunDir(tmp_path)
+    run = OutputFolder(tmp_path)
     run.claim("fp1", "tiny", "folder:/m")
     notice = run.claim("fp2", "tiny", "folder:/m")
     assert "changed" in notice and "recomputed" in notice
@@ -140,8 +148,8 @@ def test_legacy_run_json_identifies_the_model(tmp_path):
     doc = {"depthscope_run": 1, "model": {"name": "a", "source": "folder:/a"}}
     (tmp_path / "run.json").write_text(json.dumps(doc))
     with pytest.raises(DepthscopeError, match="holds results of model 'a'"):
-        RunDir(tmp_path).claim("fp", "b", "folder:/b")
-    assert RunDir(tmp_path).claim("fp", "a", "folder:/a") is None
+        OutputFolder(tmp_path).claim("fp", "b", "folder:/b")
+    assert OutputFolder(tmp_path).claim("fp", "a", "folder:/a") is None
     assert json.loads((tmp_path / MARKER).read_text())["fingerprint"] == "fp"
 
 
@@ -150,8 +158,8 @@ def test_legacy_run_json_identifies_the_model(tmp_path):
 HOLD_LOCK = textwrap.dedent(
     """
     import os, sys
-    from depthscope.rundir import RunDir
-    with RunDir(sys.argv[1]).lock():
+    from depthscope.core.folders import OutputFolder
+    with OutputFolder(sys.argv[1]).lock():
         print("locked", flush=True)
         if sys.argv[2] == "die":
             os.kill(os.getpid(), 9)
@@ -174,7 +182,7 @@ def _holder(folder, mode: str) -> subprocess.Popen:
 def test_second_run_refused_naming_the_first(tmp_path):
     proc = _holder(tmp_path, "hold")
     try:
-        with pytest.raises(DepthscopeError) as caught, RunDir(tmp_path).lock():
+        with pytest.raises(DepthscopeError) as caught, OutputFolder(tmp_path).lock():
             pass
         assert f"pid {proc.pid}" in str(caught.value) and "another depthscope run" in str(
             caught.value
@@ -182,7 +190,7 @@ def test_second_run_refused_naming_the_first(tmp_path):
     finally:
         proc.communicate("\n", timeout=30)
     assert proc.returncode == 0 and not (tmp_path / LOCK).exists()
-    with RunDir(tmp_path).lock():  # free again
+    with OutputFolder(tmp_path).lock():  # free again
         assert json.loads((tmp_path / LOCK).read_text())["pid"] == os.getpid()
 
 
@@ -190,7 +198,7 @@ def test_stale_lock_of_killed_run_taken_over(tmp_path, capsys):
     proc = _holder(tmp_path, "die")
     proc.wait(timeout=30)
     assert proc.returncode == -9 and (tmp_path / LOCK).exists()
-    with RunDir(tmp_path).lock():
+    with OutputFolder(tmp_path).lock():
         pass
     err = capsys.readouterr().err
     assert f"took over the lock of {tmp_path} left by pid {proc.pid}" in err
@@ -199,19 +207,19 @@ def test_stale_lock_of_killed_run_taken_over(tmp_path, capsys):
 
 def test_lock_in_the_same_process_is_exclusive(tmp_path):
     refused = pytest.raises(DepthscopeError, match=f"pid {os.getpid()}")
-    with RunDir(tmp_path).lock(), refused, RunDir(tmp_path).lock():
+    with OutputFolder(tmp_path).lock(), refused, OutputFolder(tmp_path).lock():
         pass
 
 
 def test_failure_before_any_output_leaves_no_trace(tmp_path):
-    run = RunDir(tmp_path / "new" / "run")
+    run = OutputFolder(tmp_path / "new" / "run")
     with pytest.raises(DepthscopeError), run.lock():
         run.claim("fp", "m", "folder:/m")
         raise DepthscopeError("the weights failed to load")
     assert not (tmp_path / "new").exists()
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
-    run = RunDir(tmp_path / "mine")
+    run = OutputFolder(tmp_path / "mine")
     with pytest.raises(KeyboardInterrupt), run.lock():
         run.claim("fp", "m", "folder:/m")
         raise KeyboardInterrupt
@@ -219,7 +227,7 @@ def test_failure_before_any_output_leaves_no_trace(tmp_path):
 
 
 def test_failure_after_output_keeps_the_claim(tmp_path):
-    run = RunDir(tmp_path / "run")
+    run = OutputFolder(tmp_path / "run")
     with pytest.raises(KeyboardInterrupt), run.lock():
         run.claim("fp", "m", "folder:/m")
         (tmp_path / "run" / "run.json").write_text('{"depthscope_run": 1}')
@@ -228,7 +236,7 @@ def test_failure_after_output_keeps_the_claim(tmp_path):
 
 
 def test_lock_released_on_error(tmp_path):
-    with pytest.raises(KeyboardInterrupt), RunDir(tmp_path).lock():
+    with pytest.raises(KeyboardInterrupt), OutputFolder(tmp_path).lock():
         raise KeyboardInterrupt
     assert not (tmp_path / LOCK).exists()
 
@@ -255,9 +263,9 @@ def test_real_file_size_limit_becomes_one_line(tmp_path):
         """
         import resource, signal, sys
         from pathlib import Path
-        from depthscope.errors import DepthscopeError
-        from depthscope.files import atomic_write_bytes
-        from depthscope.rundir import friendly_os_errors
+        from depthscope.core.errors import DepthscopeError
+        from depthscope.core.files import atomic_write_bytes
+        from depthscope.core.folders import friendly_os_errors
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
         try:

@@ -8,9 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from depthscope import summary_rules as rules
-from depthscope.results import Result
-from depthscope.summary import (
+from depthscope.analyses import rules
+from depthscope.analyses.effects import later_layer_effect
+from depthscope.results.document import Result
+from depthscope.results.summary import (
     SUMMARY_FILE,
     Summary,
     summarize,
@@ -94,8 +95,8 @@ def test_change_point_ignores_nan_and_keeps_indices():
 def test_later_layer_effect_is_the_mean_over_later_layers():
     effect = np.triu(np.arange(16, dtype=float).reshape(4, 4), k=1)
     expected = [np.mean([1, 2, 3]), np.mean([6, 7]), 11.0]
-    assert np.allclose(rules.later_layer_effect(effect)[:3], expected)
-    assert np.isnan(rules.later_layer_effect(effect)[3])
+    assert np.allclose(later_layer_effect(effect)[:3], expected)
+    assert np.isnan(later_layer_effect(effect)[3])
 
 
 def test_future_use_counts_layers_above_half_the_first_half_median():
@@ -278,7 +279,7 @@ def test_write_summary_and_rendering(run):
 
 
 def test_not_a_directory_is_one_clear_error(tmp_path):
-    from depthscope.errors import DepthscopeError
+    from depthscope.core.errors import DepthscopeError
 
     with pytest.raises(DepthscopeError, match="does not exist"):
         summarize(tmp_path / "nope")

@@ -30,8 +30,8 @@ def snapshot(folder):
 
 @pytest.mark.parametrize("arch", ["transformer", "shared"])
 def test_scratch_writes_a_model_folder_that_analyses_load(tmp_path, arch):
-    from depthscope.analyses.run import analyze
-    from depthscope.models.loading import load_model
+    import depthscope as ds
+    from depthscope.models.loading.loader import load_model
 
     out = tmp_path / arch
     assert (
@@ -43,13 +43,13 @@ def test_scratch_writes_a_model_folder_that_analyses_load(tmp_path, arch):
     assert set(record["final_accuracy"]["mean_accuracy"]) == {"interpolate", "extrapolate"}
     lm = load_model(str(out), progress=False)
     ids = lm.tokenizer("Q: What is 4 + 5? A: 9")["input_ids"]
-    data = analyze(lm, "contributions", [ids])
+    data = ds.analyze(lm, "contributions", [ids]).data
     assert len(data["rel_layer"]) == 2
 
 
 def test_finetune_writes_a_model_folder_that_analyses_load(tmp_path, tiny_model_dir):
-    from depthscope.analyses.run import analyze
-    from depthscope.models.loading import load_model
+    import depthscope as ds
+    from depthscope.models.loading.loader import load_model
 
     out = tmp_path / "tuned"
     args = ["finetune", str(tiny_model_dir), "--data", "builtin:arith-chain", *TINY_FINETUNE]
@@ -59,7 +59,7 @@ def test_finetune_writes_a_model_folder_that_analyses_load(tmp_path, tiny_model_
     assert record["evaluations"][0]["step"] == 0  # the base model's accuracy
     assert any(name.startswith("heldout/level-") for name in record["final_accuracy"]["accuracy"])
     lm = load_model(str(out), progress=False)
-    data = analyze(lm, "contributions", [lm.tokenizer("5 + 7 = 12")["input_ids"]])
+    data = ds.analyze(lm, "contributions", [lm.tokenizer("5 + 7 = 12")["input_ids"]]).data
     assert len(data["rel_layer"]) == lm.n_layers
     # rerunning the same command finds the finished run and changes nothing
     before = snapshot(out)

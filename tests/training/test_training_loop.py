@@ -10,18 +10,18 @@ import torch
 from recording_progress import RecordingProgress
 from safetensors.torch import load_file
 
-from depthscope.errors import DepthscopeError
-from depthscope.training import run_dir
-from depthscope.training.loop import TrainJob, TrainSettings, learning_rate, train
-from depthscope.training.models import ModelSize, build_model
-from depthscope.training.packing import (
+from depthscope.core.errors import DepthscopeError
+from depthscope.experiments.training import run_dir
+from depthscope.experiments.training.loop import TrainJob, TrainSettings, learning_rate, train
+from depthscope.experiments.training.models import ModelSize, build_model
+from depthscope.experiments.training.packing import (
     TokenizedExample,
     pack_batch,
     token_loss,
     tokenize_example,
 )
-from depthscope.training.scratch_command import training_draw
-from depthscope.training.tokenizer import char_tokenizer
+from depthscope.experiments.training.scratch_command import training_draw
+from depthscope.experiments.training.tokenizer import char_tokenizer
 
 TOKENIZER = char_tokenizer()
 PAD = TOKENIZER.pad_token_id
@@ -272,7 +272,7 @@ def test_checkpoint_restores_tied_weights_optimizer_and_rng(tmp_path):
 
     # a checkpoint whose files belong to different steps (torn by a crash) is refused
     state = json.loads((tmp_path / run_dir.CHECKPOINT).read_text())
-    state["step"] = 2
+    state["stamp"] = "2"  # the record of step 2 beside the tensor files of step 1
     (tmp_path / run_dir.CHECKPOINT).write_text(json.dumps(state))
     with pytest.raises(DepthscopeError, match="damaged.*--fresh"):
         run_dir.load_checkpoint(tmp_path, fresh, fresh_optimizer)

@@ -9,10 +9,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from depthscope.engine.batch import pad_batch
 from depthscope.engine.replay import replay
 from depthscope.engine.trace import trace
+from depthscope.experiments.training.models import ARCHS, ModelSize, build_model
+from depthscope.experiments.training.tokenizer import char_tokenizer
 from depthscope.models.adapters import BoundAdapter
 from depthscope.models.shared_moe import SharedForCausalLM
-from depthscope.training.models import ARCHS, ModelSize, build_model
-from depthscope.training.tokenizer import char_tokenizer
 
 VOCAB = 40
 TINY = ModelSize(layers=4, d_model=32, heads=4, group_size=2, n_experts=6, expert_size=8)
@@ -166,8 +166,8 @@ def test_sigma_moe_uses_k_experts_per_token():
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_saved_folder_loads_with_load_model_and_analyses_run(tmp_path, arch):
-    from depthscope.analyses.run import analyze
-    from depthscope.models.loading import load_model
+    import depthscope as ds
+    from depthscope.models.loading.loader import load_model
 
     tokenizer = char_tokenizer()
     model = build_model(arch, TINY, len(tokenizer), 0, 1, seed=0).eval()
@@ -178,7 +178,7 @@ def test_saved_folder_loads_with_load_model_and_analyses_run(tmp_path, arch):
     assert type(lm.model) is type(model)
     ids = lm.tokenizer("Q: What is 2 + 3? A: 5")["input_ids"]
     assert close(lm.model(input_ids=torch.tensor([ids])).logits, model(torch.tensor([ids])).logits)
-    data = analyze(lm, "contributions", [ids])
+    data = ds.analyze(lm, "contributions", [ids]).data
     assert len(data["rel_layer"]) == TINY.layers
 
 

@@ -1,0 +1,178 @@
+"""The card: everything the rest of depthscope knows about a kind of result, declared in one class.
+
+A :class:`Card` says what a result is called, where it sits in the paper, how it is drawn, which
+few numbers summarise it, and what it offers to run-level products: the per-layer
+:class:`Profile` s that the verdict reads as transition indicators and ``depthscope compare``
+overlays, the :class:`VerdictRule` s that turn it into lines of the verdict, and the settings a
+:class:`Preset` chooses. Summary, compare and presets iterate over the registered cards and read
+these declarations, so no analysis is named anywhere else (``docs/extending.md``).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+
+from depthscope.core.errors import DepthscopeError
+from depthscope.figures.common import figure_bytes
+from depthscope.figures.files import plot_result
+
+if TYPE_CHECKING:
+    from depthscope.figures.common import Figures
+    from depthscope.results.document import Result
+
+
+@dataclass(frozen=True)
+class PaperRef:
+    """Where an analysis comes from in the paper (Csordás, Manning & Potts 2025)."""
+
+    experiment: str  # "E4": the experiment's number in the paper's order (E1..E12)
+    section: str  # "§3.2"
+    figures: str  # "Fig. 3b, 17b"
+
+    def __str__(self) -> str:
+        return ", ".join(part for part in (self.experiment, self.section, self.figures) if part)
+
+    @property
+    def number(self) -> int:
+        digits = "".join(ch for ch in self.experiment if ch.isdigit())
+        return int(digits) if digits else 1000
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A per-layer (or per-boundary) profile that a card offers to the verdict and to compare.
+
+    ``read`` computes it from a saved result's ``data``. A profile with an ``indicator`` name is
+    evidence for the transition (the second regime's start): its change point is expected to be a
+    step ``expected`` ("down" or "up"), fitted in log scale when ``log`` (positive ratios and
+    norms). ``order`` places it among the indicators; the lowest present one is the verdict's basis.
+    """
+
+    name: str  # compare's quantity name, e.g. "future-effect"
+    label: str  # what it measures, for axes, e.g. "mean future effect on later layers"
+    read: Callable[[dict], np.ndarray]
+    indicator: str = ""  # its name in the verdict ("" = not a transition indicator)
+    expected: str = "down"
+    log: bool = True
+    figure: str = ""  # stem of the figure that shows it
+    order: int = 100
+    axis: str = "layer"  # "layer" (layers 0..L-1) or "boundary" (residual boundaries 0..L)
+
+
+def data_key(key: str) -> Callable[[dict], np.ndarray]:
+    """A profile read straight from ``data[key]``."""
+    return lambda data: np.asarray(data[key], dtype=float)
+
+
+@dataclass
+class Finding:
+    """One line of the verdict: a headline layer (absolute and relative), a sentence, evidence."""
+
+    key: str
+    title: str
+    headline: str  # the numbers in a few words, for the table
+    sentence: str
+    layer: int | None = None  # the headline layer or boundary
+    relative_depth: float | None = None  # layer / L
+    details: dict = field(default_factory=dict)
+    figures: list[str] = field(default_factory=list)  # figure stems in the run's figures/
+    analyses: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class VerdictRule:
+    """A line of the verdict that a card's saved result fills (rules: docs/summary.md).
+
+    Where several cards fill the same ``key``, the one of lowest ``rank`` present in a run is used;
+    when none ran, the verdict suggests running that one, with ``suggest`` added to the command.
+    """
+
+    key: str
+    title: str
+    compute: Callable[[Result, int | None], Finding | None]  # (result, number of layers)
+    suggest: str = ""  # options for the suggested command, e.g. "--data builtin:hops"
+    rank: int = 0
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Data, prompt count and settings of an analysis under a named preset (``--preset``)."""
+
+    data: str
+    n: int | None
+    settings: dict[str, str] = field(default_factory=dict)
+    offline: str | None = None  # the built-in source used when ``data`` needs the hub
+    why: str = ""  # where the values come from
+
+
+class Card:
+    """Presentation of one kind of result: name, paper reference, figures, key numbers, captions,
+    and the declarations run-level products read."""
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    description: ClassVar[str]  # one line for --help
+    paper: ClassVar[PaperRef | None] = None
+    # How to read each figure, by figure key (the part of the file name after "<analysis>_"); the
+    # longest key that prefixes a figure's key wins, "" is the fallback.
+    captions: ClassVar[Mapping[str, str]] = {}
+    profiles: ClassVar[tuple[Profile, ...]] = ()
+    verdict: ClassVar[tuple[VerdictRule, ...]] = ()
+    presets: ClassVar[Mapping[str, Preset]] = {}  # preset name -> this analysis's choices
+    # settings that do not change the compared profiles (compare ignores differences in them)
+    settings_not_compared: ClassVar[frozenset[str]] = frozenset()
+    second_axis: ClassVar[str] = "layer2"  # tidy tables: "layer2" or "position" for matrices
+
+    @classmethod
+    def draw(cls, result: Result) -> Figures:
+        """Every figure of a saved result, ``{key: Figure}`` in display order."""
+        return {}
+
+    @classmethod
+    def numbers(cls, result: Result) -> list[str]:
+        """A few sentences with the numbers that summarise a saved result."""
+        return []
+
+    @classmethod
+    def caption(cls, figure_key: str) -> str:
+        matches = [key for key in cls.captions if figure_key.startswith(key)]
+        return cls.captions[max(matches, key=len)] if matches else ""
+
+    @classmethod
+    def heading(cls) -> str:
+        return f"{cls.title} ({cls.paper.experiment})" if cls.paper else cls.title
+
+    @classmethod
+    def save_figures(cls, result: Result, folder: Path) -> list[Path]:
+        """Draw the result into ``folder`` as PNG and PDF; returns the files written."""
+        return plot_result(result, folder)
+
+    @classmethod
+    def html(cls, result: Result) -> str:
+        """The result in a notebook: heading, counts, key numbers and the first two figures."""
+        model = result.model.get("name", "model") if isinstance(result.model, dict) else "model"
+        parts = [
+            f"<h3>{html.escape(cls.heading())}</h3>",
+            f"<p>{html.escape(str(model))} · {result.n_prompts} prompts, {result.n_tokens} tokens</p>",
+        ]
+        numbers = result.numbers()
+        if numbers:
+            parts.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in numbers) + "</ul>")
+        try:
+            figures = list(result.plot().items())[:2]
+        except DepthscopeError:
+            figures = []
+        for key, fig in figures:
+            data = base64.b64encode(figure_bytes(fig, "png")).decode("ascii")
+            parts.append(
+                f"<img src='data:image/png;base64,{data}' alt='{html.escape(key)}' "
+                "style='max-width:48%;margin-right:1%'>"
+            )
+        return "\n".join(parts)

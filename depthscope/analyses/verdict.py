@@ -1,0 +1,96 @@
+"""Pieces the cards' verdict rules share: layers as text, and the operand boundary of token maps.
+
+A verdict line states a layer both absolutely and as a relative depth ``layer / L``
+(:func:`at`). Erasure (E8) and integrated gradients (E7) both yield layer × token maps; the
+"operands stop mattering" line is the same rule on either (:func:`operands_finding`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from depthscope.analyses import rules
+from depthscope.analyses.card import Finding
+
+if TYPE_CHECKING:
+    from depthscope.results.document import Result
+
+
+def rel(index: int | float | None, n_layers: int | None) -> float | None:
+    """``index / L`` rounded to 3 places; None when either is unknown."""
+    return None if index is None or not n_layers else round(index / n_layers, 3)
+
+
+def at(index: int | None, n_layers: int | None, noun: str = "layer") -> str:
+    """``layer 12 (relative depth 0.40)``; ``never`` for None."""
+    if index is None:
+        return "never"
+    relative = rel(index, n_layers)
+    return f"{noun} {index}" + ("" if relative is None else f" (relative depth {relative:.2f})")
+
+
+def operand_stops(maps: list, row_offset: int, data: dict, n_layers: int | None) -> list[dict]:
+    """Per prompt: the first boundary from which its operand tokens stay below the token share.
+
+    ``maps`` are layer × token matrices whose row ``r`` is boundary ``r + row_offset``.
+    """
+    prompts = data.get("prompts") or list(range(len(maps)))
+    tokens, answers = data.get("tokens") or [], data.get("answer_tokens") or []
+    stops = []
+    for index, matrix in enumerate(maps):
+        matrix = np.asarray(matrix, dtype=float)
+        alen = answers[index] if index < len(answers) else None
+        columns = rules.context_columns(matrix.shape[1], alen)
+        chosen, digits = rules.operand_columns(
+            tokens[index] if index < len(tokens) else None, columns
+        )
+        row = rules.stop_mattering(matrix, chosen)
+        boundary = None if row is None else row + row_offset
+        stops.append(
+            {
+                "prompt": prompts[index] if index < len(prompts) else index,
+                "boundary": boundary,
+                "relative_depth": rel(boundary, n_layers),
+                "tokens": "operands (digit tokens)" if digits else "all context tokens",
+            }
+        )
+    return stops
+
+
+def operands_finding(
+    result: Result,
+    n_layers: int | None,
+    *,
+    maps: list,
+    row_offset: int,
+    method: str,
+    figure: str,
+) -> Finding:
+    """The boundary from which the prompts' operand tokens stop mattering (deepest prompt).
+
+    ``method`` says how a token's importance was measured ("erasing them"); ``figure`` is the
+    per-prompt figure stem with ``{}`` for the prompt number.
+    """
+    stops = operand_stops(maps, row_offset, result.data, n_layers)
+    known = [s["boundary"] for s in stops if s["boundary"] is not None]
+    deepest = max(known) if known else None
+    listed = "; ".join(
+        f"prompt {s['prompt']}: {at(s['boundary'], n_layers, 'boundary')} ({s['tokens']})"
+        for s in stops
+    )
+    return Finding(
+        key="operands",
+        title="Operands stop mattering",
+        headline=f"by {at(deepest, n_layers, 'boundary')} (deepest prompt)",
+        sentence=(
+            f"Operand tokens stop mattering ({method} stays below {rules.TOKEN_SHARE:g}× its "
+            f"maximum) from {listed}."
+        ),
+        layer=deepest,
+        relative_depth=rel(deepest, n_layers),
+        details={"basis": result.analysis, "per_prompt": {result.analysis: stops}},
+        figures=[figure.format(s["prompt"]) for s in stops],
+        analyses=[result.analysis],
+    )

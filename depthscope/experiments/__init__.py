@@ -1,0 +1,1 @@
+"""Experiments beyond one run: linear maps between models (E10), layer pruning, training (E11, E12)."""

@@ -1,0 +1,316 @@
+"""``fit_linear_maps``: align text, stream residuals into statistics, solve, score on held-out text.
+
+Texts are split up front (no model run needed): the first texts give the training tokens, the
+following, disjoint texts the validation tokens. Each pass runs both models on a batch of texts,
+keeps only aligned positions and folds them into float64 sums, so memory does not grow with the
+number of tokens. If the statistics of all target boundaries exceed the memory budget, target
+boundaries are split into groups and the passes repeat per group (models re-run, nothing stored).
+
+Under ``torchrun``/``srun`` every process takes a contiguous block of the batches of texts,
+accumulates its own sums and all-reduces them (float64 SUM) before the solve, which every rank
+then does identically; held-out sums are all-reduced the same way. The result equals a single
+process's up to float64 rounding of sums added in another order (~1e-12 relative after the solve).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from array import array
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+
+from depthscope.core.errors import DepthscopeError
+from depthscope.core.progress import Progress
+from depthscope.experiments.maps.align import AlignedText, Aligner
+from depthscope.experiments.maps.collect import collect_residuals
+from depthscope.experiments.maps.ridge import HeldOutMetrics, MapStatistics, solve
+from depthscope.models.loading.loader import LoadedModel
+
+if TYPE_CHECKING:  # the process group is passed in by the map command (runner layer)
+    from depthscope.run.distributed import Distributed
+
+DEFAULT_MEMORY_GB = 6.0
+
+
+@dataclass
+class Split:
+    """Aligned texts for training and validation, and the alignment counts over the texts used."""
+
+    train: list[AlignedText]
+    val: list[AlignedText]
+    method: str
+    n_aligned: int = 0  # aligned positions in the used texts (before trimming to the budget)
+    n_target_positions: int = 0  # every position the target model reads in the used texts
+    n_source_positions: int = 0
+    n_texts_read: int = 0
+
+    @property
+    def n_train(self) -> int:
+        return sum(t.n_aligned for t in self.train)
+
+    @property
+    def n_val(self) -> int:
+        return sum(t.n_aligned for t in self.val)
+
+    @property
+    def aligned_fraction(self) -> float:
+        return self.n_aligned / max(self.n_target_positions, 1)
+
+
+def _take(items: Iterator[AlignedText], budget: int, split: Split) -> list[AlignedText]:
+    taken: list[AlignedText] = []
+    have = 0
+    for item in items:
+        if item.n_aligned == 0:
+            continue
+        split.n_aligned += item.n_aligned
+        split.n_target_positions += len(item.target_ids)
+        split.n_source_positions += len(item.source_ids)
+        taken.append(item.head(budget - have))
+        have += taken[-1].n_aligned
+        if have >= budget:
+            break
+    return taken
+
+
+def split_texts(
+    aligner: Aligner, texts: Iterable[str], train_tokens: int, val_tokens: int
+) -> Split:
+    """First texts -> exactly ``train_tokens`` aligned tokens, next texts -> ``val_tokens``.
+
+    ``texts`` may be a lazy iterator: it is read only as far as the budgets need.
+    """
+    if train_tokens < 1 or val_tokens < 1:
+        raise DepthscopeError("--tokens and --val-tokens must both be at least 1")
+    split = Split([], [], aligner.method)
+
+    def aligned() -> Iterator[AlignedText]:
+        for text in texts:
+            split.n_texts_read += 1
+            if text:
+                yield aligner(text)
+
+    stream = aligned()
+    split.train = _take(stream, train_tokens, split)
+    split.val = _take(stream, val_tokens, split)
+    if split.n_train < train_tokens or split.n_val < val_tokens:
+        have = split.n_train + split.n_val
+        raise DepthscopeError(
+            f"only {have} aligned tokens in {split.n_texts_read} texts ({aligner.method}, "
+            f"{split.aligned_fraction:.0%} of target tokens aligned); {train_tokens} training + "
+            f"{val_tokens} validation tokens are needed: lower --tokens/--val-tokens or use a "
+            f"data source with more text (e.g. --data builtin:text or file:PATH)"
+        )
+    return split
+
+
+def split_digest(split: Split) -> str:
+    """sha256 of every token id and aligned position of the split (processes must agree on it)."""
+    digest = hashlib.sha256()
+    for part in (split.train, split.val):
+        for item in part:
+            for values in (
+                item.source_ids,
+                item.target_ids,
+                item.source_positions,
+                item.target_positions,
+            ):
+                digest.update(array("q", [len(values), *values]).tobytes())
+        digest.update(b"|")
+    return digest.hexdigest()
+
+
+def target_groups(
+    n_source: int, d_source: int, n_target: int, d_target: int, memory_bytes: float
+) -> list[list[int]]:
+    """Target boundaries per pass so that statistics plus float32 maps fit in ``memory_bytes``.
+
+    Per target boundary: ``(8 + 4) (M+1) (d_s+1) d_t`` bytes (float64 sums, float32 copy of the
+    solved maps for prediction); plus ``8 (M+1) (d_s+1)^2`` once for the Gram matrices.
+    """
+    per_target = 12 * n_source * (d_source + 1) * d_target
+    fixed = 8 * n_source * (d_source + 1) ** 2
+    size = max(1, int((memory_bytes - fixed) // per_target))
+    size = min(size, n_target)
+    n_groups = math.ceil(n_target / size)
+    size = math.ceil(n_target / n_groups)  # balance the groups
+    return [list(range(i, min(i + size, n_target))) for i in range(0, n_target, size)]
+
+
+def _batches(items: list[AlignedText], size: int) -> Iterator[list[AlignedText]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+@dataclass
+class _Clock:
+    seconds: dict[str, float] = field(
+        default_factory=lambda: {"forward": 0.0, "statistics": 0.0, "solve": 0.0, "validation": 0.0}
+    )
+
+    def timed(self, key: str, fn, *args, **kwargs):
+        started = time.perf_counter()
+        out = fn(*args, **kwargs)
+        self.seconds[key] += time.perf_counter() - started
+        return out
+
+
+def _residuals(
+    source: LoadedModel,
+    target: LoadedModel,
+    batch: list[AlignedText],
+    group: list[int],
+    clock: _Clock,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Aligned ``x`` ``[M+1, n, d_s]`` and ``y`` ``[len(group), n, d_t]`` for a batch of texts."""
+    device = target.device
+    x = clock.timed(
+        "forward",
+        collect_residuals,
+        source,
+        [t.source_ids for t in batch],
+        [t.source_positions for t in batch],
+        device=device,
+    )
+    y = clock.timed(
+        "forward",
+        collect_residuals,
+        target,
+        [t.target_ids for t in batch],
+        [t.target_positions for t in batch],
+    )
+    return x, y[group]
+
+
+def _best_and_correlation(rel_err: torch.Tensor) -> tuple[list[int], float | None]:
+    """Best target per source boundary, and the correlation of relative depths over layers 1..M."""
+    best = rel_err.argmin(dim=1)
+    n_source, n_target = rel_err.shape[0] - 1, rel_err.shape[1] - 1
+    if n_source < 2:
+        return best.tolist(), None
+    src = torch.arange(1, n_source + 1, dtype=torch.float64) / n_source
+    tgt = best[1:].double() / max(n_target, 1)
+    if float(tgt.std()) == 0.0:
+        return best.tolist(), None
+    return best.tolist(), float(torch.corrcoef(torch.stack([src, tgt]))[0, 1])
+
+
+def fit_linear_maps(
+    source: LoadedModel,
+    target: LoadedModel,
+    texts: Iterable[str],
+    *,
+    train_tokens: int,
+    val_tokens: int,
+    ridge: float,
+    batch_size: int = 8,
+    max_tokens: int = 512,
+    memory_gb: float = DEFAULT_MEMORY_GB,
+    predict_dtype: torch.dtype = torch.float32,
+    progress: Progress | None = None,
+    group: Distributed | None = None,
+) -> dict:
+    """Fit ``f_{m,l}: h^source_m -> h^target_l`` for every boundary pair; return the result data.
+
+    ``ridge`` is relative (see :mod:`depthscope.experiments.maps.ridge`). Validation predictions are made in
+    ``predict_dtype`` (sums stay float64). Returns the ``data`` section of a ``linear-map`` result
+    (on every rank of ``group``; ``seconds`` are this process's).
+    """
+    progress = progress or Progress()
+    started = time.perf_counter()
+    aligner = Aligner(source.tokenizer, target.tokenizer, max_tokens=max_tokens)
+    split = split_texts(aligner, texts, train_tokens, val_tokens)
+    n_src, d_src = source.n_layers + 1, source.d_model
+    n_tgt, d_tgt = target.n_layers + 1, target.d_model
+    if ridge == 0 and train_tokens <= d_src + 1:
+        raise DepthscopeError(
+            f"{train_tokens} training tokens cannot determine a {d_src}+1-dimensional map without "
+            f"ridge; use --tokens well above {d_src + 1} or --ridge > 0"
+        )
+    if train_tokens < 10 * (d_src + 1):
+        progress.note(
+            f"note: {train_tokens} training tokens for {d_src + 1} coefficients per output "
+            f"dimension; held-out errors include overfitting (more --tokens or a larger --ridge)"
+        )
+    groups = target_groups(n_src, d_src, n_tgt, d_tgt, memory_gb * 2**30)
+    rel_err = torch.full((n_src, n_tgt), float("nan"), dtype=torch.float64)
+    r2 = rel_err.clone()
+    baseline = torch.full((n_tgt,), float("nan"), dtype=torch.float64)
+    lams = torch.zeros(n_src, dtype=torch.float64)
+    clock = _Clock()
+    names = tuple(f"{source.name} boundary {m}" for m in range(n_src))
+    train_batches = list(_batches(split.train, batch_size))
+    val_batches = list(_batches(split.val, batch_size))
+    if group is not None:  # this process's share of the texts
+        group.check_same("the aligned texts", split_digest(split))
+        train_batches, val_batches = group.shard(train_batches), group.shard(val_batches)
+    n_train_texts = sum(len(b) for b in train_batches)
+    n_val_texts = sum(len(b) for b in val_batches)
+    for index, targets in enumerate(groups):
+        tag = (
+            f" (targets {targets[0]}-{targets[-1]}, pass {index + 1}/{len(groups)})"
+            if len(groups) > 1
+            else ""
+        )
+        stats = MapStatistics.zeros(n_src, d_src, len(targets), d_tgt, device=target.device)
+        progress.start(f"statistics, {split.n_train} tokens{tag}", n_train_texts)
+        for batch in train_batches:
+            x, y = _residuals(source, target, batch, targets, clock)
+            clock.timed("statistics", stats.update, x, y)
+            progress.advance(len(batch))
+        if group is not None:
+            clock.timed("statistics", stats.all_reduce, group)
+        progress.note(f"solving {n_src}x{len(targets)} ridge maps{tag}")
+        maps = clock.timed("solve", solve, stats, ridge, dtype=predict_dtype, names=names)
+        mean = stats.target_mean()
+        lams = maps.lam
+        del stats
+        metrics = HeldOutMetrics.zeros(n_src, len(targets), d_tgt)
+        progress.start(f"held-out error, {split.n_val} tokens{tag}", n_val_texts)
+        for batch in val_batches:
+            x, y = _residuals(source, target, batch, targets, clock)
+            clock.timed("validation", metrics.update, maps, x, y)
+            clock.timed("validation", metrics.add_baseline, mean, y)
+            progress.advance(len(batch))
+        if group is not None:
+            clock.timed("validation", metrics.all_reduce, group)
+        del maps
+        rel_err[:, targets] = metrics.rel_err()
+        r2[:, targets] = metrics.r2()
+        baseline[targets] = metrics.baseline()
+    best, correlation = _best_and_correlation(rel_err)
+    best_source = rel_err.argmin(dim=0).tolist()  # per target: less confounded by hard targets
+    seconds = {k: round(v, 3) for k, v in clock.seconds.items()}
+    seconds["total"] = round(time.perf_counter() - started, 3)
+    return {
+        "rel_err": rel_err,
+        "r2": r2,
+        "best_target": best,
+        "best_target_relative": [b / max(n_tgt - 1, 1) for b in best],
+        "depth_correlation": correlation,
+        "best_source": best_source,
+        "rel_err_mean_baseline": baseline,
+        "n_train_tokens": split.n_train,
+        "n_val_tokens": split.n_val,
+        "n_train_texts": len(split.train),
+        "n_val_texts": len(split.val),
+        "aligned_fraction": split.aligned_fraction,
+        "n_aligned_positions": split.n_aligned,
+        "n_target_positions": split.n_target_positions,
+        "n_source_positions": split.n_source_positions,
+        "alignment": split.method,
+        "source_layers": n_src - 1,
+        "target_layers": n_tgt - 1,
+        "source_model": source.name,
+        "target_model": target.name,
+        "ridge": ridge,
+        "ridge_lambda": lams,
+        "target_groups": len(groups),
+        "seconds": seconds,
+        "statistics_tokens_per_s": split.n_train * len(groups) / max(seconds["statistics"], 1e-9),
+    }

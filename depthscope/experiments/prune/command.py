@@ -1,0 +1,218 @@
+"""``depthscope prune MODEL``: rank layers, remove 1..K of them, measure, optionally save."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from depthscope.core.errors import DepthscopeError
+from depthscope.experiments.prune.settings import CRITERIA, DEFAULT_CRITERIA, PruneSettings
+
+DEFAULTS = PruneSettings(max_drop=4)
+
+EXAMPLES = """\
+examples:
+  depthscope prune smollm2-135m --max-drop 8
+  depthscope prune smollm2-135m --run runs/smollm2-135m --max-drop 4 --save pruned/smollm2-26l
+  depthscope prune ./my-model --criteria block-influence,angular --text file:held_out.txt
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``prune`` on the ``depthscope`` command's subparsers."""
+    from depthscope.models.loading.zoo import DEFAULT_MODEL
+
+    parser = subparsers.add_parser(
+        "prune",
+        help="rank layers for removal by several criteria and validate each by measurement",
+        description="Rank MODEL's layers by each criterion (the paper's future effect, ShortGPT's "
+        "Block Influence, Gromov et al.'s angular distance), remove 1..K layers without "
+        "retraining and measure perplexity on held-out text and teacher-forced answer accuracy "
+        "on tasks, against a random-removal baseline. Writes DIR/prune.json and "
+        "DIR/figures/prune_metrics.png/pdf; --save writes the best K-layer-smaller model.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "model",
+        nargs="?",
+        default=DEFAULT_MODEL,
+        help="built-in name, Hugging Face id, local folder or .gguf file "
+        f"(default: {DEFAULT_MODEL})",
+    )
+    parser.add_argument(
+        "--criteria",
+        default=",".join(DEFAULT_CRITERIA),
+        help=f"comma-separated, from {', '.join(CRITERIA)} (default: {','.join(DEFAULT_CRITERIA)})",
+    )
+    parser.add_argument(
+        "--max-drop", type=int, default=4, metavar="K", help="remove 1..K layers (default: 4)"
+    )
+    parser.add_argument(
+        "--run",
+        type=Path,
+        default=None,
+        help="run directory whose future-effects (current-effects) result supplies the effect "
+        "criteria (default: computed here on the calibration prompts)",
+    )
+    parser.add_argument(
+        "--text",
+        default=DEFAULTS.text,
+        help="held-out text for perplexity, e.g. file:PATH (comma-separated for several); "
+        f"'none' to skip (default: {DEFAULTS.text})",
+    )
+    parser.add_argument(
+        "--text-n", type=int, default=DEFAULTS.text_n, help=f"texts (default: {DEFAULTS.text_n})"
+    )
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        default=DEFAULTS.max_tokens,
+        help=f"tokens kept per text (default: {DEFAULTS.max_tokens})",
+    )
+    parser.add_argument(
+        "--task",
+        default=DEFAULTS.task,
+        help="tasks with answers for teacher-forced accuracy, e.g. "
+        f"builtin:arith-chain,builtin:nested; 'none' to skip (default: {DEFAULTS.task})",
+    )
+    parser.add_argument(
+        "--task-n",
+        type=int,
+        default=DEFAULTS.task_n,
+        help=f"examples (per level for levelled tasks; default: {DEFAULTS.task_n})",
+    )
+    parser.add_argument(
+        "--calib",
+        default=DEFAULTS.calib,
+        help=f"prompts the criteria are computed on (default: {DEFAULTS.calib})",
+    )
+    parser.add_argument(
+        "--calib-n",
+        type=int,
+        default=DEFAULTS.calib_n,
+        help=f"calibration prompts (default: {DEFAULTS.calib_n})",
+    )
+    parser.add_argument(
+        "--random-seeds",
+        type=int,
+        default=DEFAULTS.random_seeds,
+        help=f"random-removal baselines (default: {DEFAULTS.random_seeds})",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="data and random seed (default: 0)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULTS.batch_size,
+        help=f"layer sets replayed together (default: {DEFAULTS.batch_size})",
+    )
+    parser.add_argument("--out", type=Path, default=None, help="default: runs/prune-<model>")
+    parser.add_argument(
+        "--save",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write the model with K layers removed by the best-validated criterion",
+    )
+    parser.add_argument("--no-plots", action="store_true", help="skip the figure")
+    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--dtype", default=None, help="float32 (default), bfloat16 or float16")
+    parser.set_defaults(handler=run_prune_command)
+    return parser
+
+
+def _none(value: str | None) -> str | None:
+    return None if value is None or value.strip().lower() in ("", "none") else value.strip()
+
+
+def settings_from_args(args: argparse.Namespace):
+    criteria = tuple(c.strip() for c in args.criteria.split(",") if c.strip())
+    return PruneSettings(
+        max_drop=args.max_drop,
+        criteria=criteria,
+        text=_none(args.text),
+        text_n=args.text_n,
+        max_tokens=args.max_tokens,
+        task=_none(args.task),
+        task_n=args.task_n,
+        calib=args.calib,
+        calib_n=args.calib_n,
+        random_seeds=args.random_seeds,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        run_dir=str(args.run) if args.run else None,
+    )
+
+
+def _stem(spec: str) -> str:
+    name = Path(spec.rstrip("/")).name
+    return Path(name).stem if name.endswith(".gguf") else name or "model"
+
+
+def run_prune_command(args: argparse.Namespace) -> int:
+    from depthscope.core.files import atomic_write_json
+    from depthscope.core.progress import RichProgress
+    from depthscope.data.sources import load_examples
+    from depthscope.experiments.prune.pipeline import check_run, run_prune, table_lines
+    from depthscope.experiments.prune.settings import specs
+    from depthscope.experiments.prune.surgery import save_pruned
+    from depthscope.models.loading.loader import load_model
+
+    settings = settings_from_args(args)
+    settings.check()
+    check_run(settings)
+    for spec in [*specs(settings.text), *specs(settings.task), settings.calib]:
+        load_examples(spec, 1, seed=settings.seed)  # a bad data spec fails before loading
+    if args.save is not None and args.save.exists() and any(args.save.iterdir()):
+        raise DepthscopeError(f"--save {args.save} exists and is not empty; choose a new folder")
+    out = args.out or Path("runs") / f"prune-{_stem(args.model)}"
+    started = time.perf_counter()
+    with RichProgress() as progress:
+        progress.note(f"loading {args.model}")
+        lm = load_model(args.model, device=args.device, dtype=args.dtype)
+        settings.check_depth(lm.n_layers)
+        progress.note(f"{lm.name}: {lm.n_layers} layers; removing 1..{settings.max_drop}")
+        doc = run_prune(lm, settings, progress)
+    best = doc["best"]
+    if args.save is not None:
+        removed = doc["criteria"][best["criterion"]]["removed"][settings.max_drop]
+        save_pruned(lm, removed, args.save)
+        doc["saved"] = {"path": str(args.save), "criterion": best["criterion"], "removed": removed}
+    doc["seconds"]["command"] = round(time.perf_counter() - started, 3)
+    figures = [] if args.no_plots else _plot(doc, out / "figures")
+    doc["table"] = table_lines(doc)
+    atomic_write_json(out / "prune.json", doc)
+    _report(doc, out, figures, doc["table"])
+    return 0
+
+
+def _plot(doc: dict, folder: Path) -> list[Path]:
+    from depthscope.experiments.prune.figures import draw_prune
+
+    return draw_prune(doc, folder)
+
+
+def _report(doc: dict, out: Path, figures: list[Path], table: list[str]) -> None:
+    for line in table:
+        print(line)
+    k = doc["max_drop"]
+    for name, entry in doc["criteria"].items():
+        print(f"  {name:<16} removes at k={k}: {entry['removed'][k]}")
+    best = doc["best"]
+    shown = f"{best['value']:.1%}" if best["metric"] == "accuracy" else f"{best['value']:.4g}"
+    print(
+        f"best at k={best['k']}: {best['criterion']} ({best['metric']} {shown} on {best['source']})"
+    )
+    if "saved" in doc:
+        saved = doc["saved"]
+        print(
+            f"saved the model without layers {saved['removed']} (chosen by {saved['criterion']}) "
+            f"to {saved['path']}"
+        )
+    extra = f", {len(figures)} figure files" if figures else ""
+    seconds = doc["seconds"]
+    print(
+        f"{doc['candidate_sets']} layer sets measured in {seconds['validation']:.0f} s "
+        f"(criteria {seconds['criteria']:.0f} s); results in {out}/ (prune.json{extra})"
+    )

@@ -1,0 +1,53 @@
+"""The pruning figure: each validation metric (text perplexity; task accuracy and answer NLL)
+against the number of layers removed, one curve per criterion, the random baseline as the mean
+over seeds with its range shaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from depthscope.experiments.prune.pipeline import SHOWN
+from depthscope.experiments.prune.settings import RANDOM
+from depthscope.figures.common import new_grid, plain, save_figure, tidy
+
+STEM = "prune_metrics"
+MARKERS = ("o", "s", "^", "D")  # shrinking sizes, so curves that coincide stay visible
+LOG_SCALE = {"perplexity", "answer_nll"}
+
+
+def draw_prune(doc: dict, folder: Path) -> list[Path]:
+    """Write ``folder/prune_metrics.png`` and ``.pdf`` from a ``prune.json`` document."""
+    panels = [(d, metric, label) for d in doc["data"] for metric, label in SHOWN[d["kind"]]]
+    fig, axes = new_grid(4.2 * len(panels), 3.2, len(panels))
+    ks = np.arange(doc["max_drop"] + 1)
+    for ax, (entry, metric, ylabel) in zip(axes, panels, strict=True):
+        source = entry["source"]
+        for index, (name, curves) in enumerate(doc["metrics"].items()):
+            values = np.asarray(curves[source][metric], dtype=float)
+            if name == RANDOM:
+                seeds = doc["random"]["metrics_per_seed"].values()
+                per_seed = np.array([s[source][metric] for s in seeds], dtype=float)
+                ax.fill_between(ks, per_seed.min(0), per_seed.max(0), color="0.8", zorder=1)
+                label = f"random (mean of {len(per_seed)} seeds)"
+                ax.plot(ks, values, "--", color="0.4", label=label, zorder=2)
+            else:
+                marker, size = MARKERS[index % len(MARKERS)], 7 - 1.5 * (index % len(MARKERS))
+                ax.plot(ks, values, marker=marker, markersize=size, color=f"C{index}", label=name)
+        if metric in LOG_SCALE:
+            ax.set_yscale("log")
+            ylabel += " (log scale)"
+        else:
+            ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("layers removed")
+        ax.set_ylabel(ylabel)
+        ax.set_xticks(ks)
+        ax.set_title(plain(f"{source}"), fontsize=8.5)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, framealpha=0.8)
+    name = plain(doc["model"].get("name", "model"))
+    fig.suptitle(
+        f"{name} ({doc['n_layers']} layers): layers removed without retraining", fontsize=9
+    )
+    return save_figure(tidy(fig), Path(folder) / STEM)

@@ -1,0 +1,136 @@
+"""The two from-scratch architectures of E11, at laptop scale (paper §3.5, App. E).
+
+- ``transformer``: a stock GPT-NeoX with sequential (not parallel) residuals, full rotary
+  embeddings and a ReLU FFN of width 4d, i.e. the paper's pre-LN / RoPE / ReLU Transformer, in an
+  architecture every ``transformers`` release since 4.x loads without depthscope.
+- ``shared``: the weight-shared σ-MoE Transformer of :mod:`depthscope.models.shared_moe`, our
+  CPU analogue of MoEUT. By default its experts are sized so that it has about as many parameters as
+  the Transformer of the same depth and width (as MoEUT is parameter-matched to its baseline), with
+  ``k·expert_size = 2d`` active FFN units per token (MoEUT 244M: 16 · 128 = 2 · 1024).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from depthscope.core.errors import DepthscopeError
+
+if TYPE_CHECKING:  # transformers is imported when a model is built, keeping the CLI quick to start
+    from transformers import GPTNeoXConfig
+
+    from depthscope.models.shared_moe import SharedConfig
+
+ARCHS = ("transformer", "shared")
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """Depth, width and, for ``shared``, the grouping and σ-MoE sizes (0 = derived)."""
+
+    layers: int = 8
+    d_model: int = 128
+    heads: int = 4
+    group_size: int = 2
+    n_experts: int = 0
+    expert_size: int = 64
+    experts_per_token: int = 0
+    max_len: int = 2048
+
+    def check(self, arch: str) -> None:
+        if arch not in ARCHS:
+            raise DepthscopeError(f"--arch must be one of {', '.join(ARCHS)} (got {arch!r})")
+        if self.layers < 1 or self.d_model < 1 or self.heads < 1:
+            raise DepthscopeError("--layers, --d-model and --heads must be at least 1")
+        if self.d_model % self.heads or (self.d_model // self.heads) % 2:
+            raise DepthscopeError(
+                f"--d-model {self.d_model} must split into {self.heads} heads of even size; "
+                f"change --heads or --d-model"
+            )
+        if arch == "shared" and self.layers % self.group_size:
+            raise DepthscopeError(
+                f"--layers {self.layers} must be a multiple of --group-size {self.group_size}"
+            )
+
+    def experts(self) -> tuple[int, int]:
+        """``(n_experts, k)``: given values, or parameter-matched to the dense Transformer."""
+        d, size = self.d_model, self.expert_size
+        k = self.experts_per_token or max(1, (2 * d) // size)
+        if self.n_experts:
+            return self.n_experts, min(k, self.n_experts)
+        repeats = self.layers // self.group_size
+        dense_per_block = repeats * 12 * d * d  # a dense layer has 4d² attention + 8d² FFN weights
+        n = max(k, round((dense_per_block - 4 * d * d) / (2 * d * size)))
+        return n, k
+
+
+def transformer_config(size: ModelSize, vocab_size: int, pad_id: int, eos_id: int) -> GPTNeoXConfig:
+    from transformers import GPTNeoXConfig
+
+    config = GPTNeoXConfig(
+        vocab_size=vocab_size,
+        hidden_size=size.d_model,
+        num_hidden_layers=size.layers,
+        num_attention_heads=size.heads,
+        intermediate_size=4 * size.d_model,
+        hidden_act="relu",
+        use_parallel_residual=False,
+        max_position_embeddings=size.max_len,
+        rope_parameters={
+            "rope_type": "default",
+            "rope_theta": 10000.0,
+            "partial_rotary_factor": 1.0,
+        },
+        tie_word_embeddings=False,
+        bos_token_id=None,
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
+        initializer_range=0.02,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+    )
+    # transformers 4.x reads the rotary fraction and base from these names
+    config.rotary_pct = 1.0
+    config.rotary_emb_base = 10000
+    return config
+
+
+def shared_config(size: ModelSize, vocab_size: int, pad_id: int, eos_id: int) -> SharedConfig:
+    from depthscope.models.shared_moe import SharedConfig
+
+    n_experts, k = size.experts()
+    return SharedConfig(
+        vocab_size=vocab_size,
+        hidden_size=size.d_model,
+        num_hidden_layers=size.layers,
+        group_size=size.group_size,
+        num_attention_heads=size.heads,
+        n_experts=n_experts,
+        expert_size=size.expert_size,
+        experts_per_token=k,
+        max_position_embeddings=size.max_len,
+        pad_token_id=pad_id,
+        eos_token_id=eos_id,
+        bos_token_id=None,
+    )
+
+
+def build_model(
+    arch: str, size: ModelSize, vocab_size: int, pad_id: int, eos_id: int, seed: int
+) -> torch.nn.Module:
+    """A freshly initialised fp32 model; the same seed gives the same weights."""
+    size.check(arch)
+    torch.manual_seed(seed)
+    if arch == "transformer":
+        from transformers import GPTNeoXForCausalLM
+
+        return GPTNeoXForCausalLM(transformer_config(size, vocab_size, pad_id, eos_id))
+    from depthscope.models.shared_moe import SharedForCausalLM
+
+    return SharedForCausalLM(shared_config(size, vocab_size, pad_id, eos_id))
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,1 @@
+"""Loading models: Hugging Face ids, folders, GGUF files and the built-in zoo, checked and fingerprinted."""

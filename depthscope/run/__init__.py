@@ -1,0 +1,1 @@
+"""Running analyses over prompts: the feed, the runner with its checkpoints and processes, presets."""
