@@ -158,3 +158,87 @@ def test_the_checker_catches_an_upward_import(tmp_path):
     assert layer_of("depthscope.figures.report", layers) > layer_of(
         "depthscope.engine.trace", layers
     )
+
+
+def all_imports(path: Path, known: set[str]) -> set[str]:
+    """depthscope modules imported anywhere in ``path``, type-only imports included."""
+    tree = ast.parse(path.read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for name in names:
+            while name.startswith("depthscope") and name not in known:
+                name = name.rpartition(".")[0]
+            if name:
+                found.add(name)
+    return found
+
+
+def test_no_import_cycle_even_through_type_hints():
+    """The whole package, function-level and ``TYPE_CHECKING`` imports included."""
+    files = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    known = set(files)
+    full = {name: all_imports(path, known) - {name} for name, path in files.items()}
+    full.pop("depthscope", None)  # the lazy front door names everything, by strings
+    cycle = find_cycle(full)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def local_imports(path: Path) -> list[tuple[ast.stmt, bool]]:
+    """Imports inside functions, each with whether a ``try`` catching ImportError guards it."""
+    tree = ast.parse(path.read_text())
+    guarded = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Try)
+        and any(
+            isinstance(h.type, ast.Name) and h.type.id in {"ImportError", "ModuleNotFoundError"}
+            for h in node.handlers
+        )
+        for inner in ast.walk(node)
+    }
+    found = []
+    for function in ast.walk(tree):
+        if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+            for node in ast.walk(function):
+                if isinstance(node, ast.Import | ast.ImportFrom):
+                    found.append((node, id(node) in guarded))
+    return found
+
+
+def _commented(lines: list[str], index: int) -> bool:
+    """A comment on the import's line, or on the line above its group of import lines."""
+    if "#" in lines[index]:
+        return True
+    above = index - 1
+    while above >= 0 and lines[above].strip().startswith(("import ", "from ", ")")):
+        above -= 1
+    return above >= 0 and lines[above].strip().startswith("#")
+
+
+def test_imports_sit_at_the_top_and_a_local_one_says_why():
+    """Cross-module imports at the top, so the layer test sees the real graph; a function-local
+    import stays only for a heavy or optional third-party module, with a comment saying why (or
+    a ``try`` that handles its absence)."""
+    inside, unexplained = [], []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path == PACKAGE / "__init__.py":
+            continue  # the lazy front door
+        lines = path.read_text().splitlines()
+        for node, guarded in local_imports(path):
+            where = f"{path.relative_to(ROOT)}:{node.lineno}"
+            module = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
+            if (module or "").startswith("depthscope"):
+                inside.append(where)
+                continue
+            if not (guarded or _commented(lines, node.lineno - 1)):
+                unexplained.append(where)
+    assert not inside, "move these depthscope imports to the top of their module: " + ", ".join(
+        inside
+    )
+    assert not unexplained, "say why these imports are local (a comment): " + ", ".join(unexplained)

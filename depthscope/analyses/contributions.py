@@ -22,8 +22,14 @@ from depthscope.analyses.card import PaperRef, Preset, Profile, data_key
 from depthscope.analyses.catalog import register
 from depthscope.data.sources import DEFAULT_SOURCE, GSM8K
 from depthscope.engine.state import state_type
-from depthscope.engine.stats import Max, Mean, masked_max, safe_ratio
-from depthscope.figures.common import finite_mean, first_vs_second_half
+from depthscope.engine.stats import (
+    Max,
+    Mean,
+    finite_mean,
+    first_vs_second_half,
+    masked_max,
+    safe_ratio,
+)
 from depthscope.figures.layers import draw_contributions
 
 if TYPE_CHECKING:

@@ -30,9 +30,8 @@ from depthscope.analyses.verdict import at, rel
 from depthscope.data.sources import DEFAULT_SOURCE, GSM8K
 from depthscope.engine.interventions import PARTS, Knockout
 from depthscope.engine.state import state_type
-from depthscope.engine.stats import Max, Mean, relative_change
+from depthscope.engine.stats import Max, Mean, finite_mean, first_vs_second_half, relative_change
 from depthscope.engine.sweep import Sweep, Window, run_sweep, sweep_cost
-from depthscope.figures.common import finite_mean, first_vs_second_half
 from depthscope.figures.layers import draw_effects, effect_parts
 
 if TYPE_CHECKING:

@@ -39,8 +39,8 @@ from depthscope.engine.interventions import Replace
 from depthscope.engine.memory import AdaptiveBatch, as_batches
 from depthscope.engine.replay import replay
 from depthscope.engine.state import state_type
+from depthscope.engine.stats import finite_max
 from depthscope.engine.trace import Trace
-from depthscope.figures.common import finite_max
 from depthscope.figures.tokens import draw_igrad, igrad_targets, token_map_numbers
 from depthscope.models.adapters import BoundAdapter
 

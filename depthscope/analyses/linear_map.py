@@ -12,7 +12,7 @@ import numpy as np
 
 from depthscope.analyses.card import Card, PaperRef
 from depthscope.analyses.catalog import register
-from depthscope.figures.common import finite_max, finite_mean, finite_min
+from depthscope.engine.stats import finite_max, finite_mean, finite_min
 from depthscope.figures.depth import best_targets, draw_linear_map
 
 if TYPE_CHECKING:

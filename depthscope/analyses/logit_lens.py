@@ -29,8 +29,7 @@ from depthscope.analyses.verdict import at, rel
 from depthscope.data.sources import DEFAULT_SOURCE, GSM8K
 from depthscope.engine.outputs import CHUNK_ELEMENTS, log_probs, vocab_size
 from depthscope.engine.state import state_type
-from depthscope.engine.stats import Mean
-from depthscope.figures.common import finite_max
+from depthscope.engine.stats import Mean, finite_max
 from depthscope.figures.layers import draw_logit_lens
 
 if TYPE_CHECKING:

@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from depthscope.core.errors import DepthscopeError
+from depthscope.core.files import atomic_write_json
 
 MARKER = ".depthscope-run"  # JSON: which model the directory belongs to
 LOCK = ".depthscope-lock"  # JSON: pid, host, start time and command of the run holding it
@@ -137,14 +138,15 @@ class OutputFolder:
         if not present or self.belongs_to_depthscope():
             return
         listed = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
-        what = (
-            f"holds another model ({listed}), which"
-            if "config.json" in present
-            else f"already holds {listed}, files"
-        )
+        if "config.json" in present:
+            what = f"holds another model ({listed}), which depthscope did not write"
+        elif self.outputs is None:  # a model folder: anything in it counts
+            what = f"holds files depthscope did not write ({listed})"
+        else:
+            what = f"already holds {listed} that depthscope did not write"
         raise DepthscopeError(
-            f"--out {self.path} {what} depthscope did not write; choose a new or empty directory "
-            f"for --out (nothing was changed)"
+            f"--out {self.path} {what}; choose a new or empty directory for --out (nothing was "
+            f"changed)"
         )
 
     def belongs_to_depthscope(self) -> bool:
@@ -233,7 +235,6 @@ class OutputFolder:
         return notice
 
     def _write_marker(self, fingerprint: str, name: str, source: str | None) -> None:
-        from depthscope.core.files import atomic_write_json
 
         atomic_write_json(
             self.marker,
@@ -320,7 +321,7 @@ def _note(progress: object | None, text: str) -> None:
 
 def _acquire(path: Path):
     """Open and ``flock`` the lock file; return (handle, the record a dead holder left or None)."""
-    import fcntl
+    import fcntl  # POSIX only: imported where the lock is taken
 
     while True:
         handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held open while locked)

@@ -24,6 +24,8 @@ erasure's baseline, ``--set erasure.baseline_data=builtin:e11-baseline``.
 
 from __future__ import annotations
 
+import json
+
 from depthscope.data.example import Example
 
 
@@ -90,7 +92,6 @@ SETS = {
 
 def jsonl(examples: tuple[Example, ...]) -> str:
     """The examples as ``.jsonl`` lines that ``--data file:PATH.jsonl`` reads back."""
-    import json
 
     lines = [
         json.dumps({"prompt": e.prompt, "answer": e.answer} if e.answer else {"text": e.prompt})

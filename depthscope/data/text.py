@@ -34,7 +34,7 @@ def _paragraphs(text: str) -> list[str]:
 
 def passages() -> list[str]:
     """All passages in a fixed order (topics sorted by name, paragraphs grouped greedily)."""
-    from pydoc_data.topics import topics
+    from pydoc_data.topics import topics  # 700 kB of text, read only when used
 
     out: list[str] = []
     for name in sorted(topics):

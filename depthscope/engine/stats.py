@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 
@@ -78,3 +79,40 @@ def relative_change(
     """
     norm = clean.norm(dim=-1) if clean_norm is None else clean_norm
     return safe_ratio((recomputed - clean).norm(dim=-1), norm)
+
+
+# ---------------------------------------------------------------- NaN-safe summaries of saved numbers
+
+
+def finite(values: object) -> np.ndarray:
+    array = np.asarray(values, dtype=float).ravel()
+    return array[np.isfinite(array)]
+
+
+def finite_max(values: object, default: float = float("nan")) -> float:
+    """Max over finite entries (``default`` if none): NaN-safe without numpy's warnings."""
+    array = finite(values)
+    return float(array.max()) if array.size else default
+
+
+def finite_min(values: object, default: float = float("nan")) -> float:
+    array = finite(values)
+    return float(array.min()) if array.size else default
+
+
+def finite_mean(values: object, default: float = float("nan")) -> float:
+    array = finite(values)
+    return float(array.mean()) if array.size else default
+
+
+def first_vs_second_half(values: object) -> tuple[float, float]:
+    """Mean of the first and second half (NaN-aware; an odd middle goes to the second half)."""
+    array = np.asarray(values, dtype=float)
+    half = len(array) // 2
+    return finite_mean(array[:half]), finite_mean(array[half:])
+
+
+def share_above(values: object, cap: float) -> float:
+    """Fraction of the finite entries of ``values`` above ``cap``."""
+    array = finite(values)
+    return float((array > cap).mean()) if array.size else 0.0

@@ -23,6 +23,7 @@ from matplotlib.patches import Patch
 from mpl_toolkits.axes_grid1 import make_axes_locatable
 
 from depthscope.core.files import atomic_write_bytes
+from depthscope.engine.stats import finite, finite_max, share_above
 
 if TYPE_CHECKING:
     from depthscope.results.document import Result
@@ -68,27 +69,6 @@ def n_layers(result: Result, fallback: int) -> int:
 def as_array(value: object) -> np.ndarray:
     """Nested JSON lists as a float array; ``null`` (a NaN on save) becomes NaN again."""
     return np.asarray(value, dtype=float)
-
-
-def _finite(values: object) -> np.ndarray:
-    array = np.asarray(values, dtype=float).ravel()
-    return array[np.isfinite(array)]
-
-
-def finite_max(values: object, default: float = float("nan")) -> float:
-    """Max over finite entries (``default`` if none): NaN-safe without numpy's warnings."""
-    array = _finite(values)
-    return float(array.max()) if array.size else default
-
-
-def finite_min(values: object, default: float = float("nan")) -> float:
-    array = _finite(values)
-    return float(array.min()) if array.size else default
-
-
-def finite_mean(values: object, default: float = float("nan")) -> float:
-    array = _finite(values)
-    return float(array.mean()) if array.size else default
 
 
 def plural(n: object, word: str) -> str:
@@ -198,19 +178,6 @@ def save_figure(fig: Figure, stem: Path) -> list[Path]:
     return written
 
 
-def first_vs_second_half(values: object) -> tuple[float, float]:
-    """Mean of the first and second half (NaN-aware; an odd middle goes to the second half)."""
-    array = np.asarray(values, dtype=float)
-    half = len(array) // 2
-    return finite_mean(array[:half]), finite_mean(array[half:])
-
-
-def share_above(values: object, cap: float) -> float:
-    """Fraction of the finite entries of ``values`` above ``cap``."""
-    array = _finite(values)
-    return float((array > cap).mean()) if array.size else 0.0
-
-
 def cap_note(values: object, cap: float) -> str:
     """ "12% of cells above 1 are shown at the cap" when the fixed colour scale clips, else ""."""
     share = share_above(values, cap)
@@ -222,6 +189,6 @@ def cap_note(values: object, cap: float) -> str:
 
 def wide_range(values: Sequence[np.ndarray]) -> bool:
     """True when the positive values span more than :data:`LOG_RANGE` (a log axis reads better)."""
-    positive = np.concatenate([_finite(v) for v in values])
+    positive = np.concatenate([finite(v) for v in values])
     positive = positive[positive > 0]
     return positive.size > 1 and positive.max() / positive.min() > LOG_RANGE

@@ -8,11 +8,11 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 
+from depthscope.engine.stats import finite_max
 from depthscope.figures.common import (
     Figures,
     Series,
     as_array,
-    finite_max,
     index_ticks,
     new_figure,
     overlapping_bars,

@@ -12,6 +12,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from depthscope.engine.stats import finite_max, finite_min, share_above
 from depthscope.figures.common import (
     ATT,
     BAR_WIDTH,
@@ -22,8 +23,6 @@ from depthscope.figures.common import (
     Series,
     as_array,
     cap_note,
-    finite_max,
-    finite_min,
     index_ticks,
     mark_clipped,
     model_name,
@@ -32,7 +31,6 @@ from depthscope.figures.common import (
     overlapping_bars,
     plural,
     set_title,
-    share_above,
     side_colorbar,
     tidy,
     wide_range,

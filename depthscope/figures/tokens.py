@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from matplotlib.figure import Figure
 
+from depthscope.engine.stats import finite_max
 from depthscope.figures.common import (
     Figures,
     as_array,
-    finite_max,
     index_ticks,
     new_figure,
     plain,

@@ -180,6 +180,6 @@ def resolve_placement(
 
 
 def _available_ram() -> int:
-    import psutil  # a dependency of accelerate
+    import psutil  # a dependency of accelerate, needed only to size placements
 
     return int(psutil.virtual_memory().available)

@@ -10,7 +10,6 @@ different conventions (settings) are refused; different data sources only warn.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import sys
@@ -24,6 +23,7 @@ from depthscope.analyses.catalog import card as card_of
 from depthscope.analyses.catalog import cards
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.files import atomic_write_bytes, atomic_write_json
+from depthscope.figures.common import new_figure, plain, save_figure, tidy
 from depthscope.results.document import Result
 from depthscope.results.summary import CARD_STYLE, Summary, summarize, summary_card_html
 
@@ -49,13 +49,6 @@ def quantities() -> dict[str, Quantity]:
         for card in cards()
         for p in card.profiles
     }
-
-
-EXAMPLES = """\
-examples:
-  depthscope compare runs/smollm2-135m runs/gemma3-270m --out runs/compare
-  depthscope compare runs/a runs/b runs/c --quantities future-effect,lens-overlap
-"""
 
 
 @dataclass
@@ -211,7 +204,6 @@ def draw(
     quantity: Quantity, runs: list[RunData], folder: Path, transitions: dict[str, float | None]
 ) -> list[Path]:
     """One curve per run at its layers' relative depths; its verdict's transition dotted."""
-    from depthscope.figures.common import new_figure, plain, save_figure, tidy
 
     fig, ax = new_figure(6, 3)
     for index, run in enumerate(runs):
@@ -323,52 +315,3 @@ def page(runs: list[RunData], summaries: dict[str, Summary], pngs: list[Path]) -
         f"<h2>Headline numbers</h2>{_depth_table(runs, summaries)}"
         f"<div class='cols'>{cards}</div><h2>Profiles by relative depth</h2>{figures}</body></html>"
     )
-
-
-# ------------------------------------------------------------------------------ command
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``compare`` on the ``depthscope`` command's subparsers."""
-    parser = subparsers.add_parser(
-        "compare",
-        help="overlay runs of different models by relative depth, with their verdicts",
-        description="Overlay the profiles of two or more run directories by relative depth l/L "
-        "(relative contribution, cosine, future effect, future/current output change, logit-lens "
-        "KL and overlap) and put their verdicts side by side. Writes DIR/compare.json, "
-        "DIR/compare.html and DIR/figures/compare_*.png/pdf.",
-        epilog=EXAMPLES + "\nquantities: " + ", ".join(quantities()),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path("runs") / "compare",
-        help="output directory (default: runs/compare)",
-    )
-    parser.add_argument(
-        "--quantities",
-        default=None,
-        help="comma-separated quantities (default: every one that all runs have)",
-    )
-    parser.add_argument("--no-plots", action="store_true", help="skip the figures")
-    parser.set_defaults(handler=run_compare)
-    return parser
-
-
-def run_compare(args: argparse.Namespace) -> int:
-    wanted = (
-        [q.strip() for q in args.quantities.split(",") if q.strip()] if args.quantities else None
-    )
-    doc = compare_runs(args.runs, args.out, wanted, plots=not args.no_plots)
-    for run in doc["runs"]:
-        print(f"{run['label']} ({run['n_layers']} layers, {run['run_dir']}):")
-        summary = Summary.from_json(run["verdict"])
-        for finding in summary.findings:
-            print(f"  {finding.title:<30} {finding.headline}")
-    print(
-        f"{len(doc['quantities'])} quantities compared; results in {args.out}/ "
-        "(compare.json, compare.html, figures/)"
-    )
-    return 0

@@ -1,4 +1,4 @@
-"""``depthscope export RUN_DIR``: every saved result as a tidy table (CSV or Parquet).
+"""Every saved result of a run as a tidy table (CSV or Parquet), for ``depthscope export``.
 
 One row per number: analysis, quantity, prompt, layer, layer2 (layer × layer maps) or position
 (layer × token maps), value — ready for pandas, R or a spreadsheet.
@@ -6,7 +6,6 @@ One row per number: analysis, quantity, prompt, layer, layer2 (layer × layer ma
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 from pathlib import Path
@@ -16,25 +15,6 @@ from depthscope.core.files import atomic_write_bytes
 from depthscope.results.document import TIDY_COLUMNS, Result
 
 FORMATS = ("csv", "parquet")
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "export",
-        help="write every saved result of a run as a tidy table (CSV or Parquet)",
-        description="Write RUN_DIR/results/*.json as tidy tables, one row per number "
-        f"({', '.join(TIDY_COLUMNS)}), to OUT/<analysis>.csv or .parquet.",
-        epilog="examples:\n  depthscope export runs/smollm2-135m\n"
-        "  depthscope export runs/smollm2-135m --format parquet --out tables/",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("run_dir", type=Path, help="a run directory written by depthscope")
-    parser.add_argument("--format", choices=FORMATS, default="csv", help="default: csv")
-    parser.add_argument(
-        "--out", type=Path, default=None, help="output folder (default: RUN_DIR/export)"
-    )
-    parser.set_defaults(handler=run_export)
-    return parser
 
 
 def csv_bytes(rows: list[dict]) -> bytes:
@@ -74,10 +54,3 @@ def export_run(run_dir: Path, fmt: str = "csv", out: Path | None = None) -> list
         atomic_write_bytes(target, blob)
         written.append(target)
     return written
-
-
-def run_export(args: argparse.Namespace) -> int:
-    written = export_run(args.run_dir, args.format, args.out)
-    for path in written:
-        print(path)
-    return 0

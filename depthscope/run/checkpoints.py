@@ -1,15 +1,17 @@
-"""Checkpoints as data: safetensors files for the tensors and one JSON record, written record-last.
+"""Checkpoints as data: safetensors files for the tensors and one JSON record that makes them count.
 
 One scheme for everything depthscope resumes: an analysis's running state (``depthscope
 analyze``) and a training run's model, optimizer and random state (``scratch``, ``finetune``).
 A checkpoint ``NAME`` in a folder is
 
-- ``NAME.json``: the record (format, stamp, the names of its parts, and what the caller keeps);
-- ``NAME.PART.safetensors``: one file per group of tensors, carrying the record's stamp.
+- ``NAME.json``: the record (format, stamp, its part files, and what the caller keeps);
+- ``NAME.PART.STAMP.safetensors``: one file per group of tensors, carrying the stamp in its header.
 
-Every file is written atomically (temporary name, then rename) and the record last, so a
-checkpoint torn by a crash (a part of another stamp, a truncated file) is detected and never
-used. Nothing is pickled: a checkpoint planted in a shared folder cannot execute code.
+A new checkpoint writes its parts under new names first, then replaces the record atomically,
+then deletes the parts of the one before. Whenever a process dies, the record on disk names
+complete files of one checkpoint, so the last finished checkpoint always survives; a part of
+another stamp or a truncated file is detected and never used. Nothing is pickled: a checkpoint
+planted in a shared folder cannot execute code.
 """
 
 from __future__ import annotations
@@ -32,14 +34,11 @@ from depthscope.engine.state import decode_state, encode_state
 FORMAT = "depthscope-checkpoint/1"
 CHECKPOINT_SECONDS = 5.0  # an analysis's state is written after a prompt at most this often
 _EMPTY = "_empty"  # safetensors cannot store an empty file: a placeholder tensor, dropped on read
+_SUFFIX = ".safetensors"
 
 
 def record_path(folder: Path, name: str) -> Path:
     return Path(folder) / f"{name}.json"
-
-
-def part_path(folder: Path, name: str, part: str) -> Path:
-    return Path(folder) / f"{name}.{part}.safetensors"
 
 
 def write_checkpoint(
@@ -50,19 +49,22 @@ def write_checkpoint(
     stamp: str,
 ) -> None:
     """Write each ``(part, tensors)`` (one at a time, so only one part's copy is in memory), then
-    the record. ``stamp`` ties the files together (a step, or a token unique to this write)."""
+    the record, then remove the files of the checkpoint it replaces. ``stamp`` ties the files
+    together (a step, or a token unique to this write)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    names = []
+    files = {}
     for part, tensors in parts:
-        path = part_path(folder, name, part)
+        path = folder / f"{name}.{part}.{stamp}{_SUFFIX}"
         tmp = path.with_name(f".{path.name}.tmp")
         save_file(tensors or {_EMPTY: torch.zeros(0)}, str(tmp), metadata={"stamp": stamp})
         os.replace(tmp, path)
-        names.append(part)
-    atomic_write_json(
-        record_path(folder, name), {"format": FORMAT, "stamp": stamp, "parts": names, **record}
-    )
+        files[part] = path.name
+    doc = {"format": FORMAT, "stamp": stamp, "parts": files, **record}
+    atomic_write_json(record_path(folder, name), doc)
+    for path in part_files(folder, name):
+        if path.name not in files.values():
+            path.unlink(missing_ok=True)
 
 
 def read_checkpoint(folder: Path, name: str) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
@@ -76,9 +78,11 @@ def read_checkpoint(folder: Path, name: str) -> tuple[dict[str, dict[str, torch.
         raise ValueError(f"{path.name} is not a readable record") from exc
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise ValueError(f"{path.name} is not a {FORMAT} record")
-    parts = {}
-    for part in record.get("parts", []):
-        parts[part] = _read_part(part_path(folder, name, part), str(record.get("stamp")))
+    files = record.get("parts")
+    if not isinstance(files, dict):
+        raise ValueError(f"{path.name} names no part files")
+    stamp = str(record.get("stamp"))
+    parts = {part: _read_part(Path(folder) / str(file), stamp) for part, file in files.items()}
     return parts, record
 
 
@@ -91,31 +95,29 @@ def _read_part(path: Path, stamp: str) -> dict[str, torch.Tensor]:
     except ValueError:
         raise
     except Exception as exc:  # safetensors raises its own error types on damaged files
-        raise ValueError(f"{path.name} is damaged ({type(exc).__name__})") from exc
+        raise ValueError(f"{path.name} is missing or damaged ({type(exc).__name__})") from exc
     tensors.pop(_EMPTY, None)
     return tensors
 
 
-def checkpoint_files(folder: Path, name: str) -> list[Path]:
-    """The files of checkpoint ``name`` that exist (its record and parts, not those of a
-    checkpoint whose name extends it, such as ``NAME.rank1``)."""
+def part_files(folder: Path, name: str) -> list[Path]:
+    """The part files of checkpoint ``name`` on disk, of any stamp (``NAME.PART.STAMP``; not those
+    of a checkpoint whose name extends it, such as ``NAME.rank1``)."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    prefix, suffix = f"{name}.", ".safetensors"
-    found = [
+    prefix = f"{name}."
+    return [
         path
-        for path in folder.glob(f"{name}.*{suffix}")
-        if "." not in path.name[len(prefix) : -len(suffix)]
+        for path in folder.glob(f"{name}.*{_SUFFIX}")
+        if path.name[len(prefix) : -len(_SUFFIX)].count(".") == 1
     ]
-    record = record_path(folder, name)
-    return [*found, record] if record.exists() else found
 
 
 def remove_checkpoint(folder: Path, name: str) -> None:
     """Delete the record first (a half-removed checkpoint is then simply absent), then the parts."""
     record_path(folder, name).unlink(missing_ok=True)
-    for path in checkpoint_files(folder, name):
+    for path in part_files(folder, name):
         path.unlink(missing_ok=True)
 
 
@@ -165,14 +167,15 @@ class StateCheckpoints:
             self._write(analysis, len(meta.get("done", [])))
 
     def _write(self, analysis: str, n_done: int) -> None:
-        pending = self.pending.pop(analysis, None)
+        pending = self.pending.get(analysis)
         if pending is None:
             return
         (tensors, doc), meta = pending
         record = {"state": doc, "meta": meta}
-        write_checkpoint(
-            self.folder, self.name(analysis), [("state", tensors)], record, uuid.uuid4().hex
-        )
+        stamp = uuid.uuid4().hex[:12]
+        write_checkpoint(self.folder, self.name(analysis), [("state", tensors)], record, stamp)
+        # dropped only once written: an interrupt during the write leaves it for flush()
+        self.pending.pop(analysis, None)
         self.written_at[analysis] = time.monotonic()
         self.saved_prompts[analysis] = n_done
 

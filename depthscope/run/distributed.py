@@ -31,6 +31,8 @@ import torch
 import torch.distributed as dist
 
 from depthscope.core.errors import DepthscopeError
+from depthscope.engine.state import merge, state_from_bytes, state_to_bytes
+from depthscope.run.segments import unwrap
 from depthscope.run.sharding import balanced_shares, block_bounds
 
 T = TypeVar("T")
@@ -372,11 +374,9 @@ def merge_on_main(group: Distributed, state: T) -> T | None:
     order. Sums merge in a different grouping than a single process adds them, so float64 means
     can differ in the last bits (~1e-16 relative); maxima, counts and per-prompt values are exact.
     """
-    from depthscope.run.segments import unwrap
 
     if not group.is_distributed:
         return unwrap(state)
-    from depthscope.engine.state import merge, state_from_bytes, state_to_bytes
 
     blobs = group.gather_bytes(state_to_bytes(state))
     if blobs is None:

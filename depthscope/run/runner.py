@@ -25,8 +25,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import matplotlib
+import numpy
 import torch
+import transformers
 
+from depthscope import __version__
 from depthscope.analyses import Analysis, RunOptions
 from depthscope.analyses.base import RunContext
 from depthscope.analyses.catalog import analysis_class, default_run, runnable
@@ -36,8 +40,10 @@ from depthscope.core.files import atomic_write_json
 from depthscope.core.progress import Progress
 from depthscope.data.example import Example
 from depthscope.data.prompts import PromptSet
+from depthscope.data.sources import load_examples
 from depthscope.engine.memory import is_out_of_memory
-from depthscope.models.loading.loader import LoadedModel
+from depthscope.models.loading.identity import model_fingerprint
+from depthscope.models.loading.loader import LoadedModel, inspect_model
 from depthscope.results.document import Result
 from depthscope.run.checkpoints import StateCheckpoints
 from depthscope.run.distributed import SingleProcess
@@ -96,17 +102,11 @@ def fingerprint(parts: dict) -> str:
 
 def model_key(identity: dict) -> str:
     """The parts of a model's identity that decide whether saved results belong to it."""
-    from depthscope.models.loading.identity import model_fingerprint
 
     return identity.get("fingerprint") or model_fingerprint(identity)
 
 
 def package_versions() -> dict:
-    import matplotlib
-    import numpy
-    import transformers
-
-    from depthscope import __version__
 
     return {
         "depthscope": __version__,
@@ -470,7 +470,6 @@ def _read_json(path: Path) -> dict:
 
 def describe_model(spec: str, dtype: str | None, device: str = "cpu"):
     """Resolve and check a model, load its tokenizer and config and fingerprint it: no weights."""
-    from depthscope.models.loading.loader import inspect_model
 
     return inspect_model(spec, dtype=dtype, device=device)
 
@@ -496,7 +495,6 @@ def plan_groups(request: RunRequest) -> list[Group]:
     Analyses that measure at the answer need prompts with answers: a source without any is
     refused here, with the fix.
     """
-    from depthscope.data.sources import load_examples
 
     by_source: dict[tuple[str, int | None], list[str]] = {}
     for name in request.analyses:

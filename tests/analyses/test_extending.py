@@ -63,6 +63,33 @@ def test_an_analysis_from_outside_gets_results_figures_and_a_report_section(
     page = (out / "report.html").read_text()
     assert "id='cos-to-final'" in page and "cosine with the final residual exceeds 0.9" in page
     assert "where it nears 1 the residual has settled" in page  # its caption
+    # its declared profile is evidence in the verdict, named nowhere but in its own module
+    summary = json.loads((out / "summary.json").read_text())
+    transition = next(f for f in summary["findings"] if f["key"] == "transition")
+    assert "cosine to the final residual" in transition["details"]["profiles"]
+    assert "cos-to-final_cos" in transition["figures"]
+    other = tmp_path / "other"
+    assert (
+        main(
+            [
+                "analyze",
+                str(tiny_model_dir),
+                "--analyses",
+                "cos-to-final",
+                "-n",
+                "3",
+                "--out",
+                str(other),
+                "--no-plots",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(["compare", str(out), str(other), "--out", str(tmp_path / "cmp"), "--no-plots"]) == 0
+    )
+    compared = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert "cos-to-final" in compared["quantities"]
     lm = ds.load_model(str(tiny_model_dir), progress=False)
     api = ds.analyze(lm, "cos-to-final", "The neighbour of Brelo is Quist.", skip_first=0)
     assert api.data["cos"][-1] == pytest.approx(1.0) and api.numbers()

@@ -152,9 +152,10 @@ def wait_for(predicate, proc: subprocess.Popen, timeout: float = 120.0, what: st
 
 
 def checkpoints(out: Path) -> list[Path]:
-    """Checkpoint files of a run directory (whatever their format), temporary files excluded."""
+    """Checkpoint files of a run directory (whatever their format), temporary files excluded;
+    none until a checkpoint's record is written (the record is what makes a checkpoint count)."""
     state = Path(out) / "state"
-    if not state.is_dir():
+    if not state.is_dir() or not list(state.glob("*.json")):
         return []
     return [p for p in state.rglob("*") if p.is_file() and not p.name.startswith(".")]
 

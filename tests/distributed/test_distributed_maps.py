@@ -8,7 +8,7 @@ import json
 import torch
 from test_distributed import launch_command
 
-from depthscope.experiments.maps.command import add_parser
+from depthscope.cli.maps import add_parser
 
 ARGS = ["--tokens", "700", "--val-tokens", "120", "--ridge", "0.01", "--batch-size", "1"]
 ARGS += ["--no-plots"]

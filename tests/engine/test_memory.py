@@ -9,17 +9,16 @@ from tiny_models import random_ids, tiny_model
 
 from depthscope.core.errors import DepthscopeError
 from depthscope.engine.batch import pad_batch
-from depthscope.engine.memory import (
+from depthscope.engine.memory import AdaptiveBatch, is_out_of_memory
+from depthscope.engine.trace import trace
+from depthscope.run.memory import (
     MAX_AUTO_BATCH,
-    AdaptiveBatch,
     ModelShape,
     auto_batch_size,
     batch_size_for,
     estimate_run,
-    is_out_of_memory,
     row_bytes,
 )
-from depthscope.engine.trace import trace
 
 
 class FakeDevice:

@@ -277,7 +277,7 @@ def test_too_few_tokens_is_a_one_line_error():
 
 
 def test_map_command_writes_result_run_and_figures(tiny_model_dir, tmp_path, capsys):
-    from depthscope.experiments.maps.command import add_parser
+    from depthscope.cli.maps import add_parser
 
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers(dest="command"))

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from depthscope.core.errors import DepthscopeError
 from depthscope.experiments.training import run_dir
+from depthscope.experiments.training.e11 import training_draw
 from depthscope.experiments.training.loop import TrainJob, TrainSettings, learning_rate, train
 from depthscope.experiments.training.models import ModelSize, build_model
 from depthscope.experiments.training.packing import (
@@ -20,7 +21,6 @@ from depthscope.experiments.training.packing import (
     token_loss,
     tokenize_example,
 )
-from depthscope.experiments.training.scratch_command import training_draw
 from depthscope.experiments.training.tokenizer import char_tokenizer
 
 TOKENIZER = char_tokenizer()

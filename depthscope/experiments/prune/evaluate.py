@@ -20,6 +20,7 @@ from depthscope.engine.batch import pad_batch, pad_id
 from depthscope.engine.interventions import SkipLayers
 from depthscope.engine.replay import replay
 from depthscope.engine.trace import trace
+from depthscope.experiments.prune.surgery import pruned_copy
 from depthscope.models.loading.loader import LoadedModel
 
 RemovalSet = tuple[int, ...]
@@ -134,7 +135,6 @@ def evaluate_naive(
     make_model: Callable[[LoadedModel, RemovalSet], torch.nn.Module] | None = None,
 ) -> list[dict[str, Tally]]:
     """The reference: one pruned model copy per candidate, a full forward pass per sequence."""
-    from depthscope.experiments.prune.surgery import pruned_copy
 
     make_model = make_model or pruned_copy
     tallies = []

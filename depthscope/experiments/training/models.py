@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
+from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
 from depthscope.core.errors import DepthscopeError
+from depthscope.models.shared_moe import SharedConfig, SharedForCausalLM
 
 if TYPE_CHECKING:  # transformers is imported when a model is built, keeping the CLI quick to start
     from transformers import GPTNeoXConfig
@@ -67,7 +69,6 @@ class ModelSize:
 
 
 def transformer_config(size: ModelSize, vocab_size: int, pad_id: int, eos_id: int) -> GPTNeoXConfig:
-    from transformers import GPTNeoXConfig
 
     config = GPTNeoXConfig(
         vocab_size=vocab_size,
@@ -98,7 +99,6 @@ def transformer_config(size: ModelSize, vocab_size: int, pad_id: int, eos_id: in
 
 
 def shared_config(size: ModelSize, vocab_size: int, pad_id: int, eos_id: int) -> SharedConfig:
-    from depthscope.models.shared_moe import SharedConfig
 
     n_experts, k = size.experts()
     return SharedConfig(
@@ -124,10 +124,7 @@ def build_model(
     size.check(arch)
     torch.manual_seed(seed)
     if arch == "transformer":
-        from transformers import GPTNeoXForCausalLM
-
         return GPTNeoXForCausalLM(transformer_config(size, vocab_size, pad_id, eos_id))
-    from depthscope.models.shared_moe import SharedForCausalLM
 
     return SharedForCausalLM(shared_config(size, vocab_size, pad_id, eos_id))
 

@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import string
 
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
 SPECIAL = ("<pad>", "<eos>", "<unk>")
 CHARACTERS = tuple(c for c in string.printable if c not in " \t\r\x0b\x0c")  # incl. "\n"
 
@@ -28,9 +31,6 @@ def vocabulary() -> dict[str, int]:
 
 def char_tokenizer():
     """The tokenizer as a ``PreTrainedTokenizerFast`` (call ``save_pretrained(DIR)`` to store it)."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
     tok = Tokenizer(models.WordLevel(vocabulary(), unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Split(Regex(" ?[^ ]| "), behavior="isolated")
     tok.decoder = decoders.Fuse()

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from depthscope.core.errors import DepthscopeError
+from depthscope.models.loading.cache import cache_dir
 
 if TYPE_CHECKING:
     import torch
@@ -53,6 +54,7 @@ class Steps:
     def __init__(self, enabled: bool) -> None:
         self._console = None
         if enabled:
+            # imported on use: the zoo imports this module and stays free of torch/transformers/rich
             from rich.console import Console
 
             self._console = Console(file=sys.stderr, highlight=False)
@@ -63,6 +65,7 @@ class Steps:
             self._console.print(text, markup=False)
 
     def _done(self, label: str, started: float) -> None:
+        # imported on use: the zoo imports this module and stays free of torch/transformers/rich
         from rich.markup import escape
 
         seconds = time.perf_counter() - started
@@ -74,6 +77,7 @@ class Steps:
         if self._console is None:
             yield lambda text: None
             return
+        # imported on use: the zoo imports this module and stays free of torch/transformers/rich
         from rich.markup import escape
 
         started = time.perf_counter()
@@ -88,6 +92,7 @@ class Steps:
             with self.step(label):
                 yield lambda n: None
             return
+        # imported on use: the zoo imports this module and stays free of torch/transformers/rich
         from rich.markup import escape
         from rich.progress import (
             BarColumn,
@@ -176,6 +181,7 @@ def _quiet_transformers() -> Iterator[None]:
 
     The GGUF loader's tqdm bar ignores transformers' progress-bar switch, hence the stderr swap.
     """
+    # imported on use: the zoo imports this module and stays free of torch/transformers/rich
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
@@ -200,6 +206,7 @@ def _unpacked() -> dict[str, Any]:
     quantiser attached, which ``save_pretrained`` saves normally. Older versions always unpack.
     """
     try:
+        # imported on use: the zoo imports this module and stays free of torch/transformers/rich
         from transformers import GgufConfig
     except ImportError:
         return {}
@@ -208,6 +215,7 @@ def _unpacked() -> dict[str, Any]:
 
 def _load_gguf(gguf_path: Path) -> tuple[Any, Any]:
     """The GGUF file as a dense fp32 causal LM and its tokenizer."""
+    # imported on use: the zoo imports this module and stays free of torch/transformers/rich
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -230,6 +238,7 @@ def _load_gguf(gguf_path: Path) -> tuple[Any, Any]:
 def _fingerprint(model: Any, tokenizer: Any) -> tuple[torch.Tensor, list[int]]:
     """What must survive the round trip exactly: logits on token ids spread over the vocabulary,
     and the token ids of a text with spaces, tabs, newlines, code, accents, emoji and CJK."""
+    # imported on use: the zoo imports this module and stays free of torch/transformers/rich
     import torch
 
     vocab = model.get_input_embeddings().num_embeddings
@@ -258,6 +267,7 @@ def _save_gguf_as_folder(
 def _check_reload(folder: Path, reference: tuple[torch.Tensor, list[int]], gguf_name: str) -> None:
     """The saved folder must give bit-identical logits and identical token ids, or it is not
     the GGUF model."""
+    # imported on use: the zoo imports this module and stays free of torch/transformers/rich
     import torch
     import transformers
 
@@ -325,6 +335,7 @@ def convert_gguf(
     ``sha256`` spares re-hashing a file the caller has just hashed; ``extra_provenance`` entries
     (name, source, packages, ...) go into ``depthscope.json`` over the defaults.
     """
+    # imported on use: the zoo imports this module and stays free of torch/transformers/rich
     import transformers
 
     gguf_path, out_dir = Path(gguf_path), Path(out_dir)
@@ -361,7 +372,6 @@ def convert_gguf(
 
 def gguf_folder(gguf_path: Path, *, progress: bool = True) -> Path:
     """The converted folder of a user's GGUF file, keyed by content so it is built only once."""
-    from depthscope.models.loading.cache import cache_dir
 
     gguf_path = Path(gguf_path).expanduser()
     if not gguf_path.is_file():

@@ -16,6 +16,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from depthscope.models.loading.zoo import BUILTIN_MODELS
+
 PROBE_TIMEOUT_S = 3.0
 _TRUE = {"1", "on", "yes", "true"}
 
@@ -66,7 +68,6 @@ def hub_available(timeout: float = PROBE_TIMEOUT_S) -> bool:
 
 def nearest_builtin(spec: str) -> str | None:
     """The built-in model name closest to ``spec`` (for typos like ``smollm2-999m``), if any."""
-    from depthscope.models.loading.zoo import BUILTIN_MODELS
 
     name = spec.rstrip("/").split("/")[-1].lower()
     matches = difflib.get_close_matches(name, list(BUILTIN_MODELS), n=1, cutoff=0.6)
@@ -76,7 +77,7 @@ def nearest_builtin(spec: str) -> str | None:
 def in_local_cache(repo_id: str) -> bool:
     """The local Hugging Face cache holds ``repo_id``'s config (checked without transformers)."""
     try:
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import try_to_load_from_cache  # only where the hub is used
 
         found = try_to_load_from_cache(repo_id, "config.json")
     except Exception:  # a malformed id or an unreadable cache: not usable offline
@@ -91,7 +92,7 @@ def cached_revision(repo_id: str) -> str | None:
     the revision that was loaded, online or offline.
     """
     try:
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import try_to_load_from_cache  # only where the hub is used
 
         found = try_to_load_from_cache(repo_id, "config.json")
     except Exception:  # a malformed id or an unreadable cache

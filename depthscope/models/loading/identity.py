@@ -17,6 +17,9 @@ import json
 import os
 from pathlib import Path
 
+import torch
+
+from depthscope.core.files import atomic_write_json
 from depthscope.models.loading.cache import cache_dir
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
@@ -62,7 +65,6 @@ def _read_cache(path: Path) -> dict:
 
 
 def _write_cache(path: Path, data: dict) -> None:
-    from depthscope.core.files import atomic_write_json
 
     # a read-only cache must not stop a run; the file is just hashed again next time
     with contextlib.suppress(OSError):
@@ -135,7 +137,6 @@ def tensors_sha256(model: object) -> str:
     The identity of a model that only exists in memory (``LoadedModel.from_model``), e.g. one
     being fine-tuned: two such models share no name or file, only their numbers tell them apart.
     """
-    import torch
 
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):

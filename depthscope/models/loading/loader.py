@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from depthscope.core.errors import DepthscopeError
 from depthscope.models.adapters import Adapter, BoundAdapter, find_adapter
 from depthscope.models.devices import home_device
 from depthscope.models.loading import hub as hub_access
+from depthscope.models.loading import zoo
 from depthscope.models.loading.checks import (
     check_config,
     check_tokenizer_files,
@@ -29,6 +31,7 @@ from depthscope.models.loading.checks import (
     check_weights,
 )
 from depthscope.models.loading.context import check_prompt_lengths, context_limit
+from depthscope.models.loading.gguf import gguf_folder
 from depthscope.models.loading.identity import (
     file_sha256,
     folder_sha256,
@@ -171,7 +174,6 @@ def _did_you_mean(spec: str) -> str:
 
 def resolve(spec: str, progress: bool = True) -> tuple[str, dict]:
     """Turn a model spec into something ``from_pretrained`` accepts, plus its identity record."""
-    from depthscope.models.loading import zoo
 
     if spec in zoo.BUILTIN_MODELS:
         folder = zoo.fetch_builtin(spec, progress=progress)
@@ -187,7 +189,6 @@ def resolve(spec: str, progress: bool = True) -> tuple[str, dict]:
     if spec.endswith(".gguf"):
         if not path.is_file():
             raise DepthscopeError(f"GGUF file {spec} does not exist; check the path")
-        from depthscope.models.loading.gguf import gguf_folder
 
         folder = gguf_folder(path, progress=progress)
         return str(folder), {
@@ -218,7 +219,6 @@ def resolve(spec: str, progress: bool = True) -> tuple[str, dict]:
 
 
 def _hub_error(spec: str, exc: Exception, hub_reached: bool) -> DepthscopeError:
-    from depthscope.models.loading import zoo
 
     builtins = ", ".join(zoo.BUILTIN_MODELS)
     if not hub_reached:
@@ -246,9 +246,6 @@ def _first_line(exc: BaseException) -> str:
 def _load_config(
     target: str, spec: str, is_local: bool, local_only: bool | None = None, revision=None
 ):
-    from transformers import AutoConfig
-
-    import depthscope.models.shared_moe  # noqa: F401  (registers depthscope's own architecture)
 
     local_only = is_local if local_only is None else local_only
     try:
@@ -263,7 +260,6 @@ def _load_config(
 
 
 def _load_tokenizer(target: str, spec: str, is_local: bool, local_only: bool, revision=None):
-    from transformers import AutoTokenizer
 
     try:
         return AutoTokenizer.from_pretrained(target, local_files_only=local_only, revision=revision)
@@ -317,7 +313,6 @@ def _refuse_random_weights(info: dict, spec: str) -> None:
 def _load_weights(
     info: ModelInfo, torch_dtype: torch.dtype, device_map, placement_options: dict | None = None
 ) -> torch.nn.Module:
-    from transformers import AutoModelForCausalLM
 
     spec, config, is_local, local_only = info.spec, info.config, info.is_local, info.local_only
 
@@ -400,7 +395,7 @@ def _hub_revision(repo_id: str, local_only: bool) -> str | None:
     """The commit that will be loaded: the hub's current one, or the cached snapshot's."""
     if not local_only:
         try:
-            from huggingface_hub import HfApi
+            from huggingface_hub import HfApi  # only where the hub is used
 
             return HfApi().model_info(repo_id, timeout=hub_access.PROBE_TIMEOUT_S * 3).sha
         except Exception:  # no such model, gated, slow: loading reports it in one line

@@ -1,67 +1,39 @@
-"""The `depthscope` command."""
+"""``depthscope analyze MODEL``: plan, load, run the analyses with checkpoints, save, verdict, report."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import os
-import sys
+import contextlib
 import time
 from pathlib import Path
 
-from depthscope.core.allocator import keep_freed_memory
+from depthscope.analyses.catalog import REGISTRY, analysis_class, default_run, runnable
+from depthscope.analyses.settings import setting_help, setting_names
+from depthscope.cli.options import add_model_options, batch_size, model_stem, parse_overrides
+from depthscope.cli.plot import plot_and_report
 from depthscope.core.errors import DepthscopeError
-
-DESCRIPTION = """\
-depthscope measures how a language model uses its depth: how much each layer adds to the
-residual stream, which later computations and predictions depend on it, when the logit lens
-converges, and more (Csordás, Manning & Potts 2025, "Do Language Models Use Their Depth
-Efficiently?"). Works on any Hugging Face decoder-only LM; built-in models run offline.
-"""
-
-EXAMPLES = """\
-examples:
-  depthscope models                          list the built-in models
-  depthscope analyze                         all analyses, 10 prompts, smollm2-135m
-  depthscope analyze gemma3-270m --analyses contributions,logit-lens -n 20
-  depthscope analyze ./my-model --data file:prompts.jsonl --device cuda --dtype bfloat16
-  depthscope plot runs/smollm2-135m          redraw figures from saved results
-"""
-
-
-# Commands defined in their own modules: each has ``add_parser(subparsers)``, which registers the
-# command with ``set_defaults(handler=FUNCTION)``; ``FUNCTION(args)`` returns the exit status.
-COMMAND_MODULES = (
-    "depthscope.experiments.maps.command",
-    "depthscope.results.export",
-    "depthscope.results.compare",
-    "depthscope.experiments.prune.command",
-    "depthscope.experiments.training.scratch_command",
-    "depthscope.experiments.training.finetune_command",
+from depthscope.core.folders import OutputFolder, friendly_os_errors
+from depthscope.core.progress import Progress, make_progress
+from depthscope.data.sources import DEFAULT_SOURCE, default_count, describe_sources
+from depthscope.models.loading.loader import load_model
+from depthscope.models.loading.zoo import DEFAULT_MODEL
+from depthscope.models.placement import resolve_placement
+from depthscope.results.summary import summary_lines, write_summary
+from depthscope.run.distributed import init_distributed
+from depthscope.run.memory import auto_batch_size, available_memory, estimate_run
+from depthscope.run.presets import apply_preset, preset_names
+from depthscope.run.runner import (
+    Run,
+    RunRequest,
+    check_context,
+    describe_model,
+    plan_groups,
+    resolve_analyses,
 )
 
 
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)"
-    )
-    parser.add_argument(
-        "--dtype",
-        default=None,
-        help="float32 (default), bfloat16 or float16; low precision is meant for GPUs",
-    )
-    parser.add_argument(
-        "--device-map",
-        default=None,
-        help="passed to from_pretrained, e.g. auto to spread a large model over GPUs",
-    )
-
-
-def _analysis_help() -> str:
+def analysis_help() -> str:
     """Every analysis with its paper reference and its settings (key, default, meaning)."""
-    from depthscope.analyses.catalog import REGISTRY, default_run, runnable
-    from depthscope.analyses.settings import setting_help
-
     lines = ["analyses (in the paper's order; * = run by --analyses all):"]
     for name in runnable():
         cls = REGISTRY[name]
@@ -74,34 +46,9 @@ def _analysis_help() -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from depthscope.data.sources import DEFAULT_SOURCE, describe_sources
-    from depthscope.models.loading.zoo import DEFAULT_MODEL
-
-    parser = argparse.ArgumentParser(
-        prog="depthscope",
-        description=DESCRIPTION,
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="store_true", help="print the version and exit")
-    parser.add_argument(
-        "--verbose", action="store_true", help="show third-party output (transformers' messages)"
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    sub.add_parser("models", help="list the built-in models and whether they are cached")
-
-    fetch = sub.add_parser(
-        "fetch", help="download and convert a built-in model (done automatically on first use)"
-    )
-    fetch.add_argument("name", help="built-in model name (see `depthscope models`)")
-    fetch.add_argument(
-        "--force", action="store_true", help="rebuild even if a valid cached copy exists"
-    )
-
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     sources = "\n".join(f"  {form:<24} {text}" for form, text in describe_sources())
-    analyze = sub.add_parser(
+    analyze = subparsers.add_parser(
         "analyze",
         help="run analyses on a model and save results, figures and a report",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -109,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         "DIR/figures/ and DIR/report.html. Rerunning the same command resumes an interrupted run "
         "and skips analyses whose results are up to date (without loading the model if all are). "
         "Each analysis runs on its own default data unless --data is given.",
-        epilog=_analysis_help() + "\n\ndata sources:\n" + sources,
+        epilog=analysis_help() + "\n\ndata sources:\n" + sources,
     )
     analyze.add_argument(
         "model",
@@ -139,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument(
         "--preset",
         default=None,
-        choices=["paper"],
+        choices=preset_names(),
         help="paper: the paper's data (hf: when the hub is reachable, else the closest built-in "
         "source), prompt counts and settings per analysis; explicit --data/-n/--set still win "
         "(docs/paper-fidelity.md)",
@@ -152,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     analyze.add_argument(
         "--batch-size",
-        type=_batch_size,
+        type=batch_size,
         default="auto",
         help="intervention rows replayed together, or auto: what fits the free memory of a GPU, "
         "64 on CPU (default: auto); it halves by itself on out-of-memory",
@@ -170,79 +117,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--fresh", action="store_true", help="ignore saved results and checkpoints"
     )
     analyze.add_argument("--no-plots", action="store_true", help="skip figures and the HTML report")
-    _add_model_options(analyze)
+    add_model_options(analyze)
 
-    for module in COMMAND_MODULES:
-        importlib.import_module(module).add_parser(sub)
-
-    plot = sub.add_parser(
-        "plot",
-        help="redraw figures and the report of a run directory from its saved results",
-        description="Redraw DIR/figures/ (PNG and PDF) and DIR/report.html from the saved "
-        "results/*.json alone (no model is loaded), e.g. after upgrading depthscope or copying a "
-        "run directory from a cluster.",
-    )
-    plot.add_argument("run_dir", type=Path, help="a run directory written by depthscope analyze")
-    return parser
+    analyze.set_defaults(handler=run_analyze)
+    return analyze
 
 
-def _parse_overrides(items: list[str]) -> dict[str, str]:
-    overrides = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise DepthscopeError(f"--set expects KEY=VALUE, got {item!r}")
-        prefix, dot, name = key.strip().rpartition(".")
-        overrides[f"{prefix}{dot}{name.replace('-', '_')}"] = value.strip()
-    return overrides
+def default_out(model: str) -> Path:
+    return Path("runs") / model_stem(model)
 
 
-def cmd_models() -> int:
-    from depthscope.models.loading.zoo import BUILTIN_MODELS, cache_dir, is_cached
-
-    header = ("name", "family", "layers", "width", "params", "download", "cached", "source")
-    rows = [
-        (
-            name,
-            info.family,
-            str(info.layers),
-            str(info.hidden_size),
-            f"{info.params_m:.0f}M",
-            f"{info.download_mb:.0f} MB",
-            "yes" if is_cached(name) else "no",
-            info.source,
-        )
-        for name, info in BUILTIN_MODELS.items()
-    ]
-    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
-    for row in (header, *rows):
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )
-    print(f"cache: {cache_dir()} (set DEPTHSCOPE_CACHE to move it)")
-    return 0
-
-
-def cmd_fetch(args: argparse.Namespace) -> int:
-    from depthscope.models.loading.zoo import fetch_builtin, is_cached
-
-    if is_cached(args.name) and not args.force:
-        print(f"{args.name}: already cached in {fetch_builtin(args.name, progress=False)}")
-        return 0
-    fetch_builtin(args.name, progress=True, force=args.force)  # reports its own stages and timing
-    return 0
-
-
-def _default_out(model: str) -> Path:
-    name = Path(model).stem if model.endswith(".gguf") else Path(model.rstrip("/")).name
-    return Path("runs") / (name or "model")
-
-
-def cmd_analyze(args: argparse.Namespace) -> int:
-    from depthscope.core.folders import OutputFolder, friendly_os_errors
-    from depthscope.models.placement import resolve_placement
-    from depthscope.run.distributed import init_distributed
-    from depthscope.run.runner import plan_groups
+def run_analyze(args: argparse.Namespace) -> int:
 
     request, notices = _analyze_request(args)
     groups = plan_groups(request)  # data problems surface here, before anything loads
@@ -265,20 +150,18 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def _analyze_request(args: argparse.Namespace):
     """The run asked for, with a preset folded in; returns it and the preset's notices."""
-    from depthscope.data.sources import default_count
-    from depthscope.run.runner import RunRequest, resolve_analyses
 
     if args.n is not None and args.n < 1:
         raise DepthscopeError("-n must be at least 1")
     if args.batch_size != "auto" and args.batch_size < 1:
         raise DepthscopeError("--batch-size must be at least 1 (or auto)")
     names = resolve_analyses([a.strip() for a in args.analyses.split(",") if a.strip()])
-    overrides = _parse_overrides(args.overrides)
+    overrides = parse_overrides(args.overrides)
     request = RunRequest(
         analyses=names,
         data=args.data,
         n=args.n if args.n is not None else default_count(args.data),
-        out=args.out or _default_out(args.model),
+        out=args.out or default_out(args.model),
         seed=args.seed,
         batch_size=64 if args.batch_size == "auto" else args.batch_size,
         overrides=overrides,
@@ -290,11 +173,6 @@ def _analyze_request(args: argparse.Namespace):
 
 def _run_analyses(args, request, groups, notices, run_dir, placement, dist):
     """Plan (no weights), then load and run what is not up to date; rank 0 owns the directory."""
-    import contextlib
-
-    from depthscope.core.progress import Progress, make_progress
-    from depthscope.models.loading.loader import load_model
-    from depthscope.run.runner import Run, check_context, describe_model
 
     display = make_progress() if dist.is_main else contextlib.nullcontext(Progress())
     with display as progress, contextlib.ExitStack() as held:
@@ -342,7 +220,6 @@ def _run_analyses(args, request, groups, notices, run_dir, placement, dist):
 
 def _report_end(request, run, seconds: float, *, plots: bool) -> None:
     """Statuses, skipped prompts, the verdict, figures and report, total and load time."""
-    from depthscope.results.summary import summary_lines, write_summary
 
     for name in request.analyses:
         print(f"  {name:<16} {run.status[name]:<24} {run.timings.get(name, 0.0):8.1f} s")
@@ -357,7 +234,7 @@ def _report_end(request, run, seconds: float, *, plots: bool) -> None:
             "(--fresh recomputes)"
         )
     if plots:
-        _plot(out)
+        plot_and_report(out)
     load = run.identity.get("load_seconds")
     loaded = (
         f" (model load {load:.1f} s)"
@@ -367,21 +244,8 @@ def _report_end(request, run, seconds: float, *, plots: bool) -> None:
     print(f"done in {seconds:.1f} s{loaded}; results in {out}/")
 
 
-def _batch_size(text: str) -> int | str:
-    """argparse type of --batch-size: a positive integer or "auto"."""
-    if text == "auto":
-        return text
-    try:
-        return int(text)  # the range is checked with the other settings, in one clear line
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive integer or auto, got {text!r}"
-        ) from None
-
-
 def _size_batches(args: argparse.Namespace, request, lm, groups, progress) -> None:
     """Resolve --batch-size auto from free GPU memory, and say what a CPU run will need."""
-    from depthscope.engine.memory import auto_batch_size, available_memory, estimate_run
 
     lengths = [len(s) for g in groups for s in g.prompts.sequences]
     if args.batch_size == "auto":
@@ -395,10 +259,6 @@ def _size_batches(args: argparse.Namespace, request, lm, groups, progress) -> No
 
 def _apply_preset(args: argparse.Namespace, request, overrides: dict[str, str]) -> list[str]:
     """Fold ``--preset`` into the request (explicit options win); returns notices to print."""
-    import dataclasses
-
-    from depthscope.analyses.catalog import analysis_class
-    from depthscope.run.presets import apply_preset
 
     choices = apply_preset(
         args.preset,
@@ -406,9 +266,7 @@ def _apply_preset(args: argparse.Namespace, request, overrides: dict[str, str]) 
         data=args.data,
         n=args.n,
         overrides=overrides,
-        settings_of=lambda name: {
-            f.name for f in dataclasses.fields(analysis_class(name).Settings)
-        },
+        settings_of=lambda name: setting_names(analysis_class(name)),
     )
     request.per_analysis = {name: (c.data, c.n) for name, c in choices.items()}
     request.overrides = {
@@ -416,73 +274,3 @@ def _apply_preset(args: argparse.Namespace, request, overrides: dict[str, str]) 
         **overrides,
     }
     return [c.notice for c in choices.values() if c.notice]
-
-
-def _plot(run_dir: Path) -> None:
-    from depthscope.figures.report import plot_run, write_report
-
-    files = plot_run(run_dir)
-    report = write_report(run_dir)
-    print(f"{len(files)} figure files in {run_dir / 'figures'}; report: {report}")
-
-
-def cmd_plot(args: argparse.Namespace) -> int:
-    from depthscope.core.folders import OutputFolder
-
-    OutputFolder(args.run_dir).require_run()
-    _plot(args.run_dir)
-    return 0
-
-
-def _quiet_libraries() -> None:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import warnings
-
-    warnings.filterwarnings("ignore", category=UserWarning, module="transformers")
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-    except ImportError:  # transformers is a hard dependency; this only guards odd installs
-        pass
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.version:
-        from depthscope import __version__
-
-        print(__version__)
-        return 0
-    if args.command is None:
-        parser.print_help()
-        return 0
-    if not args.verbose:
-        _quiet_libraries()
-    keep_freed_memory()
-    handlers = {
-        "models": lambda: cmd_models(),
-        "fetch": lambda: cmd_fetch(args),
-        "analyze": lambda: cmd_analyze(args),
-        "plot": lambda: cmd_plot(args),
-    }
-    handler = handlers.get(args.command) or (lambda: args.handler(args))
-    from depthscope.run.runner import RunInterrupted
-
-    try:
-        return handler()
-    except RunInterrupted as exc:
-        print(f"depthscope: {exc}", file=sys.stderr)
-        return 130
-    except DepthscopeError as exc:
-        print(f"depthscope: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("depthscope: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

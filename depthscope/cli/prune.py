@@ -7,7 +7,15 @@ import time
 from pathlib import Path
 
 from depthscope.core.errors import DepthscopeError
-from depthscope.experiments.prune.settings import CRITERIA, DEFAULT_CRITERIA, PruneSettings
+from depthscope.core.files import atomic_write_json
+from depthscope.core.progress import RichProgress
+from depthscope.data.sources import load_examples
+from depthscope.experiments.prune.figures import draw_prune
+from depthscope.experiments.prune.pipeline import check_run, run_prune, table_lines
+from depthscope.experiments.prune.settings import CRITERIA, DEFAULT_CRITERIA, PruneSettings, specs
+from depthscope.experiments.prune.surgery import save_pruned
+from depthscope.models.loading.loader import load_model
+from depthscope.models.loading.zoo import DEFAULT_MODEL
 
 DEFAULTS = PruneSettings(max_drop=4)
 
@@ -21,7 +29,6 @@ examples:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``prune`` on the ``depthscope`` command's subparsers."""
-    from depthscope.models.loading.zoo import DEFAULT_MODEL
 
     parser = subparsers.add_parser(
         "prune",
@@ -151,13 +158,6 @@ def _stem(spec: str) -> str:
 
 
 def run_prune_command(args: argparse.Namespace) -> int:
-    from depthscope.core.files import atomic_write_json
-    from depthscope.core.progress import RichProgress
-    from depthscope.data.sources import load_examples
-    from depthscope.experiments.prune.pipeline import check_run, run_prune, table_lines
-    from depthscope.experiments.prune.settings import specs
-    from depthscope.experiments.prune.surgery import save_pruned
-    from depthscope.models.loading.loader import load_model
 
     settings = settings_from_args(args)
     settings.check()
@@ -188,7 +188,6 @@ def run_prune_command(args: argparse.Namespace) -> int:
 
 
 def _plot(doc: dict, folder: Path) -> list[Path]:
-    from depthscope.experiments.prune.figures import draw_prune
 
     return draw_prune(doc, folder)
 

@@ -11,7 +11,19 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
+import torch
+
 from depthscope.core.errors import DepthscopeError
+from depthscope.core.files import atomic_write_json
+from depthscope.core.progress import Progress, RichProgress
+from depthscope.data.sources import load_examples
+from depthscope.experiments.maps.fit import fit_linear_maps
+from depthscope.figures.files import plot_result
+from depthscope.models.loading.loader import load_model
+from depthscope.models.placement import resolve_placement
+from depthscope.results.document import Result
+from depthscope.run.distributed import init_distributed
+from depthscope.run.runner import package_versions
 
 DEFAULT_DATA = "builtin:text"
 # builtin:text gives ~39k aligned tokens for gemma3-270m -> smollm2-135m; 30k + 6k fit with room,
@@ -96,7 +108,6 @@ def _stem(spec: str) -> str:
 
 def iter_texts(spec: str, seed: int) -> Iterator[str]:
     """Texts of ``spec``, loaded in growing rounds as they are consumed (sources are prefix-stable)."""
-    from depthscope.data.sources import load_examples
 
     n, seen = 256, 0
     while True:
@@ -135,8 +146,6 @@ def _settings(args: argparse.Namespace) -> dict:
 
 def _fit(args: argparse.Namespace, texts, device: str, group, progress) -> tuple:
     """Load both models on ``device`` and fit; returns (data, source, target)."""
-    from depthscope.experiments.maps.fit import fit_linear_maps
-    from depthscope.models.loading.loader import load_model
 
     models = []
     if not group.is_main:
@@ -180,11 +189,6 @@ def run_map(args: argparse.Namespace) -> int:
     Under torchrun/srun every process fits on its share of the texts and the sums are combined;
     only rank 0 writes the result, run.json and figures.
     """
-    from depthscope.core.files import atomic_write_json
-    from depthscope.core.progress import Progress, RichProgress
-    from depthscope.models.placement import resolve_placement
-    from depthscope.results.document import Result
-    from depthscope.run.distributed import init_distributed
 
     _check(args)
     started = time.perf_counter()
@@ -223,19 +227,12 @@ def run_map(args: argparse.Namespace) -> int:
 
 
 def _plot(result, folder: Path) -> list[Path]:
-    try:
-        from depthscope.figures.files import plot_result
-    except ImportError:
-        return []
     return plot_result(result, folder)
 
 
 def _run_doc(args, source, target, data: dict, started_at: str, seconds: float) -> dict:
-    import torch
 
     try:
-        from depthscope.run.runner import package_versions
-
         versions = package_versions()
     except ImportError:
         versions = {"torch": torch.__version__}

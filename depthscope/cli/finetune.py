@@ -1,54 +1,43 @@
 """``depthscope finetune MODEL``: E12 at laptop scale — fully fine-tune a causal LM on arithmetic.
 
-The paper (App. D.5) fine-tunes Llama 3.2 3B on DeepMind arithmetic and finds that later layers
-only seem to matter more: the depth where operand tokens stop mattering does not move. This command
-fine-tunes any model depthscope loads (built-in ``smollm2-135m`` included) with the paper's recipe
-scaled down (docs/training.md) and writes a model folder that ``depthscope analyze`` loads.
+Fine-tunes any model depthscope loads (built-in ``smollm2-135m`` included) with the paper's recipe
+scaled down (:mod:`depthscope.experiments.training.e12`, docs/training.md) and writes a model
+folder that ``depthscope analyze`` loads.
 """
 
 from __future__ import annotations
 
 import argparse
-import random
-from collections import defaultdict
 from pathlib import Path
 
-from depthscope.core.errors import DepthscopeError
-from depthscope.data.example import Example
-from depthscope.data.sources import DM_ARITH
-from depthscope.experiments.training.loop import TrainJob, TrainSettings, claim_out, train
-from depthscope.experiments.training.models import count_parameters
-from depthscope.experiments.training.options import (
+from depthscope.cli.training import (
     add_threads_option,
     add_training_options,
     apply_threads,
     settings_from_args,
     summary_lines,
 )
-from depthscope.experiments.training.packing import Draw, TokenizedExample, tokenize_example
-from depthscope.experiments.training.scratch_command import eval_sets as dm_eval_sets
-
-DEFAULT_DATA = DM_ARITH
-DEFAULT_POOL = 2000
-DEFAULT_EVAL_EXAMPLES = 16
-MIN_FILE_FOR_HELDOUT = 10
-
-# E12's hyper-parameters scaled to a laptop (paper: AdamW lr 2e-5 constant after 100 warmup steps,
-# wd 0, grad clip 1, 10k steps, batch 64 × 512 tokens); see docs/training.md.
-DEFAULTS = TrainSettings(
-    steps=200,
-    batch_size=4,
-    seq_len=96,
-    lr=1e-4,
-    schedule="constant",
-    warmup=10,
-    min_lr_ratio=1.0,
-    weight_decay=0.0,
-    grad_clip=1.0,
-    loss="all",
-    checkpoint_every=50,
-    log_every=10,
+from depthscope.core.errors import DepthscopeError
+from depthscope.core.progress import make_progress
+from depthscope.data.prompts import tokenize
+from depthscope.data.sources import DM_ARITH
+from depthscope.engine.batch import pad_id as tokenizer_pad_id
+from depthscope.experiments.training.e11 import eval_sets as dm_eval_sets
+from depthscope.experiments.training.e11 import training_draw
+from depthscope.experiments.training.e12 import (
+    DEFAULT_DATA,
+    DEFAULT_EVAL_EXAMPLES,
+    DEFAULT_POOL,
+    DEFAULTS,
+    check_answers,
+    dm_arith_scale,
+    load_data,
+    pool_draw,
 )
+from depthscope.experiments.training.loop import TrainJob, claim_out, train
+from depthscope.experiments.training.models import count_parameters
+from depthscope.experiments.training.packing import tokenize_example
+from depthscope.models.loading.loader import load_model
 
 EXAMPLES = """\
 examples:
@@ -100,78 +89,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
-def _by_level(name: str, examples: list[Example]) -> dict[str, list[Example]]:
-    groups: dict[str, list[Example]] = defaultdict(list)
-    for example in examples:
-        if example.answer:
-            key = name if example.level is None else f"{name}/level-{example.level}"
-            groups[key].append(example)
-    return dict(groups)
-
-
-def dm_arith_scale(spec: str) -> str | None:
-    """``builtin:dm-arith[:SCALE]`` -> the scale, anything else -> None.
-
-    Fine-tuning a pretrained model follows the paper's E12 and trains on ``dm`` when no scale is
-    named (``--data builtin:dm-arith:small`` for small); analyses default to ``small``.
-    """
-    from depthscope.data.sources import dm_arith_scale as scale_of
-
-    return scale_of(spec, default="dm")
-
-
-def load_data(
-    spec: str, pool: int, n_eval: int, seed: int
-) -> tuple[list[Example] | None, dict[str, list[Example]], str]:
-    """Training examples (None: drawn live from the DM-arith generator), evaluation sets, a note."""
-    from depthscope.data.sources import load_examples
-
-    spec = spec.strip()
-    if dm_arith_scale(spec):
-        return None, {}, ""
-    if spec.startswith("file:"):
-        examples = load_examples(spec, None, seed=seed)
-        order = list(range(len(examples)))
-        random.Random(f"depthscope:finetune-split:{seed}").shuffle(order)
-        answered = [i for i in order if examples[i].answer]
-        if len(examples) < MIN_FILE_FOR_HELDOUT or not answered:
-            return examples, {}, f"{spec}: no held-out evaluation (too few examples with answers)"
-        held = set(answered[: min(n_eval, len(examples) // MIN_FILE_FOR_HELDOUT)])
-        train_examples = [examples[i] for i in order if i not in held]
-        return train_examples, _by_level("heldout", [examples[i] for i in sorted(held)]), ""
-    examples = load_examples(spec, pool, seed=seed)
-    held = load_examples(spec, n_eval, seed=seed + 1)
-    note = f"{spec}: held-out examples come from another seed; small problem spaces may repeat"
-    return examples, _by_level("heldout", held), note
-
-
-def check_answers(spec: str, examples: list[Example] | None, loss: str) -> None:
-    """``--loss answer`` needs every training example to have an answer."""
-    if loss != "answer" or examples is None:
-        return
-    missing = sum(1 for example in examples if not example.answer)
-    if missing:
-        raise DepthscopeError(
-            f"--loss answer needs an answer for every example, but {missing} of {len(examples)} "
-            f"examples of {spec} have none; use --loss all, or a source with answers "
-            f'({DM_ARITH}, builtin:arith-chain, a .jsonl with "prompt" and "answer")'
-        )
-
-
-def _pool_draw(pool: list[TokenizedExample]) -> Draw:
-    def draw(rng: random.Random) -> TokenizedExample:
-        return pool[rng.randrange(len(pool))]
-
-    return draw
-
-
 def run_finetune(args: argparse.Namespace) -> int:
     """The ``finetune`` command; returns the exit status (errors are raised as DepthscopeError)."""
-    from depthscope.core.progress import make_progress
-    from depthscope.data.prompts import tokenize
-    from depthscope.engine.batch import pad_id as tokenizer_pad_id
-    from depthscope.experiments.training.scratch_command import training_draw
-    from depthscope.models.loading.loader import load_model
 
     settings = settings_from_args(args, DEFAULTS)
     settings.check()
@@ -206,7 +125,7 @@ def run_finetune(args: argparse.Namespace) -> int:
             sets = dm_eval_sets(tokenizer, args.eval_examples, settings.seed, scale)
         else:
             pool = [tokenize_example(tokenizer, e) for e in examples]
-            draw = _pool_draw(pool)
+            draw = pool_draw(pool)
             sets = {
                 name: [tokenize_example(tokenizer, e) for e in group]
                 for name, group in eval_examples.items()

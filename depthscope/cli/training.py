@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
+
+from depthscope.core.errors import DepthscopeError
 from depthscope.experiments.training.loop import LOSS_MODES, TrainSettings
 
 
@@ -89,13 +92,10 @@ def add_threads_option(parser: argparse.ArgumentParser) -> None:
 
 
 def apply_threads(args: argparse.Namespace) -> None:
-    from depthscope.core.errors import DepthscopeError
 
     if args.threads < 0:
         raise DepthscopeError("--threads must be at least 1 (or 0 for torch's default)")
     if args.threads:
-        import torch
-
         torch.set_num_threads(args.threads)
 
 

@@ -1,0 +1,61 @@
+"""``depthscope compare RUN RUN ...``: overlay runs of different models by relative depth."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from depthscope.results.compare import compare_runs, quantities
+from depthscope.results.summary import Summary
+
+EXAMPLES = """\
+examples:
+  depthscope compare runs/smollm2-135m runs/gemma3-270m --out runs/compare
+  depthscope compare runs/a runs/b runs/c --quantities future-effect,lens-overlap
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``compare`` on the ``depthscope`` command's subparsers."""
+    parser = subparsers.add_parser(
+        "compare",
+        help="overlay runs of different models by relative depth, with their verdicts",
+        description="Overlay the profiles of two or more run directories by relative depth l/L "
+        "(relative contribution, cosine, future effect, future/current output change, logit-lens "
+        "KL and overlap) and put their verdicts side by side. Writes DIR/compare.json, "
+        "DIR/compare.html and DIR/figures/compare_*.png/pdf.",
+        epilog=EXAMPLES + "\nquantities: " + ", ".join(quantities()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs") / "compare",
+        help="output directory (default: runs/compare)",
+    )
+    parser.add_argument(
+        "--quantities",
+        default=None,
+        help="comma-separated quantities (default: every one that all runs have)",
+    )
+    parser.add_argument("--no-plots", action="store_true", help="skip the figures")
+    parser.set_defaults(handler=run_compare)
+    return parser
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    wanted = (
+        [q.strip() for q in args.quantities.split(",") if q.strip()] if args.quantities else None
+    )
+    doc = compare_runs(args.runs, args.out, wanted, plots=not args.no_plots)
+    for run in doc["runs"]:
+        print(f"{run['label']} ({run['n_layers']} layers, {run['run_dir']}):")
+        summary = Summary.from_json(run["verdict"])
+        for finding in summary.findings:
+            print(f"  {finding.title:<30} {finding.headline}")
+    print(
+        f"{len(doc['quantities'])} quantities compared; results in {args.out}/ "
+        "(compare.json, compare.html, figures/)"
+    )
+    return 0
