@@ -49,10 +49,12 @@ class PaperRef:
 class Profile:
     """A per-layer (or per-boundary) profile that a card offers to the verdict and to compare.
 
-    ``read`` computes it from a saved result's ``data``. A profile with an ``indicator`` name is
-    evidence for the transition (the second regime's start): its change point is expected to be a
-    step ``expected`` ("down" or "up"), fitted in log scale when ``log`` (positive ratios and
-    norms). ``order`` places it among the indicators; the lowest present one is the verdict's basis.
+    ``read`` computes it from a saved result's ``data`` (as the analysis aggregates it, e.g. the
+    paper's max over prompts). ``per_prompt`` gives it per prompt with each prompt's weight, so
+    the verdict can use the weighted mean over prompts and resample prompts for its intervals. A
+    profile with an ``indicator`` name is evidence for the transition (the second regime's
+    start): its change point is expected to be a step ``expected`` ("down" or "up"), fitted in log
+    scale when ``log`` (positive ratios and norms). ``order`` places it among the indicators.
     """
 
     name: str  # compare's quantity name, e.g. "future-effect"
@@ -64,6 +66,25 @@ class Profile:
     figure: str = ""  # stem of the figure that shows it
     order: int = 100
     axis: str = "layer"  # "layer" (layers 0..L-1) or "boundary" (residual boundaries 0..L)
+    per_prompt: Callable[[dict], tuple[np.ndarray, np.ndarray]] | None = None
+
+
+PerPrompt = Callable[[dict], tuple[np.ndarray, np.ndarray]]
+
+
+def per_prompt_key(
+    key: str, weight: str | None = None, of: Callable[[object], np.ndarray] | None = None
+) -> PerPrompt:
+    """Per-prompt profiles from ``data["per_prompt"][i][key]`` (through ``of`` if given), each
+    prompt weighted by its entry's ``weight`` field (1 without one)."""
+
+    def read(data: dict) -> tuple[np.ndarray, np.ndarray]:
+        entries = data["per_prompt"]
+        values = np.stack([np.asarray(of(e[key]) if of else e[key], dtype=float) for e in entries])
+        weights = np.array([float(e.get(weight, 1)) if weight else 1.0 for e in entries])
+        return values, weights
+
+    return read
 
 
 def data_key(key: str) -> Callable[[dict], np.ndarray]:

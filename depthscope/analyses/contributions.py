@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from depthscope.analyses.base import Analysis, PromptBatch, Tally
-from depthscope.analyses.card import PaperRef, Preset, Profile, data_key
+from depthscope.analyses.card import PaperRef, Preset, Profile, data_key, per_prompt_key
 from depthscope.analyses.catalog import register
 from depthscope.data.sources import DEFAULT_SOURCE, GSM8K
 from depthscope.engine.state import state_type
@@ -48,6 +48,7 @@ MEANS = (
     "norm_resid",
 )
 MAXES = ("rel_att", "rel_mlp", "rel_layer", "norm_att", "norm_mlp", "norm_resid")
+PER_PROMPT = ("rel_layer", "cos_layer")  # kept per prompt: the verdict resamples prompts
 
 
 @dataclass
@@ -66,6 +67,8 @@ class ContributionSettings:
 class ContributionState:
     means: dict = field(default_factory=lambda: {k: Mean() for k in MEANS})
     maxes: dict = field(default_factory=lambda: {k: Max() for k in MAXES})
+    # per prompt: its token count and token-means of the transition indicators (resampling)
+    per_prompt: list = field(default_factory=list)
     tally: Tally = field(default_factory=Tally)
 
 
@@ -108,7 +111,8 @@ class Contributions(Analysis):
             data_key("rel_layer"),
             indicator="relative contribution",
             figure="contributions_mean_relative_contribution",
-            order=2,
+            order=3,
+            per_prompt=per_prompt_key("rel_layer", weight="n_tokens"),
         ),
         Profile(
             "cosine",
@@ -118,7 +122,8 @@ class Contributions(Analysis):
             expected="up",
             log=False,  # signed
             figure="contributions_avg_cossims",
-            order=3,
+            order=4,
+            per_prompt=per_prompt_key("cos_layer", weight="n_tokens"),
         ),
     )
     presets = {
@@ -145,6 +150,7 @@ class Contributions(Analysis):
         n_valid = int(valid.sum())
         sums = {k: [] for k in MEANS}
         maxes = {k: [] for k in MAXES}
+        row_sums = {k: [] for k in PER_PROMPT}
         for layer in range(trace.n_layers):
             q = layer_quantities(
                 trace.resid[layer],
@@ -155,6 +161,8 @@ class Contributions(Analysis):
             )
             for key in MEANS:
                 sums[key].append(q[key][valid].double().sum())
+            for key in PER_PROMPT:
+                row_sums[key].append((q[key].double() * valid).sum(dim=1))
             for key in MAXES:
                 maxes[key].append(masked_max(q[key].flatten(), valid.flatten()))
         for key in MEANS:
@@ -163,6 +171,12 @@ class Contributions(Analysis):
             state.maxes[key].add(torch.stack(maxes[key]))
         state.tally.n_prompts += len(batch.prompt_ids)
         state.tally.n_tokens += n_valid
+        for row, prompt_id in batch:
+            length = batch.length(row)
+            entry = {"prompt": prompt_id, "n_tokens": length}
+            for key in PER_PROMPT:
+                entry[key] = torch.stack([s[row] for s in row_sums[key]]).cpu() / length
+            state.per_prompt.append(entry)
 
     def finish(self, state: ContributionState) -> dict:
         self.require_some(state, "pass at least one prompt")
@@ -172,6 +186,7 @@ class Contributions(Analysis):
             data[name] = state.means[key].value
         for key in MAXES:
             data["max_" + key] = state.maxes[key].value
+        data["per_prompt"] = sorted(state.per_prompt, key=lambda e: e["prompt"])
         return data
 
     @classmethod

@@ -21,12 +21,20 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from depthscope.analyses import rules
+from depthscope.analyses import bootstrap, rules
 from depthscope.analyses.base import Analysis, PromptBatch, PromptView, Tally
-from depthscope.analyses.card import Finding, PaperRef, Preset, Profile, VerdictRule, data_key
+from depthscope.analyses.card import (
+    Finding,
+    PaperRef,
+    Preset,
+    Profile,
+    VerdictRule,
+    data_key,
+    per_prompt_key,
+)
 from depthscope.analyses.catalog import register
 from depthscope.analyses.splits import SplitSettings, splits_for
-from depthscope.analyses.verdict import at, rel
+from depthscope.analyses.verdict import rel
 from depthscope.data.sources import DEFAULT_SOURCE, GSM8K
 from depthscope.engine.interventions import PARTS, Knockout
 from depthscope.engine.state import state_type
@@ -110,27 +118,63 @@ def later_layer_effect(effect) -> np.ndarray:
     return np.array([finite_mean(effect[s, s + 1 :]) for s in range(effect.shape[0])])
 
 
+def _future_use_count(values: np.ndarray) -> int | None:
+    use = rules.future_use(values)
+    return None if use is None else len(use.layers)
+
+
+def _future_use_deepest(values: np.ndarray) -> int | None:
+    use = rules.future_use(values)
+    return None if use is None or not use.layers else max(use.layers)
+
+
 def future_use(result: Result, n_layers: int | None) -> Finding | None:
-    """Layers whose future output change reaches a fraction of the first-half median."""
-    output_change = result.data["output_change"]
+    """Layers whose future output change reaches a fraction of the first-half median.
+
+    On the mean over prompts of the per-prompt output changes, resampled for the intervals;
+    results saved without per-prompt data use the saved aggregate, without intervals.
+    """
+    entries = result.data.get("per_prompt")
+    if entries:
+        values, weights = per_prompt_key("output_change")(result.data)
+        output_change = bootstrap.weighted_mean(values, weights)
+    else:
+        output_change = np.asarray(result.data["output_change"], dtype=float)
     use = rules.future_use(output_change)
     if use is None:
         return None
+    count_interval = deepest_interval = None
+    if entries:
+        count_interval = bootstrap.bootstrap(
+            values, weights, lambda rows: rules.per_row(_future_use_count, rows)
+        )
+        deepest_interval = bootstrap.bootstrap(
+            values, weights, lambda rows: rules.per_row(_future_use_deepest, rows)
+        )
     n = n_layers or len(output_change)
     half = n // 2
     second = [layer for layer in use.layers if layer >= half]
     deepest = max(use.layers) if use.layers else None
+    count = f"{len(use.layers)}" + (
+        f" [{count_interval.low:.0f}, {count_interval.high:.0f}]"
+        if count_interval and count_interval.low is not None
+        else ""
+    )
+    deepest_text = f"layer {deepest_interval.text()}" if deepest_interval else f"layer {deepest}"
     sentence = (
-        f"{len(use.layers)} of {n} layers change future predictions by at least "
-        f"{rules.FUTURE_FRACTION:g}× the first-half median ({use.reference:.3g}): "
-        f"{rules.layer_ranges(use.layers)}; {len(second)} of the {n - half} second-half layers do"
+        f"{count} of {n} layers change future predictions by at least "
+        f"{rules.FUTURE_FRACTION:g}× the first-half median ({use.reference:.3g}) of the mean "
+        f"output change: {rules.layer_ranges(use.layers)}; {len(second)} of the {n - half} "
+        f"second-half layers do"
     )
     if deepest is not None:
-        sentence += f"; the deepest is layer {deepest} (relative depth {rel(deepest, n):.2f})"
+        sentence += f"; the deepest is {deepest_text} (relative depth {rel(deepest, n):.2f})"
     return Finding(
         key="future_use",
         title="Layers used by future tokens",
-        headline=f"{len(use.layers)} of {n}; deepest {at(deepest, n)}",
+        headline=f"{count} of {n}; deepest {deepest_text}"
+        if deepest is not None
+        else f"{count} of {n}",
         sentence=sentence + ".",
         layer=deepest,
         relative_depth=rel(deepest, n),
@@ -141,6 +185,9 @@ def future_use(result: Result, n_layers: int | None) -> Finding | None:
             "fraction": round(len(use.layers) / n, 3),
             "reference": use.reference,
             "threshold": use.threshold,
+            "count_interval": count_interval.as_json() if count_interval else None,
+            "deepest_interval": deepest_interval.as_json() if deepest_interval else None,
+            "aggregate": "mean over prompts" if entries else "as saved",
         },
         figures=[f"{result.analysis}_output_change_layer"],
         analyses=[result.analysis],
@@ -278,7 +325,10 @@ class CurrentEffects(_EffectsBase):
             "current-output-change",
             "current output change",
             data_key("output_change"),
+            indicator="current output change",
             figure="current-effects_output_change_layer",
+            order=2,
+            per_prompt=per_prompt_key("output_change"),
         ),
     )
     presets = {
@@ -307,6 +357,7 @@ class FutureEffects(_EffectsBase):
             indicator="future effect on later layers",
             figure="future-effects_effect_layer",
             order=0,
+            per_prompt=per_prompt_key("effect", of=later_layer_effect),
         ),
         Profile(
             "future-output-change",
@@ -315,6 +366,7 @@ class FutureEffects(_EffectsBase):
             indicator="future output change",
             figure="future-effects_output_change_layer",
             order=1,
+            per_prompt=per_prompt_key("output_change"),
         ),
     )
     verdict = (VerdictRule("future_use", "Layers used by future tokens", future_use),)

@@ -21,9 +21,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from depthscope.analyses import rules
+from depthscope.analyses import bootstrap, rules
 from depthscope.analyses.base import Analysis, PromptBatch, Tally
-from depthscope.analyses.card import Finding, PaperRef, Preset, Profile, VerdictRule, data_key
+from depthscope.analyses.card import (
+    Finding,
+    PaperRef,
+    Preset,
+    Profile,
+    VerdictRule,
+    data_key,
+    per_prompt_key,
+)
 from depthscope.analyses.catalog import register
 from depthscope.analyses.verdict import at, rel
 from depthscope.data.sources import DEFAULT_SOURCE, GSM8K
@@ -144,35 +152,72 @@ class LensState:
     kl: Mean = field(default_factory=Mean)
     overlap: Mean = field(default_factory=Mean)
     tables: list = field(default_factory=list)  # per-position top tokens of the first prompts
+    # per prompt: token-means of KL and overlap and the prompt's weight in the mean (resampling)
+    per_prompt: list = field(default_factory=list)
     tally: Tally = field(default_factory=Tally)
 
 
 def lens_convergence(result: Result, n_layers: int | None) -> Finding:
-    """First boundary whose top-k overlap reaches 0.5; boundary from which KL stays low."""
+    """First boundary whose top-k overlap reaches 0.5; boundary from which KL stays low.
+
+    On the (weighted) mean over prompts, with intervals from resampled prompts where the result
+    keeps per-prompt profiles.
+    """
     data = result.data
     overlap = np.asarray(data.get("topk_overlap", []), dtype=float)
     kl = np.asarray(data.get("kl", []), dtype=float)
+    first, kl_low, kl_ref = rules.lens_boundaries(kl, overlap)
     n = n_layers or max(len(overlap), len(kl))
     k = result.settings.get("k", 5)
-    first = rules.first_at_least(overlap, rules.LENS_OVERLAP) if overlap.size else None
-    kl_ref = rules.first_half_median(kl)
-    kl_low = None if kl_ref is None else rules.stays_below_from(kl, rules.LENS_KL_FRACTION * kl_ref)
+    first_interval = kl_interval = None
+    if data.get("per_prompt"):
+        kls, weights = per_prompt_key("kl", weight="weight")(data)
+        overlaps, _ = per_prompt_key("topk_overlap", weight="weight")(data)
+        both = np.concatenate([kls, overlaps], axis=1)  # one draw resamples both alike
+        width = kls.shape[1]
+
+        def boundary(which: int):
+            def statistic(rows: np.ndarray) -> np.ndarray:
+                return rules.per_row(
+                    lambda row: rules.lens_boundaries(row[:width], row[width:])[which], rows
+                )
+
+            return statistic
+
+        first_interval = bootstrap.bootstrap(both, weights, boundary(0))
+        kl_interval = bootstrap.bootstrap(both, weights, boundary(1))
+
+    def where(index: int | None, interval) -> str:
+        text = at(index, n)
+        if interval is None or index is None:
+            return text
+        return f"layer {interval.text()}" + text.removeprefix(f"layer {index}")
+
     if first is not None:
         overlap_text = (
             f"top-{k} overlap with the output first reaches {rules.LENS_OVERLAP:g} at the input "
-            f"of {at(first, n)}"
+            f"of {where(first, first_interval)}"
         )
     else:
         overlap_text = f"top-{k} overlap never reaches {rules.LENS_OVERLAP:g}"
     level = f"{rules.LENS_KL_FRACTION:g}× its first-half median"
     if kl_low is not None:
-        kl_text = f"KL stays below {level} ({kl_ref:.3g}) from the input of {at(kl_low, n)} on"
+        kl_text = (
+            f"KL stays below {level} ({kl_ref:.3g}) from the input of "
+            f"{where(kl_low, kl_interval)} on"
+        )
     else:
         kl_text = f"KL never stays below {level}"
+
+    def short(index: int | None, interval) -> str:
+        if index is None:
+            return "never"
+        return f"boundary {interval.text()}" if interval else at(index, n, "boundary")
+
     return Finding(
         key="lens",
         title="Logit-lens convergence",
-        headline=f"overlap {at(first, n, 'boundary')}; KL {at(kl_low, n, 'boundary')}",
+        headline=f"overlap {short(first, first_interval)}; KL {short(kl_low, kl_interval)}",
         sentence=f"The logit lens: {overlap_text}; {kl_text}.",
         layer=first,
         relative_depth=rel(first, n),
@@ -181,6 +226,8 @@ def lens_convergence(result: Result, n_layers: int | None) -> Finding:
             "kl_boundary": kl_low,
             "kl_relative_depth": rel(kl_low, n),
             "kl_first_half_median": kl_ref,
+            "overlap_interval": first_interval.as_json() if first_interval else None,
+            "kl_interval": kl_interval.as_json() if kl_interval else None,
         },
         figures=[f"{result.analysis}_topk_overlaps", f"{result.analysis}_kl_div"],
         analyses=[result.analysis],
@@ -203,8 +250,9 @@ class LogitLens(Analysis):
             data_key("kl"),
             indicator="logit-lens KL",
             figure="logit-lens_kl_div",
-            order=4,
+            order=5,
             axis="boundary",
+            per_prompt=per_prompt_key("kl", weight="weight"),
         ),
         Profile(
             "lens-overlap",
@@ -214,8 +262,9 @@ class LogitLens(Analysis):
             expected="up",
             log=False,
             figure="logit-lens_topk_overlaps",
-            order=5,
+            order=6,
             axis="boundary",
+            per_prompt=per_prompt_key("topk_overlap", weight="weight"),
         ),
     )
     verdict = (VerdictRule("lens", "Logit-lens convergence", lens_convergence),)
@@ -261,6 +310,14 @@ class LogitLens(Analysis):
             else:
                 state.kl.add(lens.kl_sum, prompt.length)
                 state.overlap.add(lens.overlap_sum, prompt.length)
+            state.per_prompt.append(
+                {
+                    "prompt": prompt.prompt_id,
+                    "weight": 1 if s.weighting == "prompt" else prompt.length,
+                    "kl": (lens.kl_sum / prompt.length).cpu(),
+                    "topk_overlap": (lens.overlap_sum / prompt.length).cpu(),
+                }
+            )
             if keep:
                 state.tables.append(self._table(batch, prompt.prompt_id, lens))
             self.options.progress.advance(1)
@@ -279,6 +336,7 @@ class LogitLens(Analysis):
     def finish(self, state: LensState) -> dict:
         self.require_some(state, "pass at least one prompt")
         data = {"kl": state.kl.value, "topk_overlap": state.overlap.value}
+        data["per_prompt"] = sorted(state.per_prompt, key=lambda e: e["prompt"])
         if state.tables:
             data["top_tokens"] = sorted(state.tables, key=lambda t: t["prompt"])
         return data

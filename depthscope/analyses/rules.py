@@ -9,7 +9,7 @@ residual boundary ``b`` (``b = l`` is the input of layer ``l``); relative depth 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -40,6 +40,8 @@ class ChangePoint:
     left: float  # median before the split
     right: float  # median from the split on
     significant: bool  # p-value small, step large, and in the expected direction
+    # qualities of the best splits of the random orderings: the null that draws are tested against
+    null: np.ndarray = field(default=None, repr=False, compare=False)
 
     @property
     def direction(self) -> str:
@@ -98,7 +100,9 @@ def change_point(
     step = abs(right - left) / scale if scale > 0 else 0.0
     expected = direction is None or (direction == "down") == (right < left)
     significant = p_value <= MAX_P_VALUE and step >= MIN_STEP and expected
-    return ChangePoint(int(keep[k]), 1.0 - costs[best] / total, p_value, left, right, significant)
+    quality = 1.0 - costs[best] / total
+    null_quality = 1.0 - null / total
+    return ChangePoint(int(keep[k]), quality, p_value, left, right, significant, null_quality)
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,89 @@ class FutureUse:
     layers: list[int]  # layers whose future output change reaches the threshold
     reference: float  # median output change over the first half
     threshold: float
+
+
+def _fit_scale(raw: np.ndarray, log: bool) -> np.ndarray:
+    """Rows as fitted: ``log y`` (clipped at :data:`LOG_FLOOR` of each row's max) or ``y``."""
+    if not log:
+        return raw
+    top = np.maximum(raw.max(axis=1, keepdims=True), 1e-30)
+    return np.log(np.maximum(raw, LOG_FLOOR * top))
+
+
+def change_points(
+    rows: np.ndarray, direction: str | None, *, log: bool, null: np.ndarray
+) -> np.ndarray:
+    """:func:`change_point` for many profiles at once (bootstrap draws): the significant split of
+    each row, NaN where a row has none. ``null`` holds the qualities of random orderings of the
+    all-prompt profile (:attr:`ChangePoint.null`); a draw is tested against them, as the
+    all-prompt profile was. Columns not finite in every row are left out (indices refer to the
+    input), as a single profile drops its non-finite values."""
+    rows = np.atleast_2d(np.asarray(rows, dtype=float))
+    keep = np.nonzero(np.isfinite(rows).all(axis=0))[0]
+    out = np.full(rows.shape[0], np.nan)
+    if keep.size < 2 * MIN_SEGMENT:
+        return out
+    raw = rows[:, keep]
+    y = _fit_scale(raw, log)
+    total = np.abs(y - np.median(y, axis=1, keepdims=True)).sum(axis=1)
+    flat = total <= 1e-12 * np.maximum(np.abs(y).max(axis=1), 1e-30)
+    edge = min(min_segment(y.shape[1]), y.shape[1] // 2)
+    splits = range(edge, y.shape[1] - edge + 1)
+    costs = split_costs(y, splits)
+    best = costs.argmin(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        quality = 1.0 - costs[np.arange(len(best)), best] / total
+    beaten = (np.asarray(null)[None, :] >= quality[:, None] - 1e-12).sum(axis=1)
+    p_value = (1 + beaten) / (1 + len(null))
+    k = np.array([splits[b] for b in best])
+    left = np.array([np.median(r[:i]) for r, i in zip(raw, k, strict=True)])
+    right = np.array([np.median(r[i:]) for r, i in zip(raw, k, strict=True)])
+    scale = np.maximum(np.abs(left), np.abs(right))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        step = np.where(scale > 0, np.abs(right - left) / scale, 0.0)
+    expected = (
+        np.full(len(k), True) if direction is None else (direction == "down") == (right < left)
+    )
+    significant = ~flat & (p_value <= MAX_P_VALUE) & (step >= MIN_STEP) & expected
+    out[significant] = keep[k[significant]]
+    return out
+
+
+def normalised_costs(
+    rows: np.ndarray, *, log: bool = False, width: int | None = None
+) -> np.ndarray:
+    """``[rows, width]``: each split's two-segment cost over the no-split cost (1 = no better than
+    one level), at the split's index; NaN where a split is not allowed. Curves of several
+    indicators add up to their joint fit (:func:`joint_change_points`)."""
+    rows = np.atleast_2d(np.asarray(rows, dtype=float))
+    width = rows.shape[1] if width is None else width
+    out = np.full((rows.shape[0], width), np.nan)
+    keep = np.nonzero(np.isfinite(rows).all(axis=0))[0]
+    if keep.size < 2 * MIN_SEGMENT:
+        return out
+    y = _fit_scale(rows[:, keep], log)
+    total = np.abs(y - np.median(y, axis=1, keepdims=True)).sum(axis=1, keepdims=True)
+    edge = min(min_segment(y.shape[1]), y.shape[1] // 2)
+    splits = range(edge, y.shape[1] - edge + 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        costs = split_costs(y, splits) / np.where(total > 0, total, np.nan)
+    for j, k in enumerate(splits):
+        if keep[k] < width:
+            out[:, keep[k]] = costs[:, j]
+    return out
+
+
+def joint_change_points(curves: list[np.ndarray]) -> np.ndarray:
+    """The split that minimises the mean normalised cost of several indicators, per row (NaN if
+    no split is allowed for all of them): one step placed where the indicators together fit two
+    levels best."""
+    stacked = np.stack(curves)  # [indicators, rows, width]
+    joint = stacked.mean(axis=0)
+    out = np.full(joint.shape[0], np.nan)
+    found = np.isfinite(joint).any(axis=1)
+    out[found] = np.nanargmin(np.where(np.isfinite(joint[found]), joint[found], np.inf), axis=1)
+    return out
 
 
 def first_half_median(values: Sequence[float]) -> float | None:
@@ -197,3 +284,20 @@ def layer_ranges(layers: Sequence[int]) -> str:
 
 def _span(run: list[int]) -> str:
     return str(run[0]) if len(run) == 1 else f"{run[0]}–{run[-1]}"
+
+
+def per_row(statistic, rows: np.ndarray) -> np.ndarray:
+    """``statistic`` (a profile -> int or None) on every row; None becomes NaN."""
+    out = [statistic(row) for row in np.atleast_2d(rows)]
+    return np.array([np.nan if v is None else float(v) for v in out])
+
+
+def lens_boundaries(
+    kl: np.ndarray, overlap: np.ndarray
+) -> tuple[int | None, int | None, float | None]:
+    """(first boundary with top-k overlap >= LENS_OVERLAP, boundary from which KL stays below
+    LENS_KL_FRACTION of its first-half median, that median)."""
+    first = first_at_least(overlap, LENS_OVERLAP) if np.size(overlap) else None
+    reference = first_half_median(kl)
+    low = None if reference is None else stays_below_from(kl, LENS_KL_FRACTION * reference)
+    return first, low, reference

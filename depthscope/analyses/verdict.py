@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from depthscope.analyses import rules
+from depthscope.analyses import bootstrap, rules
 from depthscope.analyses.card import Finding
 
 if TYPE_CHECKING:
@@ -76,6 +76,15 @@ def operands_finding(
     stops = operand_stops(maps, row_offset, result.data, n_layers)
     known = [s["boundary"] for s in stops if s["boundary"] is not None]
     deepest = max(known) if known else None
+    # how sure: the deepest prompt's boundary over resampled prompts (few prompts: a wide range)
+    boundaries = np.array([np.nan if s["boundary"] is None else s["boundary"] for s in stops])
+    interval = None
+    if boundaries.size:
+        counts = bootstrap.draws(boundaries.size)
+        drawn = np.where(counts > 0, boundaries[None, :], np.nan)
+        with np.errstate(all="ignore"):
+            samples = np.where(np.isfinite(drawn).any(axis=1), np.nanmax(drawn, axis=1), np.nan)
+        interval = bootstrap.interval_of(None if deepest is None else float(deepest), samples)
     listed = "; ".join(
         f"prompt {s['prompt']}: {at(s['boundary'], n_layers, 'boundary')} ({s['tokens']})"
         for s in stops
@@ -83,14 +92,22 @@ def operands_finding(
     return Finding(
         key="operands",
         title="Operands stop mattering",
-        headline=f"by {at(deepest, n_layers, 'boundary')} (deepest prompt)",
+        headline=(
+            f"by boundary {interval.text()} (deepest prompt)"
+            if interval is not None and deepest is not None
+            else f"by {at(deepest, n_layers, 'boundary')} (deepest prompt)"
+        ),
         sentence=(
             f"Operand tokens stop mattering ({method} stays below {rules.TOKEN_SHARE:g}× its "
             f"maximum) from {listed}."
         ),
         layer=deepest,
         relative_depth=rel(deepest, n_layers),
-        details={"basis": result.analysis, "per_prompt": {result.analysis: stops}},
+        details={
+            "basis": result.analysis,
+            "per_prompt": {result.analysis: stops},
+            "interval": interval.as_json() if interval else None,
+        },
         figures=[figure.format(s["prompt"]) for s in stops],
         analyses=[result.analysis],
     )

@@ -25,12 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
-from depthscope.analyses import rules
-from depthscope.analyses.card import Finding, Profile, VerdictRule
-from depthscope.analyses.catalog import cards
-from depthscope.analyses.verdict import at, rel
+from depthscope.analyses import bootstrap, rules
+from depthscope.analyses.bootstrap import Interval
+from depthscope.analyses.card import Finding, VerdictRule
+from depthscope.analyses.catalog import cards, paper_order
+from depthscope.analyses.verdict import rel
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.files import atomic_write_json
+from depthscope.results import evidence
 from depthscope.results.document import Result
 
 SCHEMA = 1
@@ -84,8 +86,16 @@ def rule_constants() -> dict:
             "min_segment_fraction": rules.MIN_SEGMENT_FRACTION,
             "max_p_value": rules.MAX_P_VALUE,
             "permutations": rules.PERMUTATIONS,
-            "log_scale": [p.indicator for _, p in indicators() if p.log],
+            "log_scale": [p.indicator for _, p in evidence.indicator_profiles() if p.log],
             "min_step": rules.MIN_STEP,
+        },
+        "consensus": evidence.RULE,
+        "bootstrap": {
+            "over": "prompts",
+            "resamples": bootstrap.RESAMPLES,
+            "level": bootstrap.LEVEL,
+            "seed": bootstrap.SEED,
+            "aggregate": "weighted mean over prompts of the per-prompt profiles",
         },
         "future_use_fraction_of_first_half_median": rules.FUTURE_FRACTION,
         "lens_overlap": rules.LENS_OVERLAP,
@@ -134,19 +144,13 @@ def _n_layers(results: dict[str, Result]) -> int | None:
         value = result.model.get("n_layers")
         if isinstance(value, int) and value > 0:
             return value
-    for name, profile in indicators():
+    for name, profile in evidence.indicator_profiles():
         if name in results and profile.axis == "layer":
             return len(profile.read(results[name].data))
     return None
 
 
 # ------------------------------------------------------------------------------ findings
-
-
-def indicators() -> list[tuple[str, Profile]]:
-    """(analysis, profile) of every registered transition indicator, in the verdict's order."""
-    found = [(c.name, p) for c in cards() for p in c.profiles if p.indicator]
-    return sorted(found, key=lambda item: item[1].order)
 
 
 def _no_transition_reason(
@@ -172,65 +176,151 @@ def _verb(point: rules.ChangePoint) -> str:
     return "drops" if point.direction == "down" else "rises"
 
 
-def _point_details(point: rules.ChangePoint | None, n_layers: int | None) -> dict | None:
-    if point is None:
+def with_interval(value: float | None, interval: Interval | None, n_layers: int | None) -> str:
+    """``layer 13 [12, 14] (relative depth 0.43 [0.40, 0.47])``; the interval left out where none
+    was computed (results without per-prompt data)."""
+    if value is None:
+        return "none"
+    text = f"layer {value:.0f}"
+    if interval is not None:
+        text = f"layer {interval.text()}"
+    relative = rel(value, n_layers)
+    if relative is None:
+        return text
+    if interval is None or interval.low is None:
+        return f"{text} (relative depth {relative:.2f})"
+    tail = " or none" if interval.covers_none else ""
+    return (
+        f"{text} (relative depth {relative:.2f} [{rel(interval.low, n_layers):.2f}, "
+        f"{rel(interval.high, n_layers):.2f}{tail}])"
+    )
+
+
+def _interval_details(interval: Interval | None, n_layers: int | None) -> dict | None:
+    if interval is None:
         return None
-    return {
-        "layer": point.index,
-        "relative_depth": rel(point.index, n_layers),
-        "quality": round(point.quality, 3),
-        "p_value": point.p_value,
-        "left_median": point.left,
-        "right_median": point.right,
-        "direction": point.direction,
-        "significant": point.significant,
-    }
+    doc = interval.as_json()
+    doc["relative"] = [rel(interval.low, n_layers), rel(interval.high, n_layers)]
+    return doc
+
+
+def _indicator_details(
+    found: evidence.Indicator, interval: Interval | None, n_layers: int | None
+) -> dict:
+    point = found.point
+    doc: dict = {"analysis": found.analysis, "n_prompts": found.n_prompts}
+    if point is not None:
+        doc.update(
+            {
+                "layer": point.index,
+                "relative_depth": rel(point.index, n_layers),
+                "quality": round(point.quality, 3),
+                "p_value": point.p_value,
+                "left_median": point.left,
+                "right_median": point.right,
+                "direction": point.direction,
+                "significant": point.significant,
+            }
+        )
+    else:
+        doc.update({"layer": None, "significant": False})
+    doc["interval"] = _interval_details(interval, n_layers)
+    doc["expected"] = found.profile.expected
+    doc["axis"] = found.profile.axis
+    doc["figure"] = found.profile.figure
+    doc["profile"] = [None if not np.isfinite(v) else float(v) for v in found.values]
+    return doc
 
 
 def transition(results: dict[str, Result], n_layers: int | None) -> Finding | None:
-    """Change point of the first available indicator (future effect first); the others alongside."""
-    present = [(name, p) for name, p in indicators() if name in results]
-    if not present:
+    """The consensus change point of every transition indicator the run holds (:mod:`.evidence`)."""
+    found = evidence.indicators(results)
+    if not found:
         return None
-    profiles = {p.indicator: p.read(results[name].data) for name, p in present}
-    points = {
-        p.indicator: rules.change_point(profiles[p.indicator], p.expected, log=p.log)
-        for _, p in present
-    }
-    basis, expected = present[0][1].indicator, present[0][1].expected
-    primary = points[basis]
-    agree = [
-        f"the {name} {_verb(p)} at layer {p.index}"
-        for name, p in points.items()
-        if p is not None and name != basis and p.significant
-    ]
-    also = f"; {', '.join(agree)}" if agree else ""
+    intervals = {i.name: i.interval() for i in found}
+    agreed = evidence.consensus(found, intervals)
     common = {
         "key": "transition",
         "title": TRANSITION,
         "details": {
-            "basis": basis,
-            "profiles": {name: _point_details(p, n_layers) for name, p in points.items()},
+            "basis": "consensus",
+            "rule": evidence.RULE,
+            "profiles": {i.name: _indicator_details(i, intervals[i.name], n_layers) for i in found},
+            "consensus": {
+                "layer": agreed.layer,
+                "relative_depth": rel(agreed.layer, n_layers),
+                "interval": _interval_details(agreed.interval, n_layers),
+                "members": agreed.members,
+                "groups": agreed.groups,
+                "agreed": agreed.agreed,
+            },
         },
-        "figures": [p.figure for _, p in present],
-        "analyses": list(dict.fromkeys(name for name, _ in present)),
+        "figures": [i.profile.figure for i in found],
+        "analyses": list(dict.fromkeys(i.analysis for i in found)),
     }
-    if primary is None or not primary.significant:
-        reason = _no_transition_reason(primary, profiles[basis], expected)
-        sentence = f"No transition: the {basis} has no clear two-level step ({reason}){also}."
+    flat = [
+        f"{i.name} ({_no_transition_reason(i.point, i.values, i.profile.expected)})"
+        for i in found
+        if not i.significant
+    ]
+    if agreed.layer is None:
+        sentence = f"No transition: no indicator has a clear two-level step: {'; '.join(flat)}."
         return Finding(headline="none", sentence=sentence, **common)
-    sentence = (
-        f"The second regime starts at layer {primary.index} of {n_layers} (relative depth "
-        f"{rel(primary.index, n_layers):.2f}): the {basis} {_verb(primary)} from a median "
-        f"{primary.left:.3g} to {primary.right:.3g} (p = {primary.p_value:.3f} against random layer orders){also}."
-    )
+
+    by_name = {i.name: i for i in found}
+
+    def shown(name: str) -> str:
+        item = by_name[name]
+        text = intervals[name].text() if intervals[name] else f"{item.point.index}"
+        return f"{name} {_verb(item.point)} at {text} (p = {item.point.p_value:.3f})"
+
+    where = with_interval(agreed.layer, agreed.interval, n_layers)
+    no_step = f"; no step in the {', '.join(flat)}" if flat else ""
+    if agreed.agreed:
+        sentence = (
+            f"The second regime starts at {where} of {n_layers}: the joint split of "
+            f"{len(agreed.members)} of {len(found)} indicators, which agree within their 90 % "
+            f"intervals: {'; '.join(shown(n) for n in agreed.members)}{no_step}."
+        )
+        headline = where
+    else:
+        groups = "; ".join(
+            f"{', '.join(group)} {_group_text(group, by_name, intervals)}"
+            for group in agreed.groups
+        )
+        sentence = (
+            f"Indicators disagree: {groups}. Their joint split, {where}, is not a transition all "
+            f"of them show; read the indicators{no_step}."
+        )
+        headline = "disputed: " + " vs ".join(
+            _group_text(group, by_name, intervals) for group in agreed.groups
+        )
     return Finding(
-        headline=at(primary.index, n_layers),
+        headline=headline,
         sentence=sentence,
-        layer=primary.index,
-        relative_depth=rel(primary.index, n_layers),
+        layer=agreed.layer,
+        relative_depth=rel(agreed.layer, n_layers),
         **common,
     )
+
+
+def _group_text(group: list[str], by_name: dict, intervals: dict[str, Interval | None]) -> str:
+    """The change points of a group of agreeing indicators: ``13 [12, 14]`` (their range)."""
+    points = [by_name[n].point.index for n in group]
+    lows = [
+        intervals[n].low
+        if intervals[n] and intervals[n].low is not None
+        else by_name[n].point.index
+        for n in group
+    ]
+    highs = [
+        intervals[n].high
+        if intervals[n] and intervals[n].high is not None
+        else by_name[n].point.index
+        for n in group
+    ]
+    middle = int(np.median(points))
+    return f"{middle} [{min(lows):.0f}, {max(highs):.0f}]"
 
 
 TRANSITION = "Transition"
@@ -253,7 +343,7 @@ class Line:
 def verdict_lines() -> list[Line]:
     """The transition, then each card's verdict rules in the paper's order (one line per key)."""
     lines = []
-    present = indicators()
+    present = evidence.indicator_profiles()
     if present:
         lines.append(Line("transition", TRANSITION, [(name, None) for name, _ in present]))
     by_key: dict[str, Line] = {}
@@ -321,10 +411,11 @@ def summarize(run_dir: Path) -> Summary:
             summary.missing.append(Missing(line.key, line.title, names, command(line.suggestion())))
             continue
         summary.findings.append(finding)
-        preferred = names[0]
-        if line.key == "transition" and preferred not in results:  # a fallback indicator was used
-            label = f"{line.title} by its own rule ({preferred.replace('-', ' ')})"
-            summary.missing.append(Missing(line.key, label, [preferred], command(preferred)))
+        order = paper_order()
+        absent = sorted({n for n in names if n not in results}, key=order.index)
+        if line.key == "transition" and absent:  # some indicators are not in this run
+            label = f"{line.title}: more indicators"
+            summary.missing.append(Missing(line.key, label, absent, command(",".join(absent))))
     return summary
 
 

@@ -160,22 +160,70 @@ def future_effects(later: np.ndarray, output: np.ndarray) -> dict:
     return {"effect": effect.tolist(), "output_change": output.tolist()}
 
 
+P = 8  # prompts of the synthetic runs
+
+
+def noisy(profile: np.ndarray, seed: int, sigma: float = 0.1) -> np.ndarray:
+    """``P`` per-prompt profiles: ``profile`` times independent log-normal noise."""
+    rng = np.random.default_rng(seed)
+    return profile[None, :] * rng.lognormal(0.0, sigma, (P, profile.size))
+
+
+def per_prompt_effects(later: np.ndarray, output: np.ndarray, seed: int) -> dict:
+    """Future-effects data whose per-prompt entries scatter around ``later`` and ``output``."""
+    laters, outputs = noisy(later, seed), noisy(output, seed + 1)
+    entries = [{"prompt": i, **future_effects(laters[i], outputs[i])} for i in range(P)]
+    data = future_effects(laters.max(0), outputs.max(0))
+    data["per_prompt"] = entries
+    return data
+
+
+def per_prompt_contributions(rel_layer: np.ndarray, cos_layer: np.ndarray, seed: int) -> dict:
+    rels = noisy(rel_layer, seed)
+    coss = cos_layer[None, :] + np.random.default_rng(seed + 1).normal(0, 0.01, (P, L))
+    entries = [
+        {"prompt": i, "n_tokens": 20, "rel_layer": rels[i].tolist(), "cos_layer": coss[i].tolist()}
+        for i in range(P)
+    ]
+    return {
+        "rel_layer": rels.mean(0).tolist(),
+        "cos_layer": coss.mean(0).tolist(),
+        "per_prompt": entries,
+    }
+
+
+def per_prompt_lens(overlap: np.ndarray, kl: np.ndarray, seed: int) -> dict:
+    overlaps = np.clip(
+        overlap[None, :] + np.random.default_rng(seed).normal(0, 0.02, (P, L + 1)), 0, 1
+    )
+    kls = noisy(kl, seed + 1)
+    entries = [
+        {"prompt": i, "weight": 1, "kl": kls[i].tolist(), "topk_overlap": overlaps[i].tolist()}
+        for i in range(P)
+    ]
+    return {
+        "topk_overlap": overlaps.mean(0).tolist(),
+        "kl": kls.mean(0).tolist(),
+        "per_prompt": entries,
+    }
+
+
 @pytest.fixture
 def run(tmp_path):
-    """A run whose second regime starts at layer 12 in every profile."""
+    """A run whose second regime starts at layer 12 in every profile, 8 noisy prompts."""
     run = tmp_path / "run"
     output = step(L, 12, 1.0, 0.05)
     output[28] = 0.9
-    save(run, "future-effects", future_effects(step(L, 12, 0.8, 0.1), output))
+    save(run, "future-effects", per_prompt_effects(step(L, 12, 0.8, 0.1), output, seed=1))
     save(
         run,
         "contributions",
-        {"rel_layer": step(L, 12, 0.6, 0.1).tolist(), "cos_layer": step(L, 12, -0.1, 0.2).tolist()},
+        per_prompt_contributions(step(L, 12, 0.6, 0.1), step(L, 12, -0.1, 0.2), seed=3),
     )
     save(
         run,
         "logit-lens",
-        {"topk_overlap": step(L, 20, 0.1, 0.6).tolist(), "kl": step(L, 18, 5.0, 1.0).tolist()},
+        per_prompt_lens(step(L + 1, 12, 0.1, 0.6), step(L + 1, 12, 5.0, 1.0), seed=5),
         k=5,
     )
     tokens = ["<s>", "5", " +", " 7", " =", " 1", "2"]
@@ -195,7 +243,10 @@ def test_verdict_of_a_run_with_a_known_answer(run):
     assert summary.model == "synthetic" and summary.n_layers == L
     transition = summary.finding("transition")
     assert transition.layer == 12 and transition.relative_depth == pytest.approx(0.4)
-    assert transition.details["basis"] == "future effect on later layers"
+    assert transition.details["basis"] == "consensus"
+    consensus = transition.details["consensus"]
+    assert consensus["agreed"] and len(consensus["members"]) == 6
+    assert consensus["interval"]["low"] <= 12 <= consensus["interval"]["high"]
     profiles = transition.details["profiles"]
     assert all(p["significant"] for p in profiles.values())
     assert {name: p["layer"] for name, p in profiles.items()} == {
@@ -203,24 +254,85 @@ def test_verdict_of_a_run_with_a_known_answer(run):
         "future output change": 12,
         "relative contribution": 12,
         "cosine to the residual": 12,
-        "logit-lens KL": 18,
-        "logit-lens top-k overlap": 20,
+        "logit-lens KL": 12,
+        "logit-lens top-k overlap": 12,
     }
+    for name, entry in profiles.items():  # every change point carries its interval
+        assert entry["interval"]["low"] <= 12 <= entry["interval"]["high"], name
+        assert entry["n_prompts"] == P
     assert profiles["cosine to the residual"]["direction"] == "up"
     assert "future-effects_effect_layer" in transition.figures
+    assert "[" in transition.headline  # "layer 12 [12, 12] (relative depth 0.40 [...])"
     use = summary.finding("future_use")
     assert use.details["layers"] == [*range(12), 28] and use.layer == 28
     assert use.details["second_half_count"] == 1
+    assert use.details["count_interval"]["low"] <= 13 <= use.details["count_interval"]["high"]
     lens = summary.finding("lens")
-    assert lens.layer == 20 and lens.details["kl_boundary"] == 18
+    assert lens.layer == 12 and lens.details["kl_boundary"] == 12
+    assert lens.details["overlap_interval"]["low"] <= 12 <= lens.details["overlap_interval"]["high"]
     operands = summary.finding("operands")
     assert operands.layer == 14 and operands.relative_depth == pytest.approx(14 / L, abs=1e-3)
     assert operands.figures == ["erasure_prompt0"]
-    assert [m.key for m in summary.missing] == ["difficulty"]
-    assert summary.missing[0].command == (
+    missing = {m.key: m for m in summary.missing}
+    assert set(missing) == {"transition", "difficulty"}  # current effects: another indicator
+    assert "--analyses current-effects " in missing["transition"].command
+    assert missing["difficulty"].command == (
         "depthscope analyze /models/synthetic --analyses depth-score --data builtin:hops "
         f"--out {run}"
     )
+
+
+def test_indicators_that_disagree_are_said_to_disagree(tmp_path):
+    """Future effects step at layer 9, the logit lens 6 layers later: no single transition."""
+    run = tmp_path / "split"
+    save(run, "future-effects", per_prompt_effects(step(L, 9, 0.8, 0.1), step(L, 9, 1.0, 0.1), 1))
+    save(
+        run,
+        "logit-lens",
+        per_prompt_lens(step(L + 1, 15, 0.1, 0.6), step(L + 1, 15, 5.0, 1.0), seed=5),
+        k=5,
+    )
+    transition = summarize(run).finding("transition")
+    consensus = transition.details["consensus"]
+    assert not consensus["agreed"] and len(consensus["groups"]) == 2
+    assert set(consensus["groups"][0]) == {"future effect on later layers", "future output change"}
+    assert transition.headline.startswith("disputed: 9 [")
+    assert " vs 15 [" in transition.headline
+    assert transition.sentence.startswith("Indicators disagree:")
+
+
+def test_a_noisy_flat_profile_has_no_transition_and_its_interval_says_so(tmp_path):
+    run = tmp_path / "flat"
+    flat = np.full(L, 0.5)
+    data = per_prompt_effects(flat, flat, seed=7)
+    for entry in data["per_prompt"]:  # large noise: each prompt's profile is a random walk
+        entry["output_change"] = (
+            np.random.default_rng(entry["prompt"]).lognormal(0, 0.6, L) * 0.5
+        ).tolist()
+    save(run, "future-effects", data)
+    transition = summarize(run).finding("transition")
+    assert transition.layer is None and transition.headline == "none"
+    output = transition.details["profiles"]["future output change"]
+    assert not output["significant"] and output["interval"]["none_share"] > 0.05
+
+
+def test_bootstrap_interval_of_a_case_computable_by_hand():
+    """Two prompts with values 0 and 1: a draw's mean is 0, 1/2 or 1 with chances 1/4, 1/2, 1/4,
+    so the 90 % interval is [0, 1]; a statistic that exists only above 1/4 is missing in about a
+    quarter of the draws."""
+    from depthscope.analyses import bootstrap
+
+    values, weights = np.array([[0.0], [1.0]]), np.ones(2)
+    mean = bootstrap.bootstrap(values, weights, lambda rows: rows[:, 0])
+    assert (mean.value, mean.low, mean.high) == (0.5, 0.0, 1.0)
+    some = bootstrap.bootstrap(
+        values, weights, lambda rows: np.where(rows[:, 0] > 0.25, rows[:, 0], np.nan)
+    )
+    assert some.none_share == pytest.approx(0.25, abs=0.04) and some.covers_none
+    counts = bootstrap.draws(5)
+    assert counts.shape == (bootstrap.RESAMPLES, 5) and (counts.sum(axis=1) == 5).all()
+    weighted = bootstrap.weighted_mean(np.array([[1.0, np.nan], [3.0, 2.0]]), np.array([1.0, 3.0]))
+    assert weighted.tolist() == [2.5, 2.0]  # NaN entries are skipped, not counted as zero
 
 
 def test_noise_profile_reports_no_transition(tmp_path):
@@ -238,11 +350,13 @@ def test_missing_analyses_become_commands_and_never_raise(tmp_path):
     (run / "results" / "logit-lens.json").write_text("{not json")
     save(run, "depth-score", {"levels": {"2": {"depth_score_layer": "oops"}}})
     summary = summarize(run)
-    transition = summary.finding("transition")  # falls back on the relative contribution
-    assert transition.layer == 9 and transition.details["basis"] == "relative contribution"
+    transition = summary.finding("transition")  # the relative contribution alone (no interval:
+    assert transition.layer == 9 and transition.details["basis"] == "consensus"  # no per-prompt)
+    assert transition.details["consensus"]["members"] == ["relative contribution"]
+    assert transition.details["profiles"]["relative contribution"]["interval"] is None
     missing = {m.key: m.command for m in summary.missing}
     assert set(missing) == {"transition", "future_use", "lens", "operands", "difficulty"}
-    assert "--analyses future-effects " in missing["transition"]
+    assert "--analyses current-effects,future-effects,logit-lens " in missing["transition"]
     assert "--analyses erasure " in missing["operands"]
     assert any("logit-lens.json" in note for note in summary.notes)
     lines = summary_lines(summary)
@@ -269,13 +383,13 @@ def test_write_summary_and_rendering(run):
     assert Summary.from_json(doc).finding("transition").layer == 12
     assert doc["rules"]["change_point"]["max_p_value"] == rules.MAX_P_VALUE
     card = summary_card_html(summary)
-    assert "layer 12 (relative depth 0.40)" in card
+    assert "layer 12 [12, 12] (relative depth 0.40 [0.40, 0.40])" in card
     assert "figures/future-effects_effect_layer.png" in card
     assert "depthscope analyze /models/synthetic --analyses depth-score" in card
     assert "<script" not in card
     lines = summary_lines(summary)
     assert lines[0].startswith("verdict for synthetic (30 layers")
-    assert any("The second regime starts at layer 12 of 30" in line for line in lines)
+    assert any("The second regime starts at layer 12 [12, 12]" in line for line in lines)
 
 
 def test_not_a_directory_is_one_clear_error(tmp_path):
