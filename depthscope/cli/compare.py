@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from depthscope.results.compare import compare_runs, quantities
+from depthscope.results.compare import compare_runs, difference_line, quantities
 from depthscope.results.summary import Summary
 
 EXAMPLES = """\
@@ -54,6 +54,9 @@ def run_compare(args: argparse.Namespace) -> int:
         summary = Summary.from_json(run["verdict"])
         for finding in summary.findings:
             print(f"  {finding.title:<30} {finding.headline}")
+    print("change points (relative depth, 90 % intervals):")
+    for row in doc["differences"]:
+        print(f"  {difference_line(row)}")
     print(
         f"{len(doc['quantities'])} quantities compared; results in {args.out}/ "
         "(compare.json, compare.html, figures/)"

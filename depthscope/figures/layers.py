@@ -94,7 +94,7 @@ def _max_caption(result: Result) -> str:
 
 def draw_contributions(result: Result) -> Figures:
     """Norms, relative contributions and cosines of attention, MLP and layer (paper §3.1, Fig. 2)."""
-    d = {k: as_array(v) for k, v in result.data.items()}
+    d = {k: as_array(v) for k, v in result.data.items() if k != "per_prompt"}
     rel = [
         (rf"${A}/{H}$", d["rel_att"], ATT),
         (r"$\|m_l\|/\|h_l+a_l\|$", d["rel_mlp"], MLP),

@@ -16,9 +16,12 @@ from pathlib import Path
 from depthscope.analyses.catalog import card, paper_order
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.files import atomic_write_bytes
+from depthscope.figures.common import save_figure
+from depthscope.figures.evidence import CAPTION as EVIDENCE_CAPTION
+from depthscope.figures.evidence import draw_evidence
 from depthscope.figures.files import plot_result, read_index
 from depthscope.results.document import Result
-from depthscope.results.summary import CARD_STYLE, summary_card_html, write_summary
+from depthscope.results.summary import CARD_STYLE, Summary, summary_card_html, write_summary
 
 STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222}
@@ -236,6 +239,22 @@ def analysis_section(run_dir: Path, path: Path, result: Result) -> str:
     return "\n".join(parts)
 
 
+EVIDENCE = "verdict_evidence"
+
+
+def evidence_figure(run_dir: Path, summary: Summary) -> Path | None:
+    """Draw the transition's evidence figure into ``figures/``; its PNG (None without one)."""
+    finding = summary.finding("transition")
+    figures = Path(run_dir) / "figures"
+    if finding is None or not finding.details.get("profiles") or not summary.n_layers:
+        for suffix in ("png", "pdf"):
+            (figures / f"{EVIDENCE}.{suffix}").unlink(missing_ok=True)
+        return None
+    log_scale = summary.rules.get("change_point", {}).get("log_scale", [])
+    fig = draw_evidence(finding.details, summary.n_layers, summary.model, log_scale)
+    return save_figure(fig, figures / EVIDENCE)[0]
+
+
 def write_report(run_dir: Path) -> Path:
     """Write ``run_dir/report.html`` from ``run.json``, the saved results and their figures."""
     run_dir = Path(run_dir)
@@ -244,11 +263,13 @@ def write_report(run_dir: Path) -> Path:
     model = run.get("model") if isinstance(run.get("model"), dict) else results[0][1].model
     title = f"depthscope: {model.get('name', 'model')}"
     summary = write_summary(run_dir)  # the verdict first: what the reader came for
+    evidence = evidence_figure(run_dir, summary)
     body = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>{esc(title)}</title><style>{STYLE}{CARD_STYLE}</style></head><body>",
         f"<h1>{esc(title)}</h1>",
         summary_card_html(summary),
+        figure_tag(evidence, EVIDENCE_CAPTION) if evidence else "",
         table(identity_rows(run, model)),
         "<h2>Analyses</h2>",
         timing_table(run, results),

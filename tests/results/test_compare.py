@@ -156,3 +156,20 @@ def test_compare_bad_input(runs, tmp_path, capsys):
         capsys, "compare", *runs, "--quantities", "depth", "--out", tmp_path / "z"
     )
     assert code == 2 and "unknown quantity depth" in one_error_line(err)
+
+
+def test_change_points_are_compared_by_their_intervals():
+    from depthscope.results.compare import difference
+
+    a = {"x": 0.40, "low": 0.35, "high": 0.45, "n": 10}
+    later = {"x": 0.60, "low": 0.55, "high": 0.65, "n": 10}
+    near = {"x": 0.43, "low": 0.38, "high": 0.48, "n": 10}
+    assert difference(a, later, ("A", "B"), 30)["verdict"] == "earlier in A"
+    assert difference(later, a, ("B", "A"), 30)["verdict"] == "later in B"
+    close = difference(a, near, ("A", "B"), 30)
+    assert close["verdict"] == "not distinguishable at these prompt counts"
+    se = np.hypot(0.05 / 1.6449, 0.05 / 1.6449)  # each half width over z
+    assert close["prompts_to_separate"] == int(np.ceil(10 * (1.6449 * se / 0.03) ** 2))
+    assert difference(a, None, ("A", "B"), 30)["verdict"] == "no change point in B"
+    bare = {"x": 0.5, "low": None, "high": None, "n": None}
+    assert "no interval" in difference(a, bare, ("A", "B"), 30)["verdict"]

@@ -1,0 +1,86 @@
+"""The verdict's evidence in one figure: every transition indicator on one relative-depth axis.
+
+Top: each indicator's profile (the mean over prompts the verdict fits), scaled to [0, 1] between
+its own minimum and maximum, in the scale the change-point rule fits (log for positive ratios and
+norms), at relative depth ``index / L``. Bottom: each indicator's change point with its 90 %
+interval, one row each (hollow: no significant step). The consensus interval is shaded in both.
+Drawn from ``summary.json``'s transition details alone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from depthscope.figures.common import BAR_WIDTH, plain, tidy
+
+CAPTION = (
+    "Every transition indicator of the run on one relative-depth axis. Top: each profile scaled to "
+    "[0, 1] between its own extremes (log scale for positive ratios and norms, as the rule fits "
+    "them; nothing is clipped). Bottom: each indicator's change point (dot) and 90 % interval over "
+    "resampled prompts (bar); hollow dots have no significant step. Grey band: the consensus "
+    "interval. Indicators whose bars miss the band disagree with the consensus."
+)
+
+
+def _scaled(values: list, log: bool) -> np.ndarray:
+    y = np.array([np.nan if v is None else v for v in values], dtype=float)
+    if log:
+        top = np.nanmax(y) if np.isfinite(y).any() else 1.0
+        y = np.log(np.maximum(y, 1e-3 * max(top, 1e-30)))
+    low, high = np.nanmin(y), np.nanmax(y)
+    return (y - low) / (high - low) if high > low else np.zeros_like(y)
+
+
+def draw_evidence(details: dict, n_layers: int, model: str, log_scale: list[str]) -> Figure:
+    """The figure of a transition finding's ``details`` (profiles, intervals, consensus)."""
+    profiles = details.get("profiles", {})
+    fig = Figure(figsize=(BAR_WIDTH + 2, 5.2))
+    FigureCanvasAgg(fig)
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2.0, 1.3]})
+    consensus = details.get("consensus") or {}
+    band = (consensus.get("interval") or {}) if consensus.get("layer") is not None else {}
+    for ax in (top, bottom):
+        if band.get("low") is not None:
+            ax.axvspan(band["low"] / n_layers, band["high"] / n_layers, color="0.85", zorder=0)
+        elif consensus.get("layer") is not None:
+            ax.axvline(consensus["layer"] / n_layers, color="0.6", linewidth=3, zorder=0)
+    names = list(profiles)
+    for row, name in enumerate(names):
+        entry = profiles[name]
+        colour = f"C{row % 10}"
+        y = _scaled(entry.get("profile") or [], name in log_scale)
+        x = np.arange(y.size) / n_layers
+        style = "-" if entry.get("significant") else ":"
+        top.plot(x, y, style, color=colour, linewidth=1.2, label=plain(name))
+        layer = entry.get("layer")
+        interval = entry.get("interval") or {}
+        level = len(names) - 1 - row
+        if interval.get("low") is not None:
+            bottom.plot(
+                [interval["low"] / n_layers, interval["high"] / n_layers],
+                [level, level],
+                color=colour,
+                linewidth=3,
+                solid_capstyle="butt",
+            )
+        if layer is not None:
+            face = colour if entry.get("significant") else "white"
+            bottom.plot(layer / n_layers, level, "o", color=colour, markerfacecolor=face)
+    top.set_ylabel("scaled profile")
+    top.set_xlim(-0.02, 1.02)
+    top.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    where = consensus.get("layer")
+    state = (
+        "" if where is None else (" (indicators disagree)" if not consensus.get("agreed") else "")
+    )
+    top.set_title(
+        plain(f"{model}: transition indicators and their change points{state}"), fontsize=9
+    )
+    bottom.set_yticks(range(len(names)), [plain(n) for n in reversed(names)], fontsize=7)
+    bottom.set_xlim(-0.02, 1.02)
+    bottom.set_ylim(-0.7, len(names) - 0.3)
+    bottom.set_xlabel("relative depth  index / L  (layer l, or residual boundary b, over L)")
+    bottom.grid(axis="x", alpha=0.3)
+    return tidy(fig)
