@@ -67,6 +67,11 @@ class Profile:
     order: int = 100
     axis: str = "layer"  # "layer" (layers 0..L-1) or "boundary" (residual boundaries 0..L)
     per_prompt: Callable[[dict], tuple[np.ndarray, np.ndarray]] | None = None
+    requires: str | None = None  # a data key the result holds only sometimes (the tuned lens)
+
+    def offered_by(self, data: dict) -> bool:
+        """Whether a saved result of its analysis holds this profile."""
+        return self.requires is None or self.requires in data
 
 
 PerPrompt = Callable[[dict], tuple[np.ndarray, np.ndarray]]
@@ -79,17 +84,27 @@ def per_prompt_key(
     prompt weighted by its entry's ``weight`` field (1 without one)."""
 
     def read(data: dict) -> tuple[np.ndarray, np.ndarray]:
-        entries = data["per_prompt"]
-        values = np.stack([np.asarray(of(e[key]) if of else e[key], dtype=float) for e in entries])
+        entries = _at_path(data, key)["per_prompt"]
+        leaf = key.rpartition(".")[2]
+        values = np.stack(
+            [np.asarray(of(e[leaf]) if of else e[leaf], dtype=float) for e in entries]
+        )
         weights = np.array([float(e.get(weight, 1)) if weight else 1.0 for e in entries])
         return values, weights
 
     return read
 
 
+def _at_path(data: dict, key: str) -> dict:
+    """The dict holding ``key``'s leaf: ``data`` itself, or ``data["tuned"]`` for "tuned.kl"."""
+    for part in key.split(".")[:-1]:
+        data = data[part]
+    return data
+
+
 def data_key(key: str) -> Callable[[dict], np.ndarray]:
-    """A profile read straight from ``data[key]``."""
-    return lambda data: np.asarray(data[key], dtype=float)
+    """A profile read straight from ``data[key]`` (``"tuned.kl"``: ``data["tuned"]["kl"]``)."""
+    return lambda data: np.asarray(_at_path(data, key)[key.rpartition(".")[2]], dtype=float)
 
 
 @dataclass

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from depthscope.analyses import bootstrap, rules
-from depthscope.analyses.base import Analysis, PromptBatch, Tally
+from depthscope.analyses.base import Analysis, PromptBatch, RunContext, Tally
 from depthscope.analyses.card import (
     Finding,
     PaperRef,
@@ -38,6 +38,7 @@ from depthscope.data.sources import DEFAULT_SOURCE, GSM8K
 from depthscope.engine.outputs import CHUNK_ELEMENTS, log_probs, vocab_size
 from depthscope.engine.state import state_type
 from depthscope.engine.stats import Mean, finite_max
+from depthscope.engine.tuned_lens import TunedLens, load_tuned_lens
 from depthscope.figures.layers import draw_logit_lens
 
 if TYPE_CHECKING:
@@ -66,6 +67,13 @@ class LogitLensSettings:
     top_prompts: int = field(
         default=4, metadata={"help": "... for this many prompts (the first ones)"}
     )
+    lens: str = field(
+        default="logit",
+        metadata={
+            "help": "logit, or tuned:DIR to measure a tuned lens (from `depthscope lens train` or "
+            "the tuned-lens project) beside the logit lens"
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.kl_direction not in DIRECTIONS:
@@ -76,6 +84,12 @@ class LogitLensSettings:
             raise ValueError("k must be >= 1")
         if self.top_tokens < 0 or self.top_prompts < 0:
             raise ValueError("top_tokens and top_prompts must be >= 0")
+        if self.lens != "logit" and not (self.lens.startswith("tuned:") and len(self.lens) > 6):
+            raise ValueError(f"lens must be logit or tuned:DIR, got {self.lens!r}")
+
+    @property
+    def tuned_folder(self) -> str | None:
+        return self.lens.removeprefix("tuned:") if self.lens.startswith("tuned:") else None
 
     def check_model(self, vocab: int) -> None:
         """Settings that depend on the model, checked before its weights load."""
@@ -110,8 +124,16 @@ class LensPrompt:
     top_probs: torch.Tensor | None = None
 
 
-def lens_prompt(adapter, resid: torch.Tensor, k: int, direction: str, top: int = 0) -> LensPrompt:
-    """The lens of one prompt's residuals ``[L+1, T, d]``, blockwise over layers and positions."""
+def lens_prompt(
+    adapter,
+    resid: torch.Tensor,
+    k: int,
+    direction: str,
+    top: int = 0,
+    lens: TunedLens | None = None,
+) -> LensPrompt:
+    """The lens of one prompt's residuals ``[L+1, T, d]``, blockwise over layers and positions;
+    with ``lens``, each boundary's residual goes through its translator first (the tuned lens)."""
     n_layers, length = resid.shape[0] - 1, resid.shape[1]
     budget = max(1, CHUNK_ELEMENTS // vocab_size(adapter))
     positions = min(length, budget)
@@ -131,6 +153,8 @@ def lens_prompt(adapter, resid: torch.Tensor, k: int, direction: str, top: int =
         for first in range(0, n_layers, layers_per_block):
             last = min(first + layers_per_block, n_layers)
             block = resid[first:last, start:stop]
+            if lens is not None:
+                block = lens.translate(block, first)
             lens_logp = log_probs(adapter, block.reshape(-1, block.shape[-1])).view(
                 last - first, stop - start, -1
             )
@@ -154,25 +178,45 @@ class LensState:
     tables: list = field(default_factory=list)  # per-position top tokens of the first prompts
     # per prompt: token-means of KL and overlap and the prompt's weight in the mean (resampling)
     per_prompt: list = field(default_factory=list)
+    tuned: dict = field(default_factory=dict)  # the same through a tuned lens: "lens" -> LensState
     tally: Tally = field(default_factory=Tally)
 
+    def fold(self, lens: LensPrompt, prompt_id: int, length: int, weighting: str) -> None:
+        """One prompt's lens, weighted per prompt or per token."""
+        if weighting == "prompt":
+            self.kl.add(lens.kl_sum / length, 1)
+            self.overlap.add(lens.overlap_sum / length, 1)
+        else:
+            self.kl.add(lens.kl_sum, length)
+            self.overlap.add(lens.overlap_sum, length)
+        self.per_prompt.append(
+            {
+                "prompt": prompt_id,
+                "weight": 1 if weighting == "prompt" else length,
+                "kl": (lens.kl_sum / length).cpu(),
+                "topk_overlap": (lens.overlap_sum / length).cpu(),
+            }
+        )
 
-def lens_convergence(result: Result, n_layers: int | None) -> Finding:
-    """First boundary whose top-k overlap reaches 0.5; boundary from which KL stays low.
+    def data(self) -> dict:
+        data = {"kl": self.kl.value, "topk_overlap": self.overlap.value}
+        data["per_prompt"] = sorted(self.per_prompt, key=lambda e: e["prompt"])
+        if self.tables:
+            data["top_tokens"] = sorted(self.tables, key=lambda t: t["prompt"])
+        return data
 
-    On the (weighted) mean over prompts, with intervals from resampled prompts where the result
-    keeps per-prompt profiles.
-    """
-    data = result.data
-    overlap = np.asarray(data.get("topk_overlap", []), dtype=float)
-    kl = np.asarray(data.get("kl", []), dtype=float)
+
+def _boundaries(block: dict) -> dict:
+    """The two convergence boundaries of one lens's data, with their intervals where the data
+    keep per-prompt profiles (on the weighted mean over prompts)."""
+    overlap = np.asarray(block.get("topk_overlap", []), dtype=float)
+    kl = np.asarray(block.get("kl", []), dtype=float)
     first, kl_low, kl_ref = rules.lens_boundaries(kl, overlap)
-    n = n_layers or max(len(overlap), len(kl))
-    k = result.settings.get("k", 5)
-    first_interval = kl_interval = None
-    if data.get("per_prompt"):
-        kls, weights = per_prompt_key("kl", weight="weight")(data)
-        overlaps, _ = per_prompt_key("topk_overlap", weight="weight")(data)
+    found = {"overlap": first, "kl": kl_low, "kl_ref": kl_ref, "overlap_interval": None}
+    found["kl_interval"] = None
+    if block.get("per_prompt"):
+        kls, weights = per_prompt_key("kl", weight="weight")(block)
+        overlaps, _ = per_prompt_key("topk_overlap", weight="weight")(block)
         both = np.concatenate([kls, overlaps], axis=1)  # one draw resamples both alike
         width = kls.shape[1]
 
@@ -184,8 +228,13 @@ def lens_convergence(result: Result, n_layers: int | None) -> Finding:
 
             return statistic
 
-        first_interval = bootstrap.bootstrap(both, weights, boundary(0))
-        kl_interval = bootstrap.bootstrap(both, weights, boundary(1))
+        found["overlap_interval"] = bootstrap.bootstrap(both, weights, boundary(0))
+        found["kl_interval"] = bootstrap.bootstrap(both, weights, boundary(1))
+    return found
+
+
+def _lens_text(found: dict, k: int, n: int | None) -> tuple[str, str]:
+    """(sentence part, headline part) for one lens's boundaries."""
 
     def where(index: int | None, interval) -> str:
         text = at(index, n)
@@ -193,42 +242,88 @@ def lens_convergence(result: Result, n_layers: int | None) -> Finding:
             return text
         return f"layer {interval.text()}" + text.removeprefix(f"layer {index}")
 
-    if first is not None:
-        overlap_text = (
-            f"top-{k} overlap with the output first reaches {rules.LENS_OVERLAP:g} at the input "
-            f"of {where(first, first_interval)}"
-        )
-    else:
-        overlap_text = f"top-{k} overlap never reaches {rules.LENS_OVERLAP:g}"
-    level = f"{rules.LENS_KL_FRACTION:g}× its first-half median"
-    if kl_low is not None:
-        kl_text = (
-            f"KL stays below {level} ({kl_ref:.3g}) from the input of "
-            f"{where(kl_low, kl_interval)} on"
-        )
-    else:
-        kl_text = f"KL never stays below {level}"
-
     def short(index: int | None, interval) -> str:
         if index is None:
             return "never"
         return f"boundary {interval.text()}" if interval else at(index, n, "boundary")
 
+    if found["overlap"] is not None:
+        overlap_text = (
+            f"top-{k} overlap with the output first reaches {rules.LENS_OVERLAP:g} at the input "
+            f"of {where(found['overlap'], found['overlap_interval'])}"
+        )
+    else:
+        overlap_text = f"top-{k} overlap never reaches {rules.LENS_OVERLAP:g}"
+    level = f"{rules.LENS_KL_FRACTION:g}× its first-half median"
+    if found["kl"] is not None:
+        kl_text = (
+            f"KL stays below {level} ({found['kl_ref']:.3g}) from the input of "
+            f"{where(found['kl'], found['kl_interval'])} on"
+        )
+    else:
+        kl_text = f"KL never stays below {level}"
+    headline = (
+        f"overlap {short(found['overlap'], found['overlap_interval'])}; "
+        f"KL {short(found['kl'], found['kl_interval'])}"
+    )
+    return f"{overlap_text}; {kl_text}", headline
+
+
+def _interval_json(interval) -> dict | None:
+    return interval.as_json() if interval else None
+
+
+def lens_convergence(result: Result, n_layers: int | None) -> Finding:
+    """First boundary whose top-k overlap reaches 0.5; boundary from which KL stays low.
+
+    On the (weighted) mean over prompts, with intervals from resampled prompts where the result
+    keeps per-prompt profiles; for the tuned lens too where the run measured one, with how far
+    its boundaries lie from the logit lens's.
+    """
+    data = result.data
+    n = n_layers or len(data.get("kl", []))
+    k = result.settings.get("k", 5)
+    logit = _boundaries(data)
+    text, headline = _lens_text(logit, k, n)
+    sentence = f"The logit lens: {text}."
+    details = {
+        "overlap_boundary": logit["overlap"],
+        "kl_boundary": logit["kl"],
+        "kl_relative_depth": rel(logit["kl"], n),
+        "kl_first_half_median": logit["kl_ref"],
+        "overlap_interval": _interval_json(logit["overlap_interval"]),
+        "kl_interval": _interval_json(logit["kl_interval"]),
+    }
+    if data.get("tuned"):
+        tuned = _boundaries(data["tuned"])
+        tuned_text, tuned_headline = _lens_text(tuned, k, n)
+        apart = [
+            f"{what} {tuned[key] - logit[key]:+d} layers"
+            for what, key in (("overlap", "overlap"), ("KL", "kl"))
+            if tuned[key] is not None and logit[key] is not None
+        ]
+        sentence += f" The tuned lens: {tuned_text}"
+        sentence += f" (tuned minus logit: {', '.join(apart)})." if apart else "."
+        headline = f"logit {headline}; tuned {tuned_headline}"
+        details["tuned"] = {
+            "overlap_boundary": tuned["overlap"],
+            "kl_boundary": tuned["kl"],
+            "kl_first_half_median": tuned["kl_ref"],
+            "overlap_interval": _interval_json(tuned["overlap_interval"]),
+            "kl_interval": _interval_json(tuned["kl_interval"]),
+            "apart": {
+                key: None if tuned[key] is None or logit[key] is None else tuned[key] - logit[key]
+                for key in ("overlap", "kl")
+            },
+        }
     return Finding(
         key="lens",
         title="Logit-lens convergence",
-        headline=f"overlap {short(first, first_interval)}; KL {short(kl_low, kl_interval)}",
-        sentence=f"The logit lens: {overlap_text}; {kl_text}.",
-        layer=first,
-        relative_depth=rel(first, n),
-        details={
-            "overlap_boundary": first,
-            "kl_boundary": kl_low,
-            "kl_relative_depth": rel(kl_low, n),
-            "kl_first_half_median": kl_ref,
-            "overlap_interval": first_interval.as_json() if first_interval else None,
-            "kl_interval": kl_interval.as_json() if kl_interval else None,
-        },
+        headline=headline,
+        sentence=sentence,
+        layer=logit["overlap"],
+        relative_depth=rel(logit["overlap"], n),
+        details=details,
         figures=[f"{result.analysis}_topk_overlaps", f"{result.analysis}_kl_div"],
         analyses=[result.analysis],
     )
@@ -266,6 +361,30 @@ class LogitLens(Analysis):
             axis="boundary",
             per_prompt=per_prompt_key("topk_overlap", weight="weight"),
         ),
+        Profile(
+            "tuned-lens-kl",
+            "tuned-lens KL to the output",
+            data_key("tuned.kl"),
+            indicator="tuned-lens KL",
+            figure="logit-lens_kl_div",
+            order=7,
+            axis="boundary",
+            per_prompt=per_prompt_key("tuned.kl", weight="weight"),
+            requires="tuned",
+        ),
+        Profile(
+            "tuned-lens-overlap",
+            "tuned-lens top-k overlap",
+            data_key("tuned.topk_overlap"),
+            indicator="tuned-lens top-k overlap",
+            expected="up",
+            log=False,
+            figure="logit-lens_topk_overlaps",
+            order=8,
+            axis="boundary",
+            per_prompt=per_prompt_key("tuned.topk_overlap", weight="weight"),
+            requires="tuned",
+        ),
     )
     verdict = (VerdictRule("lens", "Logit-lens convergence", lens_convergence),)
     presets = {
@@ -286,9 +405,26 @@ class LogitLens(Analysis):
         "probability (colour); the last row is the model's output.",
     }
 
+    tuned: TunedLens | None = None  # set by prepare() with lens=tuned:DIR
+
+    @classmethod
+    def plan_key(cls, settings: LogitLensSettings, data: str) -> dict:
+        """A result of another tuned lens (other weights in the same folder) is recomputed."""
+        folder = settings.tuned_folder
+        return {"tuned_lens": load_tuned_lens(folder).fingerprint()} if folder else {}
+
+    def prepare(self, context: RunContext) -> None:
+        super().prepare(context)
+        folder = self.settings.tuned_folder
+        if folder:
+            lens = load_tuned_lens(folder)
+            lens.check_fits(self.lm.n_layers, self.lm.d_model, self.lm.name, folder)
+            self.tuned = lens
+
     def prompt_cost(self, length: int, prompt_id: int) -> float:
         adapter = self.lm.adapter  # every position unembedded at every layer boundary
-        return float(length * (adapter.n_layers + 1) * adapter.unembed_cost)
+        lenses = 2 if self.settings.tuned_folder else 1
+        return float(lenses * length * (adapter.n_layers + 1) * adapter.unembed_cost)
 
     @torch.no_grad()
     def update(self, state: LensState, batch: PromptBatch) -> None:
@@ -304,22 +440,22 @@ class LogitLens(Analysis):
                 s.kl_direction,
                 top=keep,
             )
-            if s.weighting == "prompt":
-                state.kl.add(lens.kl_sum / prompt.length, 1)
-                state.overlap.add(lens.overlap_sum / prompt.length, 1)
-            else:
-                state.kl.add(lens.kl_sum, prompt.length)
-                state.overlap.add(lens.overlap_sum, prompt.length)
-            state.per_prompt.append(
-                {
-                    "prompt": prompt.prompt_id,
-                    "weight": 1 if s.weighting == "prompt" else prompt.length,
-                    "kl": (lens.kl_sum / prompt.length).cpu(),
-                    "topk_overlap": (lens.overlap_sum / prompt.length).cpu(),
-                }
-            )
+            state.fold(lens, prompt.prompt_id, prompt.length, s.weighting)
             if keep:
                 state.tables.append(self._table(batch, prompt.prompt_id, lens))
+            if self.tuned is not None:
+                tuned = lens_prompt(
+                    self.lm.adapter,
+                    trace.resid[:, prompt.row, : prompt.length],
+                    s.k,
+                    s.kl_direction,
+                    top=keep,
+                    lens=self.tuned,
+                )
+                inner = state.tuned.setdefault("lens", LensState())
+                inner.fold(tuned, prompt.prompt_id, prompt.length, s.weighting)
+                if keep:
+                    inner.tables.append(self._table(batch, prompt.prompt_id, tuned))
             self.options.progress.advance(1)
 
     def _table(self, batch: PromptBatch, prompt_id: int, lens: LensPrompt) -> dict:
@@ -335,10 +471,16 @@ class LogitLens(Analysis):
 
     def finish(self, state: LensState) -> dict:
         self.require_some(state, "pass at least one prompt")
-        data = {"kl": state.kl.value, "topk_overlap": state.overlap.value}
-        data["per_prompt"] = sorted(state.per_prompt, key=lambda e: e["prompt"])
-        if state.tables:
-            data["top_tokens"] = sorted(state.tables, key=lambda t: t["prompt"])
+        data = state.data()
+        if self.tuned is not None and "lens" in state.tuned:
+            data["tuned"] = {
+                **state.tuned["lens"].data(),
+                "source": self.settings.tuned_folder,
+                "fingerprint": self.tuned.fingerprint(),
+                "trained": {
+                    k: self.tuned.record.get(k) for k in ("data", "tokens", "seconds", "format")
+                },
+            }
         return data
 
     @classmethod

@@ -17,6 +17,7 @@ from depthscope.cli import (
     export,
     fetch,
     finetune,
+    lens,
     maps,
     models,
     plot,
@@ -48,7 +49,7 @@ examples:
 # Commands defined in their own modules: each has ``add_parser(subparsers)``, which registers the
 # command with ``set_defaults(handler=FUNCTION)``; ``FUNCTION(args)`` returns the exit status.
 # in the order `depthscope --help` lists them
-COMMANDS = (models, fetch, analyze, maps, export, compare, prune, scratch, finetune, plot)
+COMMANDS = (models, fetch, analyze, maps, export, compare, prune, scratch, finetune, lens, plot)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -323,12 +323,27 @@ def draw_logit_lens(result: Result) -> Figures:
         ("topk_overlap", "topk_overlaps", "Overlap", f"logit lens top-{k} overlap with final", 1.0),
     )
     figs: Figures = {}
+    tuned = result.data.get("tuned") or {}
     for key, stem, ylabel, what, top in panels:
         if key not in result.data:
             continue
         values = as_array(result.data[key])
         fig, ax = new_figure(BAR_WIDTH, 2.6)
-        ax.bar(np.arange(len(values)), values, color="C0", width=0.8)
+        if key in tuned:  # both lenses, side by side at every boundary
+            tuned_values = as_array(tuned[key])
+            x = np.arange(len(values))
+            ax.bar(x - 0.2, values, color="C0", width=0.4, label="logit lens")
+            ax.bar(
+                x[: len(tuned_values)] + 0.2,
+                tuned_values,
+                color="C3",
+                width=0.4,
+                label="tuned lens",
+            )
+            ax.legend(fontsize=7)
+            what = what.replace("logit lens", "logit and tuned lens")
+        else:
+            ax.bar(np.arange(len(values)), values, color="C0", width=0.8)
         ax.set_xlim(-1, len(values))
         if top is not None:
             ax.set_ylim(0, top)
@@ -339,6 +354,8 @@ def draw_logit_lens(result: Result) -> Figures:
         figs[stem] = tidy(fig)
     for table in result.data.get("top_tokens") or []:
         figs[f"tokens_prompt{table.get('prompt', 0)}"] = lens_token_table(result, table)
+    for table in tuned.get("top_tokens") or []:
+        figs[f"tokens_tuned_prompt{table.get('prompt', 0)}"] = lens_token_table(result, table)
     return figs
 
 

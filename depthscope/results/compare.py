@@ -40,12 +40,17 @@ class Quantity:
     analysis: str
     label: str
     read: Callable[[dict], np.ndarray]
+    requires: str | None = None
+
+    def offered_by(self, run: RunData) -> bool:
+        result = run.results.get(self.analysis)
+        return result is not None and (self.requires is None or self.requires in result.data)
 
 
 def quantities() -> dict[str, Quantity]:
     """Every profile the registered cards offer, by name, in the paper's order."""
     return {
-        p.name: Quantity(p.name, card.name, p.label, p.read)
+        p.name: Quantity(p.name, card.name, p.label, p.read, p.requires)
         for card in cards()
         for p in card.profiles
     }
@@ -117,7 +122,7 @@ def choose_quantities(runs: list[RunData], wanted: list[str] | None) -> list[Qua
         chosen = [offered[name] for name in wanted]
         for q in chosen:
             for run in runs:
-                if q.analysis not in run.results:
+                if not q.offered_by(run):
                     raise DepthscopeError(
                         f"{run.path} has no {q.analysis} result (needed for {q.name}); run "
                         f"`depthscope analyze MODEL --analyses {q.analysis} --out {run.path}` first"
@@ -125,7 +130,7 @@ def choose_quantities(runs: list[RunData], wanted: list[str] | None) -> list[Qua
         return chosen
     chosen = []
     for q in offered.values():
-        lacking = [run for run in runs if q.analysis not in run.results]
+        lacking = [run for run in runs if not q.offered_by(run)]
         if not lacking:
             chosen.append(q)
         elif len(lacking) < len(runs):
@@ -225,7 +230,7 @@ def draw(
 Z = 1.6449  # the normal quantile of the 90 % intervals
 
 
-def _located(summary: Summary, name: str) -> dict | None:
+def located(summary: Summary, name: str) -> dict | None:
     """``{"x", "low", "high", "n"}`` (relative depths) of one change point of a run's verdict:
     an indicator's, or the consensus transition's (``name`` = "transition")."""
     finding = summary.finding("transition")
@@ -297,8 +302,8 @@ def differences(runs: list[RunData], summaries: dict[str, Summary]) -> list[dict
     for run in runs[1:]:
         labels = (first.label, run.label)
         for name in names:
-            a = _located(summaries[first.label], name)
-            b = _located(summaries[run.label], name)
+            a = located(summaries[first.label], name)
+            b = located(summaries[run.label], name)
             rows.append(
                 {
                     "quantity": "consensus transition" if name == "transition" else name,

@@ -79,7 +79,11 @@ def read_indicator(name: str, profile: Profile, result: Result) -> Indicator:
 
 
 def indicators(results: dict[str, Result]) -> list[Indicator]:
-    return [read_indicator(n, p, results[n]) for n, p in indicator_profiles() if n in results]
+    return [
+        read_indicator(n, p, results[n])
+        for n, p in indicator_profiles()
+        if n in results and p.offered_by(results[n].data)
+    ]
 
 
 def _curves(indicator: Indicator, width: int) -> tuple[np.ndarray, np.ndarray]:

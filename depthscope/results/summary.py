@@ -17,6 +17,7 @@ result becomes a note. Nothing here raises for a run directory that exists.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import shlex
@@ -376,6 +377,27 @@ def summarize(run_dir: Path) -> Summary:
             f"run directory {run_dir} does not exist; pass the --out of `depthscope analyze`"
         )
     results, notes = load_results(run_dir)
+    return summarize_results(results, run_dir, notes)
+
+
+def first_prompts(results: dict[str, Result], n: int) -> dict[str, Result]:
+    """The results as if only their first ``n`` prompts had run, for what the verdict reads from
+    per-prompt data (a prompt-count study without re-running the model)."""
+    cut = {}
+    for name, result in results.items():
+        data = dict(result.data)
+        if isinstance(data.get("per_prompt"), list):
+            data["per_prompt"] = data["per_prompt"][:n]
+        cut[name] = dataclasses.replace(result, data=data, n_prompts=min(n, result.n_prompts))
+    return cut
+
+
+def summarize_results(
+    results: dict[str, Result], run_dir: Path, notes: list[str] | None = None
+) -> Summary:
+    """The verdict of results already read (``run_dir`` names where they live, for commands)."""
+    run_dir = Path(run_dir)
+    notes = list(notes or [])
     n_layers = _n_layers(results)
     first = next(iter(results.values()), None)
     summary = Summary(

@@ -1,0 +1,298 @@
+"""The numbers the docs state, written from saved runs: never typed by hand.
+
+The docs hold generated parts between markers::
+
+    <!-- findings:KEY -->
+    ...generated...
+    <!-- /findings:KEY -->
+
+and this script rewrites each from the reference runs' saved JSON in ``docs/reference/``:
+
+    python docs/make_findings.py              # rewrite the generated parts
+    python docs/make_findings.py --check      # exit 1 if a doc is out of date (the test runs it)
+    python docs/make_findings.py --reference runs/smollm2-135m runs/gemma3-270m
+        # take the summary.json of default runs as the new references (then rewrite)
+    python docs/make_findings.py --study runs/study/smollm2-135m-n40 runs/study/gemma3-270m-n40
+        # the prompt-count study from runs of 40 prompts (then rewrite)
+
+Keys: ``verdict:MODEL`` (the terminal verdict of a reference run), ``transition:MODEL`` (one
+sentence: the consensus and every indicator's change point with its interval),
+``comparison`` (the two built-ins compared change point by change point), ``prompt-study``
+(how the intervals shrink with the prompt count).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+
+from depthscope.analyses import bootstrap
+from depthscope.figures.common import new_figure, save_figure, tidy
+from depthscope.results.compare import difference, difference_line, located
+from depthscope.results.summary import (
+    Summary,
+    first_prompts,
+    load_results,
+    summarize_results,
+    summary_lines,
+)
+
+DOCS = Path(__file__).resolve().parent
+ROOT = DOCS.parent
+REFERENCE = DOCS / "reference"
+STUDY = REFERENCE / "prompt-study.json"
+STUDY_FIGURE = DOCS / "figures" / "summary_prompt_count"
+MODELS = ("smollm2-135m", "gemma3-270m")
+COUNTS = (10, 20, 30, 40)
+MARKER = re.compile(r"(<!-- findings:(?P<key>[^ ]+) -->\n)(.*?)(<!-- /findings:(?P=key) -->)", re.S)
+
+
+def reference(model: str) -> Summary:
+    return Summary.from_json(json.loads((REFERENCE / model / "summary.json").read_text()))
+
+
+# ---------------------------------------------------------------- generated parts
+
+
+def verdict_block(model: str) -> str:
+    """The verdict as ``depthscope analyze`` prints it, wrapped to the docs' width."""
+    summary = reference(model)
+    lines = []
+    for line in summary_lines(summary):
+        line = line.replace(summary.run_dir, f"runs/{model}")
+        indent = len(line) - len(line.lstrip())
+        if indent >= 4 and len(line) > 100:
+            lines += textwrap.wrap(
+                line.strip(), 96, initial_indent=" " * indent, subsequent_indent=" " * indent
+            )
+        else:
+            lines.append(line)
+    return "```\n" + "\n".join(lines) + "\n```\n"
+
+
+def transition_sentence(model: str) -> str:
+    """The consensus and every indicator's change point, each with its interval."""
+    summary = reference(model)
+    finding = summary.finding("transition")
+    details = finding.details
+    consensus = details["consensus"]
+    n = summary.n_layers
+    parts = []
+    for name, entry in details["profiles"].items():
+        interval = entry.get("interval")
+        if entry.get("significant") and interval and interval.get("low") is not None:
+            parts.append(f"{name} {entry['layer']} [{interval['low']:.0f}, {interval['high']:.0f}]")
+        else:
+            parts.append(f"{name}: no significant step (p = {entry.get('p_value', 1):.2f})")
+    where = consensus["interval"]
+    state = "agree" if consensus["agreed"] else "disagree"
+    return (
+        f"On {model} (`depthscope analyze`, {_prompts(summary)} prompts; 90 % intervals over "
+        f"resampled prompts), the indicators {state}: the consensus split is layer "
+        f"{consensus['layer']} [{where['low']:.0f}, {where['high']:.0f}] of {n} (relative depth "
+        f"{consensus['relative_depth']:.2f}); change points: {'; '.join(parts)}.\n"
+    )
+
+
+def lens_sentence(model: str) -> str:
+    """The lens boundaries and the lens indicators' change points, with intervals."""
+    summary = reference(model)
+    lens = summary.finding("lens")
+    profiles = summary.finding("transition").details["profiles"]
+    steps = []
+    for name in ("logit-lens KL", "logit-lens top-k overlap"):
+        entry = profiles.get(name) or {}
+        interval = entry.get("interval") or {}
+        if entry.get("significant") and interval.get("low") is not None:
+            steps.append(
+                f"the {name} changes at boundary {entry['layer']} "
+                f"[{interval['low']:.0f}, {interval['high']:.0f}]"
+            )
+        else:
+            steps.append(f"the {name} has no significant step")
+    return f"On {model}: {lens.sentence} As change points: {'; '.join(steps)}.\n"
+
+
+def _prompts(summary: Summary) -> int:
+    finding = summary.finding("transition")
+    counts = [p.get("n_prompts") or 0 for p in finding.details["profiles"].values()]
+    return max(counts) if counts else 0
+
+
+def comparison() -> str:
+    """The two built-ins, change point by change point (``depthscope compare``'s rule)."""
+    a, b = (reference(m) for m in MODELS)
+    names = ["transition", *a.finding("transition").details["profiles"]]
+    lines = []
+    for name in names:
+        row = {
+            "quantity": "consensus transition" if name == "transition" else name,
+            "runs": list(MODELS),
+            MODELS[0]: located(a, name),
+            MODELS[1]: located(b, name),
+        }
+        row.update(difference(row[MODELS[0]], row[MODELS[1]], MODELS, max(a.n_layers, b.n_layers)))
+        lines.append(f"- {difference_line(row)}")
+    return "\n".join(lines) + "\n"
+
+
+def prompt_study_table() -> str:
+    study = json.loads(STUDY.read_text())
+    header = "| model | prompts | consensus | its 90 % interval (layers wide) | indicators in agreement |\n"
+    header += "|---|---|---|---|---|\n"
+    rows = []
+    for model, entries in study["models"].items():
+        for entry in entries:
+            rows.append(
+                f"| {model} | {entry['n']} | {entry['consensus_text']} | {entry['width']} | "
+                f"{entry['agreement']} |"
+            )
+    return header + "\n".join(rows) + "\n\n" + study["statement"] + "\n"
+
+
+GENERATORS = {
+    "comparison": comparison,
+    "prompt-study": prompt_study_table,
+    **{f"verdict:{m}": (lambda m=m: verdict_block(m)) for m in MODELS},
+    **{f"transition:{m}": (lambda m=m: transition_sentence(m)) for m in MODELS},
+    **{f"lens:{m}": (lambda m=m: lens_sentence(m)) for m in MODELS},
+}
+
+
+def docs_files() -> list[Path]:
+    return sorted([*DOCS.glob("*.md"), ROOT / "README.md"])
+
+
+def rewrite(check: bool) -> list[str]:
+    """Rewrite (or, with ``check``, compare) every generated part; returns the stale files."""
+    stale = []
+    for path in docs_files():
+        text = path.read_text()
+
+        def fill(match: re.Match, name: str = path.name) -> str:
+            key = match.group("key")
+            if key not in GENERATORS:
+                raise SystemExit(f"{name}: unknown findings key {key!r}")
+            return match.group(1) + GENERATORS[key]() + match.group(4)
+
+        new = MARKER.sub(fill, text)
+        if new != text:
+            stale.append(str(path.relative_to(ROOT)))
+            if not check:
+                path.write_text(new)
+    return stale
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def take_references(runs: list[Path]) -> None:
+    for run in runs:
+        summary = json.loads((run / "summary.json").read_text())
+        target = REFERENCE / summary["model"] / "summary.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(run / "summary.json", target)
+        print(f"reference {summary['model']}: {run}/summary.json")
+
+
+def study(runs: list[Path]) -> None:
+    """Intervals of the verdict on the first n prompts of 40-prompt runs, n = 10, 20, 30, 40."""
+    doc: dict = {"counts": list(COUNTS), "models": {}}
+    widths: dict[str, list[float]] = {}
+    for run in runs:
+        results, _ = load_results(run)
+        model = str(next(iter(results.values())).model.get("name"))
+        entries = []
+        for n in COUNTS:
+            summary = summarize_results(first_prompts(results, n), run)
+            finding = summary.finding("transition")
+            consensus = finding.details["consensus"]
+            interval = consensus["interval"] or {}
+            low, high = interval.get("low"), interval.get("high")
+            width = None if low is None else int(high - low)
+            agreeing = max((len(g) for g in consensus["groups"]), default=0)
+            entries.append(
+                {
+                    "n": n,
+                    "consensus": consensus["layer"],
+                    "low": low,
+                    "high": high,
+                    "width": width,
+                    "consensus_text": finding.headline,
+                    "agreement": f"{agreeing} of {len(consensus['members'])} significant "
+                    f"({len(finding.details['profiles'])} indicators)",
+                    "indicator_widths": {
+                        name: (
+                            None
+                            if not (e.get("interval") or {}).get("low") is not None
+                            else e["interval"]["high"] - e["interval"]["low"]
+                        )
+                        for name, e in finding.details["profiles"].items()
+                    },
+                }
+            )
+        doc["models"][model] = entries
+        widths[model] = [np.nan if e["width"] is None else e["width"] for e in entries]
+    first = doc["models"].get(MODELS[0], [])
+    fits = [e["n"] for e in first if e["width"] is not None and e["width"] <= 4]
+    doc["smallest_count_within_2_layers"] = min(fits) if fits else None
+    doc["statement"] = (
+        "Rule: the consensus interval is the central 90 % of the consensus split over "
+        f"{bootstrap.RESAMPLES} resampled prompt sets of the first n prompts of one 40-prompt run "
+        "(`docs/make_findings.py --study`). ±2 layers means a width of at most 4 layers; on "
+        f"{MODELS[0]} the smallest count reaching it is "
+        + (
+            f"{doc['smallest_count_within_2_layers']} prompts."
+            if doc["smallest_count_within_2_layers"]
+            else f"none of {', '.join(map(str, COUNTS))} prompts."
+        )
+    )
+    STUDY.parent.mkdir(parents=True, exist_ok=True)
+    STUDY.write_text(json.dumps(doc, indent=1) + "\n")
+    fig, ax = new_figure(6, 3)
+    for index, (model, values) in enumerate(widths.items()):
+        ax.plot(COUNTS, values, "o-", color=f"C{index}", label=model)
+        finite = [(n, w) for n, w in zip(COUNTS, values, strict=True) if np.isfinite(w) and w > 0]
+        if finite:
+            n0, w0 = finite[0]
+            ax.plot(COUNTS, [w0 * np.sqrt(n0 / n) for n in COUNTS], ":", color=f"C{index}")
+    ax.axhline(4, color="0.5", linewidth=0.8)
+    ax.set_xlabel("prompts (the first n of one 40-prompt run)")
+    ax.set_ylabel("consensus interval width (layers)")
+    ax.set_title(
+        "How sure the transition is: 90 % interval width vs prompts (dotted: 1/√n)", fontsize=9
+    )
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    save_figure(tidy(fig), STUDY_FIGURE)
+    print(f"wrote {STUDY} and {STUDY_FIGURE}.png")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if a doc is out of date")
+    parser.add_argument("--reference", nargs="+", type=Path, help="run directories to take")
+    parser.add_argument("--study", nargs="+", type=Path, help="40-prompt run directories")
+    args = parser.parse_args(argv)
+    if args.reference:
+        take_references(args.reference)
+    if args.study:
+        study(args.study)
+    stale = rewrite(check=args.check)
+    if args.check and stale:
+        print("out of date (run python docs/make_findings.py): " + ", ".join(stale))
+        return 1
+    for path in [] if args.check else stale:
+        print(f"rewrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
