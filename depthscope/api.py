@@ -19,6 +19,7 @@ import torch
 from depthscope.analyses.base import Analysis, RunContext, RunOptions
 from depthscope.analyses.catalog import analysis_class
 from depthscope.analyses.settings import build_settings
+from depthscope.core.allocator import keep_freed_memory
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.progress import Progress
 from depthscope.data.example import Example
@@ -81,6 +82,7 @@ def analyze(
     This is the one way an analysis runs over prompts: ``depthscope analyze`` feeds the same
     prompt batches to the same ``update``/``finish``, with checkpoints, processes and files around.
     """
+    keep_freed_memory()  # as the command line does: freed [tokens, vocab] blocks are reused
     if isinstance(analysis, Analysis):
         if settings:
             raise DepthscopeError(
