@@ -14,6 +14,8 @@ and this script rewrites each from the reference runs' saved JSON in ``docs/refe
         # take the summary.json of default runs as the new references (then rewrite)
     python docs/make_findings.py --study runs/study/smollm2-135m-n40 runs/study/gemma3-270m-n40
         # the prompt-count study from runs of 40 prompts (then rewrite)
+    python docs/make_findings.py --tuned RUN LENS [RUN LENS]
+        # a run whose logit lens read the tuned lens LENS: the lens record, verdict and figure
 
 Keys: ``verdict:MODEL`` (the terminal verdict of a reference run), ``transition:MODEL`` (one
 sentence: the consensus and every indicator's change point with its interval),
@@ -34,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from depthscope.analyses import bootstrap
-from depthscope.figures.common import new_figure, save_figure, tidy
+from depthscope.figures.common import new_figure, new_grid, save_figure, tidy
 from depthscope.results.compare import difference, difference_line, located
 from depthscope.results.summary import (
     Summary,
@@ -120,6 +122,24 @@ def lens_sentence(model: str) -> str:
     return f"On {model}: {lens.sentence} As change points: {'; '.join(steps)}.\n"
 
 
+def tuned_sentence(model: str) -> str:
+    """How the reference lens was trained, how it scores held out, where both lenses converge."""
+    record = json.loads((REFERENCE / model / "lens.json").read_text())
+    summary = Summary.from_json(json.loads((REFERENCE / model / "summary-tuned.json").read_text()))
+    held = record["heldout"]["kl_lens_final"]
+    logit, tuned = np.asarray(held["logit"]), np.asarray(held["tuned"])
+    below = int((tuned < logit).sum())
+    lens = summary.finding("lens")
+    return (
+        f"On {model}: `depthscope lens train {model} --tokens {record['settings']['tokens']}` "
+        f"trained on {record['tokens']} tokens of `{record['data']}` in {record['seconds']:.0f} s "
+        f"on the 2-core machine ({record['optimizer']}). On {record['heldout']['tokens']} held-out "
+        f"tokens, KL(lens ‖ final) of the tuned lens is below the logit lens's at {below} of "
+        f"{logit.size} boundaries (mean {logit.mean():.2f} vs {tuned.mean():.2f} nats). "
+        f"Read on the 10 default prompts: {lens.sentence}\n"
+    )
+
+
 def _prompts(summary: Summary) -> int:
     finding = summary.finding("transition")
     counts = [p.get("n_prompts") or 0 for p in finding.details["profiles"].values()]
@@ -163,6 +183,7 @@ GENERATORS = {
     **{f"verdict:{m}": (lambda m=m: verdict_block(m)) for m in MODELS},
     **{f"transition:{m}": (lambda m=m: transition_sentence(m)) for m in MODELS},
     **{f"lens:{m}": (lambda m=m: lens_sentence(m)) for m in MODELS},
+    **{f"tuned:{m}": (lambda m=m: tuned_sentence(m)) for m in MODELS},
 }
 
 
@@ -199,7 +220,38 @@ def take_references(runs: list[Path]) -> None:
         target = REFERENCE / summary["model"] / "summary.json"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(run / "summary.json", target)
+        evidence = run / "figures" / "verdict_evidence.png"
+        if evidence.exists():
+            shutil.copyfile(evidence, DOCS / "figures" / f"{summary['model']}_verdict_evidence.png")
         print(f"reference {summary['model']}: {run}/summary.json")
+
+
+def take_tuned(pairs: list[Path]) -> None:
+    """``RUN LENS`` pairs: a run whose logit lens read a tuned lens, and that lens's folder. Keeps
+    the lens record and the run's verdict, and draws both lenses per boundary into docs/figures."""
+    for run, lens in zip(pairs[::2], pairs[1::2], strict=True):
+        summary = json.loads((run / "summary.json").read_text())
+        model = summary["model"]
+        folder = REFERENCE / model
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(run / "summary.json", folder / "summary-tuned.json")
+        shutil.copyfile(lens / "lens.json", folder / "lens.json")
+        data = json.loads((run / "results" / "logit-lens.json").read_text())["data"]
+        fig, axes = new_grid(10, 3, 2)
+        for ax, key, label in (
+            (axes[0], "kl", "KL(lens ‖ final)"),
+            (axes[1], "topk_overlap", "top-5 overlap"),
+        ):
+            x = np.arange(len(data[key]))
+            ax.plot(x, data[key], "o-", markersize=3, color="C0", label="logit lens")
+            ax.plot(x, data["tuned"][key], "o-", markersize=3, color="C3", label="tuned lens")
+            ax.set_xlabel("boundary (input of layer; 0 = embedding)")
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=7)
+        axes[0].set_title(f"{model}: logit and tuned lens, mean over 10 prompts", fontsize=9)
+        save_figure(tidy(fig), DOCS / "figures" / f"tuned-lens_{model}")
+        print(f"tuned reference {model}: {run}, {lens}")
 
 
 def study(runs: list[Path]) -> None:
@@ -280,11 +332,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if a doc is out of date")
     parser.add_argument("--reference", nargs="+", type=Path, help="run directories to take")
     parser.add_argument("--study", nargs="+", type=Path, help="40-prompt run directories")
+    parser.add_argument("--tuned", nargs="+", type=Path, help="RUN LENS pairs (tuned-lens runs)")
     args = parser.parse_args(argv)
     if args.reference:
         take_references(args.reference)
     if args.study:
         study(args.study)
+    if args.tuned:
+        take_tuned(args.tuned)
     stale = rewrite(check=args.check)
     if args.check and stale:
         print("out of date (run python docs/make_findings.py): " + ", ".join(stale))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from depthscope.cli.options import add_model_options, load_from_options
 from depthscope.cli.training import (
     add_threads_option,
     add_training_options,
@@ -37,7 +38,6 @@ from depthscope.experiments.training.e12 import (
 from depthscope.experiments.training.loop import TrainJob, claim_out, train
 from depthscope.experiments.training.models import count_parameters
 from depthscope.experiments.training.packing import tokenize_example
-from depthscope.models.loading.loader import load_model
 
 EXAMPLES = """\
 examples:
@@ -82,7 +82,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         default=DEFAULT_EVAL_EXAMPLES,
         help=f"held-out examples per module or level (default: {DEFAULT_EVAL_EXAMPLES})",
     )
-    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    add_model_options(parser)
     add_threads_option(parser)
     add_training_options(parser, DEFAULTS)
     parser.set_defaults(handler=run_finetune)
@@ -117,7 +117,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         if note:
             progress.note(note)
         progress.note(f"loading {args.model}")
-        lm = load_model(args.model, device=args.device, progress=False)
+        lm = load_from_options(args, args.model, out=args.out, progress=False)
         tokenizer = lm.tokenizer
         if examples is None:
             scale = dm_arith_scale(args.data)

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from depthscope.cli.options import add_model_options
+from depthscope.cli.options import add_model_options, load_from_options
 from depthscope.cli.training import add_threads_option, apply_threads
 from depthscope.core.progress import make_progress
 from depthscope.experiments.lens import LensSettings, train_lens
-from depthscope.models.loading.loader import load_model
 from depthscope.models.loading.zoo import DEFAULT_MODEL
 
 DEFAULTS = LensSettings()
@@ -108,9 +107,7 @@ def run_lens_train(args: argparse.Namespace) -> int:
     settings.check()
     with make_progress() as progress:
         progress.note(f"loading {args.model}")
-        lm = load_model(
-            args.model, device=args.device, dtype=args.dtype, device_map=args.device_map
-        )
+        lm = load_from_options(args, args.model, out=args.out)
         progress.note(
             f"{lm.name}: {lm.n_layers} layers, d={lm.d_model}; {settings.steps} steps of "
             f"{settings.batch}×{settings.seq_len} tokens from {settings.data}"

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import torch
 
+from depthscope.cli.options import add_model_options, load_from_options
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.files import atomic_write_json
 from depthscope.core.progress import Progress, RichProgress
 from depthscope.data.sources import load_examples
 from depthscope.experiments.maps.fit import fit_linear_maps
 from depthscope.figures.files import plot_result
-from depthscope.models.loading.loader import load_model
 from depthscope.models.placement import resolve_placement
 from depthscope.results.document import Result
 from depthscope.run.distributed import init_distributed
@@ -81,10 +81,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--out", type=Path, default=None, help="run directory (default: runs/map-SOURCE-TARGET)"
     )
-    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    parser.add_argument(
-        "--dtype", default=None, help="model dtype: float32 (default), bfloat16, float16"
-    )
+    add_model_options(parser)
     parser.add_argument("--seed", type=int, default=0, help="order of the texts (default: 0)")
     parser.add_argument(
         "--batch-size", type=int, default=8, help="texts per forward pass (default: 8)"
@@ -152,7 +149,13 @@ def _fit(args: argparse.Namespace, texts, device: str, group, progress) -> tuple
         group.barrier()  # rank 0 fetches and converts built-in models into the cache first
     for spec in (args.source, args.target):
         progress.note(f"loading {spec}")
-        lm = load_model(spec, device=device, dtype=args.dtype, progress=group.is_main)
+        lm = load_from_options(
+            args,
+            spec,
+            progress=group.is_main,
+            local_rank=group.local_rank,
+            local_world_size=group.local_world_size,
+        )
         progress.note(f"{lm.name}: {lm.n_layers} layers, d={lm.d_model}, {lm.identity['dtype']}")
         models.append(lm)
     if group.is_main:

@@ -14,6 +14,8 @@ from pathlib import Path
 from transformers.utils import logging as hf_logging
 
 from depthscope.core.errors import DepthscopeError
+from depthscope.models.loading.loader import load_model
+from depthscope.models.placement import resolve_placement
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -69,3 +71,33 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module="transformers")
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+
+
+def load_from_options(
+    args: argparse.Namespace,
+    spec: str,
+    *,
+    out: Path | None = None,
+    progress: bool = True,
+    local_rank: int = 0,
+    local_world_size: int = 1,
+):
+    """Load ``spec`` where ``--device``/``--dtype``/``--device-map`` say, as every command does:
+    the placement is checked first (a bad device is one line), a map with disk offload offloads
+    into ``out/offload``."""
+    placement = resolve_placement(
+        args.device,
+        getattr(args, "device_map", None),
+        local_rank=local_rank,
+        local_world_size=local_world_size,
+    )
+    offload = str(out / "offload") if out is not None and placement.offloads_to_disk else None
+    return load_model(
+        spec,
+        device=placement.device,
+        dtype=getattr(args, "dtype", None),
+        device_map=placement.device_map,
+        max_memory=placement.max_memory,
+        offload_folder=offload,
+        progress=progress,
+    )

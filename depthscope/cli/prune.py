@@ -6,6 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
+from depthscope.cli.options import add_model_options, load_from_options
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.files import atomic_write_json
 from depthscope.core.progress import RichProgress
@@ -14,7 +15,6 @@ from depthscope.experiments.prune.figures import draw_prune
 from depthscope.experiments.prune.pipeline import check_run, run_prune, table_lines
 from depthscope.experiments.prune.settings import CRITERIA, DEFAULT_CRITERIA, PruneSettings, specs
 from depthscope.experiments.prune.surgery import save_pruned
-from depthscope.models.loading.loader import load_model
 from depthscope.models.loading.zoo import DEFAULT_MODEL
 
 DEFAULTS = PruneSettings(max_drop=4)
@@ -123,8 +123,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="write the model with K layers removed by the best-validated criterion",
     )
     parser.add_argument("--no-plots", action="store_true", help="skip the figure")
-    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    parser.add_argument("--dtype", default=None, help="float32 (default), bfloat16 or float16")
+    add_model_options(parser)
     parser.set_defaults(handler=run_prune_command)
     return parser
 
@@ -170,7 +169,7 @@ def run_prune_command(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     with RichProgress() as progress:
         progress.note(f"loading {args.model}")
-        lm = load_model(args.model, device=args.device, dtype=args.dtype)
+        lm = load_from_options(args, args.model, out=out)
         settings.check_depth(lm.n_layers)
         progress.note(f"{lm.name}: {lm.n_layers} layers; removing 1..{settings.max_drop}")
         doc = run_prune(lm, settings, progress)

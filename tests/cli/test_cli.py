@@ -338,3 +338,18 @@ def test_verdict_in_terminal_report_and_summary_json(tiny_model_dir, tmp_path, c
     (out / "summary.json").unlink()
     assert run_cli(capsys, "plot", str(out))[0] == 0
     assert json.loads((out / "summary.json").read_text()) == summary  # plot recomputes it
+
+
+def test_every_command_that_loads_a_model_takes_the_same_placement_options():
+    from depthscope.cli import build_parser
+
+    parser = build_parser()
+    for argv in (
+        ["prune", "smollm2-135m"],
+        ["map", "gemma3-270m", "smollm2-135m"],
+        ["finetune", "smollm2-135m", "--out", "x"],
+        ["lens", "train", "--out", "x"],
+        ["analyze"],
+    ):
+        args = parser.parse_args([*argv, "--device-map", "auto", "--dtype", "bfloat16"])
+        assert (args.device_map, args.dtype, args.device) == ("auto", "bfloat16", "cpu"), argv
