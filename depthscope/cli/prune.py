@@ -12,7 +12,7 @@ from depthscope.core.files import atomic_write_json
 from depthscope.core.progress import RichProgress
 from depthscope.data.sources import load_examples
 from depthscope.experiments.prune.figures import draw_prune
-from depthscope.experiments.prune.pipeline import check_run, run_prune, table_lines
+from depthscope.experiments.prune.pipeline import best_lines, check_run, run_prune, table_lines
 from depthscope.experiments.prune.settings import CRITERIA, DEFAULT_CRITERIA, PruneSettings, specs
 from depthscope.experiments.prune.surgery import save_pruned
 from depthscope.models.loading.zoo import DEFAULT_MODEL
@@ -197,11 +197,8 @@ def _report(doc: dict, out: Path, figures: list[Path], table: list[str]) -> None
     k = doc["max_drop"]
     for name, entry in doc["criteria"].items():
         print(f"  {name:<16} removes at k={k}: {entry['removed'][k]}")
-    best = doc["best"]
-    shown = f"{best['value']:.1%}" if best["metric"] == "accuracy" else f"{best['value']:.4g}"
-    print(
-        f"best at k={best['k']}: {best['criterion']} ({best['metric']} {shown} on {best['source']})"
-    )
+    for line in best_lines(doc):
+        print(line)
     if "saved" in doc:
         saved = doc["saved"]
         print(

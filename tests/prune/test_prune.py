@@ -11,6 +11,7 @@ import pytest
 import torch
 from tiny_models import random_ids, tiny_model
 
+from depthscope.core.progress import Progress
 from depthscope.engine.batch import pad_batch
 from depthscope.engine.interventions import SkipLayers
 from depthscope.engine.replay import replay
@@ -253,7 +254,19 @@ def test_prune_command_end_to_end(tiny_model_dir, tmp_path, capsys):
     values = {c: doc["metrics"][c][text]["perplexity"][2] for c in doc["criteria"]}
     assert best["value"] == pytest.approx(min(values.values()))
     assert (out / "figures" / "prune_metrics.png").read_bytes()[:4] == b"\x89PNG"
-    assert "perplexity on builtin:text" in stdout and f"best at k=2: {best['criterion']}" in stdout
+    assert "perplexity on builtin:text" in stdout
+    # the best criterion is named only where its lead exceeds the paired interval
+    named = f"best at k=2: {best['criterion']} ("
+    assert (named in stdout) == best["clear"]
+    if not best["clear"]:
+        assert "no criterion leads beyond" in stdout and best["not_separated_from"]
+    pairs = doc["differences"][text]["2"]
+    assert len(pairs) == 4 * 3 // 2 and all(len(r["interval"]) == 2 for r in pairs)
+    for row in pairs:  # a difference and its paired interval, from the same resampled texts
+        low, high = row["interval"]
+        assert row["real"] == (low > 0 or high < 0)
+    low, high = doc["metrics"]["angular"][text]["perplexity_interval"][0]
+    assert low <= clean <= high
     assert all(line in stdout for line in doc["table"])
     removed = doc["saved"]["removed"]
     assert removed == doc["criteria"][best["criterion"]]["removed"]["2"]
@@ -326,3 +339,34 @@ def test_prune_bad_input_is_one_line(tiny_model_dir, tmp_path, capsys):
         code, _, err = run_cli(capsys, "prune", tiny_model_dir, *extra, "--out", tmp_path / "o")
         assert code == 2, (extra, err)
         assert fragment in one_error_line(err), (extra, err)
+
+
+def test_sleb_removes_the_layer_whose_removal_costs_least_and_rescores():
+    """SLEB by its definition: at each step, the layer whose removal (with those already removed)
+    gives the lowest calibration NLL, measured here with pruned model copies (the naive path)."""
+    from depthscope.experiments.prune.evaluate import EvalData, evaluate_naive
+    from depthscope.experiments.prune.pipeline import sleb_removals
+    from depthscope.experiments.prune.settings import PruneSettings
+
+    lm = tiny_model("llama")
+    calibration = random_ids([12, 9, 15], seed=4)
+    settings = PruneSettings(max_drop=2, batch_size=3)
+    sets, nll = sleb_removals(lm, settings, calibration, Progress())
+    data = [EvalData("calibration", "text", calibration)]
+    removed: list[int] = []
+    for k in (1, 2):
+        options = [
+            tuple(sorted([*removed, layer])) for layer in range(lm.n_layers) if layer not in removed
+        ]
+        tallies = evaluate_naive(lm, options, data)
+        scores = [t["calibration"].nll / t["calibration"].tokens for t in tallies]
+        removed = list(options[int(np.argmin(scores))])
+        assert sets[k] == removed and nll[k - 1] == pytest.approx(min(scores), rel=1e-4)
+
+
+def test_future_then_current_breaks_near_ties_by_the_current_effect():
+    from depthscope.experiments.prune.pipeline import _lexicographic
+
+    future = [0.5, 0.1234, 0.1231, 0.9]  # layers 1 and 2 tie at two significant digits
+    current = [0.2, 0.9, 0.3, 0.1]
+    assert _lexicographic(future, current) == [2, 1, 0, 3]

@@ -51,12 +51,15 @@ class Tally:
     tokens: int = 0
     correct: int = 0  # tasks: sequences whose every answer token is the argmax
     examples: int = 0
+    # (nll, tokens, correct) of each sequence, in order: the units intervals resample
+    per_sequence: list = field(default_factory=list)
 
     def add(self, other: Tally) -> None:
         self.nll += other.nll
         self.tokens += other.tokens
         self.correct += other.correct
         self.examples += other.examples
+        self.per_sequence += other.per_sequence
 
     def metrics(self, kind: str) -> dict:
         mean_nll = self.nll / self.tokens if self.tokens else float("nan")
@@ -73,11 +76,11 @@ def score_logits(logits: torch.Tensor, ids: Sequence[int], answer_length: int | 
     if answer_length is not None:
         logits, targets = logits[-answer_length:], targets[-answer_length:]
     logp = torch.log_softmax(logits.float(), dim=-1)
-    nll = -logp.gather(-1, targets[:, None]).sum()
+    nll, tokens = float(-logp.gather(-1, targets[:, None]).sum()), int(targets.numel())
     if answer_length is None:
-        return Tally(nll=float(nll), tokens=int(targets.numel()))
-    correct = bool((logits.argmax(dim=-1) == targets).all())
-    return Tally(nll=float(nll), tokens=int(targets.numel()), correct=int(correct), examples=1)
+        return Tally(nll=nll, tokens=tokens, per_sequence=[(nll, tokens, 0)])
+    correct = int(bool((logits.argmax(dim=-1) == targets).all()))
+    return Tally(nll, tokens, correct, 1, per_sequence=[(nll, tokens, correct)])
 
 
 def _scored_positions(length: int, answer_length: int | None) -> slice:

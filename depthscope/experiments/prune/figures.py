@@ -19,7 +19,12 @@ LOG_SCALE = {"perplexity", "answer_nll"}
 
 def draw_prune(doc: dict, folder: Path) -> list[Path]:
     """Write ``folder/prune_metrics.png`` and ``.pdf`` from a ``prune.json`` document."""
-    panels = [(d, metric, label) for d in doc["data"] for metric, label in SHOWN[d["kind"]]]
+    panels = [  # a task the unpruned model does not solve ranks nothing: not drawn
+        (d, metric, label)
+        for d in doc["data"]
+        if d.get("informative", True)
+        for metric, label in SHOWN[d["kind"]]
+    ]
     fig, axes = new_grid(4.2 * len(panels), 3.2, len(panels))
     ks = np.arange(doc["max_drop"] + 1)
     for ax, (entry, metric, ylabel) in zip(axes, panels, strict=True):

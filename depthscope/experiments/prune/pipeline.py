@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from depthscope.analyses import bootstrap
 from depthscope.api import analyze
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.progress import Progress
@@ -135,6 +136,35 @@ def effect_scores(
     return values, f"{analysis} on {len(calibration)} prompts of {settings.calib} (output_change)"
 
 
+def sleb_removals(
+    lm: LoadedModel, settings: PruneSettings, calibration: list[list[int]], progress: Progress
+) -> tuple[dict[int, list[int]], list[float]]:
+    """SLEB (Song et al. 2024): remove, one at a time, the layer whose removal raises the
+    calibration text's perplexity least, re-scoring every remaining layer after each removal."""
+    data = [EvalData("calibration", "text", [s for s in calibration if len(s) >= 2])]
+    removed: list[int] = []
+    sets, nll = {}, []
+    for k in range(1, settings.max_drop + 1):
+        remaining = [layer for layer in range(lm.n_layers) if layer not in removed]
+        candidates = [tuple(sorted([*removed, layer])) for layer in remaining]
+        tallies = evaluate(lm, candidates, data, batch_size=settings.batch_size, progress=progress)
+        scores = [t["calibration"].nll / max(t["calibration"].tokens, 1) for t in tallies]
+        best = int(np.argmin(scores))
+        removed.append(remaining[best])
+        sets[k] = sorted(removed)
+        nll.append(round(float(scores[best]), 6))
+    return sets, nll
+
+
+def _lexicographic(first: list[float], second: list[float], digits: int = 2) -> list[int]:
+    """Layers by ``first`` rounded to ``digits`` significant digits, ties broken by ``second``."""
+
+    def rounded(x: float) -> float:
+        return float(f"{x:.{digits}g}")
+
+    return sorted(range(len(first)), key=lambda i: (rounded(first[i]), second[i], i))
+
+
 def plan(
     lm: LoadedModel, settings: PruneSettings, inputs: Inputs, progress: Progress
 ) -> tuple[dict, dict]:
@@ -143,9 +173,39 @@ def plan(
     calibration: Calibration | None = None
     if {"block-influence", "angular"} & set(settings.criteria):
         calibration = calibrate(lm, inputs.calibration, progress)
+    effects: dict[str, tuple[list[float], str]] = {}
+
+    def effect(name: str) -> tuple[list[float], str]:
+        if name not in effects:
+            effects[name] = effect_scores(lm, name, settings, inputs.calibration, progress)
+        return effects[name]
+
     for name in settings.criteria:
+        if name == "sleb":
+            sets, nll = sleb_removals(lm, settings, inputs.calibration, progress)
+            criteria[name] = {
+                "scores": None,
+                "ranking": None,
+                "source": f"perplexity of {len(inputs.calibration)} prompts of {settings.calib}, "
+                "re-scored after each removal",
+                "removed": sets,
+                "calibration_nll": nll,
+            }
+            continue
+        if name == "future-then-current":
+            future, future_source = effect("future-effect")
+            current, current_source = effect("current-effect")
+            order = _lexicographic(future, current)
+            criteria[name] = {
+                "scores": future,
+                "tie_break": current,
+                "ranking": order,
+                "source": f"{future_source}; ties (2 significant digits) by {current_source}",
+                "removed": removal_sets(name, settings.max_drop, order=order, calibration=None),
+            }
+            continue
         if name in EFFECT_ANALYSIS:
-            scores, source = effect_scores(lm, name, settings, inputs.calibration, progress)
+            scores, source = effect(name)
         elif name == "block-influence":
             scores = [float(v) for v in calibration.block_influence]
             source = f"{len(inputs.calibration)} prompts of {settings.calib}, all tokens"
@@ -175,22 +235,100 @@ def plan(
     return criteria, randoms
 
 
-def _curve(tallies: list[dict[str, Tally]], index: dict, sets: dict[int, list[int]], data) -> dict:
-    """Metrics for k = 0..K of one criterion: ``{source: {metric: [values]}}``."""
+MIN_INFORMATIVE_ACCURACY = 0.2  # a task the unpruned model solves less often ranks nothing
+
+
+def _columns(tally: Tally) -> np.ndarray:
+    """``[sequences, 3]``: each sequence's summed NLL, scored tokens and correctness."""
+    return np.asarray(tally.per_sequence, dtype=float).reshape(-1, 3)
+
+
+def _drawn(tally: Tally, counts: np.ndarray, kind: str) -> np.ndarray:
+    """The metric of each draw of sequences: mean NLL per token (text) or accuracy (tasks)."""
+    cols = _columns(tally)
+    if kind == "text":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (counts @ cols[:, 0]) / (counts @ cols[:, 1])
+    return (counts @ cols[:, 2]) / counts.sum(axis=1)
+
+
+def _interval(samples: np.ndarray, transform=lambda x: x) -> list[float]:
+    tail = 100 * (1 - bootstrap.LEVEL) / 2
+    low, high = np.nanpercentile(samples, [tail, 100 - tail])
+    return [float(transform(low)), float(transform(high))]
+
+
+def _curve(
+    tallies: list[dict[str, Tally]], index: dict, sets: dict[int, list[int]], data, counts: dict
+) -> dict:
+    """Metrics for k = 0..K of one criterion: ``{source: {metric: [values]}}``, with 90 %
+    intervals over resampled sequences (``counts``: the draws, shared by all candidates)."""
     curve = {}
     for d in data:
-        per_k = [tallies[index[()]][d.source].metrics(d.kind)]
-        per_k += [tallies[index[tuple(sets[k])]][d.source].metrics(d.kind) for k in sorted(sets)]
+        chosen = [tallies[index[()]][d.source]]
+        chosen += [tallies[index[tuple(sets[k])]][d.source] for k in sorted(sets)]
+        per_k = [t.metrics(d.kind) for t in chosen]
         curve[d.source] = {key: [m[key] for m in per_k] for key in per_k[0]}
+        if d.kind == "text":
+            curve[d.source]["perplexity_interval"] = [
+                _interval(_drawn(t, counts[d.source], d.kind), np.exp) for t in chosen
+            ]
+        else:
+            curve[d.source]["accuracy_interval"] = [
+                _interval(_drawn(t, counts[d.source], d.kind)) for t in chosen
+            ]
     return curve
+
+
+def differences(
+    tallies: list[dict[str, Tally]], index: dict, criteria: dict, data, counts: dict, k_max: int
+) -> dict:
+    """Per text source and k: every pair of criteria's difference in mean NLL (nats/token), with
+    its paired 90 % interval (the same sequences drawn for both); ``real`` when it excludes 0."""
+    out: dict = {}
+    names = list(criteria)
+    for d in data:
+        if d.kind != "text":
+            continue
+        per_k = {}
+        for k in range(1, k_max + 1):
+            drawn = {
+                n: _drawn(
+                    tallies[index[tuple(criteria[n]["removed"][k])]][d.source],
+                    counts[d.source],
+                    "text",
+                )
+                for n in names
+            }
+            full = {
+                n: tallies[index[tuple(criteria[n]["removed"][k])]][d.source].metrics("text")["nll"]
+                for n in names
+            }
+            rows = []
+            for i, a in enumerate(names):
+                for b in names[i + 1 :]:
+                    low, high = _interval(drawn[a] - drawn[b])
+                    rows.append(
+                        {
+                            "a": a,
+                            "b": b,
+                            "difference_nats": round(full[a] - full[b], 5),
+                            "interval": [round(low, 5), round(high, 5)],
+                            "real": bool(low > 0 or high < 0),
+                        }
+                    )
+            per_k[k] = rows
+        out[d.source] = per_k
+    return out
 
 
 def _mean_curves(curves: list[dict]) -> dict:
     mean = {}
     for source in curves[0]:
-        mean[source] = {
+        mean[source] = {  # the seeds' intervals stay per seed (metrics_per_seed)
             key: [float(np.mean([c[source][key][i] for c in curves])) for i in range(len(values))]
             for key, values in curves[0][source].items()
+            if not key.endswith("_interval")
         }
     return mean
 
@@ -203,13 +341,23 @@ def primary_metric(datasets: list[EvalData]) -> tuple[str, str, bool]:
     return datasets[0].source, "accuracy", True
 
 
-def choose_best(metrics: dict, criteria: list[str], datasets: list[EvalData], k: int) -> dict:
-    """The criterion whose removal of ``k`` layers measured best on the primary metric."""
+def choose_best(
+    metrics: dict, criteria: list[str], datasets: list[EvalData], k: int, diffs: dict
+) -> dict:
+    """The criterion whose removal of ``k`` layers measured best on the primary metric, and
+    whether its lead over every other criterion exceeds the interval (``clear``)."""
     source, metric, higher = primary_metric(datasets)
     values = {c: metrics[c][source][metric][k] for c in criteria}
     sign = -1.0 if higher else 1.0
     best = min(criteria, key=lambda c: (sign * values[c], criteria.index(c)))
-    return {"criterion": best, "k": k, "source": source, "metric": metric, "value": values[best]}
+    doc = {"criterion": best, "k": k, "source": source, "metric": metric, "value": values[best]}
+    rows = [r for r in diffs.get(source, {}).get(k, []) if best in (r["a"], r["b"])]
+    if rows:
+        doc["clear"] = all(r["real"] for r in rows)
+        doc["not_separated_from"] = [
+            r["b"] if r["a"] == best else r["a"] for r in rows if not r["real"]
+        ]
+    return doc
 
 
 def run_prune(lm: LoadedModel, settings: PruneSettings, progress: Progress | None = None) -> dict:
@@ -228,13 +376,18 @@ def run_prune(lm: LoadedModel, settings: PruneSettings, progress: Progress | Non
     tallies = evaluate(
         lm, candidates, inputs.datasets, batch_size=settings.batch_size, progress=progress
     )
+    counts = {
+        d.source: bootstrap.draws(len(d.sequences), seed=settings.seed) for d in inputs.datasets
+    }
     metrics = {
-        name: _curve(tallies, index, entry["removed"], inputs.datasets)
+        name: _curve(tallies, index, entry["removed"], inputs.datasets, counts)
         for name, entry in criteria.items()
     }
     per_seed = {
-        seed: _curve(tallies, index, sets, inputs.datasets) for seed, sets in randoms.items()
+        seed: _curve(tallies, index, sets, inputs.datasets, counts)
+        for seed, sets in randoms.items()
     }
+    diffs = differences(tallies, index, criteria, inputs.datasets, counts, settings.max_drop)
     if per_seed:
         metrics[RANDOM] = _mean_curves(list(per_seed.values()))
     finished = time.perf_counter()
@@ -252,18 +405,32 @@ def run_prune(lm: LoadedModel, settings: PruneSettings, progress: Progress | Non
                 "kind": d.kind,
                 "sequences": len(d.sequences),
                 "tokens": sum(len(s) for s in d.sequences),
+                **_informative(d, tallies[index[()]]),
             }
             for d in inputs.datasets
         ],
+        "differences": diffs,
+        "interval": f"{bootstrap.LEVEL:.0%} over {bootstrap.RESAMPLES} resampled sequences",
         "calibration": {"source": settings.calib, "prompts": len(inputs.calibration)},
         "candidate_sets": len(candidates),
         "metrics": metrics,
-        "best": choose_best(metrics, list(criteria), inputs.datasets, settings.max_drop),
+        "best": choose_best(metrics, list(criteria), inputs.datasets, settings.max_drop, diffs),
         "seconds": {
             "criteria": round(planned - started, 3),
             "validation": round(finished - planned, 3),
             "total": round(finished - started, 3),
         },
+    }
+
+
+def _informative(data: EvalData, unpruned: dict[str, Tally]) -> dict:
+    """Tasks the unpruned model solves less than 20 % of the time rank nothing: said, not drawn."""
+    if data.kind != "task":
+        return {"informative": True}
+    accuracy = unpruned[data.source].metrics("task")["accuracy"]
+    return {
+        "informative": bool(accuracy >= MIN_INFORMATIVE_ACCURACY),
+        "unpruned_accuracy": accuracy,
     }
 
 
@@ -274,12 +441,39 @@ SHOWN = {
 }
 
 
+def best_lines(doc: dict) -> list[str]:
+    """The best criterion at K, named only where its lead exceeds the intervals; and which
+    differences between criteria are real at K."""
+    best = doc["best"]
+    shown = _fmt(best["value"], best["metric"])
+    where = f"({best['metric']} {shown} on {best['source']})"
+    lines = []
+    if best.get("clear", True):
+        lines.append(f"best at k={best['k']}: {best['criterion']} {where}")
+    else:
+        others = ", ".join(best["not_separated_from"])
+        lines.append(
+            f"best at k={best['k']}: no criterion leads beyond the {doc['interval']} interval "
+            f"(lowest: {best['criterion']} {where}; not separated from {others})"
+        )
+    for source, per_k in doc.get("differences", {}).items():
+        rows = per_k.get(best["k"]) or per_k.get(str(best["k"])) or []
+        for row in rows:
+            low, high = row["interval"]
+            verdict = "real" if row["real"] else "within noise"
+            lines.append(
+                f"  {row['a']} vs {row['b']} at k={best['k']} on {source}: "
+                f"{row['difference_nats']:+.3f} [{low:+.3f}, {high:+.3f}] nats/token ({verdict})"
+            )
+    return lines
+
+
 def table_lines(doc: dict) -> list[str]:
     """One table per shown metric: rows k = 0..K, one column per criterion (and random)."""
     names = list(doc["metrics"])
     n_seeds = len(doc["random"]["seeds"])
     labels = [f"random ({n_seeds} seeds)" if n == RANDOM else n for n in names]
-    widths = [max(len(label), 9) for label in labels]
+    widths = [max(len(label), 22) for label in labels]
     lines = []
     for data in doc["data"]:
         size = (
@@ -287,6 +481,13 @@ def table_lines(doc: dict) -> list[str]:
             if data["kind"] == "text"
             else f"{data['sequences']} examples"
         )
+        if not data.get("informative", True):
+            lines.append(
+                f"{data['source']} ({size}): uninformative — the unpruned model answers "
+                f"{data['unpruned_accuracy']:.0%} correctly (< {MIN_INFORMATIVE_ACCURACY:.0%}), "
+                "so it ranks no criterion"
+            )
+            continue
         for metric, heading in SHOWN[data["kind"]]:
             lines.append(f"{heading} on {data['source']} ({size}), by layers removed:")
             lines.append(
@@ -295,6 +496,14 @@ def table_lines(doc: dict) -> list[str]:
             for k in range(doc["max_drop"] + 1):
                 values = [doc["metrics"][n][data["source"]][metric][k] for n in names]
                 cells = [_fmt(v, metric) for v in values]
+                if metric == "perplexity":  # with its interval over resampled texts
+                    intervals = [
+                        doc["metrics"][n][data["source"]].get("perplexity_interval") for n in names
+                    ]
+                    cells = [
+                        f"{c} [{iv[k][0]:.3g}, {iv[k][1]:.3g}]" if iv else c
+                        for c, iv in zip(cells, intervals, strict=True)
+                    ]
                 lines.append(
                     f"{k:>3}  " + "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))
                 )

@@ -6,8 +6,15 @@ from dataclasses import dataclass
 
 from depthscope.core.errors import DepthscopeError
 
-CRITERIA = ("future-effect", "current-effect", "block-influence", "angular")
-DEFAULT_CRITERIA = ("future-effect", "block-influence", "angular")
+CRITERIA = (
+    "future-effect",
+    "current-effect",
+    "future-then-current",
+    "block-influence",
+    "angular",
+    "sleb",
+)
+DEFAULT_CRITERIA = ("future-effect", "future-then-current", "block-influence", "angular", "sleb")
 EFFECT_ANALYSIS = {"future-effect": "future-effects", "current-effect": "current-effects"}
 RANDOM = "random"
 
@@ -19,8 +26,8 @@ class PruneSettings:
     max_drop: int
     criteria: tuple[str, ...] = DEFAULT_CRITERIA
     text: str | None = "builtin:text"  # comma-separated data specs
-    text_n: int = 8
-    max_tokens: int = 128
+    text_n: int = 80
+    max_tokens: int = 256  # 80 texts of up to 256 tokens: about 20 000 tokens of perplexity
     task: str | None = "builtin:arith-chain"  # comma-separated data specs
     task_n: int = 4
     calib: str = "builtin:arith-words"
