@@ -277,6 +277,7 @@ def transition(results: dict[str, Result], n_layers: int | None) -> Finding | No
 
     where = with_interval(agreed.layer, agreed.interval, n_layers)
     no_step = f"; no step in the {', '.join(flat)}" if flat else ""
+    no_step += _narrowing(agreed.interval, [i.n_prompts for i in found])
     if agreed.agreed:
         sentence = (
             f"The second regime starts at {where} of {n_layers}: the joint split of "
@@ -302,6 +303,25 @@ def transition(results: dict[str, Result], n_layers: int | None) -> Finding | No
         layer=agreed.layer,
         relative_depth=rel(agreed.layer, n_layers),
         **common,
+    )
+
+
+WIDE = 4  # a consensus interval wider than ±2 layers is called wide
+
+
+def _narrowing(interval: Interval | None, counts: list[int | None]) -> str:
+    """When the consensus interval is wide: how many prompts would narrow it to ±2 layers
+    (intervals shrink as 1/√n)."""
+    n = max((c for c in counts if c), default=0)
+    if interval is None or interval.low is None or not n:
+        return ""
+    width = interval.high - interval.low
+    if width <= WIDE:
+        return ""
+    needed = int(np.ceil(n * (width / WIDE) ** 2))
+    return (
+        f"; the consensus interval is wide ({width:.0f} layers on {n} prompts): about {needed} "
+        f"prompts (-n {needed}) would narrow it to ±2 layers"
     )
 
 
