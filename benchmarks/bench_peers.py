@@ -149,11 +149,11 @@ def lens_future_effects(
         for t in splits:
             kept = {}
 
-            def keep_input(resid, hook):
+            def keep_input(resid, hook, kept=kept):
                 kept["input"] = resid.clone()
                 return resid
 
-            def skip_past(resid, hook, t=t):
+            def skip_past(resid, hook, t=t, kept=kept):
                 resid[:, 1:t] = kept["input"][:, 1:t]
                 return resid
 
