@@ -24,6 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from machine import matmul_peak  # noqa: E402
 from naive import naive_effects, naive_erasure, naive_igrad  # noqa: E402
 
 import depthscope as ds  # noqa: E402
@@ -34,19 +35,6 @@ from depthscope.core.allocator import keep_freed_memory  # noqa: E402
 from depthscope.data.prompts import PromptSet  # noqa: E402
 from depthscope.data.sources import load_examples  # noqa: E402
 from depthscope.models.loading.loader import load_model  # noqa: E402
-
-
-def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
-    """Best observed fp32 GEMM throughput (FLOP/s) on this machine."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    best = 0.0
-    for _ in range(3):
-        a @ b
-    for _ in range(repeats):
-        started = time.perf_counter()
-        a @ b
-        best = max(best, 2 * size**3 / (time.perf_counter() - started))
-    return best
 
 
 def timed(fn, repeats: int = 1) -> tuple[float, object]:

@@ -15,25 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from machine import matmul_peak  # benchmarks/machine.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "lens.json"
-
-
-def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
-    """Best observed fp32 GEMM throughput (FLOP/s) on this machine."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    best = 0.0
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = max(best, 2 * size**3 / (time.perf_counter() - start))
-    return best
 
 
 def summarise(folder: Path, peak: float, vocab: dict[str, int]) -> dict:

@@ -31,6 +31,7 @@ import nnsight
 import torch
 import torch.nn.functional as F
 import transformer_lens
+from machine import matmul_peak  # benchmarks/machine.py, beside this script
 from nnsight import LanguageModel
 from transformer_lens import TransformerBridge
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -43,16 +44,6 @@ from depthscope.models.loading.zoo import fetch_builtin
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "peers.json"
 K = 5
-
-
-def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    best = 0.0
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = max(best, 2 * size**3 / (time.perf_counter() - start))
-    return best
 
 
 def timed(fn):

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 import transformers as tf
+from machine import matmul_peak  # benchmarks/machine.py, beside this script
 from torch.utils.flop_counter import FlopCounterMode
 
 import depthscope as ds
@@ -134,20 +135,6 @@ def check_equality(device: str, dtype: torch.dtype) -> dict:
                 errors[f"{name}.{key}"] = relative_error(got.data[key], want.data[key])
         out[family] = {"max_relative_error": errors, "ok": max(errors.values()) <= BF16_TOLERANCE}
     return out
-
-
-def matmul_peak(device: str, dtype: torch.dtype, size: int) -> float:
-    """Best observed GEMM throughput (FLOP/s) in ``dtype`` on ``device``."""
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
-    best = 0.0
-    for _ in range(5):
-        synchronize(device)
-        start = time.perf_counter()
-        a @ b
-        synchronize(device)
-        best = max(best, 2 * size**3 / (time.perf_counter() - start))
-    return best
 
 
 def synchronize(device: str) -> None:
@@ -258,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     dtype = torch.bfloat16
     started = time.perf_counter()
     name = "cpu (dry run)" if args.dry_run else torch.cuda.get_device_name(0)
-    peak = matmul_peak(device, dtype, 256 if args.dry_run else 8192)
+    peak = matmul_peak(256 if args.dry_run else 8192, 5, device, dtype)
     doc = {
         "device": name,
         "dry_run": args.dry_run,
