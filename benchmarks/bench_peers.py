@@ -22,6 +22,7 @@ on the machine: the ratios are measured in one run.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import platform
 import time
@@ -30,7 +31,6 @@ from pathlib import Path
 import nnsight
 import torch
 import torch.nn.functional as F
-import transformer_lens
 from machine import matmul_peak  # benchmarks/machine.py, beside this script
 from nnsight import LanguageModel
 from transformer_lens import TransformerBridge
@@ -190,7 +190,7 @@ def main() -> None:
         "versions": {
             "torch": torch.__version__,
             "nnsight": nnsight.__version__,
-            "transformer_lens": getattr(transformer_lens, "__version__", "?"),
+            "transformer_lens": importlib.metadata.version("transformer_lens"),
         },
         "matmul_peak_gflops": round(peak / 1e9, 1),
         "logit_lens": {"prompts": len(prompts), "tokens": tokens, "flop_bound_s": round(bound, 2)},

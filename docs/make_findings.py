@@ -177,7 +177,38 @@ def prompt_study_table() -> str:
     return header + "\n".join(rows) + "\n\n" + study["statement"] + "\n"
 
 
+def peers_table() -> str:
+    """depthscope beside nnsight and TransformerLens, from benchmarks/results/peers.json."""
+    doc = json.loads((ROOT / "benchmarks" / "results" / "peers.json").read_text())
+    lens, future = doc["logit_lens"], doc["future_effects"]
+    rows = [
+        "| workload | depthscope | nnsight | TransformerLens | depthscope's speed-up | max difference (nnsight / TL) |",
+        "|---|---|---|---|---|---|",
+        f"| logit lens, {lens['prompts']} prompts, {lens['tokens']} tokens "
+        f"(unembedding FLOP bound {lens['flop_bound_s']} s) | {lens['depthscope_s']} s "
+        f"({lens['depthscope_ratio_to_bound']}× the bound) | {lens['nnsight_s']} s | "
+        f"{lens['transformer_lens_s']} s | {lens['speedup_vs_nnsight']}× / "
+        f"{lens['speedup_vs_transformer_lens']}× | KL {lens['max_abs_diff_kl']['nnsight']:.1e} / "
+        f"{lens['max_abs_diff_kl']['transformer_lens']:.1e} |",
+        f"| future effects of skipping each layer, 1 prompt of {future['prompt_tokens']} tokens, "
+        f"{len(future['split_points'])} split points ({future['forward_passes_of_the_peers']} "
+        f"forward passes for the peers) | {future['depthscope_s']} s | {future['nnsight_s']} s | "
+        f"{future['transformer_lens_s']} s | {future['speedup_vs_nnsight']}× / "
+        f"{future['speedup_vs_transformer_lens']}× | output change "
+        f"{future['max_abs_diff_output_change']['nnsight']:.1e} / "
+        f"{future['max_abs_diff_output_change']['transformer_lens']:.1e} |",
+    ]
+    versions = doc["versions"]
+    return (
+        "\n".join(rows)
+        + f"\n\n({doc['model']}, {doc['machine']['threads']} threads, torch {versions['torch']}, "
+        f"nnsight {versions['nnsight']}, transformer_lens {versions['transformer_lens']}; "
+        f"fp32 matmul peak {doc['matmul_peak_gflops']} GFLOP/s.)\n"
+    )
+
+
 GENERATORS = {
+    "peers": peers_table,
     "comparison": comparison,
     "prompt-study": prompt_study_table,
     **{f"verdict:{m}": (lambda m=m: verdict_block(m)) for m in MODELS},
@@ -188,7 +219,7 @@ GENERATORS = {
 
 
 def docs_files() -> list[Path]:
-    return sorted([*DOCS.glob("*.md"), ROOT / "README.md"])
+    return sorted([*DOCS.glob("*.md"), ROOT / "README.md", ROOT / "benchmarks" / "README.md"])
 
 
 def rewrite(check: bool) -> list[str]:
