@@ -12,7 +12,14 @@ from depthscope.core.files import atomic_write_json
 from depthscope.core.progress import RichProgress
 from depthscope.data.sources import load_examples
 from depthscope.experiments.prune.figures import draw_prune
-from depthscope.experiments.prune.pipeline import best_lines, check_run, run_prune, table_lines
+from depthscope.experiments.prune.heal import require_peft, save_healed
+from depthscope.experiments.prune.pipeline import (
+    best_lines,
+    check_run,
+    heal_settings,
+    run_prune,
+    table_lines,
+)
 from depthscope.experiments.prune.settings import CRITERIA, DEFAULT_CRITERIA, PruneSettings, specs
 from depthscope.experiments.prune.surgery import save_pruned
 from depthscope.models.loading.zoo import DEFAULT_MODEL
@@ -122,6 +129,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="DIR",
         help="write the model with K layers removed by the best-validated criterion",
     )
+    parser.add_argument(
+        "--heal",
+        choices=["lora"],
+        default=None,
+        help="fine-tune every pruned candidate briefly with LoRA on the layers next to its cut "
+        'and measure it again (needs peft: pip install "depthscope[eval]")',
+    )
+    parser.add_argument(
+        "--heal-steps", type=int, default=50, help="LoRA steps per candidate (default: 50)"
+    )
+    parser.add_argument(
+        "--heal-data",
+        default="builtin:text",
+        help="text the healing trains on (default: builtin:text, drawn with the heal seed)",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the figure")
     add_model_options(parser)
     parser.set_defaults(handler=run_prune_command)
@@ -148,6 +170,9 @@ def settings_from_args(args: argparse.Namespace):
         seed=args.seed,
         batch_size=args.batch_size,
         run_dir=str(args.run) if args.run else None,
+        heal=args.heal,
+        heal_steps=args.heal_steps,
+        heal_data=args.heal_data,
     )
 
 
@@ -161,8 +186,11 @@ def run_prune_command(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     settings.check()
     check_run(settings)
-    for spec in [*specs(settings.text), *specs(settings.task), settings.calib]:
+    heal_data = [settings.heal_data] if settings.heal else []
+    for spec in [*specs(settings.text), *specs(settings.task), settings.calib, *heal_data]:
         load_examples(spec, 1, seed=settings.seed)  # a bad data spec fails before loading
+    if settings.heal:
+        require_peft()  # before loading anything
     if args.save is not None and args.save.exists() and any(args.save.iterdir()):
         raise DepthscopeError(f"--save {args.save} exists and is not empty; choose a new folder")
     out = args.out or Path("runs") / f"prune-{_stem(args.model)}"
@@ -172,12 +200,20 @@ def run_prune_command(args: argparse.Namespace) -> int:
         lm = load_from_options(args, args.model, out=out)
         settings.check_depth(lm.n_layers)
         progress.note(f"{lm.name}: {lm.n_layers} layers; removing 1..{settings.max_drop}")
-        doc = run_prune(lm, settings, progress)
-    best = doc["best"]
-    if args.save is not None:
-        removed = doc["criteria"][best["criterion"]]["removed"][settings.max_drop]
-        save_pruned(lm, removed, args.save)
-        doc["saved"] = {"path": str(args.save), "criterion": best["criterion"], "removed": removed}
+        doc = run_prune(lm, settings, progress, out=out)
+        best = doc["best"]
+        if args.save is not None:
+            removed = doc["criteria"][best["criterion"]]["removed"][settings.max_drop]
+            if settings.heal:  # the healed weights, merged into plain ones
+                save_healed(lm, removed, heal_settings(settings), args.save, progress)
+            else:
+                save_pruned(lm, removed, args.save)
+            doc["saved"] = {
+                "path": str(args.save),
+                "criterion": best["criterion"],
+                "removed": removed,
+                "healed": bool(settings.heal),
+            }
     doc["seconds"]["command"] = round(time.perf_counter() - started, 3)
     figures = [] if args.no_plots else _plot(doc, out / "figures")
     doc["table"] = table_lines(doc)

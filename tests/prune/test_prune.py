@@ -370,3 +370,64 @@ def test_future_then_current_breaks_near_ties_by_the_current_effect():
     future = [0.5, 0.1234, 0.1231, 0.9]  # layers 1 and 2 tie at two significant digits
     current = [0.2, 0.9, 0.3, 0.1]
     assert _lexicographic(future, current) == [2, 1, 0, 3]
+
+
+def test_healing_lowers_the_loss_and_merges_into_plain_weights(tiny_model_dir, tmp_path):
+    from depthscope.experiments.prune.heal import HealSettings, heal, heal_windows
+    from depthscope.models.loading.loader import load_model
+
+    text = tmp_path / "text.txt"
+    text.write_text("\n".join(f"{i} plus {i + 1} makes {2 * i + 1}." for i in range(200)) + "\n")
+    lm = load_model(str(tiny_model_dir), progress=False)
+    settings = HealSettings(steps=30, data=f"file:{text}", seq_len=16, batch=4, lr=5e-3)
+    model, losses = heal(lm, (1,), heal_windows(lm, settings), settings, Progress())
+    assert len(losses) == 30 and np.mean(losses[-5:]) < np.mean(losses[:5])
+    assert not any("lora" in name for name, _ in model.named_parameters())  # merged
+    assert model.config.num_hidden_layers == lm.n_layers - 1
+    ids = torch.tensor([lm.tokenizer("3 plus 4 makes")["input_ids"]])
+    with torch.no_grad():
+        healed = model(input_ids=ids).logits
+        pruned = pruned_copy(lm, (1,))(input_ids=ids).logits
+    assert not torch.allclose(healed, pruned)
+
+
+def test_prune_heals_every_candidate_and_resumes(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    from depthscope.experiments.prune import heal as healing
+
+    text = tmp_path / "text.txt"
+    text.write_text("\n".join(f"{i} plus {i + 1} makes {2 * i + 1}." for i in range(200)) + "\n")
+    out, saved = tmp_path / "prune", tmp_path / "healed"
+    args = [
+        "prune",
+        tiny_model_dir,
+        "--max-drop",
+        "2",
+        "--criteria",
+        "block-influence,angular",
+        *SMALL,
+        "--random-seeds",
+        "1",
+        "--heal",
+        "lora",
+        "--heal-steps",
+        "2",
+        "--heal-data",
+        f"file:{text}",
+        "--out",
+        out,
+    ]
+    code, stdout, err = run_cli(capsys, *args, "--save", saved)
+    assert code == 0, err
+    doc = json.loads((out / "prune.json").read_text())
+    healed = doc["healed"]["metrics"]
+    text_source = doc["data"][0]["source"]
+    for name in ("block-influence", "angular"):
+        assert len(healed[name][text_source]["perplexity"]) == 3
+    assert "healed" in stdout and json.loads((out / "heal.json").read_text())["healed"]
+    assert AutoModelForCausalLM.from_pretrained(saved).config.num_hidden_layers == 1
+    calls = []
+    monkeypatch.setattr(healing, "heal", lambda *a, **k: calls.append(a) or (None, []))
+    assert run_cli(capsys, *args, "--out", out)[0] == 0
+    assert calls == []  # every candidate was already healed: resumed from heal.json

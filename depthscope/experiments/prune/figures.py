@@ -40,6 +40,18 @@ def draw_prune(doc: dict, folder: Path) -> list[Path]:
             else:
                 marker, size = MARKERS[index % len(MARKERS)], 7 - 1.5 * (index % len(MARKERS))
                 ax.plot(ks, values, marker=marker, markersize=size, color=f"C{index}", label=name)
+                healed = ((doc.get("healed") or {}).get("metrics") or {}).get(name)
+                if healed:  # the same removals after healing, dashed in the same colour
+                    after = np.asarray(healed[source][metric], dtype=float)
+                    ax.plot(
+                        ks,
+                        after,
+                        ":",
+                        marker=marker,
+                        markersize=size - 1,
+                        color=f"C{index}",
+                        label=f"{name}, healed",
+                    )
         if metric in LOG_SCALE:
             ax.set_yscale("log")
             ylabel += " (log scale)"

@@ -28,6 +28,7 @@ from depthscope.experiments.prune.criteria import (
     removal_sets,
 )
 from depthscope.experiments.prune.evaluate import EvalData, Tally, evaluate
+from depthscope.experiments.prune.heal import HealSettings, healed_metrics
 from depthscope.experiments.prune.settings import EFFECT_ANALYSIS, RANDOM, PruneSettings, specs
 from depthscope.models.loading.loader import LoadedModel
 from depthscope.results.document import Result
@@ -360,8 +361,17 @@ def choose_best(
     return doc
 
 
-def run_prune(lm: LoadedModel, settings: PruneSettings, progress: Progress | None = None) -> dict:
-    """Everything ``prune.json`` holds."""
+def heal_settings(settings: PruneSettings) -> HealSettings:
+    return HealSettings(steps=settings.heal_steps, data=settings.heal_data, seed=settings.seed)
+
+
+def run_prune(
+    lm: LoadedModel,
+    settings: PruneSettings,
+    progress: Progress | None = None,
+    out: Path | None = None,
+) -> dict:
+    """Everything ``prune.json`` holds (``out``: where healing keeps its finished candidates)."""
     progress = progress or Progress()
     settings.check()
     settings.check_depth(lm.n_layers)
@@ -388,6 +398,26 @@ def run_prune(lm: LoadedModel, settings: PruneSettings, progress: Progress | Non
         for seed, sets in randoms.items()
     }
     diffs = differences(tallies, index, criteria, inputs.datasets, counts, settings.max_drop)
+    healed = None
+    if settings.heal:
+        sets = list(
+            dict.fromkeys(tuple(s) for c in criteria.values() for s in c["removed"].values())
+        )
+        found = healed_metrics(
+            lm, sets, inputs.datasets, heal_settings(settings), Path(out or "."), progress
+        )
+        healed_tallies = [
+            found[c]["tallies"] if c in found else tallies[index[c]] for c in candidates
+        ]
+        healed = {
+            "settings": asdict(heal_settings(settings)),
+            "adapters": "LoRA on the linear layers of the kept layers next to each cut",
+            "metrics": {
+                name: _curve(healed_tallies, index, entry["removed"], inputs.datasets, counts)
+                for name, entry in criteria.items()
+            },
+            "loss": {str(list(c)): found[c]["loss"] for c in found},
+        }
     if per_seed:
         metrics[RANDOM] = _mean_curves(list(per_seed.values()))
     finished = time.perf_counter()
@@ -410,6 +440,7 @@ def run_prune(lm: LoadedModel, settings: PruneSettings, progress: Progress | Non
             for d in inputs.datasets
         ],
         "differences": diffs,
+        "healed": healed,
         "interval": f"{bootstrap.LEVEL:.0%} over {bootstrap.RESAMPLES} resampled sequences",
         "calibration": {"source": settings.calib, "prompts": len(inputs.calibration)},
         "candidate_sets": len(candidates),
@@ -493,6 +524,7 @@ def table_lines(doc: dict) -> list[str]:
             lines.append(
                 "  k  " + "  ".join(s.rjust(w) for s, w in zip(labels, widths, strict=True))
             )
+            healed = (doc.get("healed") or {}).get("metrics") or {}
             for k in range(doc["max_drop"] + 1):
                 values = [doc["metrics"][n][data["source"]][metric][k] for n in names]
                 cells = [_fmt(v, metric) for v in values]
@@ -507,6 +539,15 @@ def table_lines(doc: dict) -> list[str]:
                 lines.append(
                     f"{k:>3}  " + "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))
                 )
+                if healed and k:
+                    after = [
+                        _fmt(healed[n][data["source"]][metric][k], metric) if n in healed else ""
+                        for n in names
+                    ]
+                    lines.append(
+                        "   healed "
+                        + "  ".join(c.rjust(w) for c, w in zip(after, widths, strict=True))
+                    )
     return lines
 
 

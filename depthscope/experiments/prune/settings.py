@@ -36,6 +36,9 @@ class PruneSettings:
     seed: int = 0
     batch_size: int = 16
     run_dir: str | None = None
+    heal: str | None = None  # "lora": fine-tune every pruned candidate briefly, measure again
+    heal_steps: int = 50
+    heal_data: str = "builtin:text"
 
     def check(self) -> None:
         """Input errors that need no model (one line each)."""
@@ -55,6 +58,10 @@ class PruneSettings:
                 raise DepthscopeError(f"--{name.replace('_', '-')} must be at least 1")
         if self.random_seeds < 0:
             raise DepthscopeError("--random-seeds must be >= 0")
+        if self.heal not in (None, "lora"):
+            raise DepthscopeError(f"--heal {self.heal!r}: the only healing is lora")
+        if self.heal and self.heal_steps < 1:
+            raise DepthscopeError("--heal-steps must be at least 1")
 
     def check_depth(self, n_layers: int) -> None:
         if self.max_drop >= n_layers:
