@@ -12,10 +12,12 @@ from depthscope.core.files import atomic_write_json
 from depthscope.core.progress import RichProgress
 from depthscope.data.sources import load_examples
 from depthscope.experiments.prune.figures import draw_prune
+from depthscope.experiments.prune.harness import parse_eval, require_harness
 from depthscope.experiments.prune.heal import require_peft, save_healed
 from depthscope.experiments.prune.pipeline import (
     best_lines,
     check_run,
+    harness_lines,
     heal_settings,
     run_prune,
     table_lines,
@@ -144,6 +146,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         default="builtin:text",
         help="text the healing trains on (default: builtin:text, drawn with the heal seed)",
     )
+    parser.add_argument(
+        "--eval",
+        default=None,
+        metavar="lm-eval:TASKS",
+        help="lm-evaluation-harness tasks at k = K, e.g. lm-eval:boolq,arc_easy (needs lm_eval; "
+        "the harness downloads their data, or give local task YAMLs with --eval-include)",
+    )
+    parser.add_argument(
+        "--eval-include", default=None, metavar="DIR", help="folder of local harness task YAMLs"
+    )
+    parser.add_argument(
+        "--eval-limit", type=int, default=None, help="examples per harness task (default: all)"
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the figure")
     add_model_options(parser)
     parser.set_defaults(handler=run_prune_command)
@@ -173,6 +188,9 @@ def settings_from_args(args: argparse.Namespace):
         heal=args.heal,
         heal_steps=args.heal_steps,
         heal_data=args.heal_data,
+        eval=args.eval,
+        eval_include=args.eval_include,
+        eval_limit=args.eval_limit,
     )
 
 
@@ -191,6 +209,8 @@ def run_prune_command(args: argparse.Namespace) -> int:
         load_examples(spec, 1, seed=settings.seed)  # a bad data spec fails before loading
     if settings.heal:
         require_peft()  # before loading anything
+    if parse_eval(settings.eval):
+        require_harness()
     if args.save is not None and args.save.exists() and any(args.save.iterdir()):
         raise DepthscopeError(f"--save {args.save} exists and is not empty; choose a new folder")
     out = args.out or Path("runs") / f"prune-{_stem(args.model)}"
@@ -233,7 +253,7 @@ def _report(doc: dict, out: Path, figures: list[Path], table: list[str]) -> None
     k = doc["max_drop"]
     for name, entry in doc["criteria"].items():
         print(f"  {name:<16} removes at k={k}: {entry['removed'][k]}")
-    for line in best_lines(doc):
+    for line in best_lines(doc) + harness_lines(doc):
         print(line)
     if "saved" in doc:
         saved = doc["saved"]

@@ -431,3 +431,46 @@ def test_prune_heals_every_candidate_and_resumes(tiny_model_dir, tmp_path, capsy
     monkeypatch.setattr(healing, "heal", lambda *a, **k: calls.append(a) or (None, []))
     assert run_cli(capsys, *args, "--out", out)[0] == 0
     assert calls == []  # every candidate was already healed: resumed from heal.json
+
+
+TINY_TASK = """\
+task: tiny_sums
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "{{{{question}}}} ="
+doc_to_choice: "{{{{choices}}}}"
+doc_to_target: "{{{{answer}}}}"
+metric_list:
+  - metric: acc
+"""
+
+
+def test_lm_eval_runs_a_local_task_through_the_real_harness(tiny_model_dir, tmp_path, monkeypatch):
+    """A multiple-choice task given as local files in the harness's own format, run offline on
+    the unpruned and the pruned tiny model; a named task whose data cannot be reached is refused."""
+    from depthscope.core.errors import DepthscopeError
+    from depthscope.experiments.prune.harness import run_tasks
+    from depthscope.models.loading.loader import load_model
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    rows = [
+        {"question": f"{a} + {b}", "choices": [str(a + b), str(a + b + 1)], "answer": 0}
+        for a, b in ((1, 2), (3, 4), (2, 2), (5, 1))
+    ]
+    data = tmp_path / "tiny_sums.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "tiny_sums.yaml").write_text(TINY_TASK.format(data=data))
+    lm = load_model(str(tiny_model_dir), progress=False)
+    scores = run_tasks(lm, lm.model, ["tiny_sums"], include=tasks)
+    assert 0.0 <= scores["tiny_sums"]["acc,none"] <= 1.0
+    pruned = run_tasks(lm, pruned_copy(lm, (1,)), ["tiny_sums"], include=tasks)
+    assert set(pruned["tiny_sums"]) == set(scores["tiny_sums"])
+    with pytest.raises(DepthscopeError, match="cannot be reached"):
+        run_tasks(lm, lm.model, ["boolq"], include=tasks)

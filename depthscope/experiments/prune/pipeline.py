@@ -28,8 +28,10 @@ from depthscope.experiments.prune.criteria import (
     removal_sets,
 )
 from depthscope.experiments.prune.evaluate import EvalData, Tally, evaluate
-from depthscope.experiments.prune.heal import HealSettings, healed_metrics
+from depthscope.experiments.prune.harness import parse_eval, run_tasks
+from depthscope.experiments.prune.heal import HealSettings, heal, heal_windows, healed_metrics
 from depthscope.experiments.prune.settings import EFFECT_ANALYSIS, RANDOM, PruneSettings, specs
+from depthscope.experiments.prune.surgery import pruned_copy
 from depthscope.models.loading.loader import LoadedModel
 from depthscope.results.document import Result
 
@@ -361,6 +363,30 @@ def choose_best(
     return doc
 
 
+def harness_results(
+    lm: LoadedModel, settings: PruneSettings, criteria: dict, progress: Progress
+) -> dict:
+    """lm-evaluation-harness on the unpruned model and on each criterion's ``k = K`` removal
+    (healed too with ``--heal``): ``{"tasks", "results": {name: {task: {metric: value}}}}``."""
+    tasks = parse_eval(settings.eval)
+    k = settings.max_drop
+
+    def run(model) -> dict:
+        return run_tasks(lm, model, tasks, include=settings.eval_include, limit=settings.eval_limit)
+
+    progress.note(f"lm-eval {', '.join(tasks)} on the unpruned model")
+    results = {"unpruned": run(lm.model)}
+    windows = heal_windows(lm, heal_settings(settings)) if settings.heal else None
+    for name, entry in criteria.items():
+        removed = entry["removed"][k]
+        progress.note(f"lm-eval {', '.join(tasks)} without layers {removed} ({name})")
+        results[name] = {"pruned": run(pruned_copy(lm, removed))}
+        if windows is not None:
+            model, _ = heal(lm, removed, windows, heal_settings(settings), progress)
+            results[name]["healed"] = run(model)
+    return {"tasks": tasks, "k": k, "include": settings.eval_include, "results": results}
+
+
 def heal_settings(settings: PruneSettings) -> HealSettings:
     return HealSettings(steps=settings.heal_steps, data=settings.heal_data, seed=settings.seed)
 
@@ -421,9 +447,11 @@ def run_prune(
     if per_seed:
         metrics[RANDOM] = _mean_curves(list(per_seed.values()))
     finished = time.perf_counter()
+    harness = harness_results(lm, settings, criteria, progress) if settings.eval else None
     return {
         "schema": SCHEMA,
         "model": lm.identity,
+        "harness": harness,
         "n_layers": lm.n_layers,
         "max_drop": settings.max_drop,
         "settings": asdict(settings),
@@ -470,6 +498,33 @@ SHOWN = {
     "text": (("perplexity", "perplexity"),),
     "task": (("accuracy", "answer accuracy"), ("answer_nll", "answer NLL (nats/token)")),
 }
+
+
+def harness_lines(doc: dict) -> list[str]:
+    """One line per candidate: the harness's accuracy (or first metric) per task."""
+    harness = doc.get("harness")
+    if not harness:
+        return []
+
+    def shown(scores: dict) -> str:
+        parts = []
+        for task, metrics in scores.items():
+            key = "acc,none" if "acc,none" in metrics else next(iter(metrics), None)
+            value = metrics.get(key) if key else None
+            err = metrics.get("acc_stderr,none")
+            tail = f" ± {err:.1%}" if err is not None else ""
+            parts.append(f"{task} {value:.1%}{tail}" if value is not None else f"{task} n/a")
+        return "; ".join(parts)
+
+    lines = [f"lm-eval at k={harness['k']} (accuracy ± the harness's standard error):"]
+    lines.append(f"  unpruned               {shown(harness['results']['unpruned'])}")
+    for name, entry in harness["results"].items():
+        if name == "unpruned":
+            continue
+        lines.append(f"  {name:<22} {shown(entry['pruned'])}")
+        if "healed" in entry:
+            lines.append(f"  {name + ', healed':<22} {shown(entry['healed'])}")
+    return lines
 
 
 def best_lines(doc: dict) -> list[str]:

@@ -39,6 +39,9 @@ class PruneSettings:
     heal: str | None = None  # "lora": fine-tune every pruned candidate briefly, measure again
     heal_steps: int = 50
     heal_data: str = "builtin:text"
+    eval: str | None = None  # "lm-eval:TASK[,TASK]": lm-evaluation-harness tasks at k = K
+    eval_include: str | None = None  # a folder of local task YAMLs in the harness's format
+    eval_limit: int | None = None  # examples per task (None: all)
 
     def check(self) -> None:
         """Input errors that need no model (one line each)."""
