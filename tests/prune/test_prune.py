@@ -474,3 +474,23 @@ def test_lm_eval_runs_a_local_task_through_the_real_harness(tiny_model_dir, tmp_
     assert set(pruned["tiny_sums"]) == set(scores["tiny_sums"])
     with pytest.raises(DepthscopeError, match="cannot be reached"):
         run_tasks(lm, lm.model, ["boolq"], include=tasks)
+
+
+def test_iterative_block_influence_re_measures_the_pruned_model():
+    """Round 1 is the one-shot Block Influence; round 2 is BI measured on the model without the
+    first removed layer (a full forward pass of the pruned copy), not the one-shot ranking."""
+    from depthscope.experiments.prune.criteria import calibrate, iterative_block_influence
+
+    lm = tiny_model("llama")
+    prompts = random_ids([12, 9], seed=5)
+    sets, rounds = iterative_block_influence(lm, prompts, 2, Progress())
+    one_shot = calibrate(lm, prompts).block_influence
+    assert np.allclose(rounds[0], one_shot, atol=1e-5)
+    first = int(np.argmin(one_shot))
+    assert sets[1] == [first] and len(rounds[1]) == lm.n_layers - 1
+    from depthscope.models.loading.loader import LoadedModel
+
+    without = LoadedModel.from_model(pruned_copy(lm, [first]), None)
+    assert np.allclose(rounds[1], calibrate(without, prompts).block_influence, atol=1e-5)
+    assert not np.allclose(rounds[1], np.delete(one_shot, first), atol=1e-3)  # really re-measured
+    assert sets[2][0] != sets[2][1]

@@ -25,6 +25,7 @@ import torch
 from depthscope.core.progress import Progress
 from depthscope.engine.batch import pad_batch, pad_id
 from depthscope.engine.trace import trace
+from depthscope.experiments.prune.surgery import kept_layers, pruned_copy
 from depthscope.models.loading.loader import LoadedModel
 
 
@@ -86,6 +87,30 @@ def angular_block(calibration: Calibration, n: int) -> list[int]:
     distances = calibration.angular_distance(n)
     start = int(np.argmin(distances))
     return list(range(start, start + n))
+
+
+@torch.no_grad()
+def iterative_block_influence(
+    lm: LoadedModel, sequences: Sequence[Sequence[int]], max_drop: int, progress: Progress
+) -> tuple[dict[int, list[int]], list[list[float]]]:
+    """Block Influence re-measured after each removal: remove the lowest-BI layer of the model
+    as pruned so far, then recompute BI on the pruned model (the iterative variant SLEB and
+    ShortGPT's follow-ups compare with the one-shot ranking)."""
+    removed: list[int] = []
+    sets, scores = {}, []
+    for k in range(1, max_drop + 1):
+        current = (
+            LoadedModel.from_model(pruned_copy(lm, removed), lm.tokenizer, name=lm.name)
+            if removed
+            else lm
+        )
+        influence = calibrate(current, sequences).block_influence.tolist()
+        kept = kept_layers(lm.n_layers, removed)
+        removed.append(kept[int(np.argmin(influence))])
+        sets[k] = sorted(removed)
+        scores.append([round(v, 6) for v in influence])
+        progress.advance(1)
+    return sets, scores
 
 
 def removal_sets(

@@ -23,6 +23,7 @@ from depthscope.data.sources import load_examples
 from depthscope.experiments.prune.criteria import (
     Calibration,
     calibrate,
+    iterative_block_influence,
     random_ranking,
     ranking,
     removal_sets,
@@ -184,6 +185,19 @@ def plan(
         return effects[name]
 
     for name in settings.criteria:
+        if name == "block-influence-iterative":
+            sets, rounds = iterative_block_influence(
+                lm, inputs.calibration, settings.max_drop, progress
+            )
+            criteria[name] = {
+                "scores": None,
+                "ranking": None,
+                "source": f"{len(inputs.calibration)} prompts of {settings.calib}, all tokens, "
+                "re-measured on the pruned model after each removal",
+                "removed": sets,
+                "influence_per_round": rounds,
+            }
+            continue
         if name == "sleb":
             sets, nll = sleb_removals(lm, settings, inputs.calibration, progress)
             criteria[name] = {

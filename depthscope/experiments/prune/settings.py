@@ -11,6 +11,7 @@ CRITERIA = (
     "current-effect",
     "future-then-current",
     "block-influence",
+    "block-influence-iterative",
     "angular",
     "sleb",
 )
