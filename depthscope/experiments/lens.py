@@ -145,7 +145,7 @@ def lens_loss_step(
     for b in range(adapter.n_layers):  # one boundary's graph at a time
         loss = boundary_loss(adapter, translators, b, resid[b].reshape(-1, resid.shape[-1]), final)
         loss.backward()
-        total += float(loss)
+        total += float(loss.detach())
     optimizer.step()
     return total / adapter.n_layers
 

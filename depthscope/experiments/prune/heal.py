@@ -131,7 +131,7 @@ def heal(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        losses.append(round(float(loss), 5))
+        losses.append(round(float(loss.detach()), 5))
         progress.advance(1)
     wrapped.eval()
     return wrapped.merge_and_unload(), losses
