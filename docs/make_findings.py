@@ -129,13 +129,18 @@ def tuned_sentence(model: str) -> str:
     held = record["heldout"]["kl_lens_final"]
     logit, tuned = np.asarray(held["logit"]), np.asarray(held["tuned"])
     below = int((tuned < logit).sum())
+    worse = "".join(
+        f"; not at the input of layer {i}: tuned {tuned[i]:.2f}, logit {logit[i]:.2f}"
+        for i in np.flatnonzero(tuned >= logit)
+    )
     lens = summary.finding("lens")
     return (
         f"On {model}: `depthscope lens train {model} --tokens {record['settings']['tokens']}` "
         f"trained on {record['tokens']} tokens of `{record['data']}` in {record['seconds']:.0f} s "
         f"on the 2-core machine ({record['optimizer']}). On {record['heldout']['tokens']} held-out "
         f"tokens, KL(lens ‖ final) of the tuned lens is below the logit lens's at {below} of "
-        f"{logit.size} boundaries (mean {logit.mean():.2f} vs {tuned.mean():.2f} nats). "
+        f"{logit.size} boundaries (mean over boundaries: tuned {tuned.mean():.2f} nats, logit "
+        f"{logit.mean():.2f}{worse}). "
         f"Read on the 10 default prompts: {lens.sentence}\n"
     )
 
@@ -165,7 +170,10 @@ def comparison() -> str:
 
 def prompt_study_table() -> str:
     study = json.loads(STUDY.read_text())
-    header = "| model | prompts | consensus | its 90 % interval (layers wide) | indicators in agreement |\n"
+    header = (
+        "| model | prompts | verdict | pooled split's 90 % interval (layers wide) "
+        "| indicators in the largest agreeing group |\n"
+    )
     header += "|---|---|---|---|---|\n"
     rows = []
     for model, entries in study["models"].items():
@@ -281,8 +289,23 @@ def take_tuned(pairs: list[Path]) -> None:
             ax.grid(alpha=0.3)
         axes[0].legend(fontsize=7)
         axes[0].set_title(f"{model}: logit and tuned lens, mean over 10 prompts", fontsize=9)
-        save_figure(tidy(fig), DOCS / "figures" / f"tuned-lens_{model}")
+        save_figure(tidy(fig), DOCS / "figures" / f"tuned-lens_{model}", formats=("png",))
         print(f"tuned reference {model}: {run}, {lens}")
+
+
+def disagreement(model: str, entries: list[dict]) -> str:
+    """Whether more prompts brought the indicators together: a narrow pooled interval over a
+    split verdict locates the pool, not the transition."""
+    split = [e["n"] for e in entries if not e["agreed"]]
+    if not split:
+        return f"On {model} the indicators agree at every count."
+    if len(split) == len(entries):
+        return (
+            f"On {model} the indicators disagree at every count: more prompts narrow each "
+            "indicator's interval but do not bring them together, so the disagreement is the "
+            "model's, not sampling noise."
+        )
+    return f"On {model} the indicators disagree at {', '.join(map(str, split))} prompts."
 
 
 def study(runs: list[Path]) -> None:
@@ -309,6 +332,7 @@ def study(runs: list[Path]) -> None:
                     "high": high,
                     "width": width,
                     "consensus_text": finding.headline,
+                    "agreed": bool(consensus["agreed"]),
                     "agreement": f"{agreeing} of {len(consensus['members'])} significant "
                     f"({len(finding.details['profiles'])} indicators)",
                     "indicator_widths": {
@@ -327,7 +351,7 @@ def study(runs: list[Path]) -> None:
     fits = [e["n"] for e in first if e["width"] is not None and e["width"] <= 4]
     doc["smallest_count_within_2_layers"] = min(fits) if fits else None
     doc["statement"] = (
-        "Rule: the consensus interval is the central 90 % of the consensus split over "
+        "Rule: the pooled interval is the central 90 % of the consensus split over "
         f"{bootstrap.RESAMPLES} resampled prompt sets of the first n prompts of one 40-prompt run "
         "(`docs/make_findings.py --study`). ±2 layers means a width of at most 4 layers; on "
         f"{MODELS[0]} the smallest count reaching it is "
@@ -335,6 +359,9 @@ def study(runs: list[Path]) -> None:
             f"{doc['smallest_count_within_2_layers']} prompts."
             if doc["smallest_count_within_2_layers"]
             else f"none of {', '.join(map(str, COUNTS))} prompts."
+        )
+        + " ".join(
+            [""] + [disagreement(model, entries) for model, entries in doc["models"].items()]
         )
     )
     STUDY.parent.mkdir(parents=True, exist_ok=True)
@@ -354,7 +381,7 @@ def study(runs: list[Path]) -> None:
     )
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    save_figure(tidy(fig), STUDY_FIGURE)
+    save_figure(tidy(fig), STUDY_FIGURE, formats=("png",))
     print(f"wrote {STUDY} and {STUDY_FIGURE}.png")
 
 

@@ -168,10 +168,11 @@ def tidy(fig: Figure) -> Figure:
     return fig
 
 
-def save_figure(fig: Figure, stem: Path) -> list[Path]:
-    """Write ``stem.png`` (150 dpi) and ``stem.pdf``, each atomically (temp file, then rename)."""
+def save_figure(fig: Figure, stem: Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+    """Write ``stem.png`` (150 dpi) and ``stem.pdf``, each atomically (temp file, then rename);
+    the docs keep only the PNG."""
     written = []
-    for fmt in ("png", "pdf"):
+    for fmt in formats:
         path = stem.with_name(f"{stem.name}.{fmt}")
         atomic_write_bytes(path, figure_bytes(fig, fmt))
         written.append(path)

@@ -250,6 +250,8 @@ def located(summary: Summary, name: str) -> dict | None:
         "low": low,
         "high": high,
         "n": entry.get("n_prompts") or (min(counts) if counts else None),
+        # a consensus whose indicators split is a pooled number, not a located transition
+        "disputed": name == "transition" and entry.get("agreed") is False,
     }
 
 
@@ -261,6 +263,8 @@ def difference(a: dict | None, b: dict | None, labels: tuple[str, str], n_layers
     the prompts that would separate them follow from the errors' ``1/√n`` scaling.
     """
     first, second = labels
+    if a is None and b is None:
+        return {"verdict": "no change point in either", "difference": None}
     if a is None or b is None:
         missing = first if a is None else second
         return {"verdict": f"no change point in {missing}", "difference": None}
@@ -323,9 +327,10 @@ def difference_line(row: dict) -> str:
         c = row[label]
         if c is None:
             return f"{label} none"
-        if c["low"] is None:
-            return f"{label} {c['x']:.2f}"
-        return f"{label} {c['x']:.2f} [{c['low']:.2f}, {c['high']:.2f}]"
+        where = f"{label} {c['x']:.2f}"
+        if c["low"] is not None:
+            where += f" [{c['low']:.2f}, {c['high']:.2f}]"
+        return where + (" (its indicators disagree)" if c.get("disputed") else "")
 
     a, b = row["runs"]
     text = f"{row['quantity']}: {shown(a)} vs {shown(b)}: {row['verdict']}"

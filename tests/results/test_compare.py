@@ -171,5 +171,18 @@ def test_change_points_are_compared_by_their_intervals():
     se = np.hypot(0.05 / 1.6449, 0.05 / 1.6449)  # each half width over z
     assert close["prompts_to_separate"] == int(np.ceil(10 * (1.6449 * se / 0.03) ** 2))
     assert difference(a, None, ("A", "B"), 30)["verdict"] == "no change point in B"
+    assert difference(None, None, ("A", "B"), 30)["verdict"] == "no change point in either"
     bare = {"x": 0.5, "low": None, "high": None, "n": None}
     assert "no interval" in difference(a, bare, ("A", "B"), 30)["verdict"]
+
+
+def test_a_disputed_consensus_is_labelled_in_the_comparison_line():
+    from depthscope.results.compare import difference, difference_line
+
+    a = {"x": 0.40, "low": 0.35, "high": 0.45, "n": 10, "disputed": True}
+    b = {"x": 0.70, "low": 0.65, "high": 0.75, "n": 10, "disputed": False}
+    row = {"quantity": "consensus transition", "runs": ["A", "B"], "A": a, "B": b}
+    row.update(difference(a, b, ("A", "B"), 30))
+    line = difference_line(row)
+    assert line.startswith("consensus transition: A 0.40 [0.35, 0.45] (its indicators disagree)")
+    assert "B 0.70 [0.65, 0.75]: earlier in A" in line
