@@ -215,8 +215,31 @@ def peers_table() -> str:
     )
 
 
+def lens_training_table() -> str:
+    """Tuned-lens training time against the FLOP bound, from benchmarks/results/lens.json."""
+    doc = json.loads((ROOT / "benchmarks" / "results" / "lens.json").read_text())
+    rows = [
+        "| model | tokens | seconds | tokens/s | FLOP bound | time / bound "
+        "| held out: tuned KL below logit KL | mean held-out KL (tuned / logit) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for lens in doc["lenses"]:
+        kl = lens["mean_heldout_kl"]
+        rows.append(
+            f"| {lens['model']} | {lens['tokens']} | {lens['seconds']} | {lens['tokens_per_s']} | "
+            f"{lens['flop_bound_s']} s | {lens['ratio_to_bound']}× | {lens['tuned_below_logit']} | "
+            f"{kl['tuned']} / {kl['logit']} |"
+        )
+    return (
+        "\n".join(rows)
+        + f"\n\n({doc['threads']} threads; fp32 matmul peak {doc['matmul_peak_gflops']} GFLOP/s, "
+        "measured by the script.)\n"
+    )
+
+
 GENERATORS = {
     "peers": peers_table,
+    "lens-training": lens_training_table,
     "comparison": comparison,
     "prompt-study": prompt_study_table,
     **{f"verdict:{m}": (lambda m=m: verdict_block(m)) for m in MODELS},
