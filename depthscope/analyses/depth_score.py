@@ -218,7 +218,7 @@ class DepthScore(Analysis):
             splits = answer_splits(length, alen, settings, self.options.seed, prompt.prompt_id)
             state.split_points[prompt.prompt_id] = splits
             self.options.progress.start(f"{self.name} prompt {prompt.prompt_id}", n_layers)
-            effect, output = run_sweep(
+            sweep = run_sweep(
                 adapter,
                 trace,
                 row,
@@ -228,6 +228,7 @@ class DepthScore(Analysis):
                 batch_size=self.options.batches,
                 progress=self.options.progress,
             )
+            effect, output = sweep.effect, sweep.output
             final = trace.resid[n_layers, row, :length]
             level = state.level(batch.prompts.levels[prompt.prompt_id])
             level.effect.add(effect)

@@ -101,7 +101,10 @@ class Aggregates:
 class PartState:
     effect: Aggregates = field(default_factory=Aggregates)
     output: Aggregates = field(default_factory=Aggregates)
-    per_prompt: list = field(default_factory=list)  # {"prompt", "effect", "output_change"}
+    # each prompt's mean over its measured positions (and split points), averaged over prompts
+    effect_position: Mean = field(default_factory=Mean)
+    output_position: Mean = field(default_factory=Mean)
+    per_prompt: list = field(default_factory=list)  # {"prompt", "effect", "output_change", ...}
 
 
 @state_type
@@ -244,7 +247,7 @@ class _EffectsBase(Analysis):
                 f"{self.name} prompt {prompt.prompt_id}", trace.n_layers * len(parts)
             )
             for part in parts:
-                effect, output = run_sweep(
+                sweep = run_sweep(
                     self.lm.adapter,
                     trace,
                     prompt.row,
@@ -255,13 +258,17 @@ class _EffectsBase(Analysis):
                     progress=self.options.progress,
                 )
                 stats = state.parts[part]
-                stats.effect.add(effect)
-                stats.output.add(output)
+                stats.effect.add(sweep.effect)
+                stats.output.add(sweep.output)
+                stats.effect_position.add(sweep.effect_mean)
+                stats.output_position.add(sweep.output_mean)
                 stats.per_prompt.append(
                     {
                         "prompt": prompt.prompt_id,
-                        "effect": effect.cpu(),
-                        "output_change": output.cpu(),
+                        "effect": sweep.effect.cpu(),
+                        "output_change": sweep.output.cpu(),
+                        "effect_position_mean": sweep.effect_mean.cpu(),
+                        "output_change_position_mean": sweep.output_mean.cpu(),
                     }
                 )
 
@@ -279,6 +286,10 @@ class _EffectsBase(Analysis):
                 "output_change_mean": stats.output.value("mean"),
                 "per_prompt": sorted(stats.per_prompt, key=lambda e: e["prompt"]),
             }
+            # absent from a state checkpointed before the position means existed
+            if stats.effect_position.count == stats.effect.mean.count:
+                entry["effect_position_mean"] = stats.effect_position.value
+                entry["output_change_position_mean"] = stats.output_position.value
             if part == "layer":
                 data.update(entry)
             else:

@@ -116,7 +116,7 @@ class LocalEffects(Analysis):
                 if not points:
                     self.options.progress.advance(trace.n_layers)
                     continue
-                effect, _ = run_sweep(
+                effect = run_sweep(
                     self.lm.adapter,
                     trace,
                     prompt.row,
@@ -125,7 +125,7 @@ class LocalEffects(Analysis):
                     LOCAL,
                     batch_size=self.options.batches,
                     progress=self.options.progress,
-                )
+                ).effect
                 state.variants[variant].add(effect)
                 state.counts[variant] += 1
 

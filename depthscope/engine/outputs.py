@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from depthscope.engine.stats import masked_max
+from depthscope.engine.stats import masked_max, masked_sum
 from depthscope.models.adapters import BoundAdapter
 
 CHUNK_ELEMENTS = 1 << 24  # floats per [positions, vocab] block (64 MB in fp32)
@@ -60,6 +60,14 @@ class OutputComparer:
         ``measured`` is ``[n, T]`` (result ``[n]``) or groups ``[n, G, T]`` (result ``[n, G]``);
         each (row, position) is unembedded once however many groups measure it.
         """
+        return self.compare(finals, measured)[0]
+
+    @torch.no_grad()
+    def compare(
+        self, finals: torch.Tensor, measured: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Max and sum over measured positions of ``‖P̄[p] − P[p]‖₂``, from one unembedding of
+        each measured (row, position); shapes as :meth:`max_change`."""
         grouped = measured.dim() == 3
         groups = measured if grouped else measured[:, None, :]
         rows, positions = groups.any(dim=1).nonzero(as_tuple=True)
@@ -70,5 +78,6 @@ class OutputComparer:
             r = rows[start : start + self.rows_per_chunk]
             p = positions[start : start + self.rows_per_chunk]
             change[r, p] = output_change(probs(self.adapter, finals[r, p]), self.clean_probs[p])
-        result = masked_max(change[:, None, :], groups)
-        return result if grouped else result[:, 0]
+        largest = masked_max(change[:, None, :], groups)
+        total = masked_sum(change[:, None, :], groups)
+        return (largest, total) if grouped else (largest[:, 0], total[:, 0])

@@ -62,6 +62,13 @@ def masked_max(values: torch.Tensor, mask: torch.Tensor, dim: int = -1) -> torch
     return torch.where(torch.isinf(result), torch.zeros_like(result), result)
 
 
+def masked_sum(values: torch.Tensor, mask: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Sum over ``dim`` counting only ``mask`` entries (a NaN outside the mask does not leak)."""
+    return torch.where(mask, values, torch.zeros((), dtype=values.dtype, device=values.device)).sum(
+        dim=dim
+    )
+
+
 def safe_ratio(
     numerator: torch.Tensor, denominator: torch.Tensor, eps: float = 1e-6
 ) -> torch.Tensor:

@@ -7,8 +7,10 @@ split points ``t`` (intervene on ``[front, t)``, measure on ``[t, T)``) or all p
 
 Row ``i`` intervenes on layer ``layers[i]`` (and starts there, so earlier layers are never
 recomputed). While the replay runs, an observer turns each layer's contribution into the measure
-against the clean contribution, maxed over the row's measured positions, so no per-layer
-activations are kept. Output-distribution changes are computed only at the measured positions.
+against the clean contribution, maxed over the row's measured positions (the paper's
+aggregation) and summed over them (for the position mean, which does not saturate the way a max
+does), so no per-layer activations are kept. Output-distribution changes are computed only at the
+measured positions.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from depthscope.engine.memory import AdaptiveBatch, as_batches
 from depthscope.engine.outputs import OutputComparer
 from depthscope.engine.packing import PackedPrompt, pack_prompt
 from depthscope.engine.replay import Intervention, LayerStep, replay
-from depthscope.engine.stats import masked_max, relative_change
+from depthscope.engine.stats import masked_max, masked_sum, relative_change
 from depthscope.engine.trace import Trace
 from depthscope.models.adapters import BoundAdapter
 
@@ -95,6 +97,20 @@ class Window:
 class SweepResult:
     effect: torch.Tensor  # [n, G, L]: relative change of each layer's contribution, per group
     output_change: torch.Tensor | None  # [n, G]
+    effect_sum: torch.Tensor  # [n, G, L]: the same, summed over the group's positions
+    output_sum: torch.Tensor | None  # [n, G]
+    counts: torch.Tensor  # [n, G]: measured positions per group
+
+
+@dataclass
+class PromptSweep:
+    """One prompt's sweep: per intervened layer ``s``, the paper's max over measured positions and
+    split points, and the mean over the same (position, split) pairs."""
+
+    effect: torch.Tensor  # [L, L]
+    output: torch.Tensor | None  # [L]
+    effect_mean: torch.Tensor  # [L, L]
+    output_mean: torch.Tensor | None  # [L]
 
 
 def sweep_rows(
@@ -114,7 +130,9 @@ def sweep_rows(
     clean = trace.contributions(prompt).float()  # [L, T, d]
     clean_norm = clean.norm(dim=-1)  # [L, T]
     effect = torch.zeros(len(rows), groups, n_layers, dtype=torch.float32, device=clean.device)
+    effect_sum = torch.zeros_like(effect)
     change = None if outputs is None else torch.zeros(len(rows), groups, device=clean.device)
+    change_sum = None if change is None else torch.zeros_like(change)
     order = torch.argsort(rows.layers, stable=True)
 
     def run_chunk(start: int, stop: int) -> None:
@@ -125,9 +143,9 @@ def sweep_rows(
             out = step.out_raw if spec.contribution == "recomputed" else step.resid_out
             changed = (out - step.resid_in).float()
             measure = spec.layer_measure(changed, clean[step.layer], clean_norm[step.layer])
-            effect[chunk[step.rows], :, step.layer] = masked_max(
-                measure[:, None, :], part.measured[step.rows]
-            )
+            where = part.measured[step.rows]
+            effect[chunk[step.rows], :, step.layer] = masked_max(measure[:, None, :], where)
+            effect_sum[chunk[step.rows], :, step.layer] = masked_sum(measure[:, None, :], where)
 
         finals = replay(
             adapter,
@@ -138,11 +156,17 @@ def sweep_rows(
             observe=observe,
         )
         if outputs is not None:
-            change[chunk] = outputs.max_change(finals, part.measured)
+            change[chunk], change_sum[chunk] = outputs.compare(finals, part.measured)
         progress.advance(int(chunk.numel()))
 
     as_batches(batch_size).run(int(order.numel()), run_chunk)
-    return SweepResult(effect=effect, output_change=change)
+    return SweepResult(
+        effect=effect,
+        output_change=change,
+        effect_sum=effect_sum,
+        output_sum=change_sum,
+        counts=rows.measured.sum(dim=-1).to(torch.float32),
+    )
 
 
 class _PerLayer(Progress):
@@ -233,9 +257,9 @@ def run_sweep(
     batch_size: int | AdaptiveBatch,
     progress: Progress,
     pack: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+) -> PromptSweep:
     """``effect[s, l]`` ``[L, L]`` and output change ``[L]`` of intervening on each layer ``s``,
-    each the max over positions and split points.
+    each the max over positions and split points, and each the mean over them.
 
     Several split points of one prompt are packed into one row per layer (prefix sharing, see
     :mod:`depthscope.engine.packing`) when the model's layer arguments allow it. ``progress``
@@ -267,18 +291,19 @@ def run_sweep(
         batch_size=batch_size,
         progress=_PerLayer(progress, len(rows), n_layers),
     )
-    effect = (
-        result.effect.reshape(-1, n_layers, n_layers)
-        if packed is None
-        else result.effect.transpose(0, 1)
-    )
-    effect = effect.amax(dim=0)
-    output = None
+
+    def by_split(values: torch.Tensor) -> torch.Tensor:
+        """Rows ``[n, G, ...]`` as ``[splits, L, ...]`` (unpacked: a row per (split, layer), one
+        group; packed: a row per layer, a group per split)."""
+        if packed is None:
+            return values.reshape(-1, n_layers, *values.shape[2:])
+        return values.transpose(0, 1)
+
+    counts = by_split(result.counts).sum(dim=0).clamp_min(1.0)  # [L] pairs measured per row
+    effect = by_split(result.effect).amax(dim=0)
+    effect_mean = by_split(result.effect_sum).sum(dim=0) / counts[:, None]
+    output = output_mean = None
     if result.output_change is not None:
-        change = (
-            result.output_change.reshape(-1, n_layers)
-            if packed is None
-            else result.output_change.transpose(0, 1)
-        )
-        output = change.amax(dim=0)
-    return effect, output
+        output = by_split(result.output_change).amax(dim=0)
+        output_mean = by_split(result.output_sum).sum(dim=0) / counts
+    return PromptSweep(effect, output, effect_mean, output_mean)

@@ -231,6 +231,14 @@ def _effects_caption(result: Result, future: bool) -> str:
     return caption
 
 
+def _position_mean_caption(result: Result, future: bool) -> str:
+    where = "positions and split points" if future else "positions"
+    return (
+        f"mean over the measured {where} of each prompt, then over "
+        f"{plural(result.n_prompts, 'prompt')} (the paper's figure takes the max)"
+    )
+
+
 def per_prompt_grid(result: Result, entries: list[dict], what: str, note: str) -> Figure:
     """Up to four single-prompt matrices side by side (the paper's Fig. 13): no max over prompts."""
     shown = entries[:4]
@@ -265,6 +273,16 @@ def draw_effects(result: Result) -> Figures:
     figs: Figures = {}
     for part, block in effect_parts(result.data):
         label = PART_LABELS[part]
+        if "effect_position_mean" in block:
+            # first in the report: a max over positions saturates (most cells at the cap), the
+            # mean over them shows where skipping a layer changes later layers typically
+            figs[f"effect_{part}_position_mean"] = effect_heatmap(
+                result,
+                as_array(block["effect_position_mean"]),
+                f"effect on later layers, {label}, {tokens}",
+                _position_mean_caption(result, future),
+                PART_YLABELS[part],
+            )
         figs[f"effect_{part}"] = effect_heatmap(
             result,
             as_array(block["effect"]),

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from naive import naive_contribution_tokens, naive_effects, naive_local, naive_logit_lens
+from naive import (
+    naive_contribution_tokens,
+    naive_effects,
+    naive_local,
+    naive_logit_lens,
+    naive_position_sums,
+)
 from tiny_models import random_ids, tiny_model
 
 import depthscope as ds
@@ -61,6 +67,33 @@ def test_future_effects_match_naive(lm, prompts, part):
         outputs.append(torch.stack([o for _, o in per_split]).amax(0))
     assert_close(got["effect"], torch.stack(effects).amax(0))
     assert_close(got["output_change"], torch.stack(outputs).amax(0))
+
+
+@pytest.mark.parametrize("analysis", ["current-effects", "future-effects"])
+def test_position_means_match_naive(lm, prompts, analysis):
+    """Each prompt's mean over its measured (position, split point) pairs, then over prompts."""
+    seed = 3
+    data = ds.analyze(lm, analysis, prompts, parts=("layer", "mlp"), seed=seed, batch_size=4).data
+    for part in ("layer", "mlp"):
+        got = data if part == "layer" else data[part]
+        effects, outputs = [], []
+        for prompt_id, ids in enumerate(prompts):
+            splits = (
+                split_points(len(ids), seed=seed, prompt_id=prompt_id)
+                if analysis == "future-effects"
+                else [None]
+            )
+            sums = [naive_position_sums(lm, ids, part, front=1, split=t) for t in splits]
+            count = sum(c for _, _, c in sums)
+            effects.append(sum(e for e, _, _ in sums) / count)
+            outputs.append(sum(o for _, o, _ in sums) / count)
+        assert_close(got["effect_position_mean"], torch.stack(effects).mean(0))
+        assert_close(got["output_change_position_mean"], torch.stack(outputs).mean(0))
+        # a mean over positions is no larger than their max
+        assert (
+            torch.as_tensor(got["effect_position_mean"])
+            <= torch.as_tensor(got["effect_mean"]) + 1e-6
+        ).all()
 
 
 def test_local_effects_match_naive(lm, prompts):

@@ -29,7 +29,12 @@ def test_three_lines_on_a_string(lm):
     assert result.n_tokens == len(lm.tokenizer(TEXT)["input_ids"])
     n = lm.n_layers
     assert len(result.data["effect"]) == n and len(result.data["output_change"]) == n
-    assert set(result.plot()) == {"effect_layer", "output_change_layer", "per_prompt_layer"}
+    assert list(result.plot()) == [
+        "effect_layer_position_mean",
+        "effect_layer",
+        "output_change_layer",
+        "per_prompt_layer",
+    ]
     assert any("first-half vs second-half" in line for line in result.numbers())
     assert "<img" in result._repr_html_() and "Skipping a layer" in result._repr_html_()
 

@@ -42,7 +42,11 @@ def test_packed_and_unpacked_sweeps_agree(analysis, monkeypatch):
     packed = ds.analyze(lm, analysis, prompts, **settings).data
     monkeypatch.setattr("depthscope.engine.sweep.pack_prompt", lambda *a, **k: None)
     unpacked = ds.analyze(lm, analysis, prompts, **settings).data
-    keys = ["effect", "output_change"] if analysis == "future-effects" else ["current", "future"]
+    keys = (
+        ["effect", "output_change", "effect_position_mean", "output_change_position_mean"]
+        if analysis == "future-effects"
+        else ["current", "future"]
+    )
     for key in keys:
         assert torch.allclose(
             torch.as_tensor(packed[key]), torch.as_tensor(unpacked[key]), atol=1e-5
