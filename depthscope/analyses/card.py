@@ -68,10 +68,17 @@ class Profile:
     axis: str = "layer"  # "layer" (layers 0..L-1) or "boundary" (residual boundaries 0..L)
     per_prompt: Callable[[dict], tuple[np.ndarray, np.ndarray]] | None = None
     requires: str | None = None  # a data key the result holds only sometimes (the tuned lens)
+    # a data key whose presence means a better-aggregated profile of the same indicator
+    # replaces this one as evidence (compare still offers both)
+    replaced_by: str | None = None
 
     def offered_by(self, data: dict) -> bool:
         """Whether a saved result of its analysis holds this profile."""
         return self.requires is None or self.requires in data
+
+    def evidence_in(self, data: dict) -> bool:
+        """Whether this profile is the verdict's evidence for its indicator in ``data``."""
+        return bool(self.indicator) and self.offered_by(data) and self.replaced_by not in data
 
 
 PerPrompt = Callable[[dict], tuple[np.ndarray, np.ndarray]]

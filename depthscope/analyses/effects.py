@@ -331,15 +331,29 @@ class CurrentEffects(_EffectsBase):
     description = "skip each layer on all tokens: change of later layers' contributions and of the output (E3)"
     paper = PaperRef("E3", "§3.2", "Fig. 3a, 17a")
     future = False
+    # The verdict reads the mean over positions: the paper's max over positions sits near its
+    # ceiling for every layer (issue 21 §2) and cannot show a step. Runs saved before the
+    # position means existed fall back to the max.
     profiles = (
         Profile(
             "current-output-change",
-            "current output change",
+            "current output change (mean over positions)",
+            data_key("output_change_position_mean"),
+            indicator="current output change",
+            figure="current-effects_output_change_layer_position_mean",
+            order=2,
+            per_prompt=per_prompt_key("output_change_position_mean"),
+            requires="output_change_position_mean",
+        ),
+        Profile(
+            "current-output-change-max",
+            "current output change (max over positions)",
             data_key("output_change"),
             indicator="current output change",
             figure="current-effects_output_change_layer",
             order=2,
             per_prompt=per_prompt_key("output_change"),
+            replaced_by="output_change_position_mean",
         ),
     )
     presets = {

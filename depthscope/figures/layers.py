@@ -296,6 +296,13 @@ def draw_effects(result: Result) -> Figures:
             f"output change, {label}, {tokens}",
             caption,
         )
+        if "output_change_position_mean" in block:
+            figs[f"output_change_{part}_position_mean"] = output_bars(
+                result,
+                as_array(block["output_change_position_mean"]),
+                f"output change, {label}, {tokens}",
+                _position_mean_caption(result, future),
+            )
     layer_prompts = result.data.get("per_prompt") if "effect" in result.data else None
     if layer_prompts:
         figs["per_prompt_layer"] = per_prompt_grid(

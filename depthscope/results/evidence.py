@@ -82,7 +82,7 @@ def indicators(results: dict[str, Result]) -> list[Indicator]:
     return [
         read_indicator(n, p, results[n])
         for n, p in indicator_profiles()
-        if n in results and p.offered_by(results[n].data)
+        if n in results and p.evidence_in(results[n].data)
     ]
 
 

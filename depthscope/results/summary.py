@@ -87,7 +87,9 @@ def rule_constants() -> dict:
             "min_segment_fraction": rules.MIN_SEGMENT_FRACTION,
             "max_p_value": rules.MAX_P_VALUE,
             "permutations": rules.PERMUTATIONS,
-            "log_scale": [p.indicator for _, p in evidence.indicator_profiles() if p.log],
+            "log_scale": list(
+                dict.fromkeys(p.indicator for _, p in evidence.indicator_profiles() if p.log)
+            ),
             "min_step": rules.MIN_STEP,
         },
         "consensus": evidence.RULE,

@@ -33,6 +33,7 @@ def test_three_lines_on_a_string(lm):
         "effect_layer_position_mean",
         "effect_layer",
         "output_change_layer",
+        "output_change_layer_position_mean",
         "per_prompt_layer",
     ]
     assert any("first-half vs second-half" in line for line in result.numbers())

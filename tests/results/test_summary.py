@@ -316,6 +316,35 @@ def test_a_noisy_flat_profile_has_no_transition_and_its_interval_says_so(tmp_pat
     assert not output["significant"] and output["interval"]["none_share"] > 0.05
 
 
+def current_effects(max_profile: np.ndarray, position_mean: np.ndarray | None) -> dict:
+    """Current-effects data: per-prompt maxima near ``max_profile``, means near ``position_mean``."""
+    maxima = noisy(max_profile, seed=11)
+    entries = [{"prompt": i, "output_change": maxima[i].tolist()} for i in range(P)]
+    data = {"effect": np.zeros((L, L)).tolist(), "output_change": maxima.max(0).tolist()}
+    if position_mean is not None:
+        means = noisy(position_mean, seed=12)
+        for entry, mean in zip(entries, means, strict=True):
+            entry["output_change_position_mean"] = mean.tolist()
+        data["output_change_position_mean"] = means.mean(0).tolist()
+    data["per_prompt"] = entries
+    return data
+
+
+def test_current_output_change_is_read_as_a_mean_over_positions(tmp_path):
+    """The max over positions is saturated (flat); the mean over them steps at layer 14. The
+    verdict reads the mean where the run has it and the paper's max where it does not."""
+    flat, stepped = np.full(L, 1.2), step(L, 14, 0.6, 0.05)
+    new, old = tmp_path / "new", tmp_path / "old"
+    save(new, "current-effects", current_effects(flat, stepped))
+    save(old, "current-effects", current_effects(flat, None))
+    read = summarize(new).finding("transition").details["profiles"]["current output change"]
+    assert read["significant"] and read["layer"] == 14
+    assert read["figure"] == "current-effects_output_change_layer_position_mean"
+    fallback = summarize(old).finding("transition").details["profiles"]["current output change"]
+    assert not fallback["significant"]
+    assert fallback["figure"] == "current-effects_output_change_layer"
+
+
 def test_bootstrap_interval_of_a_case_computable_by_hand():
     """Two prompts with values 0 and 1: a draw's mean is 0, 1/2 or 1 with chances 1/4, 1/2, 1/4,
     so the 90 % interval is [0, 1]; a statistic that exists only above 1/4 is missing in about a
