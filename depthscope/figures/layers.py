@@ -234,8 +234,8 @@ def _effects_caption(result: Result, future: bool) -> str:
 def _position_mean_caption(result: Result, future: bool) -> str:
     where = "positions and split points" if future else "positions"
     return (
-        f"mean over the measured {where} of each prompt, then over "
-        f"{plural(result.n_prompts, 'prompt')} (the paper's figure takes the max)"
+        f"mean over the measured {where} of each prompt, then mean over "
+        f"{plural(result.n_prompts, 'prompt')} (the paper's figure takes the max of both)"
     )
 
 
