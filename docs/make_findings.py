@@ -20,7 +20,8 @@ and this script rewrites each from the reference runs' saved JSON in ``docs/refe
 Keys: ``verdict:MODEL`` (the terminal verdict of a reference run), ``transition:MODEL`` (one
 sentence: the consensus and every indicator's change point with its interval),
 ``comparison`` (the two built-ins compared change point by change point), ``prompt-study``
-(how the intervals shrink with the prompt count).
+(how the intervals shrink with the prompt count), ``contributions:MODEL`` (what the
+contribution profiles show, by stated rules).
 """
 
 from __future__ import annotations
@@ -237,6 +238,46 @@ def lens_training_table() -> str:
     )
 
 
+CONTRIBUTION_KEYS = ("rel_layer", "rel_mlp", "cos_layer", "cos_att", "max_norm_resid")
+OUTLIER_FACTOR = 5.0  # a layer whose relative contribution exceeds 5x the median layer's
+
+
+def contributions_sentence(model: str) -> str:
+    """What the contributions figures show, by stated rules, from the reference profiles."""
+    data = json.loads((REFERENCE / model / "contributions.json").read_text())
+    rel, rel_mlp = np.asarray(data["rel_layer"]), np.asarray(data["rel_mlp"])
+    cos, cos_att = np.asarray(data["cos_layer"]), np.asarray(data["cos_att"])
+    n = rel.size
+    half = n // 2
+    outliers = [int(i) for i in np.flatnonzero(rel > OUTLIER_FACTOR * np.median(rel))]
+    kept = np.array([i not in outliers for i in range(n)])
+    first, second = kept & (np.arange(n) < half), kept & (np.arange(n) >= half)
+    peak = int(np.argmax(data["max_norm_resid"]))
+    parts = [
+        f"On {model} ({data['n_prompts']} prompts, {data['n_tokens']} tokens; token means): "
+        + (
+            "the layers whose ‖a+m‖/‖h‖ exceeds "
+            f"{OUTLIER_FACTOR:g}× the median layer's are "
+            + ", ".join(
+                f"layer {i} ({rel[i]:.3g}; its MLP alone ‖m‖/‖h+a‖ = {rel_mlp[i]:.3g})"
+                for i in outliers
+            )
+            if outliers
+            else f"no layer's ‖a+m‖/‖h‖ exceeds {OUTLIER_FACTOR:g}× the median layer's"
+        ),
+        f"the largest residual norm at any token enters layer {peak} "
+        f"({data['max_norm_resid'][peak]:.3g})",
+        f"without those, the mean of ‖a+m‖/‖h‖ is {rel[first].mean():.2f} over layers "
+        f"0–{half - 1} and {rel[second].mean():.2f} over layers {half}–{n - 1}",
+        f"the cosine of what a layer adds with the residual lies in "
+        f"[{cos[:half].min():.2f}, {cos[:half].max():.2f}] in the first half (negative at "
+        f"{int((cos[:half] < 0).sum())} of {half} layers) and is positive at "
+        f"{int((cos[half:] > 0).sum())} of {n - half} second-half layers (mean {cos[half:].mean():.2f}; "
+        f"attention alone up to {cos_att.max():.2f}, at layer {int(np.argmax(cos_att))})",
+    ]
+    return "; ".join(parts) + ".\n"
+
+
 GENERATORS = {
     "peers": peers_table,
     "lens-training": lens_training_table,
@@ -246,6 +287,7 @@ GENERATORS = {
     **{f"transition:{m}": (lambda m=m: transition_sentence(m)) for m in MODELS},
     **{f"lens:{m}": (lambda m=m: lens_sentence(m)) for m in MODELS},
     **{f"tuned:{m}": (lambda m=m: tuned_sentence(m)) for m in MODELS},
+    **{f"contributions:{m}": (lambda m=m: contributions_sentence(m)) for m in MODELS},
 }
 
 
@@ -282,10 +324,22 @@ def take_references(runs: list[Path]) -> None:
         target = REFERENCE / summary["model"] / "summary.json"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(run / "summary.json", target)
+        keep_contributions(run, target.parent)
         evidence = run / "figures" / "verdict_evidence.png"
         if evidence.exists():
             shutil.copyfile(evidence, DOCS / "figures" / f"{summary['model']}_verdict_evidence.png")
         print(f"reference {summary['model']}: {run}/summary.json")
+
+
+def keep_contributions(run: Path, folder: Path) -> None:
+    """The run's all-prompt contribution profiles (no per-prompt data: a few kB)."""
+    saved = run / "results" / "contributions.json"
+    if not saved.exists():
+        return
+    result = json.loads(saved.read_text())
+    kept = {key: result["data"][key] for key in CONTRIBUTION_KEYS}
+    kept.update(n_prompts=result["n_prompts"], n_tokens=result["n_tokens"])
+    (folder / "contributions.json").write_text(json.dumps(kept, indent=1) + "\n")
 
 
 def take_tuned(pairs: list[Path]) -> None:
