@@ -20,8 +20,8 @@ and this script rewrites each from the reference runs' saved JSON in ``docs/refe
 Keys: ``verdict:MODEL`` (the terminal verdict of a reference run), ``transition:MODEL`` (one
 sentence: the consensus and every indicator's change point with its interval),
 ``comparison`` (the two built-ins compared change point by change point), ``prompt-study``
-(how the intervals shrink with the prompt count), ``contributions:MODEL`` (what the
-contribution profiles show, by stated rules).
+(how the intervals shrink with the prompt count), ``contributions:MODEL`` and
+``local-effects:MODEL`` (what those figures show, by stated rules).
 """
 
 from __future__ import annotations
@@ -278,6 +278,29 @@ def contributions_sentence(model: str) -> str:
     return "; ".join(parts) + ".\n"
 
 
+def local_effects_sentence(model: str) -> str:
+    """What the local-effects heatmaps show, by stated rules, from the reference matrices."""
+    data = json.loads((REFERENCE / model / "local-effects.json").read_text())
+    future, current = np.asarray(data["future"], float), np.asarray(data["current"], float)
+    n = future.shape[0]
+    # column l: the mean direct effect on layer l of removing each earlier layer s < l
+    columns = np.array([np.nanmean(future[:col, col]) if col else np.nan for col in range(n)])
+    top = int(np.nanargmax(columns))
+    cell = np.unravel_index(np.nanargmax(future), future.shape)
+    later = np.arange(3, n)
+    standout = sorted(later[np.argsort(columns[later])[-3:]].tolist())
+    tail = np.arange(n - n // 5, n)
+    return (
+        f"On {model} (future tokens; a column's value is the mean direct effect on that layer of "
+        f"removing each earlier layer): the largest column is layer {top} ({columns[top]:.3g}); "
+        f"the largest cell is {cell[0]}→{cell[1]} ({future[cell]:.3g}; on current tokens "
+        f"{current[cell]:.3g}); beyond layer 2 the three largest columns are layers "
+        + ", ".join(f"{i} ({columns[i]:.2f})" for i in standout)
+        + f" against a median column of {np.nanmedian(columns[later]):.2f}; the last "
+        f"{tail.size} layers' columns lie in [{columns[tail].min():.2f}, {columns[tail].max():.2f}].\n"
+    )
+
+
 GENERATORS = {
     "peers": peers_table,
     "lens-training": lens_training_table,
@@ -288,6 +311,7 @@ GENERATORS = {
     **{f"lens:{m}": (lambda m=m: lens_sentence(m)) for m in MODELS},
     **{f"tuned:{m}": (lambda m=m: tuned_sentence(m)) for m in MODELS},
     **{f"contributions:{m}": (lambda m=m: contributions_sentence(m)) for m in MODELS},
+    **{f"local-effects:{m}": (lambda m=m: local_effects_sentence(m)) for m in MODELS},
 }
 
 
@@ -325,6 +349,7 @@ def take_references(runs: list[Path]) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(run / "summary.json", target)
         keep_contributions(run, target.parent)
+        keep_local_effects(run, target.parent)
         evidence = run / "figures" / "verdict_evidence.png"
         if evidence.exists():
             shutil.copyfile(evidence, DOCS / "figures" / f"{summary['model']}_verdict_evidence.png")
@@ -340,6 +365,15 @@ def keep_contributions(run: Path, folder: Path) -> None:
     kept = {key: result["data"][key] for key in CONTRIBUTION_KEYS}
     kept.update(n_prompts=result["n_prompts"], n_tokens=result["n_tokens"])
     (folder / "contributions.json").write_text(json.dumps(kept, indent=1) + "\n")
+
+
+def keep_local_effects(run: Path, folder: Path) -> None:
+    """The run's two all-prompt local-effect matrices (a few kB)."""
+    saved = run / "results" / "local-effects.json"
+    if saved.exists():
+        data = json.loads(saved.read_text())["data"]
+        kept = {key: data[key] for key in ("current", "future")}
+        (folder / "local-effects.json").write_text(json.dumps(kept) + "\n")
 
 
 def take_tuned(pairs: list[Path]) -> None:
