@@ -74,8 +74,9 @@ def rel_change(clean_c, new_c, measured):
     return rel[measured].max().item() if measured.any() else 0.0
 
 
-def naive_effects(lm, ids: list[int], part: str, front: int, split: int | None):
-    """Effect matrix [L, L] and output change [L] for one prompt and split point (paper §3.2)."""
+def _naive_skips(lm, ids: list[int], part: str, front: int, split: int | None, reduce):
+    """Skip each layer in its own full forward pass; ``reduce`` folds a per-position change over
+    the measured positions. Effect ``[L, L]``, output change ``[L]``, positions measured."""
     T, L = len(ids), lm.n_layers
     ins, outs, logits = forward(lm, ids)
     clean_c = [o - i for i, o in zip(ins, outs, strict=True)]
@@ -84,35 +85,30 @@ def naive_effects(lm, ids: list[int], part: str, front: int, split: int | None):
     measured = positions(T, 0 if split is None else split, T)
     effect = torch.zeros(L, L)
     out_change = torch.zeros(L)
+    if not measured.any():
+        return effect, out_change, 0
     for s in range(L):
         v_ins, v_outs, v_logits = forward(lm, ids, [knockout_edit(lm, part, s, intervened)])
         for layer in range(L):
-            effect[s, layer] = rel_change(clean_c[layer], v_outs[layer] - v_ins[layer], measured)
-        out_change[s] = (v_logits.softmax(-1) - clean_p).norm(dim=-1)[measured].max()
+            new_c = v_outs[layer] - v_ins[layer]
+            rel = (clean_c[layer] - new_c).norm(dim=-1) / clean_c[layer].norm(dim=-1).clamp_min(
+                1e-6
+            )
+            effect[s, layer] = reduce(rel[measured])
+        out_change[s] = reduce((v_logits.softmax(-1) - clean_p).norm(dim=-1)[measured])
+    return effect, out_change, int(measured.sum())
+
+
+def naive_effects(lm, ids: list[int], part: str, front: int, split: int | None):
+    """Effect matrix [L, L] and output change [L] for one prompt and split point (paper §3.2)."""
+    effect, out_change, _ = _naive_skips(lm, ids, part, front, split, torch.max)
     return effect, out_change
 
 
 def naive_position_sums(lm, ids: list[int], part: str, front: int, split: int | None):
     """Like :func:`naive_effects`, summed instead of maxed over the measured positions: effect
     ``[L, L]``, output change ``[L]`` and the number of positions measured."""
-    T, L = len(ids), lm.n_layers
-    ins, outs, logits = forward(lm, ids)
-    clean_c = [o - i for i, o in zip(ins, outs, strict=True)]
-    clean_p = logits.softmax(-1)
-    intervened = positions(T, front, T if split is None else split)
-    measured = positions(T, 0 if split is None else split, T)
-    effect = torch.zeros(L, L)
-    out_change = torch.zeros(L)
-    for s in range(L):
-        v_ins, v_outs, v_logits = forward(lm, ids, [knockout_edit(lm, part, s, intervened)])
-        for layer in range(s, L):
-            new_c = v_outs[layer] - v_ins[layer]
-            rel = (clean_c[layer] - new_c).norm(dim=-1) / clean_c[layer].norm(dim=-1).clamp_min(
-                1e-6
-            )
-            effect[s, layer] = rel[measured].sum()
-        out_change[s] = (v_logits.softmax(-1) - clean_p).norm(dim=-1)[measured].sum()
-    return effect, out_change, int(measured.sum())
+    return _naive_skips(lm, ids, part, front, split, torch.sum)
 
 
 def naive_local(lm, ids: list[int], front: int, split: int | None):

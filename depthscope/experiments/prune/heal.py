@@ -29,7 +29,7 @@ from depthscope.core.progress import Progress
 from depthscope.data.prompts import tokenize
 from depthscope.data.sources import load_examples
 from depthscope.experiments.prune.evaluate import EvalData, Tally, evaluate_naive
-from depthscope.experiments.prune.surgery import kept_layers, pruned_copy
+from depthscope.experiments.prune.surgery import kept_layers, pruned_copy, write_pruned
 from depthscope.models.loading.loader import LoadedModel
 
 STATE = "heal.json"
@@ -198,19 +198,8 @@ def save_healed(
     """Heal ``removed`` again (the same seed gives the same weights) and save it as plain weights
     that ``transformers`` loads, with the tokenizer and a record of what was done."""
     model, losses = heal(lm, removed, heal_windows(lm, settings), settings, progress)
-    model.config.depthscope_pruning = {
-        "original_layers": lm.n_layers,
-        "removed_layers": sorted(int(i) for i in removed),
-        "kept_layers": kept_layers(lm.n_layers, removed),
-        "healed": {**asdict(settings), "final_loss": losses[-1]},
-    }
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
-        model.save_pretrained(folder)
-    if lm.tokenizer is not None:
-        lm.tokenizer.save_pretrained(folder)
-    return folder
+    healed = {**asdict(settings), "final_loss": losses[-1]}
+    return write_pruned(lm, model, removed, folder, healed=healed)
 
 
 def _read_state(path: Path, settings: HealSettings) -> dict:

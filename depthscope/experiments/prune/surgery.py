@@ -78,14 +78,19 @@ def pruned_copy(lm: LoadedModel, removed: Collection[int]) -> nn.Module:
 
 def save_pruned(lm: LoadedModel, removed: Collection[int], folder: Path) -> Path:
     """Write the model without ``removed`` layers (and the tokenizer) with ``save_pretrained``."""
-    folder = Path(folder)
-    model = pruned_copy(lm, removed)
-    kept = kept_layers(lm.n_layers, removed)
+    return write_pruned(lm, pruned_copy(lm, removed), removed, folder)
+
+
+def write_pruned(lm: LoadedModel, model, removed: Collection[int], folder: Path, **record) -> Path:
+    """Save ``model`` (``lm`` without ``removed``, perhaps healed) and ``lm``'s tokenizer, with a
+    record of the pruning (and ``record``'s extra fields) in its config."""
     model.config.depthscope_pruning = {
         "original_layers": lm.n_layers,
         "removed_layers": sorted(int(i) for i in removed),
-        "kept_layers": kept,
+        "kept_layers": kept_layers(lm.n_layers, removed),
+        **record,
     }
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         model.save_pretrained(folder)
