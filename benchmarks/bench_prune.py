@@ -1,6 +1,7 @@
 """`depthscope prune` on a real model: the engine path vs one pruned model copy per candidate.
 
     python benchmarks/bench_prune.py [--model smollm2-135m] [--max-drop 8] [--quick]
+    python benchmarks/bench_prune.py --shape 1B --max-drop 8 --naive-limit 8
 
 Runs the command's default workload (criteria future-effect, block-influence, angular computed on
 10 calibration prompts; 8 texts x 128 tokens of builtin:text; builtin:arith-chain, 4 per level;
@@ -13,7 +14,11 @@ Runs the command's default workload (criteria future-effect, block-influence, an
 
 Both measure the same numbers; the script checks they agree. Writes benchmarks/results/prune.json
 (``prune_quick.json`` with ``--quick``: a tiny random model, so a smoke run never overwrites the
-reference measurement).
+reference measurement). ``--shape 1B`` builds a Llama-3.2-1B-shaped model with random weights
+(speed does not need trained ones; smollm2-135m's tokenizer supplies the ids) and runs the quick
+data on it (the default 20 000 tokens per candidate set would take hours on 2 cores), writing
+``prune_1B.json``. ``--naive-limit N`` times the naive path on the first N sets only and
+extrapolates per set (stated in the output).
 """
 
 from __future__ import annotations
@@ -49,7 +54,21 @@ def peak_rss_mb() -> float:
 
 
 def settings_for(args: argparse.Namespace) -> PruneSettings:
-    return PruneSettings(max_drop=args.max_drop, **(QUICK if args.quick else {}))
+    return PruneSettings(max_drop=args.max_drop, **(QUICK if args.quick or args.shape else {}))
+
+
+def save_shaped_model(folder: Path, shape: str) -> Path:
+    """A Llama of ``shape`` (from gpu_check's table) with random weights, and a real tokenizer."""
+    import transformers as tf
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from gpu_check import SHAPES
+
+    torch.manual_seed(0)
+    model = tf.LlamaForCausalLM(tf.LlamaConfig(**SHAPES[shape]))
+    model.save_pretrained(folder)
+    load_model("smollm2-135m", progress=False).tokenizer.save_pretrained(folder)
+    return folder
 
 
 def candidate_values(doc: dict) -> dict[tuple, dict]:
@@ -124,6 +143,7 @@ def run_child(args: argparse.Namespace, path: str, extra: list[str]) -> dict:
         "--max-drop",
         str(args.max_drop),
         *(["--quick"] if args.quick else []),
+        *(["--shape", args.shape] if args.shape else []),
         *extra,
     ]
     done = subprocess.run(command, check=True, capture_output=True, text=True)
@@ -146,6 +166,7 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--max-drop", type=int, default=8)
     parser.add_argument("--quick", action="store_true", help="tiny random model, tiny data")
+    parser.add_argument("--shape", choices=("1B",), help="a random model of this shape, quick data")
     parser.add_argument(
         "--naive-limit", type=int, default=0, help="time only the first N candidates (0 = all)"
     )
@@ -162,6 +183,8 @@ def main() -> None:
 
             args.model_path = str(save_tiny_model_dir(Path(tmp) / "tiny"))
             args.max_drop = min(args.max_drop, 2)
+        elif args.shape:
+            args.model_path = str(save_shaped_model(Path(tmp) / args.shape, args.shape))
         else:
             args.model_path = args.model
             load_model(args.model, progress=True)  # fetch/convert once, outside the timings
@@ -175,15 +198,22 @@ def main() -> None:
     naive_all = per_set_naive * engine["candidate_sets"]
     validation = engine["seconds_parts"]["validation"]
     report = {
-        "model": "tiny random llama (3 layers)" if args.quick else args.model,
+        "model": "tiny random llama (3 layers)"
+        if args.quick
+        else f"{args.shape}-shaped llama, random weights"
+        if args.shape
+        else args.model,
         "max_drop": args.max_drop,
-        "workload": "depthscope prune defaults" + (" (quick data)" if args.quick else ""),
+        "workload": "depthscope prune defaults"
+        + (f" (quick data: {QUICK})" if args.quick or args.shape else ""),
+        "criteria": list(settings_for(args).criteria),
         "candidate_sets": engine["candidate_sets"],
         "engine_seconds_total": engine["seconds"],
         "engine_seconds": engine["seconds_parts"],
         "naive_seconds_measured": naive["seconds"],
         "naive_sets_measured": naive["candidate_sets"],
         "naive_seconds_all_sets": round(naive_all, 2),
+        "naive_extrapolated": naive["candidate_sets"] < engine["candidate_sets"],
         "validation_speedup": round(naive_all / max(validation, 1e-9), 2),
         "max_relative_difference": max_difference(engine, naive),
         "peak_rss_mb": {"engine": engine["peak_rss_mb"], "naive": naive["peak_rss_mb"]},
@@ -195,7 +225,8 @@ def main() -> None:
             "processor": platform.processor() or platform.machine(),
         },
     }
-    out = RESULTS / ("prune_quick.json" if args.quick else "prune.json")
+    name = "prune_quick" if args.quick else f"prune_{args.shape}" if args.shape else "prune"
+    out = RESULTS / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n")
     print(

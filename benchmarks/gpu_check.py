@@ -13,7 +13,9 @@ weights, which speed and memory do not care about). It checks
    future-effect sweep's fraction of the device's measured bf16 matmul peak, peak device memory;
 3. **batches**: ``--batch-size auto`` (what :func:`depthscope.run.memory.auto_batch_size` picks)
    and the out-of-memory retry (the device limited to a fraction of its memory, results unchanged);
-4. **int8**: whether bitsandbytes is present (depthscope has no ``--quantize`` yet: said so).
+4. **int8**: with bitsandbytes present, the logit lens of a tiny Llama with LLM.int8 weights on
+   the device (fp32 compute) against the CPU in fp32, within ``INT8_TOLERANCE`` (what
+   ``--quantize int8`` loads); without it, said so.
 
 Results go to ``benchmarks/results/gpu.json`` (``--out`` to change), naming the device. The dry run
 does all of it with tiny shapes on the CPU (bf16 on the CPU against fp32), so CI proves the script
@@ -135,6 +137,32 @@ def check_equality(device: str, dtype: torch.dtype) -> dict:
                 errors[f"{name}.{key}"] = relative_error(got.data[key], want.data[key])
         out[family] = {"max_relative_error": errors, "ok": max(errors.values()) <= BF16_TOLERANCE}
     return out
+
+
+INT8_TOLERANCE = 0.1  # as tests/models/test_quantize.py holds on the CPU
+
+
+def check_int8(device: str) -> dict:
+    """The logit lens of a tiny Llama loaded in int8 on ``device`` against fp32 on the CPU."""
+    import tempfile
+
+    from depthscope.models.loading.quantize import quantization_config
+
+    reference = family_model("llama", "cpu", torch.float32)
+    ids = prompts(TINY["vocab_size"], [24, 17])
+    with tempfile.TemporaryDirectory() as folder:
+        reference.model.save_pretrained(folder)
+        model = tf.AutoModelForCausalLM.from_pretrained(
+            folder,
+            dtype=torch.float32,
+            device_map={"": device},
+            quantization_config=quantization_config("int8", torch.float32),
+        )
+    quantized = ds.LoadedModel.from_model(model.eval().requires_grad_(False), None, name="int8")
+    want = ds.analyze(reference, "logit-lens", ids).data["kl"]
+    got = ds.analyze(quantized, "logit-lens", ids).data["kl"]
+    error = relative_error(got, want)
+    return {"logit_lens_kl_relative_error": error, "ok": 0 < error <= INT8_TOLERANCE}
 
 
 def synchronize(device: str) -> None:
@@ -263,13 +291,17 @@ def main(argv: list[str] | None = None) -> int:
         doc["scale"][label] = check_scale(label, shape, device, dtype, peak, tokens)
         print(f"{label}: {json.dumps(doc['scale'][label]['analyses'])}")
     try:
-        import bitsandbytes  # noqa: F401  (optional: only reported)
+        import bitsandbytes  # noqa: F401  (optional: checked when present)
 
-        doc["int8"] = "bitsandbytes present; depthscope has no --quantize yet, so nothing to run"
+        doc["int8"] = check_int8(device)
     except ImportError:
-        doc["int8"] = "bitsandbytes not installed; depthscope has no --quantize yet"
+        doc["int8"] = {"skipped": "bitsandbytes not installed (pip install bitsandbytes)"}
     doc["seconds"] = round(time.perf_counter() - started, 1)
-    doc["ok"] = all(v["ok"] for v in doc["equality"].values()) and doc["out_of_memory_retry"]["ok"]
+    doc["ok"] = (
+        all(v["ok"] for v in doc["equality"].values())
+        and doc["out_of_memory_retry"]["ok"]
+        and doc["int8"].get("ok", True)
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1) + "\n")
     for family, entry in doc["equality"].items():
@@ -277,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             f"equality {family}: {'ok' if entry['ok'] else 'FAILED'} {entry['max_relative_error']}"
         )
     print(f"out-of-memory retry: {'ok' if doc['out_of_memory_retry']['ok'] else 'FAILED'}")
+    print(f"int8: {doc['int8']}")
     print(f"{name}: done in {doc['seconds']} s; results in {args.out}")
     return 0 if doc["ok"] else 1
 

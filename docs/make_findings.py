@@ -21,7 +21,14 @@ Keys: ``verdict:MODEL`` (the terminal verdict of a reference run), ``transition:
 sentence: the consensus and every indicator's change point with its interval),
 ``comparison`` (the two built-ins compared change point by change point), ``prompt-study``
 (how the intervals shrink with the prompt count), ``contributions:MODEL`` and
-``local-effects:MODEL`` (what those figures show, by stated rules).
+``local-effects:MODEL`` (what those figures show, by stated rules), ``prune:MODEL`` (the pruning
+tables, intervals, healing and timings of ``depthscope prune``) and ``depth-score:MODEL`` (the
+depth score per task and level with its interval, and whether it rises with difficulty).
+
+    python docs/make_findings.py --prune runs/prune-smollm2-135m runs/prune-gemma3-270m
+        # take the prune.json (and figure) of prune runs (then rewrite)
+    python docs/make_findings.py --depth-score runs/ds-smollm2-135m-hops ...
+        # take depth-score runs (one per task; then rewrite)
 """
 
 from __future__ import annotations
@@ -301,17 +308,196 @@ def local_effects_sentence(model: str) -> str:
     )
 
 
+def prune_reference(model: str) -> dict:
+    return json.loads((REFERENCE / model / "prune.json").read_text())
+
+
+def _seconds(value: float) -> str:
+    minutes, seconds = divmod(round(value), 60)
+    return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+
+
+def _key(mapping: dict, k: int):
+    return mapping[str(k)] if str(k) in mapping else mapping[k]
+
+
+def prune_block(model: str) -> str:
+    """The pruning run of ``model``: workload, time, tables with intervals, healing, the best
+    criterion by the command's rule, and future effect against Block Influence at every k."""
+    from depthscope.experiments.prune.pipeline import best_lines
+
+    doc = prune_reference(model)
+    settings, seconds, k_max = doc["settings"], doc["seconds"], doc["max_drop"]
+    names = list(doc["metrics"])
+    healed = (doc.get("healed") or {}).get("metrics") or {}
+    text = next(d for d in doc["data"] if d["kind"] == "text")
+    tasks = [d for d in doc["data"] if d["kind"] == "task"]
+    heal = f" --heal lora --heal-steps {settings['heal_steps']}" if healed else ""
+    out = [
+        f"`depthscope prune {model} --max-drop {k_max}{heal}`: criteria on "
+        f"{doc['calibration']['prompts']} prompts of `{doc['calibration']['source']}`; perplexity "
+        f"on {text['sequences']} passages of `{text['source']}` ({text['tokens']} tokens); "
+        + "".join(f"accuracy on {d['sequences']} examples of `{d['source']}`; " for d in tasks)
+        + f"{len(doc['random']['seeds'])} random seeds"
+        + (f"; {settings['heal_steps']} LoRA steps per candidate" if healed else "")
+        + f". **{_seconds(seconds['command'])}** on the 2-core machine (criteria "
+        f"{seconds['criteria']:.0f} s, {doc['candidate_sets']} layer sets "
+        f"{seconds['validation']:.0f} s"
+        + (
+            f", healing {len((doc['healed'] or {}).get('loss', {}))} candidates "
+            f"{seconds['healing']:.0f} s"
+            if healed
+            else ""
+        )
+        + f"). Intervals: {doc['interval']}.",
+        "",
+    ]
+
+    def cell(curve: dict, metric: str, k: int) -> str:
+        """The value at ``k`` with its interval (the random mean over seeds has none)."""
+        fmt = "{:.0%}" if metric == "accuracy" else "{:.3g}"
+        shown = fmt.format(curve[metric][k])
+        interval = curve.get(f"{metric}_interval")
+        if not interval:
+            return shown
+        return f"{shown} [{fmt.format(interval[k][0])}, {fmt.format(interval[k][1])}]"
+
+    labels = [
+        f"random ({len(doc['random']['seeds'])} seeds, mean)" if n == "random" else n for n in names
+    ]
+    for data, metric in [(text, "perplexity"), *[(d, "accuracy") for d in tasks]]:
+        if not data.get("informative", True):
+            out += [
+                f"`{data['source']}` is uninformative: the unpruned model answers "
+                f"{data['unpruned_accuracy']:.0%} correctly (below 20 %), so it ranks nothing.",
+                "",
+            ]
+            continue
+        out.append(f"{metric} on `{data['source']}` by layers removed (healed rows: after LoRA):")
+        out.append("")
+        out.append("| k | " + " | ".join(labels) + " |")
+        out.append("|---" * (len(names) + 1) + "|")
+        for k in range(k_max + 1):
+            row = [cell(doc["metrics"][n][data["source"]], metric, k) for n in names]
+            out.append(f"| {k} | " + " | ".join(row) + " |")
+            if healed and k:
+                after = [
+                    cell(healed[n][data["source"]], metric, k) if n in healed else "" for n in names
+                ]
+                out.append(f"| {k} healed | " + " | ".join(after) + " |")
+        out.append("")
+    removed = "; ".join(
+        f"{n} {_key(doc['criteria'][n]['removed'], k_max)}" for n in doc["criteria"]
+    )
+    out += [f"Layers removed at k = {k_max}: {removed}.", ""]
+    out += [f"{best_lines(doc)[0]}.", ""]
+    pair = {"future-effect", "block-influence"}
+    answer = []
+    for k in range(1, k_max + 1):
+        for row in _key(doc["differences"][text["source"]], k):
+            if {row["a"], row["b"]} == pair:
+                sign = 1 if row["a"] == "future-effect" else -1
+                low, high = sorted(sign * x for x in row["interval"])
+                verdict = "real" if row["real"] else "within noise"
+                answer.append(
+                    f"k = {k}: {sign * row['difference_nats']:+.3f} [{low:+.3f}, {high:+.3f}] "
+                    f"({verdict})"
+                )
+    if answer:
+        out += [
+            "Future effect minus Block Influence, mean NLL on the held-out text (nats/token; "
+            "positive: the paper's future-effect criterion prunes worse): "
+            + "; ".join(answer)
+            + ".",
+            "",
+        ]
+    return "\n".join(out)
+
+
+def prune_bench_lines() -> str:
+    """bench_prune.py's measurements, one line per results file that exists."""
+    lines = []
+    for name in ("prune", "prune_1B"):
+        path = ROOT / "benchmarks" / "results" / f"{name}.json"
+        if not path.exists():
+            lines.append(f"- `results/{name}.json`: not measured yet.")
+            continue
+        r = json.loads(path.read_text())
+        naive = f"naive {r['naive_seconds_all_sets']:.0f} s" + (
+            f" (extrapolated from {r['naive_sets_measured']} sets timed in "
+            f"{r['naive_seconds_measured']:.0f} s)"
+            if r.get("naive_extrapolated")
+            else ""
+        )
+        lines.append(
+            f"- {r['model']}, K = {r['max_drop']}, {r['workload']}, {r['candidate_sets']} layer "
+            f"sets: engine {r['engine_seconds_total']:.0f} s in all (criteria "
+            f"{r['engine_seconds']['criteria']:.0f} s, validation "
+            f"{r['engine_seconds']['validation']:.0f} s); {naive}: **{r['validation_speedup']}×** "
+            f"on validation; peak RSS engine {r['peak_rss_mb']['engine']:.0f} MB, naive "
+            f"{r['peak_rss_mb']['naive']:.0f} MB; max relative difference "
+            f"{r['max_relative_difference']:.1e}."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def depth_score_reference(model: str) -> dict:
+    return json.loads((REFERENCE / model / "depth-score.json").read_text())
+
+
+def depth_score_table(model: str) -> str:
+    """Depth score per task and level with its 90 % interval, accuracy, and the hardest-minus-
+    easiest change with its interval (the verdict's difficulty rule)."""
+    doc = depth_score_reference(model)
+    out = [
+        f"{model} ({doc['n_layers']} layers), {doc['aggregate']} over examples; depth score from "
+        "effects on later layers [90 % interval over resampled examples], from output changes in "
+        "parentheses:",
+        "",
+        "| task | level | n | depth score | (output) | accuracy |",
+        "|---|---|---|---|---|---|",
+    ]
+    trends = []
+    for task, entry in doc["tasks"].items():
+        for level, row in entry["levels"].items():
+            layer, output = row["intervals"]["layer"], row["intervals"]["output"]
+            out.append(
+                f"| {task} | {level} | {row['n']} | {_interval_text(layer)} | "
+                f"({_interval_text(output)}) | {row['accuracy']:.0%} |"
+            )
+        change = entry["change"]
+        grows = entry["grows"]
+        word = {True: "rises", False: "falls"}.get(grows, "does not change beyond its interval")
+        trends.append(f"{task} {word} ({_interval_text(change)} layers)")
+    out += [
+        "",
+        "Hardest minus easiest level (the verdict's rule: a change counts when its interval excludes"
+        " 0): " + "; ".join(trends) + ".",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def _interval_text(doc: dict) -> str:
+    return bootstrap.Interval(
+        doc["value"], doc["low"], doc["high"], doc["none_share"], doc["draws"]
+    ).text(2)
+
+
 GENERATORS = {
     "peers": peers_table,
     "lens-training": lens_training_table,
     "comparison": comparison,
     "prompt-study": prompt_study_table,
+    "prune-bench": prune_bench_lines,
     **{f"verdict:{m}": (lambda m=m: verdict_block(m)) for m in MODELS},
     **{f"transition:{m}": (lambda m=m: transition_sentence(m)) for m in MODELS},
     **{f"lens:{m}": (lambda m=m: lens_sentence(m)) for m in MODELS},
     **{f"tuned:{m}": (lambda m=m: tuned_sentence(m)) for m in MODELS},
     **{f"contributions:{m}": (lambda m=m: contributions_sentence(m)) for m in MODELS},
     **{f"local-effects:{m}": (lambda m=m: local_effects_sentence(m)) for m in MODELS},
+    **{f"prune:{m}": (lambda m=m: prune_block(m)) for m in MODELS},
+    **{f"depth-score:{m}": (lambda m=m: depth_score_table(m)) for m in MODELS},
 }
 
 
@@ -374,6 +560,56 @@ def keep_local_effects(run: Path, folder: Path) -> None:
         data = json.loads(saved.read_text())["data"]
         kept = {key: data[key] for key in ("current", "future")}
         (folder / "local-effects.json").write_text(json.dumps(kept) + "\n")
+
+
+def take_prune(runs: list[Path]) -> None:
+    """A prune run's ``prune.json`` (a few hundred kB, no per-text data) and its figure."""
+    for run in runs:
+        doc = json.loads((run / "prune.json").read_text())
+        model = doc["model"]["name"]
+        (REFERENCE / model).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(run / "prune.json", REFERENCE / model / "prune.json")
+        figure = run / "figures" / "prune_metrics.png"
+        if figure.exists():
+            shutil.copyfile(figure, DOCS / "figures" / f"{model}_prune_metrics.png")
+        print(f"reference prune {model}: {run}/prune.json")
+
+
+def take_depth_score(runs: list[Path]) -> None:
+    """Depth-score runs (one task each): per level the scores, their intervals and accuracy, and
+    the difficulty rule's verdict, computed from the saved per-example matrices."""
+    from depthscope.analyses.depth_score import difficulty, level_intervals
+    from depthscope.results.document import Result
+
+    kept: dict[str, dict] = {}
+    for run in runs:
+        result = Result.load(run / "results" / "depth-score.json")
+        model = result.model["name"]
+        n_layers = result.model.get("n_layers") or len(
+            next(iter(result.data["levels"].values()))["importance_layer"]
+        )
+        aggregate = result.settings.get("aggregate", "max")
+        task = str(result.extra.get("data_source", run.name)).removeprefix("builtin:")
+        finding = difficulty(result, n_layers)
+        levels = {}
+        for i, (level, entry) in enumerate(result.data["levels"].items()):
+            found = level_intervals(entry, aggregate, seed=bootstrap.SEED + i)
+            levels[level] = {
+                "n": entry["n_examples"],
+                "accuracy": entry["accuracy"],
+                "intervals": {k: found[k].as_json() for k in ("layer", "output")},
+            }
+        doc = kept.setdefault(model, {"n_layers": n_layers, "aggregate": aggregate, "tasks": {}})
+        doc["tasks"][task] = {
+            "levels": levels,
+            "change": finding.details["change"],
+            "grows": finding.details["grows"],
+            "seconds": result.extra.get("seconds"),
+        }
+    for model, doc in kept.items():
+        target = REFERENCE / model / "depth-score.json"
+        target.write_text(json.dumps(doc, indent=1) + "\n")
+        print(f"reference depth-score {model}: {', '.join(doc['tasks'])}")
 
 
 def take_tuned(pairs: list[Path]) -> None:
@@ -502,7 +738,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference", nargs="+", type=Path, help="run directories to take")
     parser.add_argument("--study", nargs="+", type=Path, help="40-prompt run directories")
     parser.add_argument("--tuned", nargs="+", type=Path, help="RUN LENS pairs (tuned-lens runs)")
+    parser.add_argument("--prune", nargs="+", type=Path, help="prune run directories")
+    parser.add_argument("--depth-score", nargs="+", type=Path, help="depth-score run directories")
     args = parser.parse_args(argv)
+    if args.prune:
+        take_prune(args.prune)
+    if args.depth_score:
+        take_depth_score(args.depth_score)
     if args.reference:
         take_references(args.reference)
     if args.study:

@@ -19,6 +19,8 @@ def test_the_gpu_check_dry_run_passes_and_writes_its_report(tmp_path, monkeypatc
     doc = json.loads(out.read_text())
     assert doc["dry_run"] and doc["ok"] and set(doc["equality"]) == {"llama", "gemma3", "gpt_neox"}
     assert doc["out_of_memory_retry"]["chunks_refused"] > 0  # the retry really ran
+    if importlib.util.find_spec("bitsandbytes") is not None:  # the dev extra installs it
+        assert 0 < doc["int8"]["logit_lens_kl_relative_error"] <= script.INT8_TOLERANCE
     for label in ("1B", "8B"):
         analyses = doc["scale"][label]["analyses"]
         assert set(analyses) == set(script.ANALYSES)

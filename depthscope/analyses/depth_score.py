@@ -19,8 +19,10 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
+from depthscope.analyses import bootstrap
 from depthscope.analyses.base import Analysis, PromptBatch, RunContext, Tally
 from depthscope.analyses.card import Finding, PaperRef, Preset, VerdictRule
 from depthscope.analyses.catalog import register
@@ -103,6 +105,58 @@ def depth_score(importance: torch.Tensor) -> float:
     return float((layers * importance).sum()) / total
 
 
+def depth_scores_of(importances: np.ndarray) -> np.ndarray:
+    """``[rows]``: the depth score of each importance profile ``[rows, L]`` (NaN: all zero)."""
+    layers = np.arange(importances.shape[1], dtype=float)
+    total = importances.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total != 0, importances @ layers / total, np.nan)
+
+
+def resampled_depth_scores(
+    effects: np.ndarray, outputs: np.ndarray, aggregate: str, counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Depth scores (from layer effects, from output change) of each draw of examples.
+
+    ``effects`` ``[n, L, L]`` and ``outputs`` ``[n, L]`` are the examples' own matrices, ``counts``
+    ``[draws, n]`` how often each is drawn (:func:`bootstrap.draws`). Under ``mean`` a draw's
+    importance is the weighted mean of the examples' importances (importance is linear in the
+    matrix); under ``max`` the matrices of the drawn examples are maxed first, as ``finish`` does.
+    """
+    n_layers = effects.shape[1]
+    later = np.triu(np.ones((n_layers, n_layers), dtype=bool), k=1)
+    per_count = np.maximum(np.arange(n_layers - 1, -1, -1, dtype=float), 1.0)
+    if aggregate == "mean":
+        per_example = np.where(later, effects, 0.0).sum(axis=2) / per_count  # [n, L]
+        weights = counts / counts.sum(axis=1, keepdims=True)
+        return depth_scores_of(weights @ per_example), depth_scores_of(weights @ outputs)
+    layer_scores, output_scores = [], []
+    for chunk in np.array_split(counts, max(1, len(counts) // 100)):  # bounded memory
+        drawn = chunk[:, :, None] > 0
+        maxed = np.where(drawn[..., None], effects[None], -np.inf).max(axis=1)  # [d, L, L]
+        importance = np.where(later, maxed, 0.0).sum(axis=2) / per_count
+        layer_scores.append(depth_scores_of(importance))
+        output_scores.append(depth_scores_of(np.where(drawn, outputs[None], -np.inf).max(axis=1)))
+    return np.concatenate(layer_scores), np.concatenate(output_scores)
+
+
+def level_intervals(entry: dict, aggregate: str, seed: int = bootstrap.SEED) -> dict | None:
+    """The depth scores' bootstrap intervals over the level's examples, with the draws kept for
+    comparing levels (None when the result holds no per-example matrices: older runs)."""
+    examples = entry.get("per_example") or []
+    if not examples:
+        return None
+    effects = np.stack([np.asarray(e["effect"], dtype=float) for e in examples])
+    outputs = np.stack([np.asarray(e["output_change"], dtype=float) for e in examples])
+    counts = bootstrap.draws(len(examples), seed=seed)
+    layer, output = resampled_depth_scores(effects, outputs, aggregate, counts)
+    return {
+        "layer": bootstrap.interval_of(entry.get("depth_score_layer"), layer),
+        "output": bootstrap.interval_of(entry.get("depth_score_output"), output),
+        "layer_draws": layer,
+    }
+
+
 def teacher_forced_correct(
     adapter, final: torch.Tensor, answer_ids: torch.Tensor, first: int
 ) -> bool:
@@ -117,6 +171,7 @@ class LevelState:
     output: Aggregates = field(default_factory=Aggregates)
     correct: int = 0
     n: int = 0
+    per_example: list = field(default_factory=list)  # {"prompt", "effect", "output_change"}
 
 
 @state_type
@@ -132,29 +187,72 @@ class DepthScoreState:
 
 
 def difficulty(result: Result, n_layers: int | None) -> Finding | None:
-    """Depth score per difficulty level, and whether it grows from the easiest to the hardest."""
-    scores = {
-        level: entry["depth_score_layer"]
+    """Depth score per difficulty level with its interval over the level's examples, and whether
+    the hardest level's score differs from the easiest's beyond that interval."""
+    levels = {
+        level: entry
         for level, entry in result.data["levels"].items()
         if isinstance(entry.get("depth_score_layer"), int | float)
     }
-    if not scores:
+    if not levels:
         return None
-    values = list(scores.values())
-    grows = values[-1] > values[0] if len(values) > 1 else None
-    listed = ", ".join(f"level {k}: {v:.2f} ({rel(v, n_layers)})" for k, v in scores.items())
-    trend = {None: "", True: "; harder problems use more depth"}.get(
-        grows, "; harder problems do not use more depth"
-    )
     aggregate = result.settings.get("aggregate", "max")
+    scores = {level: entry["depth_score_layer"] for level, entry in levels.items()}
+    # each level its own seed: its examples are other examples, so its draws must be independent
+    intervals = {
+        level: level_intervals(entry, aggregate, seed=bootstrap.SEED + i)
+        for i, (level, entry) in enumerate(levels.items())
+    }
+    values = list(scores.values())
+    first, last = list(levels)[0], list(levels)[-1]
+    change = None
+    if len(levels) > 1 and intervals[first] and intervals[last]:
+        change = bootstrap.interval_of(
+            values[-1] - values[0], intervals[last]["layer_draws"] - intervals[first]["layer_draws"]
+        )
+        grows = None
+        if change.low is not None:
+            grows = True if change.low > 0 else False if change.high < 0 else None
+        trend = {
+            True: "; harder problems use more depth",
+            False: "; harder problems use less depth",
+            None: "; harder problems do not use more depth (the change is within its interval)",
+        }[grows]
+        trend += f" (hardest − easiest: {change.text(2)} layers)"
+    else:
+        grows = values[-1] > values[0] if len(values) > 1 else None
+        trend = {None: "", True: "; harder problems use more depth"}.get(
+            grows, "; harder problems do not use more depth"
+        )
+
+    def shown(level: str) -> str:
+        found = intervals[level]
+        score = found["layer"].text(2) if found else f"{scores[level]:.2f}"
+        return f"level {level}: {score} ({rel(scores[level], n_layers)})"
+
+    listed = ", ".join(shown(level) for level in levels)
+    headline = f"depth score {values[0]:.1f} → {values[-1]:.1f}"
+    if change is not None:
+        headline = (
+            f"depth score {intervals[first]['layer'].text(1)} → {intervals[last]['layer'].text(1)}"
+        )
     return Finding(
         key="difficulty",
         title="Depth vs difficulty",
-        headline=f"depth score {values[0]:.1f} → {values[-1]:.1f}",
+        headline=headline,
         sentence=f"Depth score (0-based layer, relative depth) per level: {listed}{trend}.",
         layer=None,
         relative_depth=None,
-        details={"depth_score_layer": scores, "grows": grows},
+        details={
+            "depth_score_layer": scores,
+            "grows": grows,
+            "intervals": {
+                level: {kind: found[kind].as_json() for kind in ("layer", "output")}
+                for level, found in intervals.items()
+                if found
+            },
+            "change": change.as_json() if change else None,
+        },
         figures=[f"{result.analysis}_summary_{aggregate}"],
         analyses=[result.analysis],
     )
@@ -233,6 +331,9 @@ class DepthScore(Analysis):
             level = state.level(batch.prompts.levels[prompt.prompt_id])
             level.effect.add(effect)
             level.output.add(output)
+            level.per_example.append(
+                {"prompt": prompt.prompt_id, "effect": effect.cpu(), "output_change": output.cpu()}
+            )
             answer_ids = trace.input_ids[row, length - alen : length]
             with torch.no_grad():
                 level.correct += teacher_forced_correct(
@@ -255,6 +356,8 @@ class DepthScore(Analysis):
                 "output_mean": stats.output.value("mean"),
                 "accuracy": stats.correct / stats.n,
                 "n_examples": stats.n,
+                # each example's own matrices: the verdict's intervals resample them
+                "per_example": sorted(stats.per_example, key=lambda e: e["prompt"]),
             }
             for variant in AGGREGATES:
                 importance = importance_from_effects(entry[f"effect_{variant}"].float())

@@ -180,7 +180,7 @@ def _run_analyses(args, request, groups, notices, run_dir, placement, dist):
             progress.note(notice)
         if not dist.is_main:
             dist.barrier()  # rank 0 fetches built-in models into the cache first
-        info = describe_model(args.model, args.dtype, placement.device)
+        info = describe_model(args.model, args.dtype, placement.device, args.quantize)
         if dist.is_main:
             dist.barrier()
             held.enter_context(run_dir.lock(progress))
@@ -207,6 +207,7 @@ def _run_analyses(args, request, groups, notices, run_dir, placement, dist):
                 info=info,
                 max_memory=placement.max_memory,
                 offload_folder=str(request.out / "offload") if placement.offloads_to_disk else None,
+                quantize=args.quantize,
             )
             sources = ", ".join(f"{len(g.prompts)} prompts from {g.data}" for g in groups)
             progress.note(

@@ -15,11 +15,13 @@ from transformers.utils import logging as hf_logging
 
 from depthscope.core.errors import DepthscopeError
 from depthscope.models.loading.loader import load_model
+from depthscope.models.loading.quantize import KINDS as QUANTIZE_KINDS
 from depthscope.models.placement import resolve_placement
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """``--device``, ``--dtype`` and ``--device-map``, as every command that loads a model takes them."""
+    """``--device``, ``--dtype``, ``--device-map`` and ``--quantize``, as every command that loads a
+    model takes them."""
     parser.add_argument(
         "--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)"
     )
@@ -32,6 +34,13 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "--device-map",
         default=None,
         help="passed to from_pretrained, e.g. auto to spread a large model over GPUs",
+    )
+    parser.add_argument(
+        "--quantize",
+        choices=QUANTIZE_KINDS,
+        default=None,
+        help="load the linear weights in int8 (LLM.int8, as the paper ran Llama 70B) or nf4 "
+        "through bitsandbytes; measurements stay in --dtype",
     )
 
 
@@ -100,4 +109,5 @@ def load_from_options(
         max_memory=placement.max_memory,
         offload_folder=offload,
         progress=progress,
+        quantize=getattr(args, "quantize", None),
     )

@@ -91,7 +91,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--task",
         default=DEFAULTS.task,
         help="tasks with answers for teacher-forced accuracy, e.g. "
-        f"builtin:arith-chain,builtin:nested; 'none' to skip (default: {DEFAULTS.task})",
+        f"builtin:arith-fewshot:2,builtin:nested:1; 'none' to skip (default: {DEFAULTS.task})",
     )
     parser.add_argument(
         "--task-n",
@@ -263,7 +263,11 @@ def _report(doc: dict, out: Path, figures: list[Path], table: list[str]) -> None
         )
     extra = f", {len(figures)} figure files" if figures else ""
     seconds = doc["seconds"]
+    healing = ""
+    if doc.get("healed"):
+        healed = len(doc["healed"]["loss"])
+        healing = f", {healed} candidates healed in {seconds.get('healing', 0):.0f} s"
     print(
         f"{doc['candidate_sets']} layer sets measured in {seconds['validation']:.0f} s "
-        f"(criteria {seconds['criteria']:.0f} s); results in {out}/ (prune.json{extra})"
+        f"(criteria {seconds['criteria']:.0f} s{healing}); results in {out}/ (prune.json{extra})"
     )

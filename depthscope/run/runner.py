@@ -44,6 +44,7 @@ from depthscope.data.sources import load_examples
 from depthscope.engine.memory import is_out_of_memory
 from depthscope.models.loading.identity import model_fingerprint
 from depthscope.models.loading.loader import LoadedModel, inspect_model
+from depthscope.models.loading.quantize import check_quantize
 from depthscope.results.document import Result
 from depthscope.run.checkpoints import StateCheckpoints
 from depthscope.run.distributed import SingleProcess
@@ -468,10 +469,11 @@ def _read_json(path: Path) -> dict:
     return doc if isinstance(doc, dict) else {}
 
 
-def describe_model(spec: str, dtype: str | None, device: str = "cpu"):
+def describe_model(spec: str, dtype: str | None, device: str = "cpu", quantize: str | None = None):
     """Resolve and check a model, load its tokenizer and config and fingerprint it: no weights."""
 
-    return inspect_model(spec, dtype=dtype, device=device)
+    check_quantize(quantize, spec)
+    return inspect_model(spec, dtype=dtype, device=device, quantize=quantize)
 
 
 def check_context(groups: list[Group], limit: int | None, model: str) -> None:

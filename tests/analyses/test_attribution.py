@@ -160,6 +160,13 @@ def test_depth_score_per_level(lm):
         assert torch.all(torch.tril(effect) == 0)  # future effects: nothing at or before s
         assert 0 <= entry["depth_score_layer"] <= lm.n_layers - 1
         assert 0.0 <= entry["accuracy"] <= 1.0
+        # the examples' own matrices (what the verdict's intervals resample) make the aggregates
+        own = torch.stack([torch.as_tensor(e["effect"]).double() for e in entry["per_example"]])
+        assert len(entry["per_example"]) == entry["n_examples"]
+        assert torch.allclose(own.amax(dim=0), torch.as_tensor(entry["effect_max"]).double())
+        assert torch.allclose(
+            own.mean(dim=0), torch.as_tensor(entry["effect_mean"]).double(), atol=1e-6
+        )
 
 
 def test_depth_score_split_rule_comes_from_the_data_source():

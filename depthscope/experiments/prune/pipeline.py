@@ -73,7 +73,7 @@ def load_inputs(lm: LoadedModel, settings: PruneSettings) -> Inputs:
         if not usable:
             raise DepthscopeError(
                 f"{spec} has no examples with a usable answer; use a task source with answers, "
-                "e.g. builtin:arith-chain"
+                "e.g. builtin:arith-fewshot:2"
             )
         datasets.append(
             EvalData(
@@ -438,6 +438,7 @@ def run_prune(
         for seed, sets in randoms.items()
     }
     diffs = differences(tallies, index, criteria, inputs.datasets, counts, settings.max_drop)
+    validated = time.perf_counter()
     healed = None
     if settings.heal:
         sets = list(
@@ -490,7 +491,8 @@ def run_prune(
         "best": choose_best(metrics, list(criteria), inputs.datasets, settings.max_drop, diffs),
         "seconds": {
             "criteria": round(planned - started, 3),
-            "validation": round(finished - planned, 3),
+            "validation": round(validated - planned, 3),
+            "healing": round(finished - validated, 3),
             "total": round(finished - started, 3),
         },
     }
@@ -595,22 +597,13 @@ def table_lines(doc: dict) -> list[str]:
             )
             healed = (doc.get("healed") or {}).get("metrics") or {}
             for k in range(doc["max_drop"] + 1):
-                values = [doc["metrics"][n][data["source"]][metric][k] for n in names]
-                cells = [_fmt(v, metric) for v in values]
-                if metric == "perplexity":  # with its interval over resampled texts
-                    intervals = [
-                        doc["metrics"][n][data["source"]].get("perplexity_interval") for n in names
-                    ]
-                    cells = [
-                        f"{c} [{iv[k][0]:.3g}, {iv[k][1]:.3g}]" if iv else c
-                        for c, iv in zip(cells, intervals, strict=True)
-                    ]
+                cells = [_cell(doc["metrics"][n][data["source"]], metric, k) for n in names]
                 lines.append(
                     f"{k:>3}  " + "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))
                 )
                 if healed and k:
                     after = [
-                        _fmt(healed[n][data["source"]][metric][k], metric) if n in healed else ""
+                        _cell(healed[n][data["source"]], metric, k) if n in healed else ""
                         for n in names
                     ]
                     lines.append(
@@ -618,6 +611,13 @@ def table_lines(doc: dict) -> list[str]:
                         + "  ".join(c.rjust(w) for c, w in zip(after, widths, strict=True))
                     )
     return lines
+
+
+def _cell(curve: dict, metric: str, k: int) -> str:
+    """One table cell: the value at ``k``, perplexity with its interval over resampled texts."""
+    shown = _fmt(curve[metric][k], metric)
+    interval = curve.get(f"{metric}_interval") if metric == "perplexity" else None
+    return f"{shown} [{interval[k][0]:.3g}, {interval[k][1]:.3g}]" if interval else shown
 
 
 def _fmt(value: float, metric: str) -> str:

@@ -125,6 +125,8 @@ def model_fingerprint(identity: dict) -> str:
     moved folder keeps its results and a retrained one does not.
     """
     parts = {key: identity.get(key) for key in FINGERPRINT_FIELDS}
+    if identity.get("quantize"):  # only then: unquantised fingerprints stay what they were
+        parts["quantize"] = identity["quantize"]
     if parts["files_sha256"] or parts["file_sha256"] or parts["tensors_sha256"]:
         parts["source"] = None  # content identifies a local model; the folder may move
     text = json.dumps(parts, sort_keys=True, default=str)

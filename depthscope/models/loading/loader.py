@@ -38,6 +38,7 @@ from depthscope.models.loading.identity import (
     model_fingerprint,
     tensors_sha256,
 )
+from depthscope.models.loading.quantize import check_quantize, quantization_config
 
 __all__ = [
     "DTYPES",
@@ -418,6 +419,7 @@ def inspect_model(
     device: str = "cpu",
     progress: bool = True,
     adapter: Adapter | None = None,
+    quantize: str | None = None,
 ) -> ModelInfo:
     """Everything about a model that needs no weights: checks, config, tokenizer, fingerprint.
 
@@ -451,6 +453,8 @@ def inspect_model(
             "context_limit": context_limit(config),
         }
     )
+    if quantize:  # quantised weights give other numbers: part of the fingerprint
+        identity["quantize"] = quantize
     identity["fingerprint"] = model_fingerprint(identity)
     return ModelInfo(spec, target, identity, config, tokenizer, is_local, local_only)
 
@@ -466,6 +470,7 @@ def load_model(
     info: ModelInfo | None = None,
     max_memory: dict | None = None,
     offload_folder: str | None = None,
+    quantize: str | None = None,
 ) -> LoadedModel:
     """Load a causal LM by built-in name, hub id, local folder or ``.gguf`` file.
 
@@ -473,7 +478,8 @@ def load_model(
     the config's ``model_type``, including adapters added with ``register_adapter``). ``info`` is
     what :func:`inspect_model` already found (it is not inspected twice). ``max_memory`` and
     ``offload_folder`` go to accelerate with a ``device_map`` (a map with ``"disk"`` entries needs
-    the folder).
+    the folder). ``quantize`` (``int8`` or ``nf4``) loads the linear weights through bitsandbytes
+    (:mod:`depthscope.models.loading.quantize`); the computation stays in ``dtype``.
 
     Defaults to fp32 on CPU. ``device_map`` (e.g. ``"auto"``) is passed to ``from_pretrained``
     for multi-GPU placement, in which case ``device`` is ignored. A hub id is looked up in the
@@ -481,11 +487,17 @@ def load_model(
     of :func:`inspect_model` runs first.
     """
     started = time.perf_counter()
+    check_quantize(quantize, spec)
     if info is None:
-        info = inspect_model(spec, dtype=dtype, device=device, progress=progress, adapter=adapter)
+        info = inspect_model(
+            spec, dtype=dtype, device=device, progress=progress, adapter=adapter, quantize=quantize
+        )
     options = {
         k: v for k, v in (("max_memory", max_memory), ("offload_folder", offload_folder)) if v
     }
+    if quantize:  # bitsandbytes places the weights itself: a device map, never a later .to()
+        options["quantization_config"] = quantization_config(quantize, parse_dtype(dtype, device))
+        device_map = device_map or {"": device}
     model = _load_weights(info, parse_dtype(dtype, device), device_map, options)
     check_vocab_fits(len(info.tokenizer), model.get_input_embeddings().num_embeddings, spec)
     if device_map is None:
