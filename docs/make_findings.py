@@ -475,6 +475,9 @@ def depth_score_table(model: str) -> str:
         " 0): " + "; ".join(trends) + ".",
         "",
     ]
+    times = [f"{t} {e['seconds']:.0f} s" for t, e in doc["tasks"].items() if e.get("seconds")]
+    if times:
+        out += ["Run time on the 2-core machine: " + ", ".join(times) + ".", ""]
     return "\n".join(out)
 
 
