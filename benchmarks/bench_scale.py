@@ -161,6 +161,7 @@ def child(label: str, shape: dict, tokens: int, offload_cap: float | None) -> di
             "peak_rss_after_load_gb": round(rss_loaded, 3),
             "analyses": {},
         }
+        ds.analyze(lm, "logit-lens", [prompts[0][:8]])  # warm-up: first-call costs untimed
         for name in ANALYSES:
             settings = (
                 {"parts": ("layer",)} if name in ("current-effects", "future-effects") else {}
