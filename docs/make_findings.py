@@ -441,6 +441,43 @@ def prune_bench_lines() -> str:
     return "\n".join(lines) + "\n"
 
 
+def scale_table() -> str:
+    """bench_scale.py's size curve, depth series and memory check, from results/scale.json."""
+    path = ROOT / "benchmarks" / "results" / "scale.json"
+    if not path.exists():
+        return "Not measured yet (`python benchmarks/bench_scale.py`).\n"
+    doc = json.loads(path.read_text())
+    names = ("contributions", "current-effects", "future-effects", "logit-lens", "local-effects")
+    out = [
+        f"One prompt of {doc['tokens']} tokens, {doc['weights']}; seconds per analysis on "
+        f"{doc['machine']['threads']} CPU threads, peak RSS of the shape's own process against "
+        "depthscope's estimate:",
+        "",
+        "| shape | parameters | layers | dtype | " + " | ".join(names) + " | peak RSS | estimate |",
+        "|---" * (6 + len(names)) + "|",
+    ]
+    for r in sorted(doc["runs"], key=lambda r: (r["parameters"], r["layers"])):
+        cap = f", offload > {r['offload_cap_gib']:g} GiB" if r.get("offload_cap_gib") else ""
+        out.append(
+            f"| {r['label']} | {r['parameters'] / 1e6:,.0f} M | {r['layers']} | {r['dtype']}{cap} | "
+            + " | ".join(f"{r['analyses'][n]['seconds']:.1f} s" for n in names)
+            + f" | {r['peak_rss_gb']:.2f} GB | {r['estimate_gb']:.2f} GB "
+            f"({r['estimate_gb'] / r['peak_rss_gb'] - 1:+.0%}) |"
+        )
+    exponents = ", ".join(f"{n} {v}" for n, v in doc["exponent_in_layers"].items())
+    series = ", ".join(doc["depth_series"])
+    out += [
+        "",
+        f"Fitted exponent of seconds in the layer count L at fixed width ({series}; least squares "
+        f"in log-log): {exponents}. The effect sweeps replay L(L+1)/2 layer passes per token "
+        "(exponent 2 when layer work dominates); the logit lens and contributions do one pass "
+        "per layer (exponent 1); fixed costs per prompt (the trace, the unembedding of the "
+        "measured positions) pull a small model's exponents below these.",
+        "",
+    ]
+    return "\n".join(out)
+
+
 def depth_score_reference(model: str) -> dict:
     return json.loads((REFERENCE / model / "depth-score.json").read_text())
 
@@ -493,6 +530,7 @@ GENERATORS = {
     "comparison": comparison,
     "prompt-study": prompt_study_table,
     "prune-bench": prune_bench_lines,
+    "scale": scale_table,
     **{f"verdict:{m}": (lambda m=m: verdict_block(m)) for m in MODELS},
     **{f"transition:{m}": (lambda m=m: transition_sentence(m)) for m in MODELS},
     **{f"lens:{m}": (lambda m=m: lens_sentence(m)) for m in MODELS},
