@@ -38,6 +38,40 @@ if TYPE_CHECKING:
 
 
 @dataclass
+class SharedWork:
+    """Work that one analysis can do for another fed the same traced batch.
+
+    ``pending`` names, per analysis, the analysis and the prompt ids it has still to fold in from
+    this batch; an analysis that can compute a partner's result on the way (current and future
+    effects share one replay per prompt and part, :func:`depthscope.engine.sweep.run_joint_sweep`)
+    leaves it under a key, and the partner takes it instead of computing it again. Lives for one
+    traced batch: nothing is kept across batches or checkpoints, so a resumed run recomputes.
+    """
+
+    pending: dict[str, tuple[Analysis, set[int]]] = field(default_factory=dict)
+    results: dict = field(default_factory=dict)
+
+    def partners(self, prompt_id: int, besides: Analysis) -> list[Analysis]:
+        """The other analyses that will still fold in ``prompt_id`` from this batch."""
+        return [
+            analysis
+            for analysis, todo in self.pending.values()
+            if analysis is not besides and prompt_id in todo
+        ]
+
+    def done(self, analysis: Analysis, prompt_ids: list[int]) -> None:
+        entry = self.pending.get(analysis.name)
+        if entry is not None:
+            entry[1].difference_update(prompt_ids)
+
+    def put(self, key: tuple, value: object) -> None:
+        self.results[key] = value
+
+    def take(self, key: tuple) -> object | None:
+        return self.results.pop(key, None)
+
+
+@dataclass
 class PromptBatch:
     """The prompts to process: trace row ``rows[i]`` is prompt number ``prompt_ids[i]`` of the run.
 
@@ -49,6 +83,7 @@ class PromptBatch:
     rows: list[int]
     prompt_ids: list[int]
     prompts: PromptSet
+    shared: SharedWork | None = None  # what analyses fed the same trace may do for each other
 
     def __iter__(self):
         return iter(zip(self.rows, self.prompt_ids, strict=True))

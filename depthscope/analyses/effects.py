@@ -39,7 +39,7 @@ from depthscope.data.sources import DEFAULT_SOURCE, GSM8K
 from depthscope.engine.interventions import PARTS, Knockout
 from depthscope.engine.state import state_type
 from depthscope.engine.stats import Max, Mean, finite_mean, first_vs_second_half, relative_change
-from depthscope.engine.sweep import Sweep, Window, run_sweep, sweep_cost
+from depthscope.engine.sweep import Sweep, Window, run_joint_sweep, run_sweep, sweep_cost
 from depthscope.figures.layers import draw_effects, effect_parts
 
 if TYPE_CHECKING:
@@ -247,16 +247,7 @@ class _EffectsBase(Analysis):
                 f"{self.name} prompt {prompt.prompt_id}", trace.n_layers * len(parts)
             )
             for part in parts:
-                sweep = run_sweep(
-                    self.lm.adapter,
-                    trace,
-                    prompt.row,
-                    prompt.length,
-                    window,
-                    skip_sweep(part),
-                    batch_size=self.options.batches,
-                    progress=self.options.progress,
-                )
+                sweep = self._sweep(batch, prompt, window, part)
                 stats = state.parts[part]
                 stats.effect.add(sweep.effect)
                 stats.output.add(sweep.output)
@@ -271,6 +262,53 @@ class _EffectsBase(Analysis):
                         "output_change_position_mean": sweep.output_mean.cpu(),
                     }
                 )
+
+    def _sweep(self, batch: PromptBatch, prompt: PromptView, window: Window, part: str):
+        """This prompt's sweep of ``part``: left by the partner analysis (current for future
+        effects, future for current) if it ran first, computed jointly with the partner's when
+        the partner still needs it, else on its own."""
+        shared = batch.shared
+        run = dict(batch_size=self.options.batches, progress=self.options.progress)
+        if shared is not None:
+            found = shared.take(("skip-sweep", self.future, prompt.prompt_id, part))
+            if found is not None:
+                self.options.progress.advance(batch.trace.n_layers)
+                return found
+            partner = self._partner(shared, prompt, part)
+            if partner is not None:
+                future = window if self.future else partner.window(prompt.length, prompt.prompt_id)
+                joint = run_joint_sweep(
+                    self.lm.adapter,
+                    batch.trace,
+                    prompt.row,
+                    prompt.length,
+                    future.splits,
+                    self.settings.front,
+                    skip_sweep(part),
+                    **run,
+                )
+                if joint is not None:
+                    current, future_sweep = joint
+                    left = current if self.future else future_sweep
+                    shared.put(("skip-sweep", partner.future, prompt.prompt_id, part), left)
+                    return future_sweep if self.future else current
+        return run_sweep(
+            self.lm.adapter, batch.trace, prompt.row, prompt.length, window, skip_sweep(part), **run
+        )
+
+    def _partner(self, shared, prompt: PromptView, part: str) -> _EffectsBase | None:
+        """The other skip-effects analysis that will still fold in this prompt, on the same model,
+        with the same protected front and this part among its parts."""
+        for other in shared.partners(prompt.prompt_id, besides=self):
+            if (
+                isinstance(other, _EffectsBase)
+                and other.future != self.future
+                and other.lm is self.lm
+                and other.settings.front == self.settings.front
+                and part in other.settings.parts
+            ):
+                return other
+        return None
 
     def finish(self, state: EffectsState) -> dict:
         self.require_some(state, "use longer prompts or a smaller front")

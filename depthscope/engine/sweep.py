@@ -226,6 +226,24 @@ def packed_rows(
     )
 
 
+def joint_rows(
+    packed: PackedPrompt, n_layers: int, length: int, front: int, n_splits: int
+) -> SweepRows:
+    """One row per layer over a packed prompt whose donor is the current-effect row: it
+    intervenes on ``[front, length)`` and group 0 measures all of it; group ``i`` measures suffix
+    segment ``i`` (not intervened: the future tokens of split ``i``)."""
+    device = packed.positions.device
+    size = int(packed.positions.numel())
+    intervened = _mask(size, front, length, device)
+    groups = [_mask(size, 0, length, device)]
+    groups += [packed.segment_mask(i) for i in range(1, n_splits + 1)]
+    return SweepRows(
+        torch.arange(n_layers, device=device),
+        intervened.expand(n_layers, -1),
+        torch.stack(groups).expand(n_layers, -1, -1),
+    )
+
+
 def sweep_cost(length: int, window: Window, adapter: BoundAdapter, output: bool) -> float:
     """Token-layer passes of :func:`run_sweep` on one prompt, to balance processes: a row per
     layer ``s`` runs layers ``s..L-1`` (``L(L+1)/2`` passes per token, attention growing with the
@@ -299,6 +317,14 @@ def run_sweep(
             return values.reshape(-1, n_layers, *values.shape[2:])
         return values.transpose(0, 1)
 
+    return _prompt_sweep(result, by_split)
+
+
+def _prompt_sweep(
+    result: SweepResult, by_split: Callable[[torch.Tensor], torch.Tensor]
+) -> PromptSweep:
+    """Max over the splits ``by_split`` selects (``[splits, L, ...]``), and the mean over their
+    measured (position, split) pairs."""
     counts = by_split(result.counts).sum(dim=0).clamp_min(1.0)  # [L] pairs measured per row
     effect = by_split(result.effect).amax(dim=0)
     effect_mean = by_split(result.effect_sum).sum(dim=0) / counts[:, None]
@@ -307,3 +333,48 @@ def run_sweep(
         output = by_split(result.output_change).amax(dim=0)
         output_mean = by_split(result.output_sum).sum(dim=0) / counts
     return PromptSweep(effect, output, effect_mean, output_mean)
+
+
+def run_joint_sweep(
+    adapter: BoundAdapter,
+    trace: Trace,
+    row: int,
+    length: int,
+    splits: tuple,
+    front: int,
+    spec: Sweep,
+    *,
+    batch_size: int | AdaptiveBatch,
+    progress: Progress,
+) -> tuple[PromptSweep, PromptSweep] | None:
+    """Current effects (intervene on ``[front, T)``, measure everywhere) and future effects at
+    ``splits`` of one prompt from one packed replay per layer, or None where packing is not safe.
+
+    Under causal attention, positions ``< t`` of the current-effect row are those of the
+    future-effect row of split ``t`` (both intervene on ``[front, t)`` there), so the current row
+    serves as the donor of every split's suffix: the future sweep's own donor row (the whole
+    prompt again) is never run. Equal to two :func:`run_sweep` calls to float rounding
+    (``tests/engine/test_joint_sweep.py``).
+    """
+    if not splits or None in splits:
+        return None
+    ordered = sorted(splits, reverse=True)
+    packed = pack_prompt(adapter, trace, row, length, ordered)
+    if packed is None:
+        return None
+    n_layers = trace.n_layers
+    rows = joint_rows(packed, n_layers, length, front, len(ordered))
+    clean_final = packed.trace.resid[n_layers, 0]
+    result = sweep_rows(
+        adapter,
+        packed.trace,
+        0,
+        rows,
+        spec,
+        outputs=OutputComparer(adapter, clean_final) if spec.output else None,
+        batch_size=batch_size,
+        progress=_PerLayer(progress, len(rows), n_layers),
+    )
+    current = _prompt_sweep(result, lambda values: values.transpose(0, 1)[:1])
+    future = _prompt_sweep(result, lambda values: values.transpose(0, 1)[1:])
+    return current, future

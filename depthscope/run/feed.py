@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from depthscope.analyses.base import Analysis, PromptBatch
+from depthscope.analyses.base import Analysis, PromptBatch, SharedWork
 from depthscope.analyses.settings import settings_dict
 from depthscope.core.errors import DepthscopeError
 from depthscope.data.prompts import PromptSet
@@ -91,6 +91,7 @@ def feed(
         with torch.no_grad():
             traced = trace(lm.adapter, batch)
         check_finite(traced, whole)
+        shared = SharedWork({job.analysis.name: (job.analysis, set(todo)) for job, todo in pending})
         for job, todo in pending:
             segmented = isinstance(job.state, Segments)
             if job.analysis.per_prompt:
@@ -107,7 +108,8 @@ def feed(
                     if segmented
                     else job.state
                 )
-                job.analysis.update(state, PromptBatch(traced, rows, group, prompts))
+                job.analysis.update(state, PromptBatch(traced, rows, group, prompts, shared))
+                shared.done(job.analysis, group)
                 job.done.update(group)
                 if after_prompts is not None:
                     after_prompts(job, group, time.perf_counter() - began)

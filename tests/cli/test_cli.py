@@ -351,5 +351,55 @@ def test_every_command_that_loads_a_model_takes_the_same_placement_options():
         ["lens", "train", "--out", "x"],
         ["analyze"],
     ):
-        args = parser.parse_args([*argv, "--device-map", "auto", "--dtype", "bfloat16"])
+        args = parser.parse_args(
+            [*argv, "--device-map", "auto", "--dtype", "bfloat16", "--quantize", "int8"]
+        )
         assert (args.device_map, args.dtype, args.device) == ("auto", "bfloat16", "cpu"), argv
+        assert args.quantize == "int8", argv
+
+
+def test_current_and_future_effects_requested_together_share_replays(
+    tiny_model_dir, tmp_path, capsys, monkeypatch
+):
+    """The default job's effect analyses share one replay per prompt and part (the current row is
+    every split's donor); their results equal those of separate runs."""
+    import depthscope.analyses.effects as effects
+
+    calls = []
+    joint = effects.run_joint_sweep
+    monkeypatch.setattr(
+        effects, "run_joint_sweep", lambda *a, **k: calls.append(1) or joint(*a, **k)
+    )
+    common = ("-n", "3", "--no-plots", "--data", "builtin:arith-words")
+    together = tmp_path / "together"
+    code, _, _ = run_cli(
+        capsys,
+        "analyze",
+        str(tiny_model_dir),
+        "--analyses",
+        "current-effects,future-effects",
+        "--out",
+        str(together),
+        *common,
+    )
+    assert code == 0 and calls  # the shared replays ran
+    shared_calls = len(calls)
+    for name in ("current-effects", "future-effects"):
+        alone = tmp_path / name
+        code, _, _ = run_cli(
+            capsys, "analyze", str(tiny_model_dir), "--analyses", name, "--out", str(alone), *common
+        )
+        assert code == 0
+        want = Result.load(alone / "results" / f"{name}.json").data
+        got = Result.load(together / "results" / f"{name}.json").data
+        for key in (
+            "effect",
+            "output_change",
+            "effect_position_mean",
+            "output_change_position_mean",
+        ):
+            assert torch.allclose(
+                torch.as_tensor(got[key]).double(), torch.as_tensor(want[key]).double(), atol=2e-5
+            ), (name, key)
+        assert got["split_points"] == want["split_points"]
+    assert len(calls) == shared_calls  # alone, nothing is shared
