@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("-n", type=int, default=4)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rounds", type=int, default=2, help="1: separate then together only")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model
@@ -63,7 +64,7 @@ def main() -> None:
             model = str(save_tiny_model_dir(Path(tmp) / "tiny"))
         times = {"separate": [], "together": []}
         data = {}
-        for round_ in range(2):
+        for round_ in range(args.rounds):
             for mode in ("separate", "together") if round_ == 0 else ("together", "separate"):
                 folder = Path(tmp) / f"{mode}{round_}"
                 if mode == "together":
