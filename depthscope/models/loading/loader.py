@@ -31,6 +31,7 @@ from depthscope.models.loading.checks import (
     check_weights,
 )
 from depthscope.models.loading.context import check_prompt_lengths, context_limit
+from depthscope.models.loading.fit import check_weights_fit
 from depthscope.models.loading.gguf import gguf_folder
 from depthscope.models.loading.identity import (
     file_sha256,
@@ -492,6 +493,8 @@ def load_model(
         info = inspect_model(
             spec, dtype=dtype, device=device, progress=progress, adapter=adapter, quantize=quantize
         )
+    if device_map is None:  # a device map offloads what does not fit; one device must hold it all
+        check_weights_fit(info.config, parse_dtype(dtype, device), device, quantize, spec)
     options = {
         k: v for k, v in (("max_memory", max_memory), ("offload_folder", offload_folder)) if v
     }
