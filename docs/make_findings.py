@@ -324,7 +324,10 @@ def _key(mapping: dict, k: int):
 def prune_block(model: str) -> str:
     """The pruning run of ``model``: workload, time, tables with intervals, healing, the best
     criterion by the command's rule, and future effect against Block Influence at every k."""
+    from dataclasses import asdict
+
     from depthscope.experiments.prune.pipeline import best_lines
+    from depthscope.experiments.prune.settings import PruneSettings
 
     doc = prune_reference(model)
     settings, seconds, k_max = doc["settings"], doc["seconds"], doc["max_drop"]
@@ -333,12 +336,18 @@ def prune_block(model: str) -> str:
     text = next(d for d in doc["data"] if d["kind"] == "text")
     tasks = [d for d in doc["data"] if d["kind"] == "task"]
     heal = f" --heal lora --heal-steps {settings['heal_steps']}" if healed else ""
+    defaults = asdict(PruneSettings(max_drop=k_max))
+    flags = "".join(
+        f" --{name.replace('_', '-')} {settings[name]}"
+        for name in ("text_n", "max_tokens", "task_n", "calib_n", "random_seeds")
+        if settings.get(name) != defaults[name]
+    )
     out = [
-        f"`depthscope prune {model} --max-drop {k_max}{heal}`: criteria on "
+        f"`depthscope prune {model} --max-drop {k_max}{flags}{heal}`: criteria on "
         f"{doc['calibration']['prompts']} prompts of `{doc['calibration']['source']}`; perplexity "
         f"on {text['sequences']} passages of `{text['source']}` ({text['tokens']} tokens); "
         + "".join(f"accuracy on {d['sequences']} examples of `{d['source']}`; " for d in tasks)
-        + f"{len(doc['random']['seeds'])} random seeds"
+        + f"{len(doc['random']['seeds'])} random seed(s)"
         + (f"; {settings['heal_steps']} LoRA steps per candidate" if healed else "")
         + f". **{_seconds(seconds['command'])}** on the 2-core machine (criteria "
         f"{seconds['criteria']:.0f} s, {doc['candidate_sets']} layer sets "

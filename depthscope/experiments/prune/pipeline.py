@@ -18,6 +18,7 @@ from depthscope.analyses import bootstrap
 from depthscope.api import analyze
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.progress import Progress
+from depthscope.data.answer_split import paper_split
 from depthscope.data.prompts import PromptSet, tokenize
 from depthscope.data.sources import load_examples
 from depthscope.experiments.prune.criteria import (
@@ -66,9 +67,12 @@ def load_inputs(lm: LoadedModel, settings: PruneSettings) -> Inputs:
             )
         datasets.append(EvalData(spec, "text", sequences))
     for spec in specs(settings.task):
-        prompts = PromptSet.from_examples(
-            tok, load_examples(spec, settings.task_n, seed=settings.seed)
-        )
+        # the answer split follows the tokenizer (GPT-2-style tokenizers merge " 2" into one
+        # token: the boundary space then moves to the answer; the text read is unchanged)
+        examples = [
+            paper_split(tok, e) for e in load_examples(spec, settings.task_n, seed=settings.seed)
+        ]
+        prompts = PromptSet.from_examples(tok, examples)
         usable = [i for i, n in enumerate(prompts.answer_lengths) if n is not None]
         if not usable:
             raise DepthscopeError(
