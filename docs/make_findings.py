@@ -329,6 +329,8 @@ def prune_block(model: str) -> str:
     from depthscope.experiments.prune.pipeline import best_lines
     from depthscope.experiments.prune.settings import PruneSettings
 
+    if not (REFERENCE / model / "prune.json").exists():
+        return f"{model}: no reference prune run kept yet (`--prune RUN`).\n"
     doc = prune_reference(model)
     settings, seconds, k_max = doc["settings"], doc["seconds"], doc["max_drop"]
     names = list(doc["metrics"])
@@ -358,7 +360,13 @@ def prune_block(model: str) -> str:
             if healed
             else ""
         )
-        + f"). Intervals: {doc['interval']}.",
+        + f"). Intervals: {doc['interval']}."
+        + (
+            " **The healing of this run trained on all of `builtin:text`, the held-out passages"
+            " included** (it predates their exclusion): its healed perplexities are optimistic."
+            if healed and "held_out" not in doc["healed"]["settings"]
+            else ""
+        ),
         "",
     ]
 
@@ -494,6 +502,8 @@ def depth_score_reference(model: str) -> dict:
 def depth_score_table(model: str) -> str:
     """Depth score per task and level with its 90 % interval, accuracy, and the hardest-minus-
     easiest change with its interval (the verdict's difficulty rule)."""
+    if not (REFERENCE / model / "depth-score.json").exists():
+        return f"{model}: no reference depth-score runs kept yet (`--depth-score RUN ...`).\n"
     doc = depth_score_reference(model)
     out = [
         f"{model} ({doc['n_layers']} layers), {doc['aggregate']} over examples; depth score from "

@@ -391,6 +391,27 @@ def test_healing_lowers_the_loss_and_merges_into_plain_weights(tiny_model_dir, t
     assert not torch.allclose(healed, pruned)
 
 
+def test_healing_never_trains_on_the_held_out_texts(tiny_model_dir):
+    """The default heal data and held-out text are both builtin:text: the passages drawn for
+    perplexity are left out of the training windows."""
+    from depthscope.data.sources import load_examples
+    from depthscope.experiments.prune.heal import HealSettings, heal_texts, heal_windows
+    from depthscope.experiments.prune.pipeline import heal_settings
+    from depthscope.experiments.prune.settings import PruneSettings
+    from depthscope.models.loading.loader import load_model
+
+    settings = heal_settings(PruneSettings(max_drop=1, text_n=20, heal="lora"))
+    assert settings.held_out == [["builtin:text", 20]]
+    held_out = {e.text for e in load_examples("builtin:text", 20, seed=settings.seed)}
+    trained = heal_texts(settings)
+    everything = heal_texts(HealSettings(data=settings.data, seed=settings.seed))
+    assert not held_out & set(trained) and held_out <= set(everything)
+    assert len(trained) < len(everything)
+    lm = load_model(str(tiny_model_dir), progress=False)
+    unrestricted = heal_windows(lm, HealSettings(data=settings.data, seed=settings.seed))
+    assert len(heal_windows(lm, settings)) < len(unrestricted)
+
+
 def test_prune_heals_every_candidate_and_resumes(tiny_model_dir, tmp_path, capsys, monkeypatch):
     from transformers import AutoModelForCausalLM
 

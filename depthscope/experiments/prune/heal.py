@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -47,6 +47,9 @@ class HealSettings:
     rank: int = 8
     window: int | None = 1  # layers on each side of a cut that get adapters; None: all layers
     seed: int = 0
+    # [[spec, n], ...]: the held-out texts (drawn as the validation draws them, with ``seed``)
+    # that healing must not train on, so a healed perplexity is measured on unseen text
+    held_out: list = field(default_factory=list)
 
     def check(self) -> None:
         for name in ("steps", "seq_len", "batch", "rank"):
@@ -67,15 +70,29 @@ def require_peft():
     return peft
 
 
+def heal_texts(settings: HealSettings) -> list[str]:
+    """The texts of ``data`` that healing trains on (drawn again with the heal seed): all but the
+    held-out texts the healed model is measured on. A passage of ``builtin:text`` can recur inside
+    a longer one, which is not excluded; for a strict separation give ``--heal-data file:PATH``."""
+    excluded = {
+        e.text for spec, n in settings.held_out for e in load_examples(spec, n, seed=settings.seed)
+    }
+    return [
+        e.text
+        for e in load_examples(settings.data, None, seed=settings.seed)
+        if e.text not in excluded
+    ]
+
+
 def heal_windows(lm: LoadedModel, settings: HealSettings) -> list[list[int]]:
-    """Packed training windows from ``data`` (the texts are drawn again with the heal seed)."""
-    examples = load_examples(settings.data, None, seed=settings.seed)
-    ids = [t for e in examples for t in tokenize(lm.tokenizer, e.text)]
+    """Packed training windows of ``seq_len`` tokens from :func:`heal_texts`."""
+    ids = [t for text in heal_texts(settings) for t in tokenize(lm.tokenizer, text)]
     size = settings.seq_len
     windows = [ids[i : i + size] for i in range(0, len(ids) - size + 1, size)]
     if not windows:
         raise DepthscopeError(
-            f"{settings.data} holds less than one window of {size} tokens; pass more text"
+            f"{settings.data} holds less than one window of {size} tokens besides the held-out "
+            "texts; pass more text with --heal-data file:PATH"
         )
     return windows
 

@@ -406,7 +406,10 @@ def harness_results(
 
 
 def heal_settings(settings: PruneSettings) -> HealSettings:
-    return HealSettings(steps=settings.heal_steps, data=settings.heal_data, seed=settings.seed)
+    held_out = [[spec, settings.text_n] for spec in specs(settings.text)]
+    return HealSettings(
+        steps=settings.heal_steps, data=settings.heal_data, seed=settings.seed, held_out=held_out
+    )
 
 
 def run_prune(
