@@ -54,7 +54,10 @@ def peak_rss_mb() -> float:
 
 
 def settings_for(args: argparse.Namespace) -> PruneSettings:
-    return PruneSettings(max_drop=args.max_drop, **(QUICK if args.quick or args.shape else {}))
+    chosen = dict(QUICK) if args.quick or args.shape else {}
+    if args.text_n:
+        chosen["text_n"] = args.text_n
+    return PruneSettings(max_drop=args.max_drop, **chosen)
 
 
 def save_shaped_model(folder: Path, shape: str) -> Path:
@@ -144,6 +147,7 @@ def run_child(args: argparse.Namespace, path: str, extra: list[str]) -> dict:
         str(args.max_drop),
         *(["--quick"] if args.quick else []),
         *(["--shape", args.shape] if args.shape else []),
+        *(["--text-n", str(args.text_n)] if args.text_n else []),
         *extra,
     ]
     done = subprocess.run(command, check=True, capture_output=True, text=True)
@@ -167,6 +171,7 @@ def main() -> None:
     parser.add_argument("--max-drop", type=int, default=8)
     parser.add_argument("--quick", action="store_true", help="tiny random model, tiny data")
     parser.add_argument("--shape", choices=("1B",), help="a random model of this shape, quick data")
+    parser.add_argument("--text-n", type=int, default=0, help="held-out texts (0: the default)")
     parser.add_argument(
         "--naive-limit", type=int, default=0, help="time only the first N candidates (0 = all)"
     )
@@ -205,7 +210,8 @@ def main() -> None:
         else args.model,
         "max_drop": args.max_drop,
         "workload": "depthscope prune defaults"
-        + (f" (quick data: {QUICK})" if args.quick or args.shape else ""),
+        + (f" (quick data: {QUICK})" if args.quick or args.shape else "")
+        + (f", --text-n {args.text_n}" if args.text_n else ""),
         "criteria": list(settings_for(args).criteria),
         "candidate_sets": engine["candidate_sets"],
         "engine_seconds_total": engine["seconds"],
