@@ -19,7 +19,7 @@ BYTES_PER_PARAMETER = {"int8": 1.0, "nf4": 0.5}  # linear weights; the rest is s
 
 def parameter_count(config) -> int | None:
     """Parameters of the model ``config`` describes (None when it cannot be built on ``meta``)."""
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM  # heavy: imported only when a model is loaded
 
     try:
         with torch.device("meta"):

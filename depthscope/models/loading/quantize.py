@@ -38,7 +38,7 @@ def check_quantize(kind: str | None, spec: str) -> None:
 
 def quantization_config(kind: str, compute_dtype: torch.dtype):
     """transformers' BitsAndBytesConfig for ``kind``, computing in ``compute_dtype``."""
-    from transformers import BitsAndBytesConfig
+    from transformers import BitsAndBytesConfig  # heavy: imported only when quantising
 
     if kind == "int8":
         return BitsAndBytesConfig(load_in_8bit=True)
