@@ -29,6 +29,12 @@ depth score per task and level with its interval, and whether it rises with diff
         # take the prune.json (and figure) of prune runs (then rewrite)
     python docs/make_findings.py --depth-score runs/ds-smollm2-135m-hops ...
         # take depth-score runs (one per task; then rewrite)
+    python docs/make_findings.py --map runs/map-gemma3-270m-smollm2-135m
+        # the linear map of the built-in pair (``linear-map``, ``linear-map-bench``)
+    python docs/make_findings.py --attribution runs/attr-smollm2-135m runs/attr-gemma3-270m
+        # --analyses erasure,igrad runs on builtin:paper (``attribution:MODEL``)
+    python docs/make_findings.py --accuracy accuracy.json
+        # benchmarks/task_accuracy.py --out JSON (``task-accuracy``)
 """
 
 from __future__ import annotations
@@ -53,6 +59,9 @@ from depthscope.results.summary import (
     summarize_results,
     summary_lines,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling module, also by path
+import findings_runs  # noqa: E402
 
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
@@ -558,6 +567,11 @@ GENERATORS = {
     **{f"local-effects:{m}": (lambda m=m: local_effects_sentence(m)) for m in MODELS},
     **{f"prune:{m}": (lambda m=m: prune_block(m)) for m in MODELS},
     **{f"depth-score:{m}": (lambda m=m: depth_score_table(m)) for m in MODELS},
+    "linear-map": findings_runs.linear_map_block,
+    "linear-map-bench": findings_runs.map_bench_table,
+    "task-accuracy": findings_runs.accuracy_table,
+    "igrad-bench": findings_runs.igrad_bench_table,
+    **{f"attribution:{m}": (lambda m=m: findings_runs.attribution_block(m)) for m in MODELS},
 }
 
 
@@ -800,11 +814,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tuned", nargs="+", type=Path, help="RUN LENS pairs (tuned-lens runs)")
     parser.add_argument("--prune", nargs="+", type=Path, help="prune run directories")
     parser.add_argument("--depth-score", nargs="+", type=Path, help="depth-score run directories")
+    parser.add_argument("--map", type=Path, help="a depthscope map run directory")
+    parser.add_argument("--attribution", nargs="+", type=Path, help="erasure,igrad run directories")
+    parser.add_argument("--accuracy", type=Path, help="task_accuracy.py --out JSON")
     args = parser.parse_args(argv)
     if args.prune:
         take_prune(args.prune)
     if args.depth_score:
         take_depth_score(args.depth_score)
+    if args.map:
+        findings_runs.take_map(args.map)
+    if args.attribution:
+        findings_runs.take_attribution(args.attribution)
+    if args.accuracy:
+        findings_runs.take_accuracy(args.accuracy)
     if args.reference:
         take_references(args.reference)
     if args.study:

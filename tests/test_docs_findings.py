@@ -38,3 +38,66 @@ def test_every_marker_has_a_generator_and_the_verdicts_carry_intervals():
         block = script.verdict_block(model)
         transition = next(line for line in block.splitlines() if "Transition" in line)
         assert "[" in transition, transition  # the headline carries its interval
+
+
+def findings_runs():
+    findings_script()  # puts docs/ on the path
+    import findings_runs
+
+    return findings_runs
+
+
+def test_accuracy_interval_is_the_binomial_spread_and_collapses_at_the_ends():
+    runs = findings_runs()
+    half = runs.accuracy_interval(0.5, 40)
+    assert half.low < 0.5 < half.high
+    # normal approximation: 90 % half-width 1.645 * sqrt(0.25 / 40) = 0.13
+    assert 0.2 <= half.high - half.low <= 0.32
+    perfect = runs.accuracy_interval(1.0, 10)
+    assert perfect.low == perfect.high == 1.0
+
+
+def test_erasure_sentence_names_the_last_boundary_a_question_token_is_used():
+    runs = findings_runs()
+    prompt = {"text": "1 + 2 = ", "f_input": 0.9, "question_max": [0.3, 0.2, 0.15, 0.05, 0.005, 0]}
+    sentence = runs.erasure_sentence(prompt, n_layers=5)
+    assert "0.15–0.30 at boundaries 0–2, below 0.1 from boundary 3" in sentence
+    assert "below 0.01 from boundary 4 of 5" in sentence
+    quiet = dict(prompt, question_max=[0.05] * 6)
+    assert "no question token reaches" in runs.erasure_sentence(quiet, n_layers=5)
+
+
+def _map_reference(best: list[int], n_tgt: int) -> dict:
+    n_src = len(best) - 1
+    rel = [[0.5] * (n_tgt + 1) for _ in range(n_src + 1)]
+    for m, b in enumerate(best):
+        rel[m][b] = 0.2
+    return {
+        "rel_err": rel,
+        "r2": [[0.7] * (n_tgt + 1) for _ in range(n_src + 1)],
+        "best_target": best,
+        "best_source": list(range(n_tgt + 1)),
+        "rel_err_mean_baseline": [0.9] * (n_tgt + 1),
+        "n_train_tokens": 100,
+        "n_val_tokens": 20,
+        "n_train_texts": 5,
+        "n_val_texts": 2,
+        "aligned_fraction": 1.0,
+        "source_layers": n_src,
+        "target_layers": n_tgt,
+        "source_model": "a",
+        "target_model": "b",
+        "ridge": 1e-4,
+        "seconds": {"statistics": 1.0},
+        "statistics_tokens_per_s": 100.0,
+    }
+
+
+def test_linear_map_rule_tells_a_diagonal_from_a_reversed_match(tmp_path, monkeypatch):
+    runs = findings_runs()
+    monkeypatch.setattr(runs, "MAP_REFERENCE", tmp_path / "map.json")
+    runs.MAP_REFERENCE.write_text(json.dumps(_map_reference([0, 2, 4, 6, 8], 8)))
+    block = runs.linear_map_block()
+    assert "**1.000**" in block and "**it follows relative depth**" in block
+    runs.MAP_REFERENCE.write_text(json.dumps(_map_reference([0, 8, 6, 4, 2], 8)))
+    assert "**it does not**" in runs.linear_map_block()

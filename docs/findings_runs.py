@@ -1,0 +1,389 @@
+"""Generated doc parts from single kept runs: the linear map (E10), attribution (E7, E8) and the
+built-in models' task accuracy. Part of ``docs/make_findings.py``, which imports this module;
+each ``take_*`` keeps the few kB of a run the docs need in ``docs/reference/``, each ``*_block``
+writes the markdown from what was kept, by the rule it states."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from depthscope.analyses import bootstrap
+
+DOCS = Path(__file__).resolve().parent
+ROOT = DOCS.parent
+REFERENCE = DOCS / "reference"
+FIGURES = DOCS / "figures"
+MAP_REFERENCE = REFERENCE / "linear-map.json"
+ACCURACY_REFERENCE = REFERENCE / "task-accuracy.json"
+MAP_BENCH = ROOT / "benchmarks" / "results" / "linear_map.json"
+MAP_FIGURES = ("rel_err", "best_match")
+USED = 0.1  # an erasure effect at or above this counts as "the token is still used"
+UNUSED = 0.01  # below this from some boundary on: "no longer used at all"
+GAP = 0.01  # IG completeness gap counted as closed
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _timings(run: Path) -> dict:
+    doc = run / "run.json"
+    return _load(doc).get("timings", {}) if doc.exists() else {}
+
+
+def _missing(what: str, flag: str) -> str:
+    return f"{what}: no reference run kept yet (`python docs/make_findings.py {flag}`).\n"
+
+
+# ---------------------------------------------------------------- linear map (E10)
+
+
+def take_map(run: Path) -> None:
+    """A ``depthscope map`` run: its result data (matrices of a few kB) and its two figures."""
+    result = _load(run / "results" / "linear-map.json")
+    kept = {key: result["data"][key] for key in MAP_KEYS}
+    kept["settings"] = result.get("settings", {})
+    kept["wall_seconds"] = _timings(run).get("linear-map")
+    MAP_REFERENCE.write_text(json.dumps(kept, indent=1) + "\n")
+    pair = f"{kept['source_model']}_{kept['target_model']}"
+    for name in MAP_FIGURES:
+        figure = run / "figures" / f"linear-map_{name}.png"
+        if figure.exists():
+            shutil.copyfile(figure, FIGURES / f"linear-map_{pair}_{name}.png")
+    print(f"reference linear map {pair}: {run}")
+
+
+MAP_KEYS = (
+    "rel_err",
+    "r2",
+    "best_target",
+    "best_source",
+    "depth_correlation",
+    "rel_err_mean_baseline",
+    "n_train_tokens",
+    "n_val_tokens",
+    "n_train_texts",
+    "n_val_texts",
+    "aligned_fraction",
+    "source_layers",
+    "target_layers",
+    "source_model",
+    "target_model",
+    "ridge",
+    "seconds",
+    "statistics_tokens_per_s",
+)
+
+
+def _relative_correlation(best: list[int], n_from: int, n_to: int) -> float:
+    """Pearson correlation of ``m / n_from`` and ``best[m] / n_to`` over ``m = 1..n_from``."""
+    x = np.arange(1, n_from + 1) / n_from
+    y = np.asarray(best[1 : n_from + 1], dtype=float) / n_to
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def _short(value: float) -> str:
+    """``.37`` as the paper's tables write shares."""
+    return f"{value:.2f}".removeprefix("0") if value < 1 else f"{value:.0f}"
+
+
+def linear_map_block() -> str:
+    """Workload, time, the best-target table, the relative-depth correlation in both views and
+    the errors against the constant-map baseline, from the kept map run."""
+    if not MAP_REFERENCE.exists():
+        return _missing("linear map", "--map RUN")
+    doc = _load(MAP_REFERENCE)
+    n_src, n_tgt = doc["source_layers"], doc["target_layers"]
+    rel = np.asarray(doc["rel_err"], dtype=float)
+    r2 = np.asarray(doc["r2"], dtype=float)
+    best, best_source = doc["best_target"], doc["best_source"]
+    best_err = rel[np.arange(n_src + 1), best]
+    baseline = np.asarray(doc["rel_err_mean_baseline"], dtype=float)[best]
+    best_r2 = r2[np.arange(n_src + 1), best]
+    seconds = doc["seconds"]
+    source_view = _relative_correlation(best, n_src, n_tgt)
+    target_view = _relative_correlation(best_source, n_tgt, n_src)
+    distance = float(
+        np.mean(np.abs(np.arange(1, n_src + 1) / n_src - np.asarray(best[1:]) / n_tgt))
+    )
+    monotone = bool(np.all(np.diff(best) >= 0))
+    follows = source_view >= 0.9 and monotone
+    header = "| source m | " + " | ".join(str(m) for m in range(n_src + 1)) + " |"
+    rows = [
+        header,
+        "|---" * (n_src + 2) + "|",
+        f"| m/{n_src} | " + " | ".join(_short(m / n_src) for m in range(n_src + 1)) + " |",
+        "| best l | " + " | ".join(map(str, best)) + " |",
+        f"| l/{n_tgt} | " + " | ".join(_short(b / n_tgt) for b in best) + " |",
+        "| rel_err | " + " | ".join(_short(e) for e in best_err) + " |",
+    ]
+    wall = doc.get("wall_seconds")
+    parts = ", ".join(
+        f"{name} {seconds[name]:.0f} s"
+        for name in ("forward", "statistics", "solve", "validation")
+        if name in seconds
+    )
+    return "\n".join(
+        [
+            f"`depthscope map {doc['source_model']} {doc['target_model']}` with defaults: "
+            f"{doc['n_train_tokens']} training tokens from {doc['n_train_texts']} texts, "
+            f"{doc['n_val_tokens']} held-out tokens from {doc['n_val_texts']} other texts, ridge "
+            f"{doc['ridge']:g}, fp32 on CPU; aligned fraction {doc['aligned_fraction']:.1%}. "
+            + (f"**Run time {wall:.0f} s** on the 2-core machine " if wall else "")
+            + f"({parts}; statistics at {doc['statistics_tokens_per_s']:.0f} tokens/s).",
+            "",
+            "Best target boundary per source boundary (boundary `m` = after `m` layers):",
+            "",
+            *rows,
+            "",
+            "Rule: the best match follows relative depth when the Pearson correlation of `m/M` and "
+            "`best l/L` over `m = 1..M` is at least 0.9 and the best target never decreases with "
+            f"`m`. Here the correlation is **{source_view:.3f}**, the best target "
+            + ("never decreases" if monotone else "decreases somewhere")
+            + f" and lies on average {distance:.2f} of the depth from the diagonal: "
+            + ("**it follows relative depth**." if follows else "**it does not**.")
+            + f" The dual view (best source per target boundary, `best_source` = "
+            f"{' '.join(map(str, best_source))}) correlates **{target_view:.3f}** in relative "
+            f"depth. Every source boundary's best map has a held-out error of "
+            f"{best_err.min():.2f}–{best_err.max():.2f} against {baseline.min():.2f}–"
+            f"{baseline.max():.2f} for the constant (mean) map of the same target, R² "
+            f"{best_r2.min():.2f}–{best_r2.max():.2f}. One run, no interval: the held-out errors "
+            "are not kept per text, so they cannot be resampled.",
+            "",
+        ]
+    )
+
+
+def map_bench_table() -> str:
+    """``bench_linear_map.py``'s measurements as a table (from its results file)."""
+    if not MAP_BENCH.exists():
+        return "`benchmarks/results/linear_map.json`: not measured yet.\n"
+    b = _load(MAP_BENCH)
+    forward = b.get("forward", {})
+    speeds = ", ".join(
+        f"{key.removesuffix('_tokens_per_s')} {value:.0f}"
+        for key, value in forward.items()
+        if key.endswith("_tokens_per_s")
+    )
+    rows = [
+        "| | |",
+        "|---|---|",
+        f"| statistics accumulation | {b['statistics_tokens_per_s']:.0f} tokens/s = "
+        f"{b['statistics_gflops_fp64']:.0f} GFLOP/s float64, {b['fraction_of_gemm']:.2f} of the "
+        f"machine's float64 GEMM ({b['machine_fp64_gemm_gflops']:.0f} GFLOP/s) |",
+        f"| naive per-pair accumulation (one `XᵀY` per (m, l)) | "
+        f"{b['naive_per_pair_tokens_per_s']:.0f} tokens/s (ours {b['speedup_vs_naive']:.2f}× "
+        "faster: both are GEMM-bound) |",
+        f"| solve ({b['shapes']['n_source']} Cholesky factorisations) | {b['solve_s']:.1f} s |",
+        f"| held-out scoring (float32 predictions) | {b['validation_tokens_per_s']:.0f} tokens/s |",
+    ]
+    if speeds:
+        rows.append(f"| forward passes (trace, aligned positions kept) | {speeds} tokens/s |")
+    return "\n".join(rows) + "\n"
+
+
+# ---------------------------------------------------------------- attribution (E7, E8)
+
+
+def _question(tokens: list[str], answer_tokens: int) -> slice:
+    """The question's tokens: every prompt token but the first (where attention sinks) and the
+    last (which reads the question to predict the answer)."""
+    return slice(1, len(tokens) - answer_tokens - 1)
+
+
+def take_attribution(runs: list[Path]) -> None:
+    """``--analyses erasure,igrad`` runs on ``builtin:paper``: per prompt the largest erasure
+    effect of a question token at each boundary, IG's completeness gaps, and the figures."""
+    for run in runs:
+        erasure = _load(run / "results" / "erasure.json")
+        igrad = _load(run / "results" / "igrad.json")
+        model = erasure["model"]["name"]
+        timings = _timings(run)
+        prompts = []
+        for i, tokens in enumerate(erasure["data"]["tokens"]):
+            effect = np.asarray(erasure["data"]["effect"][i], dtype=float)
+            question = _question(tokens, erasure["data"]["answer_tokens"][i])
+            ig = igrad["data"]
+            prompts.append(
+                {
+                    "text": "".join(tokens[1 : len(tokens) - erasure["data"]["answer_tokens"][i]]),
+                    "question_max": effect[:, question].max(axis=1).round(4).tolist(),
+                    "f_input": ig["f_input"][i],
+                    "gap": [round(g, 5) for g in ig["completeness_gap"][i]],
+                    "evaluations": int(sum(ig["evaluations"][i])),
+                }
+            )
+        doc = {
+            "model": model,
+            "n_layers": len(prompts[0]["question_max"]) - 1,
+            "igrad_rule": igrad["data"].get("rule"),
+            "prompts": prompts,
+            "seconds": {k: timings.get(k) for k in ("erasure", "igrad")},
+        }
+        (REFERENCE / model).mkdir(parents=True, exist_ok=True)
+        (REFERENCE / model / "attribution.json").write_text(json.dumps(doc, indent=1) + "\n")
+        for stem in (
+            "erasure_prompt0",
+            "erasure_prompt1",
+            "igrad_layer_prompt0",
+            "igrad_layer_prompt1",
+        ):
+            figure = run / "figures" / f"{stem}.png"
+            if figure.exists():
+                shutil.copyfile(figure, FIGURES / f"{model}_{stem}.png")
+        print(f"reference attribution {model}: {run}")
+
+
+def _last_at_least(values: list[float], threshold: float) -> int | None:
+    hits = [i for i, v in enumerate(values) if v >= threshold]
+    return hits[-1] if hits else None
+
+
+def erasure_sentence(prompt: dict, n_layers: int) -> str:
+    """Up to which boundary erasing a question token still changes the answer, by two rules."""
+    values = prompt["question_max"]
+    used = _last_at_least(values, USED)
+    gone = _last_at_least(values, UNUSED)
+    text = f"On `{prompt['text'].strip()}` (teacher-forced F = {prompt['f_input']:.2f})"
+    if used is None:
+        return text + f", no question token reaches an erasure effect of {USED} at any boundary."
+    band = values[: used + 1]
+    tail = (
+        f"and below {UNUSED} from boundary {gone + 1} of {n_layers}"
+        if gone is not None and gone < n_layers
+        else f"and never falls below {UNUSED}"
+    )
+    return (
+        f"{text} the largest erasure effect of a question token is {min(band):.2f}–"
+        f"{max(band):.2f} at boundaries 0–{used}, below {USED} from boundary {used + 1} ({tail})"
+        f": the question is read until about layer {used} of {n_layers} "
+        f"({(used + 1) / n_layers:.2f} of the depth)."
+    )
+
+
+def attribution_block(model: str) -> str:
+    """Erasure's reach per prompt and IG's completeness, from the kept run."""
+    path = REFERENCE / model / "attribution.json"
+    if not path.exists():
+        return _missing(model, "--attribution RUN")
+    doc = _load(path)
+    n = doc["n_layers"]
+    gaps = [g for p in doc["prompts"] for g in p["gap"]]
+    worst = max(gaps)
+    seconds = doc["seconds"]
+    cost = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items() if v is not None)
+    lines = [erasure_sentence(p, n) for p in doc["prompts"]]
+    lines.append(
+        f"Rule: a question token (every prompt token but the first and the last) counts as used at "
+        f"a boundary while its erasure moves the answer's probabilities by at least {USED} "
+        f"(L2, max over answer positions). Integrated gradients ({doc['igrad_rule']}, target "
+        f"`layer`, the default adaptive tolerance): completeness gap below {GAP} for "
+        f"{sum(g < GAP for g in gaps)} of {len(gaps)} (layer, prompt) pairs, largest {worst:.3g}; "
+        f"{sum(p['evaluations'] for p in doc['prompts'])} model evaluations. Cost on the 2-core "
+        f"machine: {cost}."
+    )
+    return "\n\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- task accuracy
+
+
+def take_accuracy(path: Path) -> None:
+    """The JSON of ``benchmarks/task_accuracy.py --out``."""
+    shutil.copyfile(path, ACCURACY_REFERENCE)
+    print(f"reference task accuracy: {path}")
+
+
+def accuracy_interval(accuracy: float, n: int) -> bootstrap.Interval:
+    """The 90 % bootstrap interval of a share of ``n`` examples (resampled examples)."""
+    correct = np.zeros(n)
+    correct[: round(accuracy * n)] = 1.0
+    samples = bootstrap.draws(n) @ correct / n
+    return bootstrap.interval_of(accuracy, samples)
+
+
+def accuracy_table() -> str:
+    """Teacher-forced accuracy per task, model and level, each with its interval."""
+    if not ACCURACY_REFERENCE.exists():
+        return _missing("task accuracy", "--accuracy FILE")
+    doc = _load(ACCURACY_REFERENCE)
+    levels = sorted(
+        {int(level) for tasks in doc["models"].values() for t in tasks.values() for level in t}
+    )
+    out = [
+        "| task | model | " + " | ".join(f"level {k}" for k in levels) + " |",
+        "|---" * (len(levels) + 2) + "|",
+    ]
+    solved = []
+    for task in next(iter(doc["models"].values())):
+        for model, tasks in doc["models"].items():
+            cells = []
+            for level in levels:
+                entry = tasks[task].get(str(level))
+                if not entry or entry["accuracy"] is None:
+                    cells.append("")
+                    continue
+                found = accuracy_interval(entry["accuracy"], entry["n"])
+                text = f"{100 * found.value:.0f} [{100 * found.low:.0f}, {100 * found.high:.0f}]"
+                if found.low >= 0.5:
+                    solved.append(f"{model} {task.removeprefix('builtin:')}:{level}")
+                    text = f"**{text}**"
+                cells.append(text)
+            out.append(f"| {task.removeprefix('builtin:')} | {model} | " + " | ".join(cells) + " |")
+    return "\n".join(
+        [
+            f"{doc['n_per_level']} examples per level, seed {doc['seed']}; % correct [90 % "
+            "interval over resampled examples]; bold: solved, by the rule that the interval's "
+            "lower end is at least 50 %.",
+            "",
+            *out,
+            "",
+            "Solved: " + (", ".join(solved) if solved else "none") + ".",
+            "",
+        ]
+    )
+
+
+# ---------------------------------------------------------------- IG quadrature benchmark
+
+IGRAD_BENCH = ROOT / "benchmarks" / "results" / "igrad.json"
+
+
+def _rule_cell(entry: dict, pairs: int) -> str:
+    return (
+        f"{entry['evaluations']} ({entry['fewer_than_riemann']:.1f}× fewer), reached on "
+        f"{entry['reached']}/{pairs} pairs, max gap {entry['max_gap']:.2g}"
+    )
+
+
+def igrad_bench_table() -> str:
+    """Model evaluations per quadrature rule (``bench_igrad.py``'s results file)."""
+    if not IGRAD_BENCH.exists():
+        return "`benchmarks/results/igrad.json`: not measured yet.\n"
+    doc = _load(IGRAD_BENCH)
+    out = [
+        f"| model | {doc['paper_steps']}-step Riemann (paper) | adaptive Simpson until the Riemann "
+        "gap is reached: `stop=gap` | the same, `stop=bound` | Gauss panels, `stop=bound` | "
+        f"default (adaptive {doc['default']['rule']}, tolerance {doc['default']['tolerance']}, "
+        "`stop=bound`) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for model, entry in doc["models"].items():
+        s, pairs = entry["summary"], entry["summary"]["pairs"]
+        default = s["default"]
+        out.append(
+            f"| {model} | {s['riemann_256_evaluations']} evaluations, max gap "
+            f"{s['riemann_256_max_gap']:.2g} | {_rule_cell(s['simpson_gap_stop_to_riemann_gap'], pairs)}"
+            f" | {_rule_cell(s['simpson_to_riemann_gap'], pairs)} | "
+            f"{_rule_cell(s['gauss_to_riemann_gap'], pairs)} | {default['evaluations']} "
+            f"(**{default['fewer_than_riemann']:.1f}× fewer**), max gap {default['max_gap']:.2g} |"
+        )
+    layers = ", ".join(map(str, next(iter(doc["models"].values()))["layers"]))
+    return (
+        f"Layers {layers} of both paper prompts, target `{doc['target']}`; model evaluations "
+        "counted, so independent of the machine's load.\n\n" + "\n".join(out) + "\n"
+    )
