@@ -387,3 +387,44 @@ def igrad_bench_table() -> str:
         f"Layers {layers} of both paper prompts, target `{doc['target']}`; model evaluations "
         "counted, so independent of the machine's load.\n\n" + "\n".join(out) + "\n"
     )
+
+
+# ---------------------------------------------------------------- engine benchmark
+
+ENGINE_BENCH = ROOT / "benchmarks" / "results" / "engine.json"
+
+
+def engine_bench_table() -> str:
+    """``bench_engine.py``'s table: engine against naive per analysis, share of the matmul peak
+    and agreement, from its results file."""
+    if not ENGINE_BENCH.exists():
+        return "`benchmarks/results/engine.json`: not measured yet.\n"
+    b = _load(ENGINE_BENCH)
+    fe, lens, er, ig = b["future_effects"], b["logit_lens"], b["erasure"], b["igrad"]
+    rows = [
+        f"Measured fp32 matmul peak: {b['matmul_peak_gflops']:.0f} GFLOP/s.",
+        "",
+        "| analysis | workload | engine | naive | ratio | % of peak | target |",
+        "|---|---|---|---|---|---|---|",
+        f"| future-effects | {fe['what'].removeprefix('future-effects, ')} | {fe['engine_s']:.1f} s | "
+        f"{fe['naive_s']:.1f} s | **{fe['speedup']:.1f}×** | **{fe['fraction_of_peak']:.0%}** | "
+        f"speed-up {fe['targets']['speedup']}, peak {fe['targets']['fraction_of_peak']} |",
+        f"| logit-lens | {lens['what'].removeprefix('logit-lens ')} | {lens['lens_seconds']:.1f} s | — "
+        f"| **{lens['ratio_to_bound']:.2f}×** the unembedding FLOP bound "
+        f"({lens['flop_bound_s']:.1f} s) | — | {lens['targets']['ratio_to_bound']} |",
+        f"| erasure | {er['what'].removeprefix('erasure, ')} | "
+        f"{er['engine_s_excluding_baseline_means']:.1f} s without the baseline means "
+        f"({er['engine_s']:.1f} s with them, which a run needs) | {er['naive_s']:.1f} s | "
+        f"**{er['naive_s'] / er['engine_s_excluding_baseline_means']:.1f}×** without, "
+        f"**{er['naive_s'] / er['engine_s']:.1f}×** with the baseline means | "
+        f"{er['fraction_of_peak']:.0%} | speed-up {er['targets']['speedup']} |",
+        f"| igrad | {ig['what'].removeprefix('igrad ')} | {ig['seconds']:.1f} s | "
+        f"≈{ig['naive_s_all_layers_estimate']:.0f} s, *extrapolated*: one layer measured "
+        f"({ig['naive_s_one_layer']:.1f} s) × all layers | ≈{ig['speedup_estimate']:.1f}× "
+        f"(extrapolated) | {ig['fraction_of_peak']:.0%} | — |",
+        "",
+        f"Agreement with the naive path: max abs. difference {fe['max_abs_diff_vs_naive']:.1e} "
+        f"for the future effects and {er['max_abs_diff_vs_naive']:.1e} for erasure "
+        "(`max_abs_diff_vs_naive`).",
+    ]
+    return "\n".join(rows) + "\n"

@@ -571,6 +571,7 @@ GENERATORS = {
     "linear-map-bench": findings_runs.map_bench_table,
     "task-accuracy": findings_runs.accuracy_table,
     "igrad-bench": findings_runs.igrad_bench_table,
+    "engine-bench": findings_runs.engine_bench_table,
     **{f"attribution:{m}": (lambda m=m: findings_runs.attribution_block(m)) for m in MODELS},
 }
 
