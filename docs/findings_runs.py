@@ -428,3 +428,23 @@ def engine_bench_table() -> str:
         "(`max_abs_diff_vs_naive`).",
     ]
     return "\n".join(rows) + "\n"
+
+
+# ---------------------------------------------------------------- shared sweeps benchmark
+
+SHARED_BENCH = ROOT / "benchmarks" / "results" / "shared.json"
+
+
+def shared_bench_line() -> str:
+    """Current and future effects together against separately (``bench_shared.py``)."""
+    if not SHARED_BENCH.exists():
+        return "`benchmarks/results/shared.json`: not measured yet.\n"
+    b = _load(SHARED_BENCH)
+    seconds = b["seconds"]
+    return (
+        f"{b['model']}, {b['prompts']} prompts, {' + '.join(b['analyses'])}: separately "
+        f"{' / '.join(f'{t:.0f}' for t in seconds['separate'])} s, together "
+        f"{' / '.join(f'{t:.0f}' for t in seconds['together'])} s (the analyses' own seconds, "
+        f"one run) → **{b['speedup']:.2f}×**; max abs. difference "
+        f"{b['max_abs_difference']:.1e}.\n"
+    )

@@ -572,6 +572,7 @@ GENERATORS = {
     "task-accuracy": findings_runs.accuracy_table,
     "igrad-bench": findings_runs.igrad_bench_table,
     "engine-bench": findings_runs.engine_bench_table,
+    "shared-bench": findings_runs.shared_bench_line,
     **{f"attribution:{m}": (lambda m=m: findings_runs.attribution_block(m)) for m in MODELS},
 }
 
