@@ -39,6 +39,7 @@ from depthscope.engine.outputs import CHUNK_ELEMENTS, log_probs, vocab_size
 from depthscope.engine.state import state_type
 from depthscope.engine.stats import Mean, finite_max
 from depthscope.engine.tuned_lens import TunedLens, load_tuned_lens
+from depthscope.engine.vocab_stream import FinalRows, streamed_lens
 from depthscope.figures.layers import draw_logit_lens
 
 if TYPE_CHECKING:
@@ -104,7 +105,8 @@ def lens_metrics(
     k: int,
     direction: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row KL and top-k overlap between lens and final log-distributions ``[..., V]``."""
+    """Per-row KL and top-k overlap between lens and final log-distributions ``[..., V]``: the
+    materialised reference that ``streamed_lens`` (what runs) is tested against."""
     if direction == "lens||final":
         kl = F.kl_div(final_logp, lens_logp, reduction="none", log_target=True).sum(-1)
     else:
@@ -144,10 +146,9 @@ def lens_prompt(
     top_probs = torch.zeros(n_layers + 1, length, top) if top else None
     for start in range(0, length, positions):
         stop = min(start + positions, length)
-        final_logp = log_probs(adapter, resid[n_layers, start:stop])
-        final_topk = final_logp.topk(k, dim=-1).indices
+        final = FinalRows.of(log_probs(adapter, resid[n_layers, start:stop]), k, direction)
         if top:
-            best = final_logp.topk(top, dim=-1)
+            best = final.logp.topk(top, dim=-1)
             top_ids[n_layers, start:stop] = best.indices.cpu()
             top_probs[n_layers, start:stop] = best.values.exp().float().cpu()
         for first in range(0, n_layers, layers_per_block):
@@ -155,18 +156,12 @@ def lens_prompt(
             block = resid[first:last, start:stop]
             if lens is not None:
                 block = lens.translate(block, first)
-            lens_logp = log_probs(adapter, block.reshape(-1, block.shape[-1])).view(
-                last - first, stop - start, -1
-            )
-            kl, overlap = lens_metrics(
-                lens_logp, final_logp.unsqueeze(0), final_topk.unsqueeze(0), k, direction
-            )
-            kl_sum[first:last] += kl.sum(-1).double().cpu()
-            overlap_sum[first:last] += overlap.sum(-1).double().cpu()
+            found = streamed_lens(adapter, block, final, k, direction, top)
+            kl_sum[first:last] += found.kl.sum(-1).double().cpu()
+            overlap_sum[first:last] += found.overlap.sum(-1).double().cpu()
             if top:
-                best = lens_logp.topk(top, dim=-1)
-                top_ids[first:last, start:stop] = best.indices.cpu()
-                top_probs[first:last, start:stop] = best.values.exp().float().cpu()
+                top_ids[first:last, start:stop] = found.top_ids[..., :top].cpu()
+                top_probs[first:last, start:stop] = found.top_logp[..., :top].exp().float().cpu()
     return LensPrompt(kl_sum, overlap_sum, top_ids, top_probs)
 
 

@@ -15,7 +15,7 @@ Families differ only in those names:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import reduce
 
@@ -215,9 +215,32 @@ class BoundAdapter:
 
     def logits(self, resid: torch.Tensor) -> torch.Tensor:
         """Final norm, unembedding and the family's logit post-processing, as the model's head does."""
-        logits = self.unembed_module(self.final_norm(resid))
+        return self._post(self.unembed_module(self.final_norm(resid))).to(resid.device)
+
+    def _post(self, logits: torch.Tensor) -> torch.Tensor:
         if self.logit_scale is not None:
             logits = logits * self.logit_scale
         if self.softcap is not None:
             logits = torch.tanh(logits / self.softcap) * self.softcap
-        return logits.to(resid.device)  # the head may sit on another GPU of a dispatched model
+        return logits
+
+    def logit_tiles(self, resid: torch.Tensor, tile: int) -> Iterator[tuple[int, torch.Tensor]]:
+        """The logits of ``resid`` as ``(first vocabulary id, [rows, ≤ tile] logits)`` pieces, so a
+        consumer that reduces over the vocabulary keeps each piece in cache. A head that is not a
+        plain ``nn.Linear`` with its weight in memory (quantised, offloaded, dispatched) gives
+        the whole vocabulary as one piece, exactly as :meth:`logits`."""
+        head = self.unembed_module
+        plain = (
+            type(head) is nn.Linear
+            and head.weight.device.type != "meta"
+            and head.weight.device == resid.device
+            and not hasattr(head, "_hf_hook")
+        )
+        if not plain or tile >= head.weight.shape[0]:
+            yield 0, self.logits(resid)
+            return
+        normed = self.final_norm(resid).to(head.weight.dtype)
+        for first in range(0, head.weight.shape[0], tile):
+            weight = head.weight[first : first + tile]
+            bias = None if head.bias is None else head.bias[first : first + tile]
+            yield first, self._post(torch.nn.functional.linear(normed, weight, bias))

@@ -1,0 +1,94 @@
+"""The logit lens's per-row KL and top-k, computed over vocabulary tiles with an online softmax.
+
+Materialising ``[rows, vocab]`` log-probabilities and then reading them again for the KL and the
+top-k makes the lens memory-bound: every pass streams a block far larger than the cache. Here
+each ``[rows, tile]`` piece of logits is reduced while it is in cache — a running maximum ``m``,
+``S = Σ e^{z−m}`` and the KL's sum, rescaled when ``m`` grows (as flash attention does for its
+softmax) — and only ``k`` candidates per tile are kept for the top-k. The result equals the
+materialised computation (``analyses.logit_lens.lens_metrics``) up to float rounding; the test
+compares them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from depthscope.models.adapters import BoundAdapter
+
+TILE = 8192  # vocabulary ids per piece: [a few hundred rows, TILE] fp32 stays in a CPU's L3
+
+
+@dataclass
+class FinalRows:
+    """The model's own output at the positions of a block: what each lens row is compared with."""
+
+    logp: torch.Tensor  # [T, V] log-probabilities
+    topk: torch.Tensor  # [T, k] top-k token ids
+    probs: torch.Tensor | None = None  # [T, V], only for KL(final ‖ lens)
+    neg_entropy: torch.Tensor | None = None  # [T]: Σ p log p, only for KL(final ‖ lens)
+
+    @classmethod
+    def of(cls, logp: torch.Tensor, k: int, direction: str) -> FinalRows:
+        rows = cls(logp, logp.topk(k, dim=-1).indices)
+        if direction != "lens||final":
+            rows.probs = logp.exp()
+            rows.neg_entropy = (rows.probs * logp).sum(-1)
+        return rows
+
+
+@dataclass
+class StreamedLens:
+    kl: torch.Tensor  # [B, T]
+    overlap: torch.Tensor  # [B, T]
+    top_ids: torch.Tensor  # [B, T, max(k, top)], most probable first
+    top_logp: torch.Tensor  # [B, T, max(k, top)]
+
+
+def streamed_lens(
+    adapter: BoundAdapter,
+    block: torch.Tensor,
+    final: FinalRows,
+    k: int,
+    direction: str,
+    top: int = 0,
+    tile: int = TILE,
+) -> StreamedLens:
+    """KL between each row of ``block`` ``[B, T, d]`` read through the model's head and the final
+    distribution of its position, the top-k overlap with the final top-k, and the ``max(k, top)``
+    most probable tokens, without holding ``[B, T, V]``."""
+    n_blocks, length, d = block.shape
+    keep = max(k, top)
+    lens_first = direction == "lens||final"
+    m = total = acc = None
+    values, ids = [], []
+    for first, logits in adapter.logit_tiles(block.reshape(-1, d), tile):
+        z = logits.float().view(n_blocks, length, -1)
+        width = z.shape[-1]
+        tile_max = z.amax(-1)
+        grown = tile_max if m is None else torch.maximum(m, tile_max)
+        e = torch.exp(z - grown[..., None])
+        if lens_first:  # Σ e^{z−m} (z − log p_final): rescaled with S
+            term = torch.linalg.vecdot(e, z - final.logp[:, first : first + width])
+        else:  # Σ p_final z: does not depend on m
+            term = torch.linalg.vecdot(final.probs[:, first : first + width], z)
+        if m is None:
+            total, acc = e.sum(-1), term
+        else:
+            scale = torch.exp(m - grown)
+            total = total * scale + e.sum(-1)
+            acc = (acc * scale if lens_first else acc) + term
+        m = grown
+        best = z.topk(min(keep, width), dim=-1)
+        values.append(best.values)
+        ids.append(best.indices + first)
+    lse = m + total.log()
+    # lens‖final: Σ p (z − lse − log p_final), Σ p = 1; final‖lens: Σ p_f log p_f − Σ p_f (z − lse)
+    kl = acc / total - lse if lens_first else final.neg_entropy - acc + lse
+    candidates = torch.cat(values, dim=-1)
+    chosen = candidates.topk(keep, dim=-1)
+    top_ids = torch.cat(ids, dim=-1).gather(-1, chosen.indices)
+    lens_topk = top_ids[..., :k]
+    hits = (lens_topk[..., :, None] == final.topk[None, :, None, :]).any(-1).sum(-1)
+    return StreamedLens(kl, hits.float() / k, top_ids, chosen.values - lse[..., None])
