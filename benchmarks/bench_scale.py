@@ -200,7 +200,7 @@ def draw(doc: dict) -> None:
     for name in ANALYSES:
         by_size.loglog(
             [r["parameters"] for r in sizes],
-            [r["analyses"][name]["seconds"] for r in sizes],
+            [r["analyses"][name]["seconds"] / r.get("tokens", 64) for r in sizes],
             "o-",
             label=name,
         )
@@ -210,8 +210,10 @@ def draw(doc: dict) -> None:
             "o-",
             label=f"{name} (slope {doc['exponent_in_layers'][name]})",
         )
-    by_size.set(xlabel="parameters", ylabel=f"seconds for one prompt of {doc['tokens']} tokens")
-    by_size.set_title("by model size (random weights, fp32, 2 CPU cores)", fontsize=9)
+    by_size.set(xlabel="parameters", ylabel="seconds per token of one prompt")
+    offloaded = [r["label"] for r in sizes if r.get("offload_cap_gib")]
+    note = f"; {', '.join(offloaded)}: bf16, offloaded" if offloaded else ""
+    by_size.set_title(f"by model size (random weights, fp32{note}, 2 CPU cores)", fontsize=9)
     by_depth.set(xlabel="layers (width of the 135M shape)", ylabel="seconds")
     by_depth.set_title("by depth at fixed width: fitted exponent in L", fontsize=9)
     by_size.legend(fontsize=7)
@@ -246,6 +248,7 @@ def main() -> None:
         done = subprocess.run(command, check=True, capture_output=True, text=True)
         runs[label] = json.loads(done.stdout.strip().splitlines()[-1])
         r = runs[label]
+        r["tokens"] = args.tokens
         print(
             f"{label}: {r['parameters'] / 1e6:.0f}M parameters, {r['layers']} layers: "
             + ", ".join(f"{n} {v['seconds']:.1f} s" for n, v in r["analyses"].items())
@@ -255,7 +258,7 @@ def main() -> None:
     depth_series = [label for label in runs if label == base or label.startswith(f"{base}-L")]
     depth_series.sort(key=lambda label: runs[label]["layers"])
     doc = {
-        "tokens": args.tokens,
+        "tokens": sorted({r.get("tokens", args.tokens) for r in runs.values()}),
         "weights": "random (built from configs; speed and memory do not depend on the values)",
         "runs": list(runs.values()),
         "size_series": [label for label in runs if label not in depth_series or label == base],

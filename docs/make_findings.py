@@ -474,18 +474,22 @@ def scale_table() -> str:
         return "Not measured yet (`python benchmarks/bench_scale.py`).\n"
     doc = json.loads(path.read_text())
     names = ("contributions", "current-effects", "future-effects", "logit-lens", "local-effects")
+    tokens = doc["tokens"] if isinstance(doc["tokens"], list) else [doc["tokens"]]
     out = [
-        f"One prompt of {doc['tokens']} tokens, {doc['weights']}; seconds per analysis on "
-        f"{doc['machine']['threads']} CPU threads, peak RSS of the shape's own process against "
-        "depthscope's estimate:",
+        f"One prompt of {' or '.join(map(str, tokens))} tokens (per row), {doc['weights']}; "
+        f"seconds per analysis on {doc['machine']['threads']} CPU threads, peak RSS of the "
+        "shape's own process against depthscope's estimate:",
         "",
-        "| shape | parameters | layers | dtype | " + " | ".join(names) + " | peak RSS | estimate |",
-        "|---" * (6 + len(names)) + "|",
+        "| shape | parameters | layers | tokens | dtype | "
+        + " | ".join(names)
+        + " | peak RSS | estimate |",
+        "|---" * (7 + len(names)) + "|",
     ]
     for r in sorted(doc["runs"], key=lambda r: (r["parameters"], r["layers"])):
         cap = f", offload > {r['offload_cap_gib']:g} GiB" if r.get("offload_cap_gib") else ""
         out.append(
-            f"| {r['label']} | {r['parameters'] / 1e6:,.0f} M | {r['layers']} | {r['dtype']}{cap} | "
+            f"| {r['label']} | {r['parameters'] / 1e6:,.0f} M | {r['layers']} | "
+            f"{r.get('tokens', tokens[0])} | {r['dtype']}{cap} | "
             + " | ".join(f"{r['analyses'][n]['seconds']:.1f} s" for n in names)
             + f" | {r['peak_rss_gb']:.2f} GB | {r['estimate_gb']:.2f} GB "
             f"({r['estimate_gb'] / r['peak_rss_gb'] - 1:+.0%}) |"
