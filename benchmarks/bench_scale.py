@@ -109,20 +109,26 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
 
 
-def build(shape: dict, dtype: torch.dtype, offload_cap: float | None, folder: Path):
-    """The shaped model in memory, or (with a cap) saved and loaded with disk offload."""
+def shaped(shape: dict, dtype: torch.dtype):
     torch.manual_seed(0)
     config = tf.LlamaConfig(max_position_embeddings=4096, **shape)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
-        model = tf.LlamaForCausalLM(config)
+        return tf.LlamaForCausalLM(config)
     finally:
         torch.set_default_dtype(previous)
+
+
+def build(label: str, shape: dict, dtype: torch.dtype, offload_cap: float | None, folder: Path):
+    """The shaped model in memory, or (with a cap) loaded with disk offload from a checkpoint
+    that another process built and saved, so this process's peak memory is the offloaded run's."""
     if offload_cap is None:
+        model = shaped(shape, dtype)
         return ds.LoadedModel.from_model(model.eval().requires_grad_(False), None, name="shaped")
-    model.save_pretrained(folder / "model")
-    del model
+    command = [sys.executable, __file__, "--child", label, "--save", str(folder / "model")]
+    command += ["--quick"] if label in QUICK else []
+    subprocess.run(command, check=True)
     loaded = tf.AutoModelForCausalLM.from_pretrained(
         folder / "model",
         dtype=dtype,
@@ -140,7 +146,7 @@ def child(label: str, shape: dict, tokens: int, offload_cap: float | None) -> di
     dtype = torch.bfloat16 if offload_cap is not None else torch.float32
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        lm = build(shape, dtype, offload_cap, Path(tmp))
+        lm = build(label, shape, dtype, offload_cap, Path(tmp))
         built = time.perf_counter() - started
         ids = torch.randint(
             3, shape["vocab_size"], (1, tokens), generator=torch.Generator().manual_seed(0)
@@ -230,8 +236,12 @@ def main() -> None:
     parser.add_argument("--offload-cap", type=float, default=None, help="GiB of CPU memory (8B)")
     parser.add_argument("--quick", action="store_true", help="tiny shapes (smoke run)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--save", default=None, help=argparse.SUPPRESS)  # build, save, exit
     args = parser.parse_args()
     table = QUICK if args.quick else SHAPES
+    if args.save:
+        shaped(table[args.child], torch.bfloat16).save_pretrained(args.save)
+        return
     if args.child:
         cap = args.offload_cap if args.child == "8B" else None
         print(json.dumps(child(args.child, table[args.child], args.tokens, cap)))
