@@ -399,7 +399,8 @@ def prune_block(model: str) -> str:
                 "",
             ]
             continue
-        out.append(f"{metric} on `{data['source']}` by layers removed (healed rows: after LoRA):")
+        after = " (healed rows: after LoRA)" if healed else ""
+        out.append(f"{metric} on `{data['source']}` by layers removed{after}:")
         out.append("")
         out.append("| k | " + " | ".join(labels) + " |")
         out.append("|---" * (len(names) + 1) + "|")
