@@ -195,6 +195,12 @@ def _question(tokens: list[str], answer_tokens: int) -> slice:
     return slice(1, len(tokens) - answer_tokens - 1)
 
 
+def _readable(tokens: list[str]) -> str:
+    """The prompt as text: special tokens dropped, byte-level and sentencepiece spaces restored."""
+    kept = [t for t in tokens if not (t.startswith("<") and t.endswith(">"))]
+    return "".join(kept).replace("Ġ", " ").replace("▁", " ").replace("Ċ", "\n")
+
+
 def take_attribution(runs: list[Path]) -> None:
     """``--analyses erasure,igrad`` runs on ``builtin:paper``: per prompt the largest erasure
     effect of a question token at each boundary, IG's completeness gaps, and the figures."""
@@ -210,7 +216,7 @@ def take_attribution(runs: list[Path]) -> None:
             ig = igrad["data"]
             prompts.append(
                 {
-                    "text": "".join(tokens[1 : len(tokens) - erasure["data"]["answer_tokens"][i]]),
+                    "text": _readable(tokens[: len(tokens) - erasure["data"]["answer_tokens"][i]]),
                     "question_max": effect[:, question].max(axis=1).round(4).tolist(),
                     "f_input": ig["f_input"][i],
                     "gap": [round(g, 5) for g in ig["completeness_gap"][i]],
