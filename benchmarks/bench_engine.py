@@ -15,7 +15,6 @@ import argparse
 import json
 import platform
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -24,7 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from machine import matmul_peak  # noqa: E402
+from machine import best_of, matmul_peak  # noqa: E402
 from naive import naive_effects, naive_erasure, naive_igrad  # noqa: E402
 
 import depthscope as ds  # noqa: E402
@@ -38,12 +37,7 @@ from depthscope.models.loading.loader import load_model  # noqa: E402
 
 
 def timed(fn, repeats: int = 1) -> tuple[float, object]:
-    best, value = float("inf"), None
-    for _ in range(repeats):
-        started = time.perf_counter()
-        value = fn()
-        best = min(best, time.perf_counter() - started)
-    return best, value
+    return best_of(fn, repeats)
 
 
 def counted_flops(fn) -> int:

@@ -25,3 +25,13 @@ def matmul_peak(
             torch.cuda.synchronize()
         best = max(best, 2 * size**3 / (time.perf_counter() - started))
     return best
+
+
+def best_of(fn, repeats: int = 1) -> tuple[float, object]:
+    """The fastest of ``repeats`` calls of ``fn`` (seconds) and the last call's value."""
+    best, value = float("inf"), None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        value = fn()
+        best = min(best, time.perf_counter() - started)
+    return best, value

@@ -42,21 +42,6 @@ def _missing(what: str, flag: str) -> str:
 # ---------------------------------------------------------------- linear map (E10)
 
 
-def take_map(run: Path) -> None:
-    """A ``depthscope map`` run: its result data (matrices of a few kB) and its two figures."""
-    result = _load(run / "results" / "linear-map.json")
-    kept = {key: result["data"][key] for key in MAP_KEYS}
-    kept["settings"] = result.get("settings", {})
-    kept["wall_seconds"] = _timings(run).get("linear-map")
-    MAP_REFERENCE.write_text(json.dumps(kept, indent=1) + "\n")
-    pair = f"{kept['source_model']}_{kept['target_model']}"
-    for name in MAP_FIGURES:
-        figure = run / "figures" / f"linear-map_{name}.png"
-        if figure.exists():
-            shutil.copyfile(figure, FIGURES / f"linear-map_{pair}_{name}.png")
-    print(f"reference linear map {pair}: {run}")
-
-
 MAP_KEYS = (
     "rel_err",
     "r2",
@@ -77,6 +62,21 @@ MAP_KEYS = (
     "seconds",
     "statistics_tokens_per_s",
 )
+
+
+def take_map(run: Path) -> None:
+    """A ``depthscope map`` run: its result data (matrices of a few kB) and its two figures."""
+    result = _load(run / "results" / "linear-map.json")
+    kept = {key: result["data"][key] for key in MAP_KEYS}
+    kept["settings"] = result.get("settings", {})
+    kept["wall_seconds"] = _timings(run).get("linear-map")
+    MAP_REFERENCE.write_text(json.dumps(kept, indent=1) + "\n")
+    pair = f"{kept['source_model']}_{kept['target_model']}"
+    for name in MAP_FIGURES:
+        figure = run / "figures" / f"linear-map_{name}.png"
+        if figure.exists():
+            shutil.copyfile(figure, FIGURES / f"linear-map_{pair}_{name}.png")
+    print(f"reference linear map {pair}: {run}")
 
 
 def _relative_correlation(best: list[int], n_from: int, n_to: int) -> float:
