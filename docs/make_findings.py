@@ -326,6 +326,37 @@ def _seconds(value: float) -> str:
     return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
 
 
+WHY_QUICK = {
+    "contributions": "under a second (read off the clean trace)",
+    "future-effects": "under a second of its own (it shares the current effects' replays, whose "
+    "time is counted there)",
+}
+
+
+def timing_sentence(model: str) -> str:
+    """How long the reference run's analyses took, each as its result recorded it."""
+    path = REFERENCE / model / "timings.json"
+    if not path.exists():
+        return f"(no timings kept for {model}: take a default run with --reference)\n"
+    timings = json.loads(path.read_text())
+    total = sum(t["seconds"] for t in timings.values())
+    first = next(iter(timings.values()))
+    ranked = sorted(timings.items(), key=lambda item: -item[1]["seconds"])
+    parts = ", ".join(
+        f"{name.replace('-', ' ')} {_seconds(t['seconds'])}"
+        for name, t in ranked
+        if t["seconds"] >= 0.5
+    )
+    quick = [name for name, t in ranked if t["seconds"] < 0.5]
+    note = "".join(
+        f"; {name.replace('-', ' ')} {WHY_QUICK.get(name, 'under a second')}" for name in quick
+    )
+    return (
+        f"{model}'s reference run ({first['n_prompts']} prompts, {first['n_tokens']} tokens): "
+        f"analyses **{_seconds(total)}** on the 2-core machine ({parts}{note}).\n"
+    )
+
+
 def _key(mapping: dict, k: int):
     return mapping[str(k)] if str(k) in mapping else mapping[k]
 
@@ -571,6 +602,7 @@ GENERATORS = {
     **{f"contributions:{m}": (lambda m=m: contributions_sentence(m)) for m in MODELS},
     **{f"local-effects:{m}": (lambda m=m: local_effects_sentence(m)) for m in MODELS},
     **{f"prune:{m}": (lambda m=m: prune_block(m)) for m in MODELS},
+    **{f"timing:{m}": (lambda m=m: timing_sentence(m)) for m in MODELS},
     **{f"depth-score:{m}": (lambda m=m: depth_score_table(m)) for m in MODELS},
     "linear-map": findings_runs.linear_map_block,
     "linear-map-bench": findings_runs.map_bench_table,
@@ -617,6 +649,7 @@ def take_references(runs: list[Path]) -> None:
         shutil.copyfile(run / "summary.json", target)
         keep_contributions(run, target.parent)
         keep_local_effects(run, target.parent)
+        keep_timings(run, target.parent)
         evidence = run / "figures" / "verdict_evidence.png"
         if evidence.exists():
             shutil.copyfile(evidence, DOCS / "figures" / f"{summary['model']}_verdict_evidence.png")
@@ -632,6 +665,21 @@ def keep_contributions(run: Path, folder: Path) -> None:
     kept = {key: result["data"][key] for key in CONTRIBUTION_KEYS}
     kept.update(n_prompts=result["n_prompts"], n_tokens=result["n_tokens"])
     (folder / "contributions.json").write_text(json.dumps(kept, indent=1) + "\n")
+
+
+def keep_timings(run: Path, folder: Path) -> None:
+    """Each analysis's seconds as its result recorded them (the run's own clock, not a rerun)."""
+    timings = {}
+    for saved in sorted((run / "results").glob("*.json")):
+        result = json.loads(saved.read_text())
+        if "seconds" in result:
+            timings[result["analysis"]] = {
+                "seconds": result["seconds"],
+                "n_prompts": result["n_prompts"],
+                "n_tokens": result["n_tokens"],
+            }
+    if timings:
+        (folder / "timings.json").write_text(json.dumps(timings, indent=1) + "\n")
 
 
 def keep_local_effects(run: Path, folder: Path) -> None:
