@@ -454,3 +454,39 @@ def shared_bench_line() -> str:
         f"one run) → **{b['speedup']:.2f}×**; max abs. difference "
         f"{b['max_abs_difference']:.1e}.\n"
     )
+
+
+DISTRIBUTED_BENCH = ROOT / "benchmarks" / "results" / "distributed.json"
+
+
+def distributed_block() -> str:
+    """1 against 2 processes on the same prompts (``bench_distributed.py``): times, the balance
+    of the ranks and whether the merged results equal the single process's."""
+    if not DISTRIBUTED_BENCH.exists():
+        return "`benchmarks/results/distributed.json`: not measured yet.\n"
+    b = _load(DISTRIBUTED_BENCH)
+    ranks = b["ranks_2_processes"]
+    ranks_text = "; ".join(
+        f"rank {r['rank']}: prompts {' '.join(map(str, r['prompts']))}, {r['compute_s']:.1f} s"
+        for r in ranks
+    )
+    spread = max(r["compute_s"] for r in ranks) - min(r["compute_s"] for r in ranks)
+    ratios = list(b["prompt_seconds_over_estimate"].values())
+    off = max(abs(r - 1) for r in ratios)
+    identical = [a for a, same in b["results_identical"].items() if same]
+    differing = {a: d for a, d in b["max_relative_difference"].items() if d > 0}
+    merged = f"{', '.join(identical)} identical" if identical else "none identical"
+    if differing:
+        merged += "; " + ", ".join(f"{a} within {d:.0e} relative" for a, d in differing.items())
+    per_repeat = " and ".join(f"{s:.2f}×" for s in b["speedup_per_repeat"])
+    return (
+        f"`bench_distributed.py -n {b['n_prompts']} --analyses {','.join(b['analyses'])} "
+        f"--repeats {len(b['runs_1_process_s'])}` ({b['model']}, {b['n_prompts']} prompts = "
+        f"{b['n_tokens']} tokens, {b['threads_per_process']} thread per process, run order "
+        f"{', '.join(map(str, b['run_order']))} processes): 1 process "
+        f"{', '.join(f'{t:.1f}' for t in b['runs_1_process_s'])} s; 2 processes "
+        f"{', '.join(f'{t:.1f}' for t in b['runs_2_processes_s'])} s ({ranks_text}): "
+        f"**{b['speedup']:.2f}×** from the summed times ({per_repeat} per repeat). Each prompt's "
+        f"single-process time was within {off:.0%} of its estimated share of the work; the ranks "
+        f"finished {spread:.0f} s apart. Merged results against one process: {merged}.\n"
+    )

@@ -610,6 +610,7 @@ GENERATORS = {
     "igrad-bench": findings_runs.igrad_bench_table,
     "engine-bench": findings_runs.engine_bench_table,
     "shared-bench": findings_runs.shared_bench_line,
+    "distributed-bench": findings_runs.distributed_block,
     **{f"attribution:{m}": (lambda m=m: findings_runs.attribution_block(m)) for m in MODELS},
 }
 
@@ -668,18 +669,14 @@ def keep_contributions(run: Path, folder: Path) -> None:
 
 
 def keep_timings(run: Path, folder: Path) -> None:
-    """Each analysis's seconds as its result recorded them (the run's own clock, not a rerun)."""
-    timings = {}
-    for saved in sorted((run / "results").glob("*.json")):
-        result = json.loads(saved.read_text())
-        if "seconds" in result:
-            timings[result["analysis"]] = {
-                "seconds": result["seconds"],
-                "n_prompts": result["n_prompts"],
-                "n_tokens": result["n_tokens"],
-            }
+    """Each analysis's seconds as the run recorded them in run.json (its own clock, not a rerun)."""
+    timings = findings_runs._timings(run)
     if timings:
-        (folder / "timings.json").write_text(json.dumps(timings, indent=1) + "\n")
+        meta = json.loads((run / "run.json").read_text())
+        kept = {name: {"seconds": seconds} for name, seconds in timings.items()}
+        for entry in kept.values():
+            entry.update(n_prompts=meta["n_prompts"], n_tokens=meta["n_tokens"])
+        (folder / "timings.json").write_text(json.dumps(kept, indent=1) + "\n")
 
 
 def keep_local_effects(run: Path, folder: Path) -> None:

@@ -3,9 +3,8 @@
 - :func:`auto_batch_size` starts from what fits the free GPU memory (``torch.cuda.mem_get_info``),
   using :func:`row_bytes`, the memory one replay row needs through one layer.
 - :func:`estimate_run` adds the runtime, weights, the clean trace of the largest prompt batch, the
-  replay batch and the output-distribution blocks, to print before a long CPU run (smollm2-135m,
-  4 built-in prompts: 1.38 GB estimated, 1.32 GB peak RSS measured for logit-lens on them and
-  current-effects on one).
+  replay batch and the output-distribution blocks, to print before a long CPU run;
+  ``benchmarks/bench_scale.py`` sets it beside the measured peak RSS of each model shape.
 
 The estimates are upper-bound style sums of the tensors the engine and the model hold at once;
 they do not model the allocator's caching, so leave headroom (``fraction``). The replay batch
@@ -25,7 +24,9 @@ from depthscope.models.devices import home_device
 LOGIT_BLOCK_ELEMENTS = (
     1 << 24
 )  # the output modules' CHUNK_ELEMENTS: floats per [positions, vocab] block
-RUNTIME_BYTES = 250 * 10**6  # Python, PyTorch and transformers themselves (peak RSS after import)
+# Python, PyTorch, transformers and depthscope themselves: peak RSS after importing the CLI is
+# 0.42 GB on CPU (torch 2.13); the size curve's fp32 peaks sit 0.25-0.3 GB above weights+trace.
+RUNTIME_BYTES = 400 * 10**6
 MAX_AUTO_BATCH = 1024
 CPU_DEFAULT_BATCH = 64
 GB = 1e9
