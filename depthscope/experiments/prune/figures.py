@@ -62,9 +62,13 @@ def draw_prune(doc: dict, folder: Path) -> list[Path]:
         ax.set_xticks(ks)
         ax.set_title(plain(f"{source}"), fontsize=8.5)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, framealpha=0.8)
+    axes[-1].legend(fontsize=7, framealpha=0.8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     name = plain(doc["model"].get("name", "model"))
-    fig.suptitle(
-        f"{name} ({doc['n_layers']} layers): layers removed without retraining", fontsize=9
+    healed = doc.get("healed")
+    how = (
+        f"layers removed; dotted: after {healed['settings']['steps']} LoRA steps of healing"
+        if healed
+        else "layers removed without retraining"
     )
+    fig.suptitle(f"{name} ({doc['n_layers']} layers): {how}", fontsize=9)
     return save_figure(tidy(fig), Path(folder) / STEM)
