@@ -334,25 +334,22 @@ WHY_QUICK = {
 
 
 def timing_sentence(model: str) -> str:
-    """How long the reference run's analyses took, each as its result recorded it."""
+    """How long the reference run's analyses took, as its run.json recorded them."""
     path = REFERENCE / model / "timings.json"
     if not path.exists():
         return f"(no timings kept for {model}: take a default run with --reference)\n"
-    timings = json.loads(path.read_text())
-    total = sum(t["seconds"] for t in timings.values())
-    first = next(iter(timings.values()))
-    ranked = sorted(timings.items(), key=lambda item: -item[1]["seconds"])
-    parts = ", ".join(
-        f"{name.replace('-', ' ')} {_seconds(t['seconds'])}"
-        for name, t in ranked
-        if t["seconds"] >= 0.5
-    )
-    quick = [name for name, t in ranked if t["seconds"] < 0.5]
+    kept = json.loads(path.read_text())
+    timings = kept["timings"]
+    total = sum(timings.values())
+    ranked = sorted(timings.items(), key=lambda item: -item[1])
+    parts = ", ".join(f"{name.replace('-', ' ')} {_seconds(t)}" for name, t in ranked if t >= 0.5)
     note = "".join(
-        f"; {name.replace('-', ' ')} {WHY_QUICK.get(name, 'under a second')}" for name in quick
+        f"; {name.replace('-', ' ')} {WHY_QUICK.get(name, 'under a second')}"
+        for name, t in ranked
+        if t < 0.5
     )
     return (
-        f"{model}'s reference run ({first['n_prompts']} prompts, {first['n_tokens']} tokens): "
+        f"{model}'s reference run ({kept['n_prompts']} prompts, {kept['n_tokens']} tokens): "
         f"analyses **{_seconds(total)}** on the 2-core machine ({parts}{note}).\n"
     )
 
@@ -670,12 +667,10 @@ def keep_contributions(run: Path, folder: Path) -> None:
 
 def keep_timings(run: Path, folder: Path) -> None:
     """Each analysis's seconds as the run recorded them in run.json (its own clock, not a rerun)."""
-    timings = findings_runs._timings(run)
-    if timings:
-        meta = json.loads((run / "run.json").read_text())
-        kept = {name: {"seconds": seconds} for name, seconds in timings.items()}
-        for entry in kept.values():
-            entry.update(n_prompts=meta["n_prompts"], n_tokens=meta["n_tokens"])
+    meta_path = run / "run.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    if meta.get("timings"):
+        kept = {key: meta[key] for key in ("n_prompts", "n_tokens", "timings")}
         (folder / "timings.json").write_text(json.dumps(kept, indent=1) + "\n")
 
 

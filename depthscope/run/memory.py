@@ -24,8 +24,8 @@ from depthscope.models.devices import home_device
 LOGIT_BLOCK_ELEMENTS = (
     1 << 24
 )  # the output modules' CHUNK_ELEMENTS: floats per [positions, vocab] block
-# Python, PyTorch, transformers and depthscope themselves: peak RSS after importing the CLI is
-# 0.42 GB on CPU (torch 2.13); the size curve's fp32 peaks sit 0.25-0.3 GB above weights+trace.
+# Python, PyTorch, transformers and depthscope themselves: the peak RSS after importing the CLI
+# (0.42 GB on CPU with torch 2.13 and transformers 5.25).
 RUNTIME_BYTES = 400 * 10**6
 MAX_AUTO_BATCH = 1024
 CPU_DEFAULT_BATCH = 64
