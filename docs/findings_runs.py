@@ -490,3 +490,57 @@ def distributed_block() -> str:
         f"single-process time was within {off:.0%} of its estimated share of the work; the ranks "
         f"finished {spread:.0f} s apart. Merged results against one process: {merged}.\n"
     )
+
+
+BF16_BENCH = ROOT / "benchmarks" / "results" / "bf16.json"
+
+
+def bf16_table() -> str:
+    """bf16 against fp32 (``bench_bf16.py``): the noise floor where exact arithmetic gives zero,
+    and how far the maps move, on the built-in model and on tiny random models."""
+    if not BF16_BENCH.exists():
+        return "`benchmarks/results/bf16.json`: not measured yet.\n"
+    b = _load(BF16_BENCH)
+    out = [
+        f"`python benchmarks/bench_bf16.py` (CPU, torch {b['torch']}, {b['threads']} threads):",
+        "",
+        "| model, setting | fp32 | bf16 |",
+        "|---|---|---|",
+    ]
+    for w in b["workloads"]:
+        setting = (
+            f"{w['model']}, future-effects, {w['prompts']} prompt{'s' if w['prompts'] > 1 else ''} "
+            f"({w['tokens']} tokens), {w['n_splits']} split points"
+        )
+        lo, hi = w["floor_fp32"], w["floor_bf16"]
+        gap, out_gap = w["effect_gap"], w["output_change_gap"]
+        out += [
+            f"| {setting}: noise floor `effect[s, s]` | max {lo['max']:.1e} | "
+            f"max {hi['max']:.2g}, mean {hi['mean']:.2g} |",
+            f"| same: \\|bf16 − fp32\\| of the layer × layer effect map | — | mean {gap['mean']:.2g}; "
+            f"max {gap['max']:.2g} at an entry whose fp32 value is {w['effect_gap_at_fp32']:.3g}; up "
+            f"to {w['effect_max_relative_where_significant']:.0%} relative where fp32 > "
+            f"{w['significant']} |",
+            f"| same: \\|bf16 − fp32\\| of the output change | — | mean {out_gap['mean']:.2g}, max "
+            f"{out_gap['max']:.2g} (values up to {w['output_change_max']:.2f}) |",
+            f"| same: time (after a warm-up run) | {w['fp32_s']:.1f} s | {w['bf16_s']:.1f} s |",
+        ]
+    tiny = b["tiny"]
+    names = " / ".join(tiny["families"])
+    rows = {
+        "bf16_vs_fp32": "\\|bf16 − fp32\\|",
+        "batch_1_vs_64": "replay batch 1 vs 64 (bf16)",
+        "packed_vs_separate": "split points packed vs separate rows (bf16)",
+    }
+    for key, label in rows.items():
+        g = tiny["max_gap"][key]
+        found = (
+            "identical"
+            if g["effect"] == g["output_change"] == 0
+            else f"effect ≤ {g['effect']:.2g}, output change ≤ {g['output_change']:.2g}"
+        )
+        out.append(
+            f"| tiny random {names}, {len(tiny['prompt_lengths'])} prompts: {label}, max over "
+            f"prompts | — | {found} |"
+        )
+    return "\n".join(out) + "\n"

@@ -608,6 +608,7 @@ GENERATORS = {
     "engine-bench": findings_runs.engine_bench_table,
     "shared-bench": findings_runs.shared_bench_line,
     "distributed-bench": findings_runs.distributed_block,
+    "bf16": findings_runs.bf16_table,
     **{f"attribution:{m}": (lambda m=m: findings_runs.attribution_block(m)) for m in MODELS},
 }
 
