@@ -3,7 +3,8 @@
 Paper §3.3, Fig. 4. For the input ``h_l`` of every layer (row 0 is the embedding),
 ``q_l = softmax(head(h_l))`` is compared with the model's output ``P``: ``KL(q_l ‖ P)`` (direction
 configurable) and the overlap of the top-k token sets (k=5). Work is done in blocks of (layers ×
-positions) sized so that at most ``CHUNK_ELEMENTS`` vocabulary entries exist at once:
+positions): the model's output over at most ``CHUNK_ELEMENTS`` vocabulary entries at once, and
+about ``LENS_ROWS`` lens rows streamed together over vocabulary tiles (``engine.vocab_stream``):
 ``[layers, tokens, vocab]`` is never held. Averaging follows the paper: mean over a prompt's tokens,
 then mean over prompts (``weighting="token"`` weights prompts by length instead).
 
@@ -46,6 +47,9 @@ if TYPE_CHECKING:
     from depthscope.results.document import Result
 
 DIRECTIONS = ("lens||final", "final||lens")
+# rows read through the head together: the head's matmul reaches its peak from a few hundred rows
+# on, and the streamed lens holds only [rows, tile] logits (benchmarks/bench_logit_lens.py)
+LENS_ROWS = 512
 WEIGHTINGS = ("prompt", "token")
 
 
@@ -137,9 +141,8 @@ def lens_prompt(
     """The lens of one prompt's residuals ``[L+1, T, d]``, blockwise over layers and positions;
     with ``lens``, each boundary's residual goes through its translator first (the tuned lens)."""
     n_layers, length = resid.shape[0] - 1, resid.shape[1]
-    budget = max(1, CHUNK_ELEMENTS // vocab_size(adapter))
-    positions = min(length, budget)
-    layers_per_block = max(1, budget // positions)
+    positions = min(length, max(1, CHUNK_ELEMENTS // vocab_size(adapter)))
+    layers_per_block = max(1, LENS_ROWS // positions)
     kl_sum = torch.zeros(n_layers, dtype=torch.float64)
     overlap_sum = torch.zeros(n_layers, dtype=torch.float64)
     top_ids = torch.zeros(n_layers + 1, length, top, dtype=torch.long) if top else None

@@ -7,7 +7,12 @@ each ``[rows, tile]`` piece of logits is reduced while it is in cache — a runn
 softmax) — and only ``k`` candidates per tile are kept for the top-k. The result equals the
 materialised computation (``analyses.logit_lens.lens_metrics``) up to float rounding; the test
 compares them.
+
+On CPU the tile is small (2 048 ids): the head's ``[tile, d]`` weight piece and the ``[rows,
+tile]`` logits then both stay in L3, and the matmul runs at the machine's GEMM peak, where the
+whole vocabulary at once reached about three quarters of it (``benchmarks/bench_logit_lens.py``).
 """
+
 
 from __future__ import annotations
 
@@ -17,7 +22,13 @@ import torch
 
 from depthscope.models.adapters import BoundAdapter
 
-TILE = 8192  # vocabulary ids per piece: [a few hundred rows, TILE] fp32 stays in a CPU's L3
+TILE = 8192  # vocabulary ids per piece on accelerators: fewer, larger kernels
+CPU_TILE = 2048  # on CPU: [a few hundred rows, tile] logits and the [tile, d] weight stay in L3
+
+
+def tile_for(device: torch.device) -> int:
+    return CPU_TILE if device.type == "cpu" else TILE
+
 
 
 @dataclass
@@ -53,12 +64,14 @@ def streamed_lens(
     k: int,
     direction: str,
     top: int = 0,
-    tile: int = TILE,
+    tile: int | None = None,
 ) -> StreamedLens:
     """KL between each row of ``block`` ``[B, T, d]`` read through the model's head and the final
     distribution of its position, the top-k overlap with the final top-k, and the ``max(k, top)``
-    most probable tokens, without holding ``[B, T, V]``."""
+    most probable tokens, without holding ``[B, T, V]``. ``tile``: vocabulary ids per piece
+    (default: :func:`tile_for` the block's device)."""
     n_blocks, length, d = block.shape
+    tile = tile or tile_for(block.device)
     keep = max(k, top)
     lens_first = direction == "lens||final"
     m = total = acc = None
@@ -66,11 +79,14 @@ def streamed_lens(
     for first, logits in adapter.logit_tiles(block.reshape(-1, d), tile):
         z = logits.float().view(n_blocks, length, -1)
         width = z.shape[-1]
-        tile_max = z.amax(-1)
+        best = z.topk(min(keep, width), dim=-1)  # sorted: its first value is the tile's maximum
+        values.append(best.values)
+        ids.append(best.indices + first)
+        tile_max = best.values[..., 0]
         grown = tile_max if m is None else torch.maximum(m, tile_max)
-        e = torch.exp(z - grown[..., None])
+        e = torch.sub(z, grown[..., None]).exp_()
         if lens_first:  # Σ e^{z−m} (z − log p_final): rescaled with S
-            term = torch.linalg.vecdot(e, z - final.logp[:, first : first + width])
+            term = torch.linalg.vecdot(e, z.sub_(final.logp[:, first : first + width]))
         else:  # Σ p_final z: does not depend on m
             term = torch.linalg.vecdot(final.probs[:, first : first + width], z)
         if m is None:
@@ -80,9 +96,6 @@ def streamed_lens(
             total = total * scale + e.sum(-1)
             acc = (acc * scale if lens_first else acc) + term
         m = grown
-        best = z.topk(min(keep, width), dim=-1)
-        values.append(best.values)
-        ids.append(best.indices + first)
     lse = m + total.log()
     # lens‖final: Σ p (z − lse − log p_final), Σ p = 1; final‖lens: Σ p_f log p_f − Σ p_f (z − lse)
     kl = acc / total - lse if lens_first else final.neg_entropy - acc + lse
