@@ -492,6 +492,7 @@ def distributed_block() -> str:
     )
 
 
+LENS_BENCH = ROOT / "benchmarks" / "results" / "logit_lens.json"
 BF16_BENCH = ROOT / "benchmarks" / "results" / "bf16.json"
 
 
@@ -542,5 +543,31 @@ def bf16_table() -> str:
         out.append(
             f"| tiny random {names}, {len(tiny['prompt_lengths'])} prompts: {label}, max over "
             f"prompts | — | {found} |"
+        )
+    return "\n".join(out) + "\n"
+
+
+def lens_bench_table() -> str:
+    """The logit lens streamed over vocabulary tiles against its unembedding FLOP bound (the
+    ``[positions x layers, d] @ [d, V]`` matmuls at the run's measured peak) and against the
+    materialised ``[rows, V]`` computation (``bench_logit_lens.py``)."""
+    if not LENS_BENCH.exists():
+        return "`benchmarks/results/logit_lens.json`: not measured yet.\n"
+    b = _load(LENS_BENCH)
+    out = [
+        f"`python benchmarks/bench_logit_lens.py` ({b['model']}, `{b['data']}`, {b['threads']} "
+        f"threads, torch {b['torch']}, measured fp32 matmul peak {b['matmul_peak_gflops']:.0f} "
+        "GFLOP/s):",
+        "",
+        "| prompts (tokens) | FLOP bound | streamed | materialised | streamed speed-up | "
+        "max \\|ΔKL\\| |",
+        "|---|---|---|---|---|---|",
+    ]
+    for w in b["workloads"]:
+        out.append(
+            f"| {w['prompts']} ({w['tokens']}) | {w['flop_bound_s']:.1f} s | "
+            f"{w['streamed_lens_s']:.1f} s (**{w['streamed_ratio_to_bound']:.2f}×** the bound) | "
+            f"{w['materialised_lens_s']:.1f} s ({w['materialised_ratio_to_bound']:.2f}×) | "
+            f"{w['speedup']:.2f}× | {w['max_abs_diff_kl']:.1e} |"
         )
     return "\n".join(out) + "\n"

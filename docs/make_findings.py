@@ -609,6 +609,7 @@ GENERATORS = {
     "shared-bench": findings_runs.shared_bench_line,
     "distributed-bench": findings_runs.distributed_block,
     "bf16": findings_runs.bf16_table,
+    "lens-bench": findings_runs.lens_bench_table,
     **{f"attribution:{m}": (lambda m=m: findings_runs.attribution_block(m)) for m in MODELS},
 }
 

@@ -36,11 +36,11 @@ from depthscope.analyses.card import (
 from depthscope.analyses.catalog import register
 from depthscope.analyses.verdict import at, rel
 from depthscope.data.sources import DEFAULT_SOURCE, GSM8K
-from depthscope.engine.outputs import CHUNK_ELEMENTS, log_probs, vocab_size
+from depthscope.engine.outputs import CHUNK_ELEMENTS, vocab_size
 from depthscope.engine.state import state_type
 from depthscope.engine.stats import Mean, finite_max
 from depthscope.engine.tuned_lens import TunedLens, load_tuned_lens
-from depthscope.engine.vocab_stream import FinalRows, streamed_lens
+from depthscope.engine.vocab_stream import FinalRows, final_log_probs, streamed_lens
 from depthscope.figures.layers import draw_logit_lens
 
 if TYPE_CHECKING:
@@ -149,7 +149,7 @@ def lens_prompt(
     top_probs = torch.zeros(n_layers + 1, length, top) if top else None
     for start in range(0, length, positions):
         stop = min(start + positions, length)
-        final = FinalRows.of(log_probs(adapter, resid[n_layers, start:stop]), k, direction)
+        final = FinalRows.of(final_log_probs(adapter, resid[n_layers, start:stop]), k, direction)
         if top:
             best = final.logp.topk(top, dim=-1)
             top_ids[n_layers, start:stop] = best.indices.cpu()

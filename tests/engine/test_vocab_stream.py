@@ -13,7 +13,7 @@ from depthscope.analyses.logit_lens import DIRECTIONS, lens_metrics, lens_prompt
 from depthscope.engine.batch import pad_batch
 from depthscope.engine.outputs import log_probs
 from depthscope.engine.trace import trace
-from depthscope.engine.vocab_stream import FinalRows, streamed_lens
+from depthscope.engine.vocab_stream import FinalRows, final_log_probs, streamed_lens
 
 K = 5
 
@@ -59,3 +59,13 @@ def test_a_whole_prompt_matches_one_readout_per_boundary():
         lens = log_probs(lm.adapter, resid[layer])
         want = (lens.exp() * (lens - final)).sum(-1).sum()
         assert abs(float(got.kl_sum[layer]) - float(want)) < 1e-4 * max(1.0, float(want))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("tile", [7, 32, None])  # ragged, even, the device's default
+def test_tiled_final_distribution_equals_one_matmul(family, tile):
+    lm, resid = residuals(family)
+    want = log_probs(lm.adapter, resid[-1])
+    got = final_log_probs(lm.adapter, resid[-1], tile)
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, atol=1e-5)
