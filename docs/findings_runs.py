@@ -68,6 +68,8 @@ def take_map(run: Path) -> None:
     """A ``depthscope map`` run: its result data (matrices of a few kB) and its two figures."""
     result = _load(run / "results" / "linear-map.json")
     kept = {key: result["data"][key] for key in MAP_KEYS}
+    if "ridge_sweep" in result["data"]:  # a run with --ridge-sweep
+        kept["ridge_sweep"] = result["data"]["ridge_sweep"]
     kept["settings"] = result.get("settings", {})
     kept["wall_seconds"] = _timings(run).get("linear-map")
     MAP_REFERENCE.write_text(json.dumps(kept, indent=1) + "\n")
@@ -77,6 +79,44 @@ def take_map(run: Path) -> None:
         if figure.exists():
             shutil.copyfile(figure, FIGURES / f"linear-map_{pair}_{name}.png")
     print(f"reference linear map {pair}: {run}")
+
+
+def ridge_sweep_table() -> str:
+    """Held-out mean relative error per ridge strength, and how many source boundaries change
+    their best target against the run's own ridge, from one ``--ridge-sweep`` run."""
+    doc = _load(MAP_REFERENCE) if MAP_REFERENCE.exists() else {}
+    rows = doc.get("ridge_sweep")
+    if not rows:
+        return _missing("ridge sweep", "--map RUN (a run with --ridge-sweep)")
+    chosen = next(row for row in rows if row["ridge"] == doc["ridge"])
+    best = min(row["rel_err_mean"] for row in rows)
+    n = len(chosen["best_target"])
+
+    def changed(row: dict) -> str:
+        if row is chosen:
+            return "—"
+        moved = sum(a != b for a, b in zip(row["best_target"], chosen["best_target"], strict=True))
+        return "no" if moved == 0 else f"{moved} of {n}"
+
+    def cell(row: dict) -> str:
+        text = f"{row['rel_err_mean']:.4f}"
+        return f"**{text}**" if row["rel_err_mean"] == best else text
+
+    return "\n".join(
+        [
+            f"(`depthscope map {doc['source_model']} {doc['target_model']} --ridge-sweep ...`: "
+            f"{doc['n_train_tokens']} training and {doc['n_val_tokens']} held-out tokens, every "
+            f"strength solved from the same statistics; the run's own ridge is {doc['ridge']:g}; "
+            "bold: the lowest error)",
+            "",
+            "| ridge | " + " | ".join(f"{row['ridge']:g}" for row in rows) + " |",
+            "|---|" + "---|" * len(rows),
+            "| mean rel_err | " + " | ".join(cell(row) for row in rows) + " |",
+            f"| best_target changed against {doc['ridge']:g}? | "
+            + " | ".join(changed(row) for row in rows)
+            + " |",
+        ]
+    ) + "\n"
 
 
 def _relative_correlation(best: list[int], n_from: int, n_to: int) -> float:

@@ -603,6 +603,7 @@ GENERATORS = {
     **{f"depth-score:{m}": (lambda m=m: depth_score_table(m)) for m in MODELS},
     "linear-map": findings_runs.linear_map_block,
     "linear-map-bench": findings_runs.map_bench_table,
+    "ridge-sweep": findings_runs.ridge_sweep_table,
     "task-accuracy": findings_runs.accuracy_table,
     "igrad-bench": findings_runs.igrad_bench_table,
     "engine-bench": findings_runs.engine_bench_table,

@@ -79,6 +79,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         f"(default: {DEFAULT_RIDGE}; 0 = ordinary least squares)",
     )
     parser.add_argument(
+        "--ridge-sweep",
+        type=_ridges,
+        default=(),
+        metavar="R,R,...",
+        help="further ridge strengths to solve from the same statistics and score on the same "
+        "held-out tokens (one pass over the data; the saved maps stay those of --ridge), e.g. "
+        "0,1e-5,1e-3,1e-2,1e-1; each holds one float32 copy of the maps while scoring",
+    )
+    parser.add_argument(
         "--out", type=Path, default=None, help="run directory (default: runs/map-SOURCE-TARGET)"
     )
     add_model_options(parser)
@@ -116,11 +125,23 @@ def iter_texts(spec: str, seed: int) -> Iterator[str]:
         seen, n = len(examples), n * 4
 
 
+def _ridges(text: str) -> tuple[float, ...]:
+    """``0,1e-5,1e-3`` -> floats, with the option named in the error."""
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--ridge-sweep takes comma-separated numbers, e.g. 0,1e-5,1e-3 (got {text!r})"
+        ) from None
+
+
 def _check(args: argparse.Namespace) -> None:
     if args.tokens < 1 or args.val_tokens < 1:
         raise DepthscopeError("--tokens and --val-tokens must be at least 1")
-    if args.ridge < 0:
-        raise DepthscopeError(f"--ridge must be >= 0 (got {args.ridge})")
+    if args.ridge < 0 or any(r < 0 for r in args.ridge_sweep):
+        raise DepthscopeError(
+            f"--ridge and --ridge-sweep must be >= 0 (got {args.ridge}, {list(args.ridge_sweep)})"
+        )
     if args.batch_size < 1:
         raise DepthscopeError("--batch-size must be at least 1")
     if args.memory_gb <= 0:
@@ -133,6 +154,7 @@ def _settings(args: argparse.Namespace) -> dict:
         "tokens": args.tokens,
         "val_tokens": args.val_tokens,
         "ridge": args.ridge,
+        "ridge_sweep": list(args.ridge_sweep),
         "ridge_convention": "lambda = ridge * trace(centred source scatter) / d_source; bias unpenalised",
         "seed": args.seed,
         "max_tokens_per_text": MAX_TOKENS_PER_TEXT,
@@ -177,6 +199,7 @@ def _fit(args: argparse.Namespace, texts, device: str, group, progress) -> tuple
         train_tokens=args.tokens,
         val_tokens=args.val_tokens,
         ridge=args.ridge,
+        ridge_sweep=tuple(args.ridge_sweep),
         batch_size=args.batch_size,
         max_tokens=MAX_TOKENS_PER_TEXT,
         memory_gb=args.memory_gb,

@@ -269,6 +269,27 @@ def test_end_to_end_different_tokenizers_and_target_groups():
     assert torch.allclose(rel_one, rel_split, rtol=1e-6)
 
 
+def test_ridge_sweep_equals_one_fit_per_ridge():
+    """The sweep solves every strength from one pass of statistics; each entry must be what a
+    separate fit with that ridge finds, and the main result must not change."""
+    tok = CharTokenizer()
+    source = _with_tokenizer(tiny_model("llama"), tok)
+    target = _with_tokenizer(tiny_model("gpt_neox"), tok)
+    kwargs = dict(train_tokens=400, val_tokens=100, batch_size=4)
+    swept = fit_linear_maps(source, target, TEXTS, ridge=1e-3, ridge_sweep=(0.0, 1e-1), **kwargs)
+    assert [row["ridge"] for row in swept["ridge_sweep"]] == [0.0, 1e-3, 1e-1]
+    for row in swept["ridge_sweep"]:
+        alone = fit_linear_maps(source, target, TEXTS, ridge=row["ridge"], **kwargs)
+        rel = torch.as_tensor(alone["rel_err"])
+        assert row["rel_err_mean"] == pytest.approx(float(rel.mean()), rel=1e-9)
+        assert row["best_target"] == alone["best_target"]
+        if row["ridge"] == 1e-3:
+            assert torch.equal(torch.as_tensor(swept["rel_err"]), rel)
+    means = [row["rel_err_mean"] for row in swept["ridge_sweep"]]
+    assert len(set(means)) == 3  # the strengths are really different fits
+    assert "ridge_sweep" not in fit_linear_maps(source, target, TEXTS, ridge=1e-3, **kwargs)
+
+
 def test_too_few_tokens_is_a_one_line_error():
     tok = CharTokenizer()
     source = _with_tokenizer(tiny_model("llama"), tok)
@@ -298,3 +319,15 @@ def test_map_command_writes_result_run_and_figures(tiny_model_dir, tmp_path, cap
         "linear-map_rel_err.png",
     ]
     assert "best target layer" in capsys.readouterr().out
+
+
+def test_ridge_sweep_option_parses_and_refuses_what_is_not_a_number(capsys):
+    from depthscope.cli.maps import add_parser
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["map", "a", "b", "--ridge-sweep", "0,1e-5,0.1"])
+    assert args.ridge_sweep == (0.0, 1e-5, 0.1)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["map", "a", "b", "--ridge-sweep", "0,small"])
+    assert "--ridge-sweep takes comma-separated numbers" in capsys.readouterr().err

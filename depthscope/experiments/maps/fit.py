@@ -126,14 +126,20 @@ def split_digest(split: Split) -> str:
 
 
 def target_groups(
-    n_source: int, d_source: int, n_target: int, d_target: int, memory_bytes: float
+    n_source: int,
+    d_source: int,
+    n_target: int,
+    d_target: int,
+    memory_bytes: float,
+    n_maps: int = 1,
 ) -> list[list[int]]:
     """Target boundaries per pass so that statistics plus float32 maps fit in ``memory_bytes``.
 
-    Per target boundary: ``(8 + 4) (M+1) (d_s+1) d_t`` bytes (float64 sums, float32 copy of the
-    solved maps for prediction); plus ``8 (M+1) (d_s+1)^2`` once for the Gram matrices.
+    Per target boundary: ``(8 + 4 n_maps) (M+1) (d_s+1) d_t`` bytes (float64 sums, a float32 copy
+    of the solved maps for prediction per ridge strength scored); plus ``8 (M+1) (d_s+1)^2`` once
+    for the Gram matrices.
     """
-    per_target = 12 * n_source * (d_source + 1) * d_target
+    per_target = (8 + 4 * n_maps) * n_source * (d_source + 1) * d_target
     fixed = 8 * n_source * (d_source + 1) ** 2
     size = max(1, int((memory_bytes - fixed) // per_target))
     size = min(size, n_target)
@@ -214,9 +220,13 @@ def fit_linear_maps(
     predict_dtype: torch.dtype = torch.float32,
     progress: Progress | None = None,
     group: Distributed | None = None,
+    ridge_sweep: tuple[float, ...] = (),
 ) -> dict:
     """Fit ``f_{m,l}: h^source_m -> h^target_l`` for every boundary pair; return the result data.
 
+    ``ridge_sweep``: further ridge strengths solved from the same statistics and scored on the
+    same held-out tokens (one pass over the data for all), reported as ``ridge_sweep``; the
+    result's maps are those of ``ridge``.
     ``ridge`` is relative (see :mod:`depthscope.experiments.maps.ridge`). Validation predictions are made in
     ``predict_dtype`` (sums stay float64). Returns the ``data`` section of a ``linear-map`` result
     (on every rank of ``group``; ``seconds`` are this process's).
@@ -227,7 +237,8 @@ def fit_linear_maps(
     split = split_texts(aligner, texts, train_tokens, val_tokens)
     n_src, d_src = source.n_layers + 1, source.d_model
     n_tgt, d_tgt = target.n_layers + 1, target.d_model
-    if ridge == 0 and train_tokens <= d_src + 1:
+    sweep = [r for r in dict.fromkeys(ridge_sweep) if r != ridge]
+    if (ridge == 0 or 0 in sweep) and train_tokens <= d_src + 1:
         raise DepthscopeError(
             f"{train_tokens} training tokens cannot determine a {d_src}+1-dimensional map without "
             f"ridge; use --tokens well above {d_src + 1} or --ridge > 0"
@@ -237,8 +248,9 @@ def fit_linear_maps(
             f"note: {train_tokens} training tokens for {d_src + 1} coefficients per output "
             f"dimension; held-out errors include overfitting (more --tokens or a larger --ridge)"
         )
-    groups = target_groups(n_src, d_src, n_tgt, d_tgt, memory_gb * 2**30)
+    groups = target_groups(n_src, d_src, n_tgt, d_tgt, memory_gb * 2**30, 1 + len(sweep))
     rel_err = torch.full((n_src, n_tgt), float("nan"), dtype=torch.float64)
+    swept = {r: rel_err.clone() for r in sweep}
     r2 = rel_err.clone()
     baseline = torch.full((n_tgt,), float("nan"), dtype=torch.float64)
     lams = torch.zeros(n_src, dtype=torch.float64)
@@ -267,23 +279,42 @@ def fit_linear_maps(
             clock.timed("statistics", stats.all_reduce, group)
         progress.note(f"solving {n_src}x{len(targets)} ridge maps{tag}")
         maps = clock.timed("solve", solve, stats, ridge, dtype=predict_dtype, names=names)
+        others = {
+            r: clock.timed("solve", solve, stats, r, dtype=predict_dtype, names=names)
+            for r in sweep
+        }
         mean = stats.target_mean()
         lams = maps.lam
         del stats
         metrics = HeldOutMetrics.zeros(n_src, len(targets), d_tgt)
+        other_metrics = {r: HeldOutMetrics.zeros(n_src, len(targets), d_tgt) for r in sweep}
         progress.start(f"held-out error, {split.n_val} tokens{tag}", n_val_texts)
         for batch in val_batches:
             x, y = _residuals(source, target, batch, targets, clock)
             clock.timed("validation", metrics.update, maps, x, y)
             clock.timed("validation", metrics.add_baseline, mean, y)
+            for r, found in other_metrics.items():
+                clock.timed("validation", found.update, others[r], x, y)
             progress.advance(len(batch))
         if group is not None:
             clock.timed("validation", metrics.all_reduce, group)
-        del maps
+            for found in other_metrics.values():
+                clock.timed("validation", found.all_reduce, group)
+        del maps, others
         rel_err[:, targets] = metrics.rel_err()
+        for r, found in other_metrics.items():
+            swept[r][:, targets] = found.rel_err()
         r2[:, targets] = metrics.r2()
         baseline[targets] = metrics.baseline()
     best, correlation = _best_and_correlation(rel_err)
+    sweep_rows = [
+        {
+            "ridge": r,
+            "rel_err_mean": float(err.mean()),
+            "best_target": _best_and_correlation(err)[0],
+        }
+        for r, err in sorted({ridge: rel_err, **swept}.items())
+    ]
     best_source = rel_err.argmin(dim=0).tolist()  # per target: less confounded by hard targets
     seconds = {k: round(v, 3) for k, v in clock.seconds.items()}
     seconds["total"] = round(time.perf_counter() - started, 3)
@@ -310,6 +341,7 @@ def fit_linear_maps(
         "target_model": target.name,
         "ridge": ridge,
         "ridge_lambda": lams,
+        **({"ridge_sweep": sweep_rows} if sweep else {}),
         "target_groups": len(groups),
         "seconds": seconds,
         "statistics_tokens_per_s": split.n_train * len(groups) / max(seconds["statistics"], 1e-9),
