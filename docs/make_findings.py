@@ -35,6 +35,8 @@ depth score per task and level with its interval, and whether it rises with diff
         # --analyses erasure,igrad runs on builtin:paper (``attribution:MODEL``)
     python docs/make_findings.py --accuracy accuracy.json
         # benchmarks/task_accuracy.py --out JSON (``task-accuracy``)
+    python docs/make_findings.py --training runs
+        # the E11/E12 runs of docs/training.md under runs/e11, runs/e12 (``e11-*``, ``e12-*``)
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ from depthscope.results.summary import (
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling module, also by path
 import findings_runs  # noqa: E402
+import findings_training  # noqa: E402
 
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
@@ -610,6 +613,19 @@ GENERATORS = {
     "shared-bench": findings_runs.shared_bench_line,
     "distributed-bench": findings_runs.distributed_block,
     "bf16": findings_runs.bf16_table,
+    **{
+        key: getattr(findings_training, key.replace("-", "_"))
+        for key in (
+            "e11-runs",
+            "e11-table",
+            "e11-reading",
+            "e12-runs",
+            "e12-accuracy",
+            "e12-table",
+            "e12-reading",
+            "e12-igrad",
+        )
+    },
     "lens-bench": findings_runs.lens_bench_table,
     **{f"attribution:{m}": (lambda m=m: findings_runs.attribution_block(m)) for m in MODELS},
 }
@@ -867,6 +883,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--map", type=Path, help="a depthscope map run directory")
     parser.add_argument("--attribution", nargs="+", type=Path, help="erasure,igrad run directories")
     parser.add_argument("--accuracy", type=Path, help="task_accuracy.py --out JSON")
+    parser.add_argument("--training", type=Path, help="folder ROOT of the E11/E12 runs")
     args = parser.parse_args(argv)
     if args.prune:
         take_prune(args.prune)
@@ -878,6 +895,8 @@ def main(argv: list[str] | None = None) -> int:
         findings_runs.take_attribution(args.attribution)
     if args.accuracy:
         findings_runs.take_accuracy(args.accuracy)
+    if args.training:
+        findings_training.take_training(args.training)
     if args.reference:
         take_references(args.reference)
     if args.study:

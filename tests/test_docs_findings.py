@@ -101,3 +101,52 @@ def test_linear_map_rule_tells_a_diagonal_from_a_reversed_match(tmp_path, monkey
     assert "**1.000**" in block and "**it follows relative depth**" in block
     runs.MAP_REFERENCE.write_text(json.dumps(_map_reference([0, 8, 6, 4, 2], 8)))
     assert "**it does not**" in runs.linear_map_block()
+
+
+def test_ridge_sweep_table_marks_the_lowest_error_and_counts_moved_targets(tmp_path, monkeypatch):
+    runs = findings_runs()
+    monkeypatch.setattr(runs, "MAP_REFERENCE", tmp_path / "map.json")
+    doc = _map_reference([0, 2, 4, 6, 8], 8)
+    doc["ridge_sweep"] = [
+        {"ridge": 0.0, "rel_err_mean": 0.41, "best_target": [0, 2, 4, 6, 8]},
+        {"ridge": 1e-4, "rel_err_mean": 0.40, "best_target": [0, 2, 4, 6, 8]},
+        {"ridge": 0.1, "rel_err_mean": 0.45, "best_target": [0, 3, 5, 6, 8]},
+    ]
+    runs.MAP_REFERENCE.write_text(json.dumps(doc))
+    table = runs.ridge_sweep_table()
+    assert "| mean rel_err | 0.4100 | **0.4000** | 0.4500 |" in table
+    assert "| no | — | 2 of 5 |" in table
+
+
+def _training_run(interp: float, count: tuple, operands: tuple) -> dict:
+    """A kept E11 run: its last evaluation and the two depth measures with their intervals."""
+    low, value, high = count
+    return {
+        "training": {"evaluations": [{"step": 3000, "mean_accuracy": {"interpolate": interp}}]},
+        "verdict": {
+            "future_use": {"count": value, "count_interval": {"low": low, "high": high}},
+            "operands": {
+                "layer": operands[1],
+                "interval": {"low": operands[0], "high": operands[2]},
+            },
+        },
+    }
+
+
+def test_e11_rule_needs_separated_intervals_and_a_trained_answer_only_model(monkeypatch):
+    findings_script()  # puts docs/ on the path
+    import findings_training as training
+
+    e11 = {
+        # transformer: answer-only uses more layers beyond the intervals and learned enough
+        "transformer-all": _training_run(0.6, (3, 4, 4), (5, 5, 6)),
+        "transformer-answer": _training_run(0.5, (6, 7, 7), (5, 6, 6)),
+        # shared: overlapping intervals, and the answer-only model learned too little
+        "shared-all": _training_run(0.6, (3, 4, 5), (5, 6, 7)),
+        "shared-answer": _training_run(0.1, (4, 5, 6), (5, 6, 7)),
+    }
+    monkeypatch.setattr(training, "_reference", lambda: {"e11": e11})
+    transformer, shared = training.e11_reading().splitlines()[:2]
+    assert "**uses more depth**" in transformer and "no test" not in transformer
+    assert "not distinguishable" in shared and "**does not use more depth**" in shared
+    assert "no test of the paper's claim" in shared
