@@ -18,6 +18,7 @@ ROOT = DOCS.parent
 REFERENCE = DOCS / "reference"
 FIGURES = DOCS / "figures"
 MAP_REFERENCE = REFERENCE / "linear-map.json"
+RIDGE_REFERENCE = REFERENCE / "linear-map-ridge-sweep.json"
 ACCURACY_REFERENCE = REFERENCE / "task-accuracy.json"
 MAP_BENCH = ROOT / "benchmarks" / "results" / "linear_map.json"
 MAP_FIGURES = ("rel_err", "best_match")
@@ -68,8 +69,13 @@ def take_map(run: Path) -> None:
     """A ``depthscope map`` run: its result data (matrices of a few kB) and its two figures."""
     result = _load(run / "results" / "linear-map.json")
     kept = {key: result["data"][key] for key in MAP_KEYS}
-    if "ridge_sweep" in result["data"]:  # a run with --ridge-sweep
+    if "ridge_sweep" in result["data"]:
+        # a --ridge-sweep run holds extra maps while scoring (more passes, other times): it is
+        # kept for its sweep alone, beside the default run's reference
         kept["ridge_sweep"] = result["data"]["ridge_sweep"]
+        RIDGE_REFERENCE.write_text(json.dumps(kept, indent=1) + "\n")
+        print(f"reference ridge sweep: {run}")
+        return
     kept["settings"] = result.get("settings", {})
     kept["wall_seconds"] = _timings(run).get("linear-map")
     MAP_REFERENCE.write_text(json.dumps(kept, indent=1) + "\n")
@@ -84,7 +90,7 @@ def take_map(run: Path) -> None:
 def ridge_sweep_table() -> str:
     """Held-out mean relative error per ridge strength, and how many source boundaries change
     their best target against the run's own ridge, from one ``--ridge-sweep`` run."""
-    doc = _load(MAP_REFERENCE) if MAP_REFERENCE.exists() else {}
+    doc = _load(RIDGE_REFERENCE) if RIDGE_REFERENCE.exists() else {}
     rows = doc.get("ridge_sweep")
     if not rows:
         return _missing("ridge sweep", "--map RUN (a run with --ridge-sweep)")

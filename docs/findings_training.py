@@ -241,14 +241,14 @@ def _shown(value: float | None, interval: dict | None) -> str:
     return f"{value:g} [{interval['low']:g}, {interval['high']:g}]"
 
 
-def _versus(a: dict | None, b: dict | None) -> str:
+def _versus(a: dict | None, b: dict | None, label: str = "with answers only") -> str:
     """``b`` against ``a`` by their 90 % intervals: higher, lower, or not distinguishable."""
     if not a or not b or a.get("low") is None or b.get("low") is None:
         return "not comparable"
     if b["low"] > a["high"]:
-        return "higher with answers only"
+        return f"higher {label}"
     if b["high"] < a["low"]:
-        return "lower with answers only"
+        return f"lower {label}"
     return "not distinguishable at these prompt counts"
 
 
@@ -406,11 +406,40 @@ def e12_reading() -> str:
     doc = _reference()
     if doc is None:
         return MISSING
-    lines = [f"- {difference_line(row)}" for row in doc["e12"]["differences"]]
+    e12 = doc["e12"]
+    rows = e12["differences"]
+    lines = [f"- {difference_line(row)}" for row in rows]
+    base_name, base = next(iter(e12["models"].items()))
+    base_use = base["future"]["future_use"]
+    summary = []
+    for name in list(e12["models"])[1:]:
+        use = e12["models"][name]["future"]["future_use"]
+        mine = [r["verdict"] for r in rows if name in r["runs"]]
+        # compare words each row from the base's side: "earlier in base" = deeper after tuning
+        deeper = sum(v.startswith("earlier") for v in mine)
+        shallower = sum(v.startswith("later") for v in mine)
+        if deeper and shallower:
+            moved = "its change points move in opposite directions (no single deeper or shallower)"
+        elif deeper:
+            moved = "its change points move deeper"
+        elif shallower:
+            moved = "its change points move shallower"
+        else:
+            moved = "its change points do not move beyond their intervals"
+        summary.append(
+            f"- `{name}` against `{base_name}`: {moved}; layers used by future tokens "
+            f"{_shown(use['count'], use.get('count_interval'))} vs "
+            f"{_shown(base_use['count'], base_use.get('count_interval'))}: "
+            f"{_versus(base_use.get('count_interval'), use.get('count_interval'), 'after tuning')}."
+        )
     return (
         "`depthscope compare` of the three future-effect runs (each fine-tuned model against the "
         "base; relative depth with its 90 % prompt-bootstrap interval, and whether the intervals "
-        "separate):\n\n" + "\n".join(lines) + "\n"
+        "separate):\n\n"
+        + "\n".join(lines)
+        + "\n\nBy the same rule (intervals that do not overlap), per fine-tuned model:\n\n"
+        + "\n".join(summary)
+        + "\n"
     )
 
 

@@ -105,14 +105,14 @@ def test_linear_map_rule_tells_a_diagonal_from_a_reversed_match(tmp_path, monkey
 
 def test_ridge_sweep_table_marks_the_lowest_error_and_counts_moved_targets(tmp_path, monkeypatch):
     runs = findings_runs()
-    monkeypatch.setattr(runs, "MAP_REFERENCE", tmp_path / "map.json")
+    monkeypatch.setattr(runs, "RIDGE_REFERENCE", tmp_path / "sweep.json")
     doc = _map_reference([0, 2, 4, 6, 8], 8)
     doc["ridge_sweep"] = [
         {"ridge": 0.0, "rel_err_mean": 0.41, "best_target": [0, 2, 4, 6, 8]},
         {"ridge": 1e-4, "rel_err_mean": 0.40, "best_target": [0, 2, 4, 6, 8]},
         {"ridge": 0.1, "rel_err_mean": 0.45, "best_target": [0, 3, 5, 6, 8]},
     ]
-    runs.MAP_REFERENCE.write_text(json.dumps(doc))
+    runs.RIDGE_REFERENCE.write_text(json.dumps(doc))
     table = runs.ridge_sweep_table()
     assert "| mean rel_err | 0.4100 | **0.4000** | 0.4500 |" in table
     assert "| no | — | 2 of 5 |" in table
