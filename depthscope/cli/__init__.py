@@ -27,6 +27,7 @@ from depthscope.cli import (
 from depthscope.cli.options import quiet_libraries
 from depthscope.core.allocator import keep_freed_memory
 from depthscope.core.errors import DepthscopeError
+from depthscope.core.interrupts import interrupts_not_lost, pending
 from depthscope.run.runner import RunInterrupted
 
 DESCRIPTION = """\
@@ -82,7 +83,15 @@ def main(argv: list[str] | None = None) -> int:
         quiet_libraries()
     keep_freed_memory()
     try:
-        return args.handler(args)
+        with interrupts_not_lost():
+            code = args.handler(args)
+            if pending():  # swallowed after the last progress update: the work is complete
+                print(
+                    "depthscope: interrupted after the work finished; the results are complete",
+                    file=sys.stderr,
+                )
+                return 130
+            return code
     except RunInterrupted as exc:
         print(f"depthscope: {exc}", file=sys.stderr)
         return 130

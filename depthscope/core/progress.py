@@ -24,6 +24,8 @@ from rich.progress import (
 )
 from rich.progress import Progress as RichBars
 
+from depthscope.core.interrupts import check  # each update raises a Ctrl-C a finaliser swallowed
+
 
 class Progress:
     """Where work is reported; the silent default does nothing (tests, library use)."""
@@ -78,18 +80,22 @@ class LineProgress(Progress):
         print(f"[{time.strftime('%H:%M:%S')}] {text}", file=self.stream, flush=True)
 
     def start(self, label: str, total: int) -> None:
+        check()
         self.label, self.total, self.done = label, max(int(total), 0), 0
         self.unit_started = time.monotonic()
         self._maybe_report()
 
     def advance(self, steps: int = 1) -> None:
+        check()
         self.done += steps
         self._maybe_report(final=self.done >= self.total)
 
     def stage(self, text: str) -> None:
+        check()
         self.where = text
 
     def note(self, text: str) -> None:
+        check()
         self._line(text)
 
     def _maybe_report(self, final: bool = False) -> None:
@@ -137,9 +143,11 @@ class RichProgress(Progress):
         self.bars.__exit__(*exc)
 
     def note(self, text: str) -> None:
+        check()
         self.bars.console.print(text, markup=False, highlight=False)
 
     def stage(self, text: str) -> None:
+        check()
         self.where = text
 
     def _close(self) -> None:
@@ -148,11 +156,13 @@ class RichProgress(Progress):
             self.task = None
 
     def start(self, label: str, total: int) -> None:
+        check()
         self._close()
         description = f"{self.where} · {label}" if self.where else label
         self.task = self.bars.add_task(description, total=total)
 
     def advance(self, steps: int = 1) -> None:
+        check()
         if self.task is not None:
             self.bars.advance(self.task, steps)
 
