@@ -108,21 +108,24 @@ def ridge_sweep_table() -> str:
         text = f"{row['rel_err_mean']:.4f}"
         return f"**{text}**" if row["rel_err_mean"] == best else text
 
-    return "\n".join(
-        [
-            f"(`depthscope map {doc['source_model']} {doc['target_model']} --ridge-sweep ...`: "
-            f"{doc['n_train_tokens']} training and {doc['n_val_tokens']} held-out tokens, every "
-            f"strength solved from the same statistics; the run's own ridge is {doc['ridge']:g}; "
-            "bold: the lowest error)",
-            "",
-            "| ridge | " + " | ".join(f"{row['ridge']:g}" for row in rows) + " |",
-            "|---|" + "---|" * len(rows),
-            "| mean rel_err | " + " | ".join(cell(row) for row in rows) + " |",
-            f"| best_target changed against {doc['ridge']:g}? | "
-            + " | ".join(changed(row) for row in rows)
-            + " |",
-        ]
-    ) + "\n"
+    return (
+        "\n".join(
+            [
+                f"(`depthscope map {doc['source_model']} {doc['target_model']} --ridge-sweep ...`: "
+                f"{doc['n_train_tokens']} training and {doc['n_val_tokens']} held-out tokens, every "
+                f"strength solved from the same statistics; the run's own ridge is {doc['ridge']:g}; "
+                "bold: the lowest error)",
+                "",
+                "| ridge | " + " | ".join(f"{row['ridge']:g}" for row in rows) + " |",
+                "|---|" + "---|" * len(rows),
+                "| mean rel_err | " + " | ".join(cell(row) for row in rows) + " |",
+                f"| best_target changed against {doc['ridge']:g}? | "
+                + " | ".join(changed(row) for row in rows)
+                + " |",
+            ]
+        )
+        + "\n"
+    )
 
 
 def _relative_correlation(best: list[int], n_from: int, n_to: int) -> float:

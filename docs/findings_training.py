@@ -17,8 +17,9 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from findings_runs import FIGURES, REFERENCE, _load, _timings
+from findings_runs import FIGURES, REFERENCE, _load, _missing, _timings
 
+from depthscope.analyses import bootstrap
 from depthscope.results.compare import difference_line
 
 TRAINING_REFERENCE = REFERENCE / "training.json"
@@ -40,9 +41,7 @@ def _training(folder: Path) -> dict:
         "parameters": record.get("parameters"),
         "steps": record["steps_done"],
         "seconds": record["seconds"],
-        "settings": {
-            k: settings.get(k) for k in ("loss", "steps", "batch_size", "seq_len", "lr")
-        },
+        "settings": {k: settings.get(k) for k in ("loss", "steps", "batch_size", "seq_len", "lr")},
         "eval_examples": record.get("identity", {}).get("eval_examples"),
         "loss_start": round(losses[min(FIRST_STEP, len(losses)) - 1], 4),
         "loss_end": round(float(np.mean(losses[-LAST_STEPS:])), 4),
@@ -111,9 +110,10 @@ def take_training(root: Path) -> None:
         fe, erasure = root / "e12" / f"{model}-fe", root / "e12" / f"{model}-erasure"
         e12["models"][model] = {"future": _verdict(fe), "erasure": _verdict(erasure)}
     compare = _load(root / "e12" / "compare" / "compare.json")
+    # the indicators' rows only: the consensus row restates them, and e12_reading counts rows
     e12["differences"] = [
         row for row in compare["differences"] if row["quantity"] != "consensus transition"
-    ] or compare["differences"]
+    ]
     _copy_figure(root / "e12" / "compare", "compare_future-effect", "e12_compare_future-effect")
     _copy_figure(
         root / "e12" / "smollm2-135m-erasure", "erasure_prompt0", "e12_base_erasure_prompt0"
@@ -138,10 +138,7 @@ def _reference() -> dict | None:
     return _load(TRAINING_REFERENCE) if TRAINING_REFERENCE.exists() else None
 
 
-MISSING = (
-    "E11/E12: no reference runs kept yet (run the commands above into one folder ROOT, then "
-    "`python docs/make_findings.py --training ROOT`).\n"
-)
+MISSING = _missing("E11/E12", "--training ROOT")
 
 
 def _pct(value: float) -> str:
@@ -234,11 +231,12 @@ def e11_table() -> str:
 
 
 def _shown(value: float | None, interval: dict | None) -> str:
-    if value is None:
-        return "none"
+    """``5 [3, 5]`` as the verdict prints it (:meth:`bootstrap.Interval.text`)."""
     if not interval or interval.get("low") is None:
-        return f"{value:g}"
-    return f"{value:g} [{interval['low']:g}, {interval['high']:g}]"
+        return "none" if value is None else f"{value:g}"
+    return bootstrap.Interval(
+        value, interval["low"], interval["high"], interval.get("none_share", 0.0), 0
+    ).text()
 
 
 def _versus(a: dict | None, b: dict | None, label: str = "with answers only") -> str:

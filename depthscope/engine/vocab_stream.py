@@ -13,7 +13,6 @@ tile]`` logits then both stay in L3, and the matmul runs at the machine's GEMM p
 whole vocabulary at once reached about three quarters of it (``benchmarks/bench_logit_lens.py``).
 """
 
-
 from __future__ import annotations
 
 from dataclasses import dataclass
