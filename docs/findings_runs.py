@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from depthscope.analyses import bootstrap
+from depthscope.verdict import bootstrap
 
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent

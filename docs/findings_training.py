@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from findings_runs import FIGURES, REFERENCE, _load, _missing, _timings
 
-from depthscope.analyses import bootstrap
 from depthscope.results.compare import difference_line
+from depthscope.verdict import bootstrap
 
 TRAINING_REFERENCE = REFERENCE / "training.json"
 E11 = ("transformer-all", "transformer-answer", "shared-all", "shared-answer")

@@ -51,15 +51,15 @@ from pathlib import Path
 
 import numpy as np
 
-from depthscope.analyses import bootstrap
 from depthscope.figures.common import new_figure, new_grid, save_figure, tidy
 from depthscope.results.compare import difference, difference_line, located
-from depthscope.results.summary import (
+from depthscope.verdict import bootstrap
+from depthscope.verdict.card import summary_lines
+from depthscope.verdict.summary import (
     Summary,
     first_prompts,
     load_results,
     summarize_results,
-    summary_lines,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling module, also by path

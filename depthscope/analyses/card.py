@@ -22,6 +22,7 @@ import numpy as np
 from depthscope.core.errors import DepthscopeError
 from depthscope.figures.common import figure_bytes
 from depthscope.figures.files import plot_result
+from depthscope.verdict import bootstrap
 
 if TYPE_CHECKING:
     from depthscope.figures.common import Figures
@@ -55,6 +56,10 @@ class Profile:
     profile with an ``indicator`` name is evidence for the transition (the second regime's
     start): its change point is expected to be a step ``expected`` ("down" or "up"), fitted in log
     scale when ``log`` (positive ratios and norms). ``order`` places it among the indicators.
+    ``importance`` says how its threshold-free effective depth weighs each index
+    (:mod:`depthscope.verdict.depth`); ``paper`` reads the same profile under the paper's
+    aggregation where it differs from the verdict's mean over prompts (the max over prompts of
+    the skip experiments), so the verdict can show both.
     """
 
     name: str  # compare's quantity name, e.g. "future-effect"
@@ -71,14 +76,43 @@ class Profile:
     # a data key whose presence means a better-aggregated profile of the same indicator
     # replaces this one as evidence (compare still offers both)
     replaced_by: str | None = None
+    # per prompt, each split point's data [S, ...] (None: the result has none) and how a
+    # prompt's profile follows from their elementwise max: the verdict resamples split points
+    per_split: Callable[[dict], list[np.ndarray] | None] | None = None
+    of_split_max: Callable[[np.ndarray], np.ndarray] | None = None
+    importance: str = "value"  # "value", "one-minus" or "dissimilarity" (verdict.depth)
+    paper: Callable[[dict], np.ndarray] | None = None
+    paper_label: str = ""  # how ``paper`` aggregates, e.g. "max over prompts"
 
     def offered_by(self, data: dict) -> bool:
         """Whether a saved result of its analysis holds this profile."""
         return self.requires is None or self.requires in data
 
+    def sampled(self, data: dict) -> tuple[np.ndarray, np.ndarray | None, int | None]:
+        """(the verdict's profile, its bootstrap draws ``[draws, n]``, the prompt count).
+
+        The profile is the weighted mean of the per-prompt profiles; the draws resample prompts,
+        and split points too where the result keeps each split point's data. Results saved
+        without per-prompt data give the saved aggregate and no draws.
+        """
+        if self.per_prompt is None or not data.get("per_prompt"):
+            return np.asarray(self.read(data), dtype=float), None, None
+        values, weights = self.per_prompt(data)
+        mean = bootstrap.weighted_mean(values, weights)
+        splits = self.per_split(data) if self.per_split is not None else None
+        if splits is not None and self.of_split_max is not None:
+            samples = bootstrap.split_resampled(splits, weights, self.of_split_max)
+        else:
+            samples = bootstrap.resampled(values, weights, bootstrap.draws(len(weights)))
+        return mean, samples, len(weights)
+
+    def preferred_in(self, data: dict) -> bool:
+        """Whether ``data`` holds this profile and no better-aggregated one replacing it."""
+        return self.offered_by(data) and self.replaced_by not in data
+
     def evidence_in(self, data: dict) -> bool:
         """Whether this profile is the verdict's evidence for its indicator in ``data``."""
-        return bool(self.indicator) and self.offered_by(data) and self.replaced_by not in data
+        return bool(self.indicator) and self.preferred_in(data)
 
 
 PerPrompt = Callable[[dict], tuple[np.ndarray, np.ndarray]]
@@ -98,6 +132,19 @@ def per_prompt_key(
         )
         weights = np.array([float(e.get(weight, 1)) if weight else 1.0 for e in entries])
         return values, weights
+
+    return read
+
+
+def per_split_key(key: str) -> Callable[[dict], list[np.ndarray] | None]:
+    """Each prompt's per-split data ``data["per_prompt"][i][key]`` (None unless every prompt
+    has it: results saved before split points were kept)."""
+
+    def read(data: dict) -> list[np.ndarray] | None:
+        entries = data.get("per_prompt") or []
+        if not entries or not all(key in e for e in entries):
+            return None
+        return [np.asarray(e[key], dtype=float) for e in entries]
 
     return read
 

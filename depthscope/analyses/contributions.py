@@ -123,6 +123,7 @@ class Contributions(Analysis):
             log=False,  # signed
             figure="contributions_avg_cossims",
             order=4,
+            importance="dissimilarity",
             per_prompt=per_prompt_key("cos_layer", weight="n_tokens"),
         ),
     )

@@ -22,17 +22,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from depthscope.analyses import bootstrap
 from depthscope.analyses.base import Analysis, PromptBatch, RunContext, Tally
 from depthscope.analyses.card import Finding, PaperRef, Preset, VerdictRule
 from depthscope.analyses.catalog import register
 from depthscope.analyses.effects import AGGREGATES, Aggregates, skip_sweep
-from depthscope.analyses.verdict import rel
 from depthscope.core.errors import DepthscopeError
 from depthscope.data.sources import split_rule_for
 from depthscope.engine.state import state_type
 from depthscope.engine.sweep import Window, run_sweep
 from depthscope.figures.depth import draw_depth_score
+from depthscope.verdict import bootstrap
+from depthscope.verdict.words import rel
 
 if TYPE_CHECKING:
     from depthscope.results.document import Result

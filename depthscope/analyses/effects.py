@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from depthscope.analyses import bootstrap, rules
 from depthscope.analyses.base import Analysis, PromptBatch, PromptView, Tally
 from depthscope.analyses.card import (
     Finding,
@@ -31,16 +30,19 @@ from depthscope.analyses.card import (
     VerdictRule,
     data_key,
     per_prompt_key,
+    per_split_key,
 )
 from depthscope.analyses.catalog import register
 from depthscope.analyses.splits import SplitSettings, splits_for
-from depthscope.analyses.verdict import rel
 from depthscope.data.sources import DEFAULT_SOURCE, GSM8K
 from depthscope.engine.interventions import PARTS, Knockout
 from depthscope.engine.state import state_type
 from depthscope.engine.stats import Max, Mean, finite_mean, first_vs_second_half, relative_change
 from depthscope.engine.sweep import Sweep, Window, run_joint_sweep, run_sweep, sweep_cost
 from depthscope.figures.layers import draw_effects, effect_parts
+from depthscope.verdict import bootstrap, rules
+from depthscope.verdict.sensitivity import sweep
+from depthscope.verdict.words import layer_ranges, rel
 
 if TYPE_CHECKING:
     from depthscope.results.document import Result
@@ -121,38 +123,25 @@ def later_layer_effect(effect) -> np.ndarray:
     return np.array([finite_mean(effect[s, s + 1 :]) for s in range(effect.shape[0])])
 
 
-def _future_use_count(values: np.ndarray) -> int | None:
-    use = rules.future_use(values)
-    return None if use is None else len(use.layers)
-
-
-def _future_use_deepest(values: np.ndarray) -> int | None:
-    use = rules.future_use(values)
-    return None if use is None or not use.layers else max(use.layers)
-
-
 def future_use(result: Result, n_layers: int | None) -> Finding | None:
     """Layers whose future output change reaches a fraction of the first-half median.
 
     On the mean over prompts of the per-prompt output changes, resampled for the intervals;
     results saved without per-prompt data use the saved aggregate, without intervals.
     """
-    entries = result.data.get("per_prompt")
-    if entries:
-        values, weights = per_prompt_key("output_change")(result.data)
-        output_change = bootstrap.weighted_mean(values, weights)
-    else:
-        output_change = np.asarray(result.data["output_change"], dtype=float)
+    profile = next(p for p in FutureEffects.profiles if p.name == "future-output-change")
+    output_change, samples, _ = profile.sampled(result.data)
+    entries = samples is not None
     use = rules.future_use(output_change)
     if use is None:
         return None
     count_interval = deepest_interval = None
     if entries:
-        count_interval = bootstrap.bootstrap(
-            values, weights, lambda rows: rules.per_row(_future_use_count, rows)
+        count_interval = bootstrap.interval_over(
+            output_change, samples, lambda rows: rules.future_use_rows(rows)[0]
         )
-        deepest_interval = bootstrap.bootstrap(
-            values, weights, lambda rows: rules.per_row(_future_use_deepest, rows)
+        deepest_interval = bootstrap.interval_over(
+            output_change, samples, lambda rows: rules.future_use_rows(rows)[1]
         )
     n = n_layers or len(output_change)
     half = n // 2
@@ -167,7 +156,7 @@ def future_use(result: Result, n_layers: int | None) -> Finding | None:
     sentence = (
         f"{count} of {n} layers change future predictions by at least "
         f"{rules.FUTURE_FRACTION:g}× the first-half median ({use.reference:.3g}) of the mean "
-        f"output change: {rules.layer_ranges(use.layers)}; {len(second)} of the {n - half} "
+        f"output change: {layer_ranges(use.layers)}; {len(second)} of the {n - half} "
         f"second-half layers do"
     )
     if deepest is not None:
@@ -191,8 +180,79 @@ def future_use(result: Result, n_layers: int | None) -> Finding | None:
             "count_interval": count_interval.as_json() if count_interval else None,
             "deepest_interval": deepest_interval.as_json() if deepest_interval else None,
             "aggregate": "mean over prompts" if entries else "as saved",
+            "sensitivity": _future_use_sweeps(output_change),
         },
         figures=[f"{result.analysis}_output_change_layer"],
+        analyses=[result.analysis],
+    )
+
+
+def _future_use_sweeps(output_change: np.ndarray) -> list[dict]:
+    def count(fraction: float) -> int | None:
+        use = rules.future_use(output_change, fraction)
+        return None if use is None else len(use.layers)
+
+    def deepest(fraction: float) -> int | None:
+        use = rules.future_use(output_change, fraction)
+        return None if use is None or not use.layers else max(use.layers)
+
+    return [
+        sweep("future_fraction", rules.FUTURE_FRACTION, count, "layers used by future tokens"),
+        sweep("future_fraction", rules.FUTURE_FRACTION, deepest, "deepest layer used"),
+    ]
+
+
+def current_use(result: Result, n_layers: int | None) -> Finding | None:
+    """Do second-half layers matter for the current token? The ratio of the halves' median
+    current output change (mean over positions), with its interval over resampled prompts, read
+    as an equivalence test: "as much" only when the interval lies within the margin (paper
+    Fig. 17a finds they do; a drop would contradict it)."""
+    profile = next(p for p in CurrentEffects.profiles if p.preferred_in(result.data))
+    if result.data.get("per_prompt"):
+        values, weights = profile.per_prompt(result.data)
+        interval = bootstrap.bootstrap(values, weights, rules.half_ratio)
+    else:
+        ratio = float(rules.half_ratio(profile.read(result.data))[0])
+        interval = bootstrap.Interval(ratio if np.isfinite(ratio) else None, None, None, 0.0, 0)
+    if interval.value is None:
+        return None
+    margin = rules.CURRENT_MARGIN
+    low, high = interval.low, interval.high
+    if low is None:
+        outcome = "no interval (results saved without per-prompt data)"
+    elif 1 / margin <= low and high <= margin:
+        outcome = (
+            "as much as first-half ones"
+            + (" (slightly less)" if high < 1 else " (slightly more)" if low > 1 else "")
+            + f": the interval lies within the ±{margin - 1:.0%} equivalence margin"
+        )
+    elif high < 1:
+        outcome = "less than first-half ones"
+    elif low > 1:
+        outcome = "more than first-half ones"
+    else:
+        outcome = (
+            f"inconclusive at {result.n_prompts} prompts: neither a difference nor equivalence "
+            f"within ±{margin - 1:.0%}"
+        )
+    aggregate = "mean" if "position mean" in profile.label else "max"
+    sentence = (
+        f"Second-half layers matter for the current token {outcome}: median output change of "
+        f"the second over the first half, ratio {interval.text(2)} (each prompt's {aggregate} "
+        "over positions)."
+    )
+    return Finding(
+        key="current_use",
+        title="Current token, second half",
+        headline=f"ratio {interval.text(2)}: {outcome.split(':')[0]}",
+        sentence=sentence,
+        details={
+            "ratio": interval.as_json(),
+            "margin": [round(1 / margin, 4), margin],
+            "outcome": outcome,
+            "profile": profile.name,
+        },
+        figures=[profile.figure],
         analyses=[result.analysis],
     )
 
@@ -253,15 +313,18 @@ class _EffectsBase(Analysis):
                 stats.output.add(sweep.output)
                 stats.effect_position.add(sweep.effect_mean)
                 stats.output_position.add(sweep.output_mean)
-                stats.per_prompt.append(
-                    {
-                        "prompt": prompt.prompt_id,
-                        "effect": sweep.effect.cpu(),
-                        "output_change": sweep.output.cpu(),
-                        "effect_position_mean": sweep.effect_mean.cpu(),
-                        "output_change_position_mean": sweep.output_mean.cpu(),
-                    }
-                )
+                entry = {
+                    "prompt": prompt.prompt_id,
+                    "effect": sweep.effect.cpu(),
+                    "output_change": sweep.output.cpu(),
+                    "effect_position_mean": sweep.effect_mean.cpu(),
+                    "output_change_position_mean": sweep.output_mean.cpu(),
+                }
+                if self.future and part == "layer" and sweep.effect_splits is not None:
+                    # each split point's own maps: the verdict resamples split points too
+                    entry["effect_splits"] = sweep.effect_splits.cpu()
+                    entry["output_change_splits"] = sweep.output_splits.cpu()
+                stats.per_prompt.append(entry)
 
     def _sweep(self, batch: PromptBatch, prompt: PromptView, window: Window, part: str):
         """This prompt's sweep of ``part``: left by the partner analysis (current for future
@@ -377,7 +440,6 @@ class CurrentEffects(_EffectsBase):
             "current-output-change",
             "current output change (mean over positions)",
             data_key("output_change_position_mean"),
-            indicator="current output change",
             figure="current-effects_output_change_layer_position_mean",
             order=2,
             per_prompt=per_prompt_key("output_change_position_mean"),
@@ -387,13 +449,13 @@ class CurrentEffects(_EffectsBase):
             "current-output-change-max",
             "current output change (max over positions)",
             data_key("output_change"),
-            indicator="current output change",
             figure="current-effects_output_change_layer",
             order=2,
             per_prompt=per_prompt_key("output_change"),
             replaced_by="output_change_position_mean",
         ),
     )
+    verdict = (VerdictRule("current_use", "Current token, second half", current_use),)
     presets = {
         "paper": Preset(
             GSM8K,
@@ -421,6 +483,10 @@ class FutureEffects(_EffectsBase):
             figure="future-effects_effect_layer",
             order=0,
             per_prompt=per_prompt_key("effect", of=later_layer_effect),
+            per_split=per_split_key("effect_splits"),
+            of_split_max=later_layer_effect,
+            paper=lambda data: later_layer_effect(data["effect_max"]),
+            paper_label="max over prompts",
         ),
         Profile(
             "future-output-change",
@@ -430,6 +496,10 @@ class FutureEffects(_EffectsBase):
             figure="future-effects_output_change_layer",
             order=1,
             per_prompt=per_prompt_key("output_change"),
+            per_split=per_split_key("output_change_splits"),
+            of_split_max=np.asarray,
+            paper=data_key("output_change_max"),
+            paper_label="max over prompts",
         ),
     )
     verdict = (VerdictRule("future_use", "Layers used by future tokens", future_use),)

@@ -21,7 +21,7 @@ import torch
 from depthscope.analyses.base import Analysis, PromptBatch, RunContext, Tally
 from depthscope.analyses.card import Finding, PaperRef, Preset, VerdictRule
 from depthscope.analyses.catalog import register
-from depthscope.analyses.verdict import operands_finding
+from depthscope.analyses.operands import operands_finding
 from depthscope.core.errors import DepthscopeError
 from depthscope.data.prompts import tokenize
 from depthscope.data.sources import DEFAULT_SOURCE, GSM8K, load_examples

@@ -22,7 +22,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from depthscope.analyses import bootstrap, rules
 from depthscope.analyses.base import Analysis, PromptBatch, RunContext, Tally
 from depthscope.analyses.card import (
     Finding,
@@ -34,7 +33,6 @@ from depthscope.analyses.card import (
     per_prompt_key,
 )
 from depthscope.analyses.catalog import register
-from depthscope.analyses.verdict import at, rel
 from depthscope.data.sources import DEFAULT_SOURCE, GSM8K
 from depthscope.engine.outputs import CHUNK_ELEMENTS, vocab_size
 from depthscope.engine.state import state_type
@@ -42,6 +40,9 @@ from depthscope.engine.stats import Mean, finite_max
 from depthscope.engine.tuned_lens import TunedLens, load_tuned_lens
 from depthscope.engine.vocab_stream import FinalRows, final_log_probs, streamed_lens
 from depthscope.figures.layers import draw_logit_lens
+from depthscope.verdict import bootstrap, rules
+from depthscope.verdict.sensitivity import sweep
+from depthscope.verdict.words import at, rel
 
 if TYPE_CHECKING:
     from depthscope.results.document import Result
@@ -212,6 +213,20 @@ def _boundaries(block: dict) -> dict:
     first, kl_low, kl_ref = rules.lens_boundaries(kl, overlap)
     found = {"overlap": first, "kl": kl_low, "kl_ref": kl_ref, "overlap_interval": None}
     found["kl_interval"] = None
+    found["sensitivity"] = [
+        sweep(
+            "lens_overlap",
+            rules.LENS_OVERLAP,
+            lambda level: rules.lens_boundaries(kl, overlap, overlap_level=level)[0],
+            "overlap boundary",
+        ),
+        sweep(
+            "lens_kl_fraction",
+            rules.LENS_KL_FRACTION,
+            lambda fraction: rules.lens_boundaries(kl, overlap, kl_fraction=fraction)[1],
+            "KL boundary",
+        ),
+    ]
     if block.get("per_prompt"):
         kls, weights = per_prompt_key("kl", weight="weight")(block)
         overlaps, _ = per_prompt_key("topk_overlap", weight="weight")(block)
@@ -220,9 +235,7 @@ def _boundaries(block: dict) -> dict:
 
         def boundary(which: int):
             def statistic(rows: np.ndarray) -> np.ndarray:
-                return rules.per_row(
-                    lambda row: rules.lens_boundaries(row[:width], row[width:])[which], rows
-                )
+                return rules.lens_boundary_rows(rows[:, :width], rows[:, width:])[which]
 
             return statistic
 
@@ -291,6 +304,7 @@ def lens_convergence(result: Result, n_layers: int | None) -> Finding:
         "kl_first_half_median": logit["kl_ref"],
         "overlap_interval": _interval_json(logit["overlap_interval"]),
         "kl_interval": _interval_json(logit["kl_interval"]),
+        "sensitivity": logit["sensitivity"],
     }
     if data.get("tuned"):
         tuned = _boundaries(data["tuned"])
@@ -356,6 +370,7 @@ class LogitLens(Analysis):
             log=False,
             figure="logit-lens_topk_overlaps",
             order=6,
+            importance="one-minus",
             axis="boundary",
             per_prompt=per_prompt_key("topk_overlap", weight="weight"),
         ),
@@ -379,6 +394,7 @@ class LogitLens(Analysis):
             log=False,
             figure="logit-lens_topk_overlaps",
             order=8,
+            importance="one-minus",
             axis="boundary",
             per_prompt=per_prompt_key("tuned.topk_overlap", weight="weight"),
             requires="tuned",

@@ -18,7 +18,6 @@ from depthscope.data.sources import DEFAULT_SOURCE, default_count, describe_sour
 from depthscope.models.loading.loader import load_model
 from depthscope.models.loading.zoo import DEFAULT_MODEL
 from depthscope.models.placement import resolve_placement
-from depthscope.results.summary import summary_lines, write_summary
 from depthscope.run.distributed import init_distributed
 from depthscope.run.memory import auto_batch_size, available_memory, estimate_run
 from depthscope.run.presets import apply_preset, preset_names
@@ -30,6 +29,8 @@ from depthscope.run.runner import (
     plan_groups,
     resolve_analyses,
 )
+from depthscope.verdict.card import summary_lines
+from depthscope.verdict.summary import write_summary
 
 
 def analysis_help() -> str:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from depthscope.results.compare import compare_runs, difference_line, quantities
-from depthscope.results.summary import Summary
+from depthscope.verdict.summary import Summary
 
 EXAMPLES = """\
 examples:

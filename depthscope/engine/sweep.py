@@ -111,6 +111,9 @@ class PromptSweep:
     output: torch.Tensor | None  # [L]
     effect_mean: torch.Tensor  # [L, L]
     output_mean: torch.Tensor | None  # [L]
+    # per split point, before the max over them: [S, L, L] and [S, L] (resampled by the verdict)
+    effect_splits: torch.Tensor | None = None
+    output_splits: torch.Tensor | None = None
 
 
 def sweep_rows(
@@ -326,13 +329,15 @@ def _prompt_sweep(
     """Max over the splits ``by_split`` selects (``[splits, L, ...]``), and the mean over their
     measured (position, split) pairs."""
     counts = by_split(result.counts).sum(dim=0).clamp_min(1.0)  # [L] pairs measured per row
-    effect = by_split(result.effect).amax(dim=0)
+    splits = by_split(result.effect)
+    effect = splits.amax(dim=0)
     effect_mean = by_split(result.effect_sum).sum(dim=0) / counts[:, None]
-    output = output_mean = None
+    output = output_mean = output_splits = None
     if result.output_change is not None:
-        output = by_split(result.output_change).amax(dim=0)
+        output_splits = by_split(result.output_change)
+        output = output_splits.amax(dim=0)
         output_mean = by_split(result.output_sum).sum(dim=0) / counts
-    return PromptSweep(effect, output, effect_mean, output_mean)
+    return PromptSweep(effect, output, effect_mean, output_mean, splits, output_splits)
 
 
 def run_joint_sweep(

@@ -1,10 +1,14 @@
-"""The verdict's evidence in one figure: every transition indicator on one relative-depth axis.
+"""The verdict's evidence in figures drawn from ``summary.json`` alone.
 
-Top: each indicator's profile (the mean over prompts the verdict fits), scaled to [0, 1] between
-its own minimum and maximum, in the scale the change-point rule fits (log for positive ratios and
-norms), at relative depth ``index / L``. Bottom: each indicator's change point with its 90 %
-interval, one row each (hollow: no significant step). The consensus interval is shaded in both.
-Drawn from ``summary.json``'s transition details alone.
+:func:`draw_evidence`: every transition indicator on one relative-depth axis. Top: each
+indicator's profile (the mean over prompts the verdict fits), scaled to [0, 1] between its own
+minimum and maximum, in the scale the step rule fits (log for positive ratios and norms), at
+relative depth ``index / L``. Bottom: each indicator's change point with its 90 % interval, one row
+each (hollow: no step beyond a smooth trend), and its threshold-free effective depth (diamond,
+with its interval as a thin line). The consensus interval is shaded in both.
+
+:func:`draw_sensitivity`: every thresholded verdict number against its constant over the
+documented range, the default marked.
 """
 
 from __future__ import annotations
@@ -19,8 +23,16 @@ CAPTION = (
     "Every transition indicator of the run on one relative-depth axis. Top: each profile scaled to "
     "[0, 1] between its own extremes (log scale for positive ratios and norms, as the rule fits "
     "them; nothing is clipped). Bottom: each indicator's change point (dot) and 90 % interval over "
-    "resampled prompts (bar); hollow dots have no significant step. Grey band: the consensus "
-    "interval. Indicators whose bars miss the band disagree with the consensus."
+    "resampled prompts (bar); hollow dots mark the best split of an indicator with no step beyond "
+    "a smooth trend. Diamonds: each indicator's threshold-free effective depth (importance-"
+    "weighted mean depth) with its interval (thin line). Grey band: the consensus interval; "
+    "whether indicators differ is decided by paired tests, not by the bars' overlap."
+)
+SENSITIVITY_CAPTION = (
+    "How each thresholded verdict number moves with its constant over the documented range "
+    "(docs/summary.md); the ringed point is the default. A flat line means the answer is the "
+    "model's; a steep one means it is the constant's. Missing points: the number does not exist "
+    "at that value (no transition, a boundary never reached)."
 )
 
 
@@ -55,8 +67,17 @@ def draw_evidence(details: dict, n_layers: int, model: str, log_scale: list[str]
         style = "-" if entry.get("significant") else ":"
         top.plot(x, y, style, color=colour, linewidth=1.2, label=plain(name))
         layer = entry.get("layer")
+        if layer is None:  # no step: show where the best step fit would split, hollow
+            layer = (entry.get("step_vs_trend") or {}).get("split")
         interval = entry.get("interval") or {}
         level = len(names) - 1 - row
+        depth = entry.get("effective_depth") or {}
+        if depth.get("value") is not None:
+            if depth.get("low") is not None:
+                bottom.plot(
+                    [depth["low"], depth["high"]], [level - 0.25] * 2, color=colour, linewidth=1
+                )
+            bottom.plot(depth["value"], level - 0.25, "D", color=colour, markersize=4)
         if interval.get("low") is not None:
             bottom.plot(
                 [interval["low"] / n_layers, interval["high"] / n_layers],
@@ -83,4 +104,33 @@ def draw_evidence(details: dict, n_layers: int, model: str, log_scale: list[str]
     bottom.set_ylim(-0.7, len(names) - 0.3)
     bottom.set_xlabel("relative depth  index / L  (layer l, or residual boundary b, over L)")
     bottom.grid(axis="x", alpha=0.3)
+    return tidy(fig)
+
+
+def draw_sensitivity(sweeps: list[tuple[str, dict]], model: str) -> Figure | None:
+    """One panel per ``(verdict line, sweep)``: the number over its constant's values."""
+    if not sweeps:
+        return None
+    columns = min(3, len(sweeps))
+    rows = (len(sweeps) + columns - 1) // columns
+    fig = Figure(figsize=(3.2 * columns, 2.4 * rows))
+    FigureCanvasAgg(fig)
+    axes = np.atleast_1d(fig.subplots(rows, columns, squeeze=False)).ravel()
+    for ax, (title, sweep) in zip(axes, sweeps, strict=False):
+        values = np.asarray(sweep["values"], dtype=float)
+        results = np.array([np.nan if r is None else r for r in sweep["results"]], dtype=float)
+        ax.plot(values, results, "o-", color="C0", markersize=4)
+        default = float(sweep["default"])
+        at = np.nonzero(np.isclose(values, default))[0]
+        if at.size and np.isfinite(results[at[0]]):
+            ax.plot(
+                values[at[0]], results[at[0]], "o", markersize=9, markerfacecolor="none", color="C3"
+            )
+        ax.set_xlabel(plain(sweep["constant"]), fontsize=7)
+        ax.set_title(plain(f"{title}: {sweep['number']}"), fontsize=7)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in axes[len(sweeps) :]:
+        ax.set_visible(False)
+    fig.suptitle(plain(f"{model}: sensitivity of the verdict to its constants"), fontsize=9)
     return tidy(fig)

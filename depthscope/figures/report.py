@@ -18,10 +18,11 @@ from depthscope.core.errors import DepthscopeError
 from depthscope.core.files import atomic_write_bytes
 from depthscope.figures.common import save_figure
 from depthscope.figures.evidence import CAPTION as EVIDENCE_CAPTION
-from depthscope.figures.evidence import draw_evidence
+from depthscope.figures.evidence import SENSITIVITY_CAPTION, draw_evidence, draw_sensitivity
 from depthscope.figures.files import plot_result, read_index
 from depthscope.results.document import Result
-from depthscope.results.summary import CARD_STYLE, Summary, summary_card_html, write_summary
+from depthscope.verdict.card import CARD_STYLE, summary_card_html
+from depthscope.verdict.summary import Summary, write_summary
 
 STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222}
@@ -250,9 +251,28 @@ def evidence_figure(run_dir: Path, summary: Summary) -> Path | None:
         for suffix in ("png", "pdf"):
             (figures / f"{EVIDENCE}.{suffix}").unlink(missing_ok=True)
         return None
-    log_scale = summary.rules.get("change_point", {}).get("log_scale", [])
+    log_scale = summary.rules.get("step_vs_trend", {}).get("log_scale", [])
     fig = draw_evidence(finding.details, summary.n_layers, summary.model, log_scale)
     return save_figure(fig, figures / EVIDENCE)[0]
+
+
+SENSITIVITY = "verdict_sensitivity"
+
+
+def sensitivity_figure(run_dir: Path, summary: Summary) -> Path | None:
+    """Draw every thresholded number's sweep into ``figures/``; its PNG (None without any)."""
+    sweeps = [
+        (finding.title, sweep)
+        for finding in summary.findings
+        for sweep in finding.details.get("sensitivity") or []
+    ]
+    figures = Path(run_dir) / "figures"
+    fig = draw_sensitivity(sweeps, summary.model)
+    if fig is None:
+        for suffix in ("png", "pdf"):
+            (figures / f"{SENSITIVITY}.{suffix}").unlink(missing_ok=True)
+        return None
+    return save_figure(fig, figures / SENSITIVITY)[0]
 
 
 def write_report(run_dir: Path) -> Path:
@@ -264,12 +284,14 @@ def write_report(run_dir: Path) -> Path:
     title = f"depthscope: {model.get('name', 'model')}"
     summary = write_summary(run_dir)  # the verdict first: what the reader came for
     evidence = evidence_figure(run_dir, summary)
+    swept = sensitivity_figure(run_dir, summary)
     body = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>{esc(title)}</title><style>{STYLE}{CARD_STYLE}</style></head><body>",
         f"<h1>{esc(title)}</h1>",
         summary_card_html(summary),
         figure_tag(evidence, EVIDENCE_CAPTION) if evidence else "",
+        figure_tag(swept, SENSITIVITY_CAPTION) if swept else "",
         table(identity_rows(run, model)),
         "<h2>Analyses</h2>",
         timing_table(run, results),

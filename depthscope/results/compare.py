@@ -25,7 +25,8 @@ from depthscope.core.errors import DepthscopeError
 from depthscope.core.files import atomic_write_bytes, atomic_write_json
 from depthscope.figures.common import new_figure, plain, save_figure, tidy
 from depthscope.results.document import Result
-from depthscope.results.summary import CARD_STYLE, Summary, summarize, summary_card_html
+from depthscope.verdict.card import CARD_STYLE, summary_card_html
+from depthscope.verdict.summary import Summary, summarize
 
 GRID = np.linspace(0.0, 1.0, 101)
 # The seed picks prompts and split points (a data matter, warned about), never a convention.

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from depthscope.analyses import bootstrap
 from depthscope.analyses.depth_score import (
     depth_score,
     difficulty,
@@ -14,6 +13,7 @@ from depthscope.analyses.depth_score import (
     resampled_depth_scores,
 )
 from depthscope.results.document import Result
+from depthscope.verdict import bootstrap
 
 L = 10
 

@@ -501,8 +501,10 @@ def test_report_is_standalone_with_key_numbers(plotted_run) -> None:
     report = write_report(run_dir)
     text = report.read_text()
     pngs = [p for p in written if p.suffix == ".png"]
-    assert text.count("data:image/png;base64,") == len(pngs) + 1  # and the verdict's evidence
-    assert text.index("verdict_evidence") < text.index("<h2>Analyses</h2>")  # it leads
+    # and the verdict's evidence and the sensitivity of its thresholded numbers
+    assert text.count("data:image/png;base64,") == len(pngs) + 2
+    assert text.index("verdict_evidence") < text.index("<h2>Analyses</h2>")  # they lead
+    assert text.index("verdict_sensitivity") < text.index("<h2>Analyses</h2>")
     assert "tiny-model" in text and "builtin:arith-words" in text and "12.5" in text
     assert "top-5 overlap with the final prediction first exceeds 0.5 at layer 3" in text
     assert "drops below half of the first-half mean at layer 3" in text
@@ -515,7 +517,7 @@ def test_report_without_run_json_or_figures_draws_what_it_needs(tmp_path: Path) 
     save(make_result("future-effects"), tmp_path)
     report = write_report(tmp_path)
     text = report.read_text()
-    assert text.count("data:image/png;base64,") == len(EXPECTED["future-effects"]) + 1
+    assert text.count("data:image/png;base64,") == len(EXPECTED["future-effects"]) + 2
     assert "no readable run.json" in text
     (tmp_path / "run.json").write_text(
         json.dumps({"model": {"name": "partial"}})

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from depthscope.analyses import bootstrap
 from depthscope.api import analyze
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.progress import Progress
@@ -36,6 +35,7 @@ from depthscope.experiments.prune.settings import EFFECT_ANALYSIS, RANDOM, Prune
 from depthscope.experiments.prune.surgery import pruned_copy
 from depthscope.models.loading.loader import LoadedModel
 from depthscope.results.document import Result
+from depthscope.verdict import bootstrap
 
 SCHEMA = 1
 

@@ -8,15 +8,14 @@ import json
 import numpy as np
 import pytest
 
-from depthscope.analyses import rules
 from depthscope.analyses.effects import later_layer_effect
 from depthscope.results.document import Result
-from depthscope.results.summary import (
+from depthscope.verdict import regime, rules, words
+from depthscope.verdict.card import summary_card_html, summary_lines
+from depthscope.verdict.summary import (
     SUMMARY_FILE,
     Summary,
     summarize,
-    summary_card_html,
-    summary_lines,
     write_summary,
 )
 
@@ -28,68 +27,6 @@ def step(n: int, at: int, before: float, after: float) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ rules
-
-
-def test_change_point_finds_a_step():
-    point = rules.change_point(step(L, 12, 1.0, 0.1), "down")
-    assert point is not None and point.significant
-    assert point.index == 12 and point.quality == pytest.approx(1.0)
-    assert point.p_value == pytest.approx(1 / (1 + rules.PERMUTATIONS))  # no shuffle does as well
-    assert point.left == 1.0 and point.right == pytest.approx(0.1)
-
-
-def test_change_point_of_a_flat_profile_is_none():
-    assert rules.change_point(np.full(L, 0.7), "down") is None
-    assert rules.change_point([1.0, 0.5, 0.2], "down") is None  # too short to split
-
-
-def test_change_point_survives_noise_and_a_spike_at_the_top():
-    for seed in range(10):
-        noisy = step(L, 17, 1.0, 0.2) + np.random.default_rng(seed).normal(0, 0.1, L)
-        noisy[-2] = 1.5  # a "special layer at the very top"
-        point = rules.change_point(noisy, "down")
-        assert point.significant and abs(point.index - 17) <= 1, (seed, point)
-
-
-def test_change_point_in_log_scale_ignores_outlying_first_layers():
-    """Real future-effect profiles: layers 0-1 are several times larger than the rest."""
-    for seed in range(10):
-        noise = np.random.default_rng(seed).lognormal(0.0, 0.25, L)
-        profile = step(L, 20, 0.5, 0.2) * noise
-        profile[:2] = [4.0, 2.0]
-        point = rules.change_point(profile, "down", log=True)
-        assert point.significant and abs(point.index - 20) <= 1, (seed, point)
-    flat = np.full(L, 0.5) * np.random.default_rng(0).lognormal(0.0, 0.25, L)
-    flat[:2] = [4.0, 2.0]  # two outlying layers are no regime: segments span >= L/6 layers
-    assert rules.min_segment(L) == 5
-    assert not rules.change_point(flat, "down", log=True).significant
-
-
-def test_pure_noise_is_no_transition():
-    """The permutation test makes false transitions rare (1 % by construction)."""
-    found = 0
-    for seed in range(40):
-        noise = np.random.default_rng(seed).normal(0.5, 0.2, L)
-        found += rules.change_point(noise, "down").significant
-        positive = np.random.default_rng(100 + seed).lognormal(0.0, 0.5, L)
-        found += rules.change_point(positive, "down", log=True).significant
-        centred = np.random.default_rng(200 + seed).normal(0.0, 1.0, L)
-        found += rules.change_point(centred).significant
-    assert found <= 2, found  # of 120 noise profiles
-
-
-def test_change_point_rejects_the_wrong_direction_and_small_steps():
-    rising = rules.change_point(step(L, 10, 0.1, 1.0), "down")
-    assert rising.index == 10 and rising.direction == "up" and not rising.significant
-    assert rules.change_point(step(L, 10, 0.1, 1.0), "up").significant
-    small = rules.change_point(step(L, 10, 1.0, 0.9), "down")  # a clean but 10 % step
-    assert small.quality == pytest.approx(1.0) and not small.significant
-
-
-def test_change_point_ignores_nan_and_keeps_indices():
-    values = step(L, 12, 1.0, 0.1)
-    values[[3, 20]] = np.nan
-    assert rules.change_point(values, "down").index == 12
 
 
 def test_later_layer_effect_is_the_mean_over_later_layers():
@@ -134,8 +71,8 @@ def test_operand_columns_and_stop_mattering():
 
 
 def test_layer_ranges():
-    assert rules.layer_ranges([7, 0, 1, 2, 5, 8]) == "0–2, 5, 7–8"
-    assert rules.layer_ranges([]) == "none"
+    assert words.layer_ranges([7, 0, 1, 2, 5, 8]) == "0–2, 5, 7–8"
+    assert words.layer_ranges([]) == "none"
 
 
 # ------------------------------------------------------------------------------ run directories
@@ -260,13 +197,36 @@ def test_verdict_of_a_run_with_a_known_answer(run):
     for name, entry in profiles.items():  # every change point carries its interval
         assert entry["interval"]["low"] <= 12 <= entry["interval"]["high"], name
         assert entry["n_prompts"] == P
-    assert profiles["cosine to the residual"]["direction"] == "up"
+    for name, entry in profiles.items():  # the step beat every step-free fit (Holm-corrected)
+        assert entry["decision"] == "step", name
+        assert entry["step_vs_trend"]["p_adjusted"] <= 0.05, name
+        assert set(entry["step_vs_trend"]["fits"]) == {
+            "constant",
+            "linear",
+            "smooth",
+            "two-level",
+            "step+trend",
+        }
+        depth = entry["effective_depth"]  # threshold-free, with its interval
+        assert depth["low"] <= depth["value"] <= depth["high"], name
+    assert profiles["cosine to the residual"]["step_vs_trend"]["direction"] == "up"
+    pairs = consensus["pairs"]  # paired tests of every two indicators: none differs
+    assert len(pairs) == 15 and all(p["outcome"] != "differ" for p in pairs.values())
+    sweeps = {s["constant"]: s for s in transition.details["sensitivity"]}
+    assert set(sweeps) == {"alpha", "min_step", "smooth_span"}
+    assert all(result == 12 for result in sweeps["alpha"]["results"])
     assert "future-effects_effect_layer" in transition.figures
     assert "[" in transition.headline  # "layer 12 [12, 12] (relative depth 0.40 [...])"
     use = summary.finding("future_use")
     assert use.details["layers"] == [*range(12), 28] and use.layer == 28
     assert use.details["second_half_count"] == 1
     assert use.details["count_interval"]["low"] <= 13 <= use.details["count_interval"]["high"]
+    fractions = use.details["sensitivity"][0]
+    assert fractions["constant"] == "future_fraction" and fractions["default"] == 0.5
+    assert fractions["results"][fractions["values"].index(0.5)] == 13
+    depth = summary.finding("effective_depth")  # importance-weighted mean depth, per indicator
+    assert set(depth.details["indicators"]) == set(profiles)
+    assert depth.details["indicators"]["future output change"]["value"] < 0.5
     lens = summary.finding("lens")
     assert lens.layer == 12 and lens.details["kl_boundary"] == 12
     assert lens.details["overlap_interval"]["low"] <= 12 <= lens.details["overlap_interval"]["high"]
@@ -274,8 +234,8 @@ def test_verdict_of_a_run_with_a_known_answer(run):
     assert operands.layer == 14 and operands.relative_depth == pytest.approx(14 / L, abs=1e-3)
     assert operands.figures == ["erasure_prompt0"]
     missing = {m.key: m for m in summary.missing}
-    assert set(missing) == {"transition", "difficulty"}  # current effects: another indicator
-    assert "--analyses current-effects " in missing["transition"].command
+    assert set(missing) == {"current_use", "difficulty"}
+    assert "--analyses current-effects " in missing["current_use"].command
     assert missing["difficulty"].command == (
         "depthscope analyze /models/synthetic --analyses depth-score --data builtin:hops "
         f"--out {run}"
@@ -299,6 +259,12 @@ def test_indicators_that_disagree_are_said_to_disagree(tmp_path):
     assert transition.headline.startswith("disputed: 9 [")
     assert " vs 15 [" in transition.headline
     assert transition.sentence.startswith("Indicators disagree:")
+    apart = consensus["pairs"]["future output change | logit-lens KL"]  # paired draws: 15 − 9
+    assert apart["outcome"] == "differ" and apart["difference"] == 6
+    assert apart["interval"]["low"] > 0 and apart["p_adjusted"] <= 0.05
+    same = consensus["pairs"]["future effect on later layers | future output change"]
+    assert same["outcome"] == "equivalent"  # within ±1 layer in 90 % of the draws
+    assert "+6 [" in transition.sentence
 
 
 def test_a_noisy_flat_profile_has_no_transition_and_its_interval_says_so(tmp_path):
@@ -311,7 +277,7 @@ def test_a_noisy_flat_profile_has_no_transition_and_its_interval_says_so(tmp_pat
         ).tolist()
     save(run, "future-effects", data)
     transition = summarize(run).finding("transition")
-    assert transition.layer is None and transition.headline == "none"
+    assert transition.layer is None and transition.headline.startswith("none")
     output = transition.details["profiles"]["future output change"]
     assert not output["significant"] and output["interval"]["none_share"] > 0.05
 
@@ -330,38 +296,24 @@ def current_effects(max_profile: np.ndarray, position_mean: np.ndarray | None) -
     return data
 
 
-def test_current_output_change_is_read_as_a_mean_over_positions(tmp_path):
-    """The max over positions is saturated (flat); the mean over them steps at layer 14. The
-    verdict reads the mean where the run has it and the paper's max where it does not."""
+def test_current_output_change_is_its_own_finding_read_as_a_mean_over_positions(tmp_path):
+    """The current output change is no transition indicator (paper Fig. 17a: second-half layers
+    matter for the current token). Its finding is the second/first-half ratio, read on the mean
+    over positions where the run has it (the max is saturated), as an equivalence test."""
     flat, stepped = np.full(L, 1.2), step(L, 14, 0.6, 0.05)
-    new, old = tmp_path / "new", tmp_path / "old"
+    new, old, same = tmp_path / "new", tmp_path / "old", tmp_path / "same"
     save(new, "current-effects", current_effects(flat, stepped))
     save(old, "current-effects", current_effects(flat, None))
-    read = summarize(new).finding("transition").details["profiles"]["current output change"]
-    assert read["significant"] and read["layer"] == 14
-    assert read["figure"] == "current-effects_output_change_layer_position_mean"
-    fallback = summarize(old).finding("transition").details["profiles"]["current output change"]
-    assert not fallback["significant"]
-    assert fallback["figure"] == "current-effects_output_change_layer"
-
-
-def test_bootstrap_interval_of_a_case_computable_by_hand():
-    """Two prompts with values 0 and 1: a draw's mean is 0, 1/2 or 1 with chances 1/4, 1/2, 1/4,
-    so the 90 % interval is [0, 1]; a statistic that exists only above 1/4 is missing in about a
-    quarter of the draws."""
-    from depthscope.analyses import bootstrap
-
-    values, weights = np.array([[0.0], [1.0]]), np.ones(2)
-    mean = bootstrap.bootstrap(values, weights, lambda rows: rows[:, 0])
-    assert (mean.value, mean.low, mean.high) == (0.5, 0.0, 1.0)
-    some = bootstrap.bootstrap(
-        values, weights, lambda rows: np.where(rows[:, 0] > 0.25, rows[:, 0], np.nan)
-    )
-    assert some.none_share == pytest.approx(0.25, abs=0.04) and some.covers_none
-    counts = bootstrap.draws(5)
-    assert counts.shape == (bootstrap.RESAMPLES, 5) and (counts.sum(axis=1) == 5).all()
-    weighted = bootstrap.weighted_mean(np.array([[1.0, np.nan], [3.0, 2.0]]), np.array([1.0, 3.0]))
-    assert weighted.tolist() == [2.5, 2.0]  # NaN entries are skipped, not counted as zero
+    save(same, "current-effects", current_effects(flat, np.full(L, 0.6)))
+    assert summarize(new).finding("transition") is None  # no indicator in a current-only run
+    less = summarize(new).finding("current_use")
+    assert less.details["ratio"]["high"] < 0.2 and "less than first-half" in less.sentence
+    assert less.figures == ["current-effects_output_change_layer_position_mean"]
+    saturated = summarize(old).finding("current_use")  # the max over positions: flat
+    assert "as much as first-half ones" in saturated.sentence
+    assert saturated.figures == ["current-effects_output_change_layer"]
+    equal = summarize(same).finding("current_use")
+    assert equal.details["ratio"]["low"] >= 0.8 and equal.details["ratio"]["high"] <= 1.25
 
 
 def test_noise_profile_reports_no_transition(tmp_path):
@@ -369,8 +321,8 @@ def test_noise_profile_reports_no_transition(tmp_path):
     noise = np.random.default_rng(0).uniform(0.4, 0.6, L)
     save(run, "future-effects", future_effects(noise, noise))
     transition = summarize(run).finding("transition")
-    assert transition.layer is None and transition.headline == "none"
-    assert transition.sentence.startswith("No transition")
+    assert transition.layer is None and transition.headline.startswith("none")
+    assert transition.sentence.startswith("No discrete transition")
 
 
 def test_missing_analyses_become_commands_and_never_raise(tmp_path):
@@ -384,8 +336,15 @@ def test_missing_analyses_become_commands_and_never_raise(tmp_path):
     assert transition.details["consensus"]["members"] == ["relative contribution"]
     assert transition.details["profiles"]["relative contribution"]["interval"] is None
     missing = {m.key: m.command for m in summary.missing}
-    assert set(missing) == {"transition", "future_use", "lens", "operands", "difficulty"}
-    assert "--analyses current-effects,future-effects,logit-lens " in missing["transition"]
+    assert set(missing) == {
+        "transition",
+        "future_use",
+        "current_use",
+        "lens",
+        "operands",
+        "difficulty",
+    }
+    assert "--analyses future-effects,logit-lens " in missing["transition"]
     assert "--analyses erasure " in missing["operands"]
     assert any("logit-lens.json" in note for note in summary.notes)
     lines = summary_lines(summary)
@@ -395,14 +354,14 @@ def test_missing_analyses_become_commands_and_never_raise(tmp_path):
     assert summarize(maps).missing == [] and "feeds the verdict" in summarize(maps).notes[0]
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert len(summarize(empty).missing) == 5 and summarize(empty).findings == []
+    assert len(summarize(empty).missing) == 6 and summarize(empty).findings == []
 
 
 def test_malformed_result_is_a_note_not_an_error(tmp_path):
     run = tmp_path / "bad"
     save(run, "future-effects", {"output_change": [1.0] * L})  # no "effect"
     summary = summarize(run)
-    assert any("Transition: result malformed" in note for note in summary.notes)
+    assert any("transition indicators: result malformed" in note for note in summary.notes)
     assert summary.finding("future_use") is not None
 
 
@@ -410,7 +369,7 @@ def test_write_summary_and_rendering(run):
     summary = write_summary(run)
     doc = json.loads((run / SUMMARY_FILE).read_text())
     assert Summary.from_json(doc).finding("transition").layer == 12
-    assert doc["rules"]["change_point"]["max_p_value"] == rules.MAX_P_VALUE
+    assert doc["rules"]["step_vs_trend"]["alpha"] == regime.ALPHA
     card = summary_card_html(summary)
     assert "layer 12 [12, 12] (relative depth 0.40 [0.40, 0.40])" in card
     assert "figures/future-effects_effect_layer.png" in card
@@ -447,4 +406,4 @@ def test_igrad_rows_are_layer_outputs_and_depth_score_levels(tmp_path):
     difficulty = summary.finding("difficulty")
     assert difficulty.details["grows"] is True and "use more depth" in difficulty.sentence
     assert difficulty.figures == ["depth-score_summary_max"]
-    assert {m.key for m in summary.missing} == {"transition", "future_use", "lens"}
+    assert {m.key for m in summary.missing} == {"transition", "future_use", "current_use", "lens"}

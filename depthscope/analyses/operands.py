@@ -1,9 +1,5 @@
-"""Pieces the cards' verdict rules share: layers as text, and the operand boundary of token maps.
-
-A verdict line states a layer both absolutely and as a relative depth ``layer / L``
-(:func:`at`). Erasure (E8) and integrated gradients (E7) both yield layer × token maps; the
-"operands stop mattering" line is the same rule on either (:func:`operands_finding`).
-"""
+"""The "operands stop mattering" line of the verdict, shared by erasure (E8) and integrated
+gradients (E7): both yield layer × token maps, read by the same rule (docs/summary.md §4)."""
 
 from __future__ import annotations
 
@@ -11,28 +7,20 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from depthscope.analyses import bootstrap, rules
 from depthscope.analyses.card import Finding
+from depthscope.verdict import bootstrap, rules
+from depthscope.verdict.sensitivity import sweep
+from depthscope.verdict.words import at, rel
 
 if TYPE_CHECKING:
     from depthscope.results.document import Result
 
 
-def rel(index: int | float | None, n_layers: int | None) -> float | None:
-    """``index / L`` rounded to 3 places; None when either is unknown."""
-    return None if index is None or not n_layers else round(index / n_layers, 3)
-
-
-def at(index: int | None, n_layers: int | None, noun: str = "layer") -> str:
-    """``layer 12 (relative depth 0.40)``; ``never`` for None."""
-    if index is None:
-        return "never"
-    relative = rel(index, n_layers)
-    return f"{noun} {index}" + ("" if relative is None else f" (relative depth {relative:.2f})")
-
-
-def operand_stops(maps: list, row_offset: int, data: dict, n_layers: int | None) -> list[dict]:
-    """Per prompt: the first boundary from which its operand tokens stay below the token share.
+def operand_stops(
+    maps: list, row_offset: int, data: dict, n_layers: int | None, share: float = rules.TOKEN_SHARE
+) -> list[dict]:
+    """Per prompt: the first boundary from which its operand tokens stay below ``share`` of the
+    largest operand effect.
 
     ``maps`` are layer × token matrices whose row ``r`` is boundary ``r + row_offset``.
     """
@@ -46,7 +34,7 @@ def operand_stops(maps: list, row_offset: int, data: dict, n_layers: int | None)
         chosen, digits = rules.operand_columns(
             tokens[index] if index < len(tokens) else None, columns
         )
-        row = rules.stop_mattering(matrix, chosen)
+        row = rules.stop_mattering(matrix, chosen, share)
         boundary = None if row is None else row + row_offset
         stops.append(
             {
@@ -57,6 +45,11 @@ def operand_stops(maps: list, row_offset: int, data: dict, n_layers: int | None)
             }
         )
     return stops
+
+
+def _deepest(stops: list[dict]) -> int | None:
+    known = [s["boundary"] for s in stops if s["boundary"] is not None]
+    return max(known) if known else None
 
 
 def operands_finding(
@@ -82,8 +75,8 @@ def operands_finding(
     if boundaries.size:
         counts = bootstrap.draws(boundaries.size)
         drawn = np.where(counts > 0, boundaries[None, :], np.nan)
-        with np.errstate(all="ignore"):
-            samples = np.where(np.isfinite(drawn).any(axis=1), np.nanmax(drawn, axis=1), np.nan)
+        top = np.where(np.isfinite(drawn), drawn, -np.inf).max(axis=1)
+        samples = np.where(np.isfinite(top), top, np.nan)
         interval = bootstrap.interval_of(None if deepest is None else float(deepest), samples)
     listed = "; ".join(
         f"prompt {s['prompt']}: {at(s['boundary'], n_layers, 'boundary')} ({s['tokens']})"
@@ -107,6 +100,16 @@ def operands_finding(
             "basis": result.analysis,
             "per_prompt": {result.analysis: stops},
             "interval": interval.as_json() if interval else None,
+            "sensitivity": [
+                sweep(
+                    "token_share",
+                    rules.TOKEN_SHARE,
+                    lambda share: _deepest(
+                        operand_stops(maps, row_offset, result.data, n_layers, share)
+                    ),
+                    "operand boundary (deepest prompt)",
+                )
+            ],
         },
         figures=[figure.format(s["prompt"]) for s in stops],
         analyses=[result.analysis],
