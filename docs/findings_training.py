@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from findings_runs import FIGURES, REFERENCE, _load, _missing, _timings
 
-from depthscope.results.compare import difference_line
+from depthscope.verdict.comparison import row_line
 from depthscope.verdict import bootstrap
 
 TRAINING_REFERENCE = REFERENCE / "training.json"
@@ -398,6 +398,23 @@ def e12_table() -> str:
     return "\n".join(rows) + "\n"
 
 
+def _row_line(row: dict) -> str:
+    """A compare row; rows kept before effective depths were compared (change points only, by
+    their intervals) are shown as they were made, with the rule that made them."""
+    if "measure" in row:
+        return row_line(row)
+
+    def shown(label: str) -> str:
+        c = row[label]
+        if c is None:
+            return f"{label} none"
+        spread = f" [{c['low']:.2f}, {c['high']:.2f}]" if c.get("low") is not None else ""
+        return f"{label} {c['x']:.2f}{spread}"
+
+    a, b = row["runs"]
+    return f"{row['quantity']}: {shown(a)} vs {shown(b)}: {row['verdict']} (intervals compared)"
+
+
 def e12_reading() -> str:
     """``depthscope compare`` of base and fine-tuned future effects: which differences exceed
     their intervals at these prompt counts."""
@@ -406,7 +423,7 @@ def e12_reading() -> str:
         return MISSING
     e12 = doc["e12"]
     rows = e12["differences"]
-    lines = [f"- {difference_line(row)}" for row in rows]
+    lines = [f"- {_row_line(row)}" for row in rows]
     base_name, base = next(iter(e12["models"].items()))
     base_use = base["future"]["future_use"]
     summary = []

@@ -52,9 +52,9 @@ from pathlib import Path
 import numpy as np
 
 from depthscope.figures.common import new_figure, new_grid, save_figure, tidy
-from depthscope.results.compare import difference, difference_line, located
 from depthscope.verdict import bootstrap
 from depthscope.verdict.card import summary_lines
+from depthscope.verdict.comparison import compare_summaries, row_line
 from depthscope.verdict.summary import (
     Summary,
     first_prompts,
@@ -172,20 +172,10 @@ def _prompts(summary: Summary) -> int:
 
 
 def comparison() -> str:
-    """The two built-ins, change point by change point (``depthscope compare``'s rule)."""
+    """The two built-ins compared number by number (``depthscope compare``'s rule)."""
     a, b = (reference(m) for m in MODELS)
-    names = ["transition", *a.finding("transition").details["profiles"]]
-    lines = []
-    for name in names:
-        row = {
-            "quantity": "consensus transition" if name == "transition" else name,
-            "runs": list(MODELS),
-            MODELS[0]: located(a, name),
-            MODELS[1]: located(b, name),
-        }
-        row.update(difference(row[MODELS[0]], row[MODELS[1]], MODELS, max(a.n_layers, b.n_layers)))
-        lines.append(f"- {difference_line(row)}")
-    return "\n".join(lines) + "\n"
+    rows = compare_summaries(a, b, MODELS)
+    return "\n".join(f"- {row_line(row)}" for row in rows) + "\n"
 
 
 def prompt_study_table() -> str:

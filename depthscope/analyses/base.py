@@ -24,7 +24,7 @@ from depthscope.analyses.card import Card
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.progress import Progress
 from depthscope.data.prompts import AnswerSplits, PromptSet, paper_answers
-from depthscope.data.sources import DEFAULT_SOURCE
+from depthscope.data.sources import DEFAULT_DATA
 from depthscope.engine.memory import AdaptiveBatch
 from depthscope.engine.state import state_type
 from depthscope.engine.trace import Trace
@@ -180,7 +180,7 @@ class Analysis(Card, ABC):
 
     Settings: ClassVar[type]
     State: ClassVar[type]
-    default_data: ClassVar[str] = DEFAULT_SOURCE
+    default_data: ClassVar[str] = DEFAULT_DATA
     in_default_run: ClassVar[bool] = False  # part of `--analyses all`
     requires_answer: ClassVar[bool] = False  # measures at answer tokens (skips prompts without)
     # Splits prompt and answer as the paper does for this tokenizer (E7/E8, paper §3.5): prepare()

@@ -88,7 +88,9 @@ class Profile:
         """Whether a saved result of its analysis holds this profile."""
         return self.requires is None or self.requires in data
 
-    def sampled(self, data: dict) -> tuple[np.ndarray, np.ndarray | None, int | None]:
+    def sampled(
+        self, data: dict, seed: int = bootstrap.SEED
+    ) -> tuple[np.ndarray, np.ndarray | None, int | None]:
         """(the verdict's profile, its bootstrap draws ``[draws, n]``, the prompt count).
 
         The profile is the weighted mean of the per-prompt profiles; the draws resample prompts,
@@ -101,9 +103,10 @@ class Profile:
         mean = bootstrap.weighted_mean(values, weights)
         splits = self.per_split(data) if self.per_split is not None else None
         if splits is not None and self.of_split_max is not None:
-            samples = bootstrap.split_resampled(splits, weights, self.of_split_max)
+            samples = bootstrap.split_resampled(splits, weights, self.of_split_max, seed=seed)
         else:
-            samples = bootstrap.resampled(values, weights, bootstrap.draws(len(weights)))
+            counts = bootstrap.draws(len(weights), seed=seed)
+            samples = bootstrap.resampled(values, weights, counts)
         return mean, samples, len(weights)
 
     def preferred_in(self, data: dict) -> bool:

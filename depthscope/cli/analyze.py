@@ -14,7 +14,7 @@ from depthscope.cli.plot import plot_and_report
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.folders import OutputFolder, friendly_os_errors
 from depthscope.core.progress import Progress, make_progress
-from depthscope.data.sources import DEFAULT_SOURCE, default_count, describe_sources
+from depthscope.data.sources import DEFAULT_DATA, default_count, describe_sources
 from depthscope.models.loading.loader import load_model
 from depthscope.models.loading.zoo import DEFAULT_MODEL
 from depthscope.models.placement import resolve_placement
@@ -74,15 +74,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     analyze.add_argument(
         "--data",
         default=None,
-        help=f"prompt source for every analysis (default: each analysis's own, {DEFAULT_SOURCE} "
-        "for E2-E6, builtin:paper for igrad/erasure, builtin:hops for depth-score)",
+        help=f"prompt source for every analysis (default: each analysis's own, {DEFAULT_DATA} "
+        "for E2-E6 (5 prompts of each), builtin:paper for igrad/erasure, builtin:hops for "
+        "depth-score)",
     )
     analyze.add_argument(
         "-n",
         type=int,
         default=None,
-        help="number of prompts; per level for levelled sources (default: 10, a fixed set such "
-        "as builtin:e12 whole, or the preset's)",
+        help="number of prompts; per level for levelled sources, per source for a mixture A+B "
+        "(default: 10, 5 of each source of the default mixture, a fixed set such as "
+        "builtin:e12 whole, or the preset's)",
     )
     analyze.add_argument(
         "--preset",
@@ -161,7 +163,8 @@ def _analyze_request(args: argparse.Namespace):
     request = RunRequest(
         analyses=names,
         data=args.data,
-        n=args.n if args.n is not None else default_count(args.data),
+        # no -n: each source's own default (10 prompts; 5 of each source of a mixture)
+        n=args.n if args.n is not None or args.data is None else default_count(args.data),
         out=args.out or default_out(args.model),
         seed=args.seed,
         batch_size=64 if args.batch_size == "auto" else args.batch_size,

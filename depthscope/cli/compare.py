@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from depthscope.results.compare import compare_runs, difference_line, quantities
+from depthscope.results.compare import compare_runs, quantities
+from depthscope.verdict.comparison import row_line
 from depthscope.verdict.summary import Summary
 
 EXAMPLES = """\
@@ -22,7 +23,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="overlay runs of different models by relative depth, with their verdicts",
         description="Overlay the profiles of two or more run directories by relative depth l/L "
         "(relative contribution, cosine, future effect, future/current output change, logit-lens "
-        "KL and overlap) and put their verdicts side by side. Writes DIR/compare.json, "
+        "KL and overlap), put their verdicts side by side and test their effective depths and "
+        "change points against each other (paired bootstrap draws, Holm, equivalence within "
+        "±0.05 relative depth; docs/compare.md). Writes DIR/compare.json, "
         "DIR/compare.html and DIR/figures/compare_*.png/pdf.",
         epilog=EXAMPLES + "\nquantities: " + ", ".join(quantities()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -54,9 +57,12 @@ def run_compare(args: argparse.Namespace) -> int:
         summary = Summary.from_json(run["verdict"])
         for finding in summary.findings:
             print(f"  {finding.title:<30} {finding.headline}")
-    print("change points (relative depth, 90 % intervals):")
+    print(
+        "effective depths and change points (relative depth, 90 % intervals; Holm-corrected; "
+        "'the same' only within ±0.05):"
+    )
     for row in doc["differences"]:
-        print(f"  {difference_line(row)}")
+        print(f"  {row_line(row)}")
     print(
         f"{len(doc['quantities'])} quantities compared; results in {args.out}/ "
         "(compare.json, compare.html, figures/)"

@@ -29,9 +29,14 @@ from depthscope.data import dm_arith, generators, hub
 from depthscope.data.dm_arith_prompts import SETS as DM_ARITH_SETS
 from depthscope.data.example import Example
 from depthscope.data.files import load_file
-from depthscope.data.text import prose_examples
+from depthscope.data.text import prose_examples, short_prose_examples
 
 DEFAULT_SOURCE = "builtin:arith-words"
+# The residual-stream analyses' default data: two distributions, so the verdict can say whether
+# what it finds holds beyond one generator (``A+B``: -n counts prompts per source).
+DEFAULT_DATA = "builtin:arith-words+builtin:prose"
+MIXTURE = "+"
+KINDS = ("builtin", "file", "hf")
 GSM8K = "hf:gsm8k"  # the paper's prompts for E2-E6 (needs the hub)
 DEFAULT_N = 10  # generated examples (per level for levelled families) when n is None
 HUB_LEVELS = {"math": (1, 2, 3, 4, 5), "mquake": (2, 3, 4)}
@@ -73,6 +78,8 @@ def describe_sources() -> list[tuple[str, str]]:
         ("builtin:e11-baseline", "E11's counterfactual prompt, for erasure.baseline_data"),
         ("builtin:e12", "E12's 17 DM-arithmetic prompts for future effects"),
         ("builtin:text", "English prose passages (Python's bundled reference docs)"),
+        ("builtin:prose", "short prose passages, 200-320 characters (same docs)"),
+        ("SOURCE+SOURCE", f"a mixture, -n prompts of each, interleaved (default: {DEFAULT_DATA})"),
         ("file:PATH", ".txt (a prompt per line) or .jsonl ({text} or {prompt, answer, level})"),
         ("hf:gsm8k", "GSM8K test in the paper's format (needs `datasets` and the hub)"),
         ("hf:math[:LEVEL]", "MATH intermediate algebra, levels 1-5 (needs the hub)"),
@@ -179,7 +186,38 @@ def dm_arith_scale(spec: str, default: str = DM_ARITH_DEFAULT_SCALE) -> str | No
     return scale or default
 
 
+def mixture_parts(spec: str) -> list[str] | None:
+    """``A+B`` -> ``[A, B]`` when every part is a source spec (``builtin:``, ``file:``, ``hf:``);
+    None otherwise (a file name may contain a ``+``)."""
+    if MIXTURE not in spec:
+        return None
+    parts = [part.strip() for part in spec.split(MIXTURE)]
+    if len(parts) < 2 or not all(part.partition(":")[0] in KINDS for part in parts):
+        return None
+    if len(set(parts)) < len(parts):
+        raise DepthscopeError(f"{spec} names a source twice; name each source once")
+    return parts
+
+
+def _mixture(parts: list[str], n: int | None, seed: int) -> list[Example]:
+    """Each part's examples tagged with ``meta["data_source"]``, interleaved (A0, B0, A1, ...):
+    the first k prompts of a run hold every source alike."""
+    count = n if n is not None else max(1, DEFAULT_N // len(parts))
+    groups = {}
+    for index, part in enumerate(parts):
+        if mixture_parts(part):
+            raise _bad_spec(part)
+        examples = _examples(part, count, seed)
+        groups[index] = [
+            Example(e.prompt, e.answer, e.level, {**e.meta, "data_source": part}) for e in examples
+        ]
+    return _interleave(groups)
+
+
 def _examples(spec: str, n: int | None, seed: int) -> list[Example]:
+    parts = mixture_parts(spec)
+    if parts:
+        return _mixture(parts, n, seed)
     kind, sep, rest = spec.partition(":")
     family, _, level_text = rest.partition(":")
     if kind == "file":
@@ -200,6 +238,8 @@ def _examples(spec: str, n: int | None, seed: int) -> list[Example]:
         return list(FIXED_SETS[spec])[:n]
     if spec == "builtin:text":
         return prose_examples(n, seed)
+    if spec == "builtin:prose":
+        return short_prose_examples(DEFAULT_N if n is None else n, seed)
     if spec == "hf:gsm8k":
         return hub.gsm8k(n)
     raise _bad_spec(spec)
@@ -211,6 +251,9 @@ def _levelled(spec: str) -> bool:
 
 
 def _is_generated(spec: str) -> bool:
+    parts = mixture_parts(spec)
+    if parts:
+        return any(_is_generated(part) for part in parts)
     kind, _, rest = spec.partition(":")
     dm = kind == "builtin" and rest.partition(":")[0] == "dm-arith"
     return spec == DEFAULT_SOURCE or dm or _levelled(spec)
@@ -244,7 +287,11 @@ def capped_count(spec: str, n: int | None) -> Count:
 
 def default_count(spec: str | None) -> int | None:
     """The CLI's ``-n`` when none is given: a fixed set whole (``builtin:e12`` has 17 prompts, and
-    10 would silently drop some), else ``DEFAULT_N``."""
+    10 would silently drop some), ``DEFAULT_N`` shared out over a mixture's sources, else
+    ``DEFAULT_N``."""
+    parts = mixture_parts(spec.strip()) if spec is not None else None
+    if parts:
+        return max(1, DEFAULT_N // len(parts))
     return None if spec is not None and spec.strip() in FIXED_SETS else DEFAULT_N
 
 
@@ -266,13 +313,22 @@ def split_rule_for(spec: str) -> str:
     depth score uses it unless ``split_rule`` is set.
     """
     spec = spec.strip()
+    parts = mixture_parts(spec)
+    if parts:
+        rules = {split_rule_for(part) for part in parts}
+        if len(rules) > 1:
+            raise DepthscopeError(
+                f"{spec} mixes sources split at the answer start and inside the answer; run the "
+                "depth score on each source"
+            )
+        return rules.pop()
     kind, _, rest = spec.partition(":")
     family = rest.partition(":")[0]
     if kind == "builtin" and family in generators.LEVELLED:
         return generators.LEVELLED[family].split_rule
     if kind == "hf" and family in HUB_SPLIT_RULES:
         return HUB_SPLIT_RULES[family]
-    if kind == "file" or spec in {DEFAULT_SOURCE, "builtin:text", *FIXED_SETS}:
+    if kind == "file" or spec in {DEFAULT_SOURCE, "builtin:text", "builtin:prose", *FIXED_SETS}:
         return "answer-start"
     if dm_arith_scale(spec):  # short numeric answers
         return "answer-start"

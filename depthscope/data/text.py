@@ -60,3 +60,26 @@ def prose_examples(n: int | None, seed: int = 0) -> list[Example]:
     random.Random(f"depthscope-text:{seed}").shuffle(items)
     chosen = items if n is None else items[:n]
     return [Example(prompt=text, meta={"source": "pydoc_data.topics"}) for text in chosen]
+
+
+SHORT_CHARS = (200, 320)  # short prose: about as many tokens as an arithmetic word problem
+
+
+def short_prose_examples(n: int | None, seed: int = 0) -> list[Example]:
+    """``n`` short passages (all if None): each passage's leading whole sentences, 200-320
+    characters, in an order shuffled by ``seed``. About the length of an ``arith-words`` problem,
+    so a verdict on both distributions costs what one on either does."""
+    low, high = SHORT_CHARS
+    items = []
+    for passage in passages():
+        text = ""
+        for sentence in re.split(r"(?<=[.;:])\s+", passage.replace("\n\n", " ")):
+            candidate = f"{text} {sentence}".strip()
+            if len(candidate) > high:
+                break
+            text = candidate
+        if len(text) >= low:
+            items.append(text)
+    random.Random(f"depthscope-prose:{seed}").shuffle(items)
+    chosen = items if n is None else items[:n]
+    return [Example(prompt=text, meta={"source": "pydoc_data.topics"}) for text in chosen]

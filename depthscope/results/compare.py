@@ -26,6 +26,7 @@ from depthscope.core.files import atomic_write_bytes, atomic_write_json
 from depthscope.figures.common import new_figure, plain, save_figure, tidy
 from depthscope.results.document import Result
 from depthscope.verdict.card import CARD_STYLE, summary_card_html
+from depthscope.verdict.comparison import compare_summaries, row_line
 from depthscope.verdict.summary import Summary, summarize
 
 GRID = np.linspace(0.0, 1.0, 101)
@@ -228,116 +229,16 @@ def draw(
     return save_figure(tidy(fig), folder / f"compare_{quantity.name}")
 
 
-Z = 1.6449  # the normal quantile of the 90 % intervals
-
-
-def located(summary: Summary, name: str) -> dict | None:
-    """``{"x", "low", "high", "n"}`` (relative depths) of one change point of a run's verdict:
-    an indicator's, or the consensus transition's (``name`` = "transition")."""
-    finding = summary.finding("transition")
-    if finding is None:
-        return None
-    details = finding.details
-    entry = details.get("consensus") if name == "transition" else details["profiles"].get(name)
-    if not entry or entry.get("layer") is None:
-        return None
-    if name != "transition" and not entry.get("significant"):
-        return None
-    interval = entry.get("interval") or {}
-    low, high = interval.get("relative") or [None, None]
-    counts = [p.get("n_prompts") for p in details["profiles"].values() if p.get("n_prompts")]
-    return {
-        "x": entry["relative_depth"],
-        "low": low,
-        "high": high,
-        "n": entry.get("n_prompts") or (min(counts) if counts else None),
-        # a consensus whose indicators split is a pooled number, not a located transition
-        "disputed": name == "transition" and entry.get("agreed") is False,
-    }
-
-
-def difference(a: dict | None, b: dict | None, labels: tuple[str, str], n_layers: int) -> dict:
-    """Whether change point ``a`` lies earlier or later than ``b`` beyond their uncertainty.
-
-    Each 90 % interval's half width, over 1.645, is taken as a standard error (a resolution of
-    half a layer at least); the two differ when ``|a − b| > 1.645 · √(se_a² + se_b²)``. Otherwise
-    the prompts that would separate them follow from the errors' ``1/√n`` scaling.
-    """
-    first, second = labels
-    if a is None and b is None:
-        return {"verdict": "no change point in either", "difference": None}
-    if a is None or b is None:
-        missing = first if a is None else second
-        return {"verdict": f"no change point in {missing}", "difference": None}
-    if a["low"] is None or b["low"] is None:
-        return {
-            "verdict": "no interval (results saved without per-prompt data)",
-            "difference": a["x"] - b["x"],
-        }
-    floor = 0.5 / n_layers
-
-    def error(c: dict) -> float:
-        return max((c["high"] - c["low"]) / (2 * Z), floor / Z)
-
-    delta = a["x"] - b["x"]
-    se = float(np.hypot(error(a), error(b)))
-    doc = {"difference": round(delta, 4), "standard_error": round(se, 4)}
-    if abs(delta) > Z * se:
-        doc["verdict"] = f"earlier in {first}" if delta < 0 else f"later in {first}"
-        return doc
-    doc["verdict"] = "not distinguishable at these prompt counts"
-    n = max(c["n"] or 0 for c in (a, b))
-    if delta == 0 or not n:
-        doc["prompts_to_separate"] = None
-        doc["note"] = "the same place in both: more prompts narrow the intervals, not the gap"
-    else:
-        doc["prompts_to_separate"] = int(np.ceil(n * (Z * se / abs(delta)) ** 2))
-    return doc
-
-
 def differences(runs: list[RunData], summaries: dict[str, Summary]) -> list[dict]:
-    """Every run against the first, per transition indicator and for the consensus transition."""
+    """Every run against the first: effective depths, then change points, each pair of runs
+    tested together (:mod:`depthscope.verdict.comparison`)."""
     first = runs[0]
-    names = ["transition"]
-    for summary in summaries.values():
-        finding = summary.finding("transition")
-        if finding is not None:
-            names += [n for n in finding.details.get("profiles", {}) if n not in names]
     rows = []
     for run in runs[1:]:
-        labels = (first.label, run.label)
-        for name in names:
-            a = located(summaries[first.label], name)
-            b = located(summaries[run.label], name)
-            rows.append(
-                {
-                    "quantity": "consensus transition" if name == "transition" else name,
-                    "runs": list(labels),
-                    first.label: a,
-                    run.label: b,
-                    **difference(a, b, labels, max(first.n_layers, run.n_layers)),
-                }
-            )
+        rows += compare_summaries(
+            summaries[first.label], summaries[run.label], (first.label, run.label)
+        )
     return rows
-
-
-def difference_line(row: dict) -> str:
-    """One line: ``future output change: A 0.83 [0.77, 0.83] vs B 0.61 [...]: later in A``."""
-
-    def shown(label: str) -> str:
-        c = row[label]
-        if c is None:
-            return f"{label} none"
-        where = f"{label} {c['x']:.2f}"
-        if c["low"] is not None:
-            where += f" [{c['low']:.2f}, {c['high']:.2f}]"
-        return where + (" (its indicators disagree)" if c.get("disputed") else "")
-
-    a, b = row["runs"]
-    text = f"{row['quantity']}: {shown(a)} vs {shown(b)}: {row['verdict']}"
-    if row.get("prompts_to_separate"):
-        text += f" (about {row['prompts_to_separate']} prompts per run would separate them)"
-    return text
 
 
 def compare_runs(
@@ -430,13 +331,14 @@ def page(
         "figure{display:inline-block;max-width:48%;margin:.5em}figure img{max-width:100%}"
         "td,th{padding:2px 10px;text-align:left;border-bottom:1px solid #eee}" + CARD_STYLE
     )
-    differing = "".join(f"<li>{html.escape(difference_line(r))}</li>" for r in rows)
+    differing = "".join(f"<li>{html.escape(row_line(r))}</li>" for r in rows)
     return (
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>depthscope compare: "
         f"{names}</title><style>{style}</style></head><body><h1>{names}</h1>"
         f"<p>Layer l of an L-layer model is drawn at relative depth l / L.</p>"
         f"<h2>Headline numbers</h2>{_depth_table(runs, summaries)}"
-        "<h2>Where the change points differ (relative depth, 90 % intervals)</h2>"
+        "<h2>Effective depths and change points compared (relative depth, 90 % intervals; "
+        "Holm-corrected; the same only within ±0.05)</h2>"
         f"<ul>{differing}</ul>"
         f"<div class='cols'>{cards}</div><h2>Profiles by relative depth</h2>{figures}</body></html>"
     )

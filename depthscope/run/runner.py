@@ -40,7 +40,7 @@ from depthscope.core.files import atomic_write_json
 from depthscope.core.progress import Progress
 from depthscope.data.example import Example
 from depthscope.data.prompts import PromptSet
-from depthscope.data.sources import load_examples
+from depthscope.data.sources import load_examples, mixture_parts
 from depthscope.engine.memory import is_out_of_memory
 from depthscope.models.loading.identity import model_fingerprint
 from depthscope.models.loading.loader import LoadedModel, inspect_model
@@ -375,6 +375,8 @@ class Run:
             "seconds": round(self.timings[name], 3),
             "data_source": planned.group.data,
         }
+        if mixture_parts(planned.group.data):  # which source each prompt came from
+            extra["prompt_sources"] = [ex.meta.get("data_source") for ex in planned.group.examples]
         result = result_of(
             job.analysis, state, identity=self.identity, seed=self.request.seed, extra=extra
         )

@@ -108,9 +108,11 @@ class Indicator:
         )
 
 
-def read_indicator(name: str, profile: Profile, result: Result) -> Indicator:
+def read_indicator(
+    name: str, profile: Profile, result: Result, seed: int = bootstrap.SEED
+) -> Indicator:
     """The indicator from a saved result (its regime not yet judged with the others)."""
-    mean, draws, n_prompts = profile.sampled(result.data)
+    mean, draws, n_prompts = profile.sampled(result.data, seed)
     found = Indicator(profile.indicator, name, profile, mean, draws, n_prompts)
     found.regime = regime.regime(mean, profile.expected, log=profile.log)
     if profile.paper is not None:
@@ -124,10 +126,11 @@ def read_indicator(name: str, profile: Profile, result: Result) -> Indicator:
     return found
 
 
-def indicators(results: dict[str, Result]) -> list[Indicator]:
-    """Every indicator the run holds, judged together (Holm over their p-values)."""
+def indicators(results: dict[str, Result], seed: int = bootstrap.SEED) -> list[Indicator]:
+    """Every indicator the run holds, judged together (Holm over their p-values). ``seed``
+    picks the bootstrap draws (another seed for other prompts keeps two runs independent)."""
     found = [
-        read_indicator(n, p, results[n])
+        read_indicator(n, p, results[n], seed)
         for n, p in indicator_profiles()
         if n in results and p.evidence_in(results[n].data)
     ]
@@ -149,6 +152,7 @@ class Consensus:
     members: list[str]
     groups: list[list[str]]  # indicators that do not differ among themselves
     pairs: dict[str, Difference] = field(default_factory=dict)  # "a | b" -> b − a
+    samples: np.ndarray | None = None  # the joint split of every bootstrap draw
 
     @property
     def agreed(self) -> bool:
@@ -187,7 +191,7 @@ def consensus(found: list[Indicator]) -> Consensus:
     finite = np.isfinite(joint)
     best = np.where(finite.any(axis=1), np.where(finite, joint, np.inf).argmin(axis=1), -1)
     layer = int(best[0])
-    interval = None
+    interval = samples = None
     if joint.shape[0] > 1:
         samples = np.where(best[1:] >= 0, best[1:], np.nan).astype(float)
         interval = bootstrap.interval_of(float(layer), samples)
@@ -211,5 +215,10 @@ def consensus(found: list[Indicator]) -> Consensus:
         else:
             groups.append([item])
     return Consensus(
-        layer, interval, [i.name for i in members], [[i.name for i in g] for g in groups], tested
+        layer,
+        interval,
+        [i.name for i in members],
+        [[i.name for i in g] for g in groups],
+        tested,
+        samples,
     )

@@ -31,6 +31,7 @@ from depthscope.results.document import Result
 from depthscope.verdict import (
     bootstrap,
     differences,
+    distributions,
     evidence,
     regime,
     rules,
@@ -207,13 +208,16 @@ def verdict_lines() -> list[Line]:
 
 
 def _compute(
-    line: Line, results: dict[str, Result], n_layers: int | None, found: list | None
+    line: Line,
+    results: dict[str, Result],
+    n_layers: int | None,
+    found: list | None,
+    sweeps: bool = True,
 ) -> Finding | None:
-    if line.key in ("transition", "effective_depth"):
-        if not found or not n_layers:
-            return None
-        make = transition.transition if line.key == "transition" else transition.effective_depth
-        return make(found, n_layers)
+    if line.key == "transition":
+        return transition.transition(found, n_layers, sweeps=sweeps) if found and n_layers else None
+    if line.key == "effective_depth":
+        return transition.effective_depth(found, n_layers) if found and n_layers else None
     for name, rule in line.providers:
         if name in results:
             return rule.compute(results[name], n_layers)
@@ -244,9 +248,17 @@ def first_prompts(results: dict[str, Result], n: int) -> dict[str, Result]:
 
 
 def summarize_results(
-    results: dict[str, Result], run_dir: Path, notes: list[str] | None = None
+    results: dict[str, Result],
+    run_dir: Path,
+    notes: list[str] | None = None,
+    *,
+    per_source: bool = True,
+    seed: int = bootstrap.SEED,
 ) -> Summary:
-    """The verdict of results already read (``run_dir`` names where they live, for commands)."""
+    """The verdict of results already read (``run_dir`` names where they live, for commands).
+
+    Results on a mixture of prompt sources also get the verdict of each source and their
+    comparison (:mod:`.distributions`; ``per_source=False`` leaves it out)."""
     run_dir = Path(run_dir)
     notes = list(notes or [])
     n_layers = _n_layers(results)
@@ -272,7 +284,7 @@ def summarize_results(
         )
 
     try:
-        found = evidence.indicators(results)
+        found = evidence.indicators(results, seed)
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         found = None
         notes.append(
@@ -281,7 +293,7 @@ def summarize_results(
         )
     for line in lines:
         try:
-            finding = _compute(line, results, n_layers, found)
+            finding = _compute(line, results, n_layers, found, sweeps=per_source)
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             notes.append(
                 f"{line.title}: result malformed ({type(exc).__name__}: {exc}); rerun the analysis"
@@ -299,6 +311,15 @@ def summarize_results(
         if line.key == "transition" and absent:  # some indicators are not in this run
             label = f"{line.title}: more indicators"
             summary.missing.append(Missing(line.key, label, absent, command(",".join(absent))))
+    subsets = distributions.by_source(results) if per_source else None
+    if subsets:
+        verdicts = {  # other prompts: independent bootstrap draws (another seed each)
+            source: summarize_results(subset, run_dir, per_source=False, seed=bootstrap.SEED + i)
+            for i, (source, subset) in enumerate(subsets.items())
+        }
+        across = distributions.finding(verdicts, n_layers)
+        if across is not None:
+            summary.findings.append(across)
     return summary
 
 

@@ -142,7 +142,9 @@ def _paper_text(found: list[evidence.Indicator]) -> str:
     return f" Under the paper's {shown[0].paper_aggregate}: {'; '.join(parts)}."
 
 
-def transition(found: list[evidence.Indicator], n_layers: int) -> Finding | None:
+def transition(
+    found: list[evidence.Indicator], n_layers: int, *, sweeps: bool = True
+) -> Finding | None:
     """The transition line from the judged indicators (:mod:`.evidence`)."""
     if not found:
         return None
@@ -160,8 +162,9 @@ def transition(found: list[evidence.Indicator], n_layers: int) -> Finding | None
             "groups": agreed.groups,
             "agreed": agreed.agreed,
             "pairs": {name: d.as_json() for name, d in agreed.pairs.items()},
+            "draws": _rounded(agreed.samples, 1),
         },
-        "sensitivity": transition_sweeps(found),
+        "sensitivity": transition_sweeps(found) if sweeps else [],
     }
     common = {
         "key": "transition",

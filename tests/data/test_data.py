@@ -632,3 +632,35 @@ def test_hub_offline_for_real(monkeypatch, tmp_path):
         load_examples("hf:mquake:2", 1)
     assert "\n" not in str(info.value)
     assert "datasets" in str(info.value) or "could not load" in str(info.value)
+
+
+def test_a_mixture_interleaves_its_sources_and_tags_each_prompt():
+    from depthscope.data.sources import (
+        DEFAULT_DATA,
+        default_count,
+        load_examples,
+        mixture_parts,
+        split_rule_for,
+    )
+
+    assert mixture_parts(DEFAULT_DATA) == ["builtin:arith-words", "builtin:prose"]
+    assert mixture_parts("file:a+b.txt") is None  # a file name with a plus
+    assert default_count(DEFAULT_DATA) == 5  # 10 prompts in all, as a single source gives
+    examples = load_examples(DEFAULT_DATA, 3, seed=0)
+    assert [e.meta["data_source"] for e in examples] == ["builtin:arith-words", "builtin:prose"] * 3
+    alone = load_examples("builtin:arith-words", 3, seed=0)
+    assert [e.text for e in examples[::2]] == [e.text for e in alone]  # each source as alone
+    assert split_rule_for(DEFAULT_DATA) == "answer-start"
+    with pytest.raises(DepthscopeError, match="names a source twice"):
+        load_examples("builtin:prose+builtin:prose", 2)
+    with pytest.raises(DepthscopeError, match="mixes sources split"):
+        split_rule_for("builtin:hops+hf:math")
+
+
+def test_short_prose_is_about_as_long_as_a_word_problem():
+    from depthscope.data.sources import load_examples
+
+    prose = load_examples("builtin:prose", 20, seed=0)
+    assert len({e.text for e in prose}) == 20
+    assert all(200 <= len(e.text) <= 320 and e.text[-1] in ".;:" for e in prose)
+    assert load_examples("builtin:prose", 5, seed=1)[0].text != prose[0].text

@@ -158,31 +158,44 @@ def test_compare_bad_input(runs, tmp_path, capsys):
     assert code == 2 and "unknown quantity depth" in one_error_line(err)
 
 
-def test_change_points_are_compared_by_their_intervals():
-    from depthscope.results.compare import difference
+def _summary(n_layers: int, depth: float, shift: float, split: int | None, seed: int):
+    """A verdict with one indicator: effective depth ``depth`` and change point ``split``, with
+    bootstrap draws scattered around them."""
+    from depthscope.analyses.card import Finding
+    from depthscope.verdict.summary import Summary
 
-    a = {"x": 0.40, "low": 0.35, "high": 0.45, "n": 10}
-    later = {"x": 0.60, "low": 0.55, "high": 0.65, "n": 10}
-    near = {"x": 0.43, "low": 0.38, "high": 0.48, "n": 10}
-    assert difference(a, later, ("A", "B"), 30)["verdict"] == "earlier in A"
-    assert difference(later, a, ("B", "A"), 30)["verdict"] == "later in B"
-    close = difference(a, near, ("A", "B"), 30)
-    assert close["verdict"] == "not distinguishable at these prompt counts"
-    se = np.hypot(0.05 / 1.6449, 0.05 / 1.6449)  # each half width over z
-    assert close["prompts_to_separate"] == int(np.ceil(10 * (1.6449 * se / 0.03) ** 2))
-    assert difference(a, None, ("A", "B"), 30)["verdict"] == "no change point in B"
-    assert difference(None, None, ("A", "B"), 30)["verdict"] == "no change point in either"
-    bare = {"x": 0.5, "low": None, "high": None, "n": None}
-    assert "no interval" in difference(a, bare, ("A", "B"), 30)["verdict"]
+    rng = np.random.default_rng(seed)
+    depths = (depth + shift + rng.normal(0, 0.01, 1000)).round(4).tolist()
+    splits = None if split is None else [float(split + rng.integers(-1, 2)) for _ in range(1000)]
+    entry = {
+        "layer": split,
+        "effective_depth": {"value": depth},
+        "draws": {"effective_depth": depths, "split": splits},
+    }
+    details = {
+        "profiles": {"future output change": entry},
+        "consensus": {"layer": split, "draws": splits, "agreed": True},
+    }
+    finding = Finding("transition", "Transition", "", "", details=details)
+    return Summary("m", n_layers, "run", findings=[finding])
 
 
-def test_a_disputed_consensus_is_labelled_in_the_comparison_line():
-    from depthscope.results.compare import difference, difference_line
+def test_verdicts_are_compared_with_paired_draws_holm_and_a_margin():
+    from depthscope.verdict.comparison import compare_summaries, row_line
 
-    a = {"x": 0.40, "low": 0.35, "high": 0.45, "n": 10, "disputed": True}
-    b = {"x": 0.70, "low": 0.65, "high": 0.75, "n": 10, "disputed": False}
-    row = {"quantity": "consensus transition", "runs": ["A", "B"], "A": a, "B": b}
-    row.update(difference(a, b, ("A", "B"), 30))
-    line = difference_line(row)
-    assert line.startswith("consensus transition: A 0.40 [0.35, 0.45] (its indicators disagree)")
-    assert "B 0.70 [0.65, 0.75]: earlier in A" in line
+    a = _summary(30, 0.30, 0.0, 12, seed=0)
+    later = _summary(20, 0.40, 0.0, 14, seed=1)  # 0.40 vs 0.30 in effective depth
+    same = _summary(20, 0.305, 0.0, 8, seed=2)  # 0.305 vs 0.30: within ±0.05
+    rows = {(r["quantity"], r["measure"]): r for r in compare_summaries(a, later, ("A", "B"))}
+    depth = rows[("future output change", "effective depth")]
+    assert depth["verdict"] == "later in B" and depth["difference"]["outcome"] == "differ"
+    assert depth["difference"]["difference"] == pytest.approx(0.10)
+    assert depth["difference"]["p_adjusted"] <= 0.05
+    change = rows[("consensus transition", "change point")]  # 14/20 = 0.70 vs 12/30 = 0.40
+    assert change["verdict"] == "later in B"
+    assert row_line(depth).startswith("future output change, effective depth: A 0.30 [")
+    rows = {(r["quantity"], r["measure"]): r for r in compare_summaries(a, same, ("A", "B"))}
+    assert rows[("future output change", "effective depth")]["verdict"] == "the same within ±0.05"
+    none = _summary(20, 0.30, 0.0, None, seed=3)
+    rows = {(r["quantity"], r["measure"]): r for r in compare_summaries(a, none, ("A", "B"))}
+    assert rows[("consensus transition", "change point")]["verdict"] == "no change point in B"

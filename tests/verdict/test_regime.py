@@ -117,18 +117,18 @@ def test_bootstrap_draws_are_judged_like_the_profile():
     assert np.isnan(regime.draw_splits(found, flat)).all()
 
 
-def test_the_null_correlation_is_an_upper_confidence_bound():
-    """ρ is read off the step-free fit's residuals, corrected for what fitting absorbs, as a 70 %
-    upper bound: it covers the true ρ in about 70 % of profiles, and stays low for iid noise."""
+def test_the_null_correlation_is_median_unbiased():
+    """ρ is read off the step-free fit's residuals, corrected for what fitting absorbs: its median
+    over profiles is the true ρ, and it stays low for iid noise."""
     models = regime.models_for(tuple(map(float, range(L))))
-    covered = 0
-    for seed in range(60):
+    estimates = []
+    for seed in range(80):
         noise = regime.winsorized(regime.ar1(np.random.default_rng(seed), 0.6, 0.1, 1, L))[0]
-        covered += regime.noise_of(models, noise)[0] >= 0.6
-    assert 0.55 <= covered / 60 <= 0.85, covered
+        estimates.append(regime.noise_of(models, noise)[0])
+    assert 0.45 <= float(np.median(estimates)) <= 0.75
     iid = np.random.default_rng(0).normal(0, 0.1, (40, L))
     rhos = [regime.noise_of(models, r)[0] for r in regime.winsorized(iid)]
-    assert float(np.median(rhos)) < 0.35
+    assert float(np.median(rhos)) < 0.25
 
 
 def test_holm_rejects_step_down():

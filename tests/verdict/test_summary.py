@@ -407,3 +407,44 @@ def test_igrad_rows_are_layer_outputs_and_depth_score_levels(tmp_path):
     assert difficulty.details["grows"] is True and "use more depth" in difficulty.sentence
     assert difficulty.figures == ["depth-score_summary_max"]
     assert {m.key for m in summary.missing} == {"transition", "future_use", "current_use", "lens"}
+
+
+def test_a_mixture_gets_a_verdict_per_source_and_their_comparison(tmp_path):
+    """Prompts of two sources: the verdict on each source's prompts alone, and whether they
+    agree (independent draws, Holm, equivalence margin)."""
+
+    def mixed(run, early: int, late: int) -> None:
+        a = per_prompt_effects(step(L, early, 0.8, 0.1), step(L, early, 1.0, 0.1), seed=1)
+        b = per_prompt_effects(step(L, late, 0.8, 0.1), step(L, late, 1.0, 0.1), seed=2)
+        entries = []
+        for i in range(P):
+            entry = dict((a if i % 2 == 0 else b)["per_prompt"][i])
+            entries.append({**entry, "prompt": i})
+        data = {**a, "per_prompt": entries}
+        sources = ["builtin:arith-words", "builtin:prose"] * (P // 2)
+        Result(
+            analysis="future-effects",
+            model=MODEL,
+            settings={},
+            n_prompts=P,
+            n_tokens=40,
+            data=data,
+            extra={"data_source": "builtin:arith-words+builtin:prose", "prompt_sources": sources},
+        ).save(run / "results" / "future-effects.json")
+
+    mixed(tmp_path / "apart", 8, 20)
+    across = summarize(tmp_path / "apart").finding("distributions")
+    assert across.details["sources"] == ["builtin:arith-words", "builtin:prose"]
+    verdicts = across.details["verdicts"]
+    steps = {
+        source: next(f for f in v["findings"] if f["key"] == "transition")["layer"]
+        for source, v in verdicts.items()
+    }
+    assert steps == {"builtin:arith-words": 8, "builtin:prose": 20}
+    assert across.headline.startswith("they differ in")
+    assert "(4 prompts)" in across.sentence
+    mixed(tmp_path / "same", 12, 12)
+    same = summarize(tmp_path / "same").finding("distributions")
+    assert same.headline.startswith("they agree")
+    plain = summarize(tmp_path / "apart").finding("transition")  # the pooled verdict stays
+    assert plain.details["profiles"]["future output change"]["n_prompts"] == P

@@ -9,6 +9,7 @@ content of its files, so results of a changed model are never taken for current 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import time
@@ -375,6 +376,7 @@ class ModelInfo:
     tokenizer: object
     is_local: bool
     local_only: bool  # a hub id read from the local Hugging Face cache (the hub did not answer)
+    init_seed: int | None = None  # ``random-init:``: the architecture with fresh weights
 
     @property
     def revision(self) -> str | None:
@@ -413,6 +415,55 @@ def _require_adapter(config, adapter: Adapter | None) -> None:
         find_adapter(stand_in)
 
 
+RANDOM_INIT = "random-init:"
+
+
+def random_init_spec(spec: str) -> tuple[str, int] | None:
+    """``random-init:[SEED:]MODEL`` -> (MODEL, SEED); None for any other spec.
+
+    The model's own architecture and tokenizer with freshly initialised weights (its family's
+    ``_init_weights``, seeded): the reference a trained model's verdict is read against.
+    """
+    if not spec.startswith(RANDOM_INIT):
+        return None
+    rest = spec[len(RANDOM_INIT) :]
+    head, sep, tail = rest.partition(":")
+    if sep and head.isdigit() and tail:
+        return tail, int(head)
+    if not rest:
+        raise DepthscopeError(
+            "random-init: needs a model, e.g. random-init:smollm2-135m or random-init:3:MODEL "
+            "for weight seed 3"
+        )
+    return rest, 0
+
+
+def _random_init_info(inner: ModelInfo, seed: int) -> ModelInfo:
+    identity = {
+        key: inner.identity.get(key) for key in ("model_type", "dtype", "context_limit", "quantize")
+    }
+    identity.update(
+        {
+            "name": f"{inner.identity.get('name', inner.spec)}-random-init",
+            "source": f"random-init:{seed}:{inner.identity.get('source')}",
+            "init_seed": seed,
+            "config_of": inner.identity.get("fingerprint"),
+        }
+    )
+    identity = {k: v for k, v in identity.items() if v is not None}
+    identity["fingerprint"] = model_fingerprint(identity)
+    return dataclasses.replace(
+        inner, spec=f"{RANDOM_INIT}{seed}:{inner.spec}", identity=identity, init_seed=seed
+    )
+
+
+def _random_weights(info: ModelInfo, torch_dtype: torch.dtype) -> torch.nn.Module:
+    """The architecture of ``info`` with weights drawn by its own initialiser, seeded."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(info.init_seed))
+        return AutoModelForCausalLM.from_config(info.config, dtype=torch_dtype)
+
+
 def inspect_model(
     spec: str,
     *,
@@ -428,6 +479,16 @@ def inspect_model(
     truncated weights), a model that is not a causal LM, an unreachable hub (within seconds),
     a tokenizer larger than the embedding.
     """
+    random = random_init_spec(spec)
+    if random is not None:
+        if quantize:
+            raise DepthscopeError(
+                f"{spec}: random weights are not quantised; drop --quantize for the reference"
+            )
+        inner = inspect_model(
+            random[0], dtype=dtype, device=device, progress=progress, adapter=adapter
+        )
+        return _random_init_info(inner, random[1])
     torch_dtype = parse_dtype(dtype, device)
     target, identity = resolve(spec, progress=progress)
     is_local = Path(target).is_dir()
@@ -501,7 +562,10 @@ def load_model(
     if quantize:  # bitsandbytes places the weights itself: a device map, never a later .to()
         options["quantization_config"] = quantization_config(quantize, parse_dtype(dtype, device))
         device_map = device_map or {"": device}
-    model = _load_weights(info, parse_dtype(dtype, device), device_map, options)
+    if info.init_seed is not None:
+        model = _random_weights(info, parse_dtype(dtype, device))
+    else:
+        model = _load_weights(info, parse_dtype(dtype, device), device_map, options)
     check_vocab_fits(len(info.tokenizer), model.get_input_embeddings().num_embeddings, spec)
     if device_map is None:
         model = model.to(device)
