@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
+import dataclasses
 import time
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from depthscope.core.errors import DepthscopeError
 from depthscope.core.folders import OutputFolder, friendly_os_errors
 from depthscope.core.progress import Progress, make_progress
 from depthscope.data.sources import DEFAULT_DATA, default_count, describe_sources
-from depthscope.models.loading.loader import load_model
+from depthscope.models.loading.loader import RANDOM_INIT, load_model
 from depthscope.models.loading.zoo import DEFAULT_MODEL
 from depthscope.models.placement import resolve_placement
 from depthscope.run.distributed import init_distributed
@@ -30,6 +32,7 @@ from depthscope.run.runner import (
     resolve_analyses,
 )
 from depthscope.verdict.card import summary_lines
+from depthscope.verdict.reference import RANDOM_REFERENCE
 from depthscope.verdict.summary import write_summary
 
 
@@ -120,6 +123,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--fresh", action="store_true", help="ignore saved results and checkpoints"
     )
     analyze.add_argument("--no-plots", action="store_true", help="skip figures and the HTML report")
+    analyze.add_argument(
+        "--reference",
+        choices=("random-init",),
+        default=None,
+        help="also run the analyses on the same architecture with freshly initialised weights "
+        "(seeded by --seed) into DIR/reference-random-init; the verdict then says what the "
+        "trained model shows beyond it (twice the time)",
+    )
     add_model_options(analyze)
 
     analyze.set_defaults(handler=run_analyze)
@@ -136,6 +147,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     groups = plan_groups(request)  # data problems surface here, before anything loads
     run_dir = OutputFolder(request.out)
     run_dir.check()  # --out writable and ours, before anything is written
+    reference = _reference_run(args, request)
     started = time.perf_counter()
     with friendly_os_errors(request.out), init_distributed(args.device) as dist:
         placement = resolve_placement(
@@ -145,10 +157,41 @@ def run_analyze(args: argparse.Namespace) -> int:
             local_world_size=dist.local_world_size,
         )
         run = _run_analyses(args, request, groups, notices, run_dir, placement, dist)
+        if reference is not None:
+            reference_args, reference_request, reference_dir = reference
+            _run_analyses(
+                reference_args,
+                reference_request,
+                plan_groups(reference_request),
+                [],
+                reference_dir,
+                placement,
+                dist,
+            )
     if not dist.is_main:
         return 0
     _report_end(request, run, time.perf_counter() - started, plots=not args.no_plots)
     return 0
+
+
+def _reference_run(args: argparse.Namespace, request):
+    """(arguments, request, folder) of the random-weight reference run, or None without
+    ``--reference``: the same analyses, prompts and settings on ``random-init:SEED:MODEL``."""
+    if args.reference is None:
+        return None
+    if args.model.startswith(RANDOM_INIT):
+        raise DepthscopeError(
+            f"{args.model} already has random weights; drop --reference or analyse the trained "
+            "model"
+        )
+    reference_args = copy.copy(args)
+    reference_args.model = f"{RANDOM_INIT}{args.seed}:{args.model}"
+    reference_request = dataclasses.replace(
+        request, out=Path(request.out) / RANDOM_REFERENCE, per_analysis=dict(request.per_analysis)
+    )
+    folder = OutputFolder(reference_request.out)
+    folder.check()
+    return reference_args, reference_request, folder
 
 
 def _analyze_request(args: argparse.Namespace):

@@ -398,9 +398,12 @@ def judged(
 
 def _decide(found: Regime, p_value: float, alpha: float, min_step: float) -> tuple[str, str]:
     if p_value > alpha:
+        shown = f"p = {found.p_value:.3f}"
+        if abs(p_value - found.p_value) > 1e-12:
+            shown += f", Holm-adjusted {p_value:.3f}"
         reason = (
             f"a step at {found.index} fits no better than a {found.best_free} shape beyond "
-            f"correlated noise (p = {p_value:.3f} > {alpha:g})"
+            f"correlated noise ({shown} > {alpha:g})"
         )
     elif found.expected is not None and found.direction != found.expected:
         reason = f"the step at {found.index} goes the wrong way (a {'rise' if found.expected == 'down' else 'drop'})"

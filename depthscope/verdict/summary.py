@@ -33,6 +33,7 @@ from depthscope.verdict import (
     differences,
     distributions,
     evidence,
+    reference,
     regime,
     rules,
     sensitivity,
@@ -232,7 +233,15 @@ def summarize(run_dir: Path) -> Summary:
             f"run directory {run_dir} does not exist; pass the --out of `depthscope analyze`"
         )
     results, notes = load_results(run_dir)
-    return summarize_results(results, run_dir, notes)
+    summary = summarize_results(results, run_dir, notes)
+    random_dir = run_dir / reference.RANDOM_REFERENCE
+    if (random_dir / "results").is_dir():  # `analyze --reference random-init` ran
+        random_results, random_notes = load_results(random_dir)
+        random = summarize_results(random_results, random_dir, random_notes, per_source=False)
+        beyond = reference.finding(summary, random)
+        if beyond is not None:
+            summary.findings.append(beyond)
+    return summary
 
 
 def first_prompts(results: dict[str, Result], n: int) -> dict[str, Result]:
