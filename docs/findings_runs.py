@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from depthscope.verdict import bootstrap
+from depthscope.verdict import bootstrap, rules
 
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
@@ -63,10 +63,19 @@ MAP_KEYS = (
     "seconds",
     "statistics_tokens_per_s",
 )
+# kept when the run has them (runs saved before the held-out bootstrap do not)
+MAP_UNCERTAINTY_KEYS = (
+    "bootstrap",
+    "rel_err_low",
+    "rel_err_high",
+    "best_target_test",
+    "null",
+    "null_comparison",
+)
 
 
 def take_map(run: Path) -> None:
-    """A ``depthscope map`` run: its result data (matrices of a few kB) and its two figures."""
+    """A ``depthscope map`` run: its result data (matrices of a few kB) and its figures."""
     result = _load(run / "results" / "linear-map.json")
     kept = {key: result["data"][key] for key in MAP_KEYS}
     if "ridge_sweep" in result["data"]:
@@ -76,11 +85,12 @@ def take_map(run: Path) -> None:
         RIDGE_REFERENCE.write_text(json.dumps(kept, indent=1) + "\n")
         print(f"reference ridge sweep: {run}")
         return
+    kept.update({key: result["data"][key] for key in MAP_UNCERTAINTY_KEYS if key in result["data"]})
     kept["settings"] = result.get("settings", {})
     kept["wall_seconds"] = _timings(run).get("linear-map")
     MAP_REFERENCE.write_text(json.dumps(kept, indent=1) + "\n")
     pair = f"{kept['source_model']}_{kept['target_model']}"
-    for name in MAP_FIGURES:
+    for name in (*MAP_FIGURES, "best_error"):  # best_error: runs with intervals only
         figure = run / "figures" / f"linear-map_{name}.png"
         if figure.exists():
             shutil.copyfile(figure, FIGURES / f"linear-map_{pair}_{name}.png")
@@ -170,6 +180,9 @@ def linear_map_block() -> str:
         f"| l/{n_tgt} | " + " | ".join(_short(b / n_tgt) for b in best) + " |",
         "| rel_err | " + " | ".join(_short(e) for e in best_err) + " |",
     ]
+    tests = doc.get("best_target_test") or []
+    compared = doc.get("null_comparison") or []
+    rows += _map_uncertainty_rows(doc, tests, compared)
     wall = doc.get("wall_seconds")
     parts = ", ".join(
         f"{name} {seconds[name]:.0f} s"
@@ -178,7 +191,8 @@ def linear_map_block() -> str:
     )
     return "\n".join(
         [
-            f"`depthscope map {doc['source_model']} {doc['target_model']}` with defaults: "
+            f"`depthscope map {doc['source_model']} {doc['target_model']}{_null_flag(doc)}` "
+            "with defaults: "
             f"{doc['n_train_tokens']} training tokens from {doc['n_train_texts']} texts, "
             f"{doc['n_val_tokens']} held-out tokens from {doc['n_val_texts']} other texts, ridge "
             f"{doc['ridge']:g}, fp32 on CPU; aligned fraction {doc['aligned_fraction']:.1%}. "
@@ -200,11 +214,99 @@ def linear_map_block() -> str:
             f"depth. Every source boundary's best map has a held-out error of "
             f"{best_err.min():.2f}–{best_err.max():.2f} against {baseline.min():.2f}–"
             f"{baseline.max():.2f} for the constant (mean) map of the same target, R² "
-            f"{best_r2.min():.2f}–{best_r2.max():.2f}. One run, no interval: the held-out errors "
-            "are not kept per text, so they cannot be resampled.",
+            f"{best_r2.min():.2f}–{best_r2.max():.2f}. "
+            + _map_uncertainty_text(doc, tests, compared),
             "",
         ]
     )
+
+
+def _null_flag(doc: dict) -> str:
+    """`` --null random-init:0`` for a run with a null ('' otherwise)."""
+    null = doc.get("null")
+    if not isinstance(null, dict):
+        return ""
+    return f" --null {(doc.get('settings') or {}).get('null') or null.get('kind', 'random-init')}"
+
+
+def _gap(record: dict) -> str:
+    """``+.012*``: the runner-up's (or the null's) excess error; ``*`` = differs after Holm."""
+    value = record["difference"]["difference"]
+    text = ("+" if value >= 0 else "-") + f"{abs(value):.3f}".removeprefix("0")
+    return text + ("*" if record["outcome"] == "differ" else "")
+
+
+def _map_uncertainty_rows(doc: dict, tests: list, compared: list) -> list[str]:
+    """Table rows of the held-out bootstrap: interval, runner-up gap, ties; the null's best map."""
+    if not tests or "rel_err" not in tests[0]:
+        return []
+    rows = [
+        "| 90% interval | "
+        + " | ".join(f"{_short(t['rel_err']['low'])}–{_short(t['rel_err']['high'])}" for t in tests)
+        + " |",
+        "| runner-up − best | " + " | ".join(_gap(t) for t in tests) + " |",
+        "| tied with | "
+        + " | ".join(
+            "—" if t["stated"] else " ".join(str(ell) for ell in t["tied"] if ell != t["best"])
+            for t in tests
+        )
+        + " |",
+    ]
+    if compared:
+        rows += [
+            "| null best l | " + " | ".join(str(c["null_target"]) for c in compared) + " |",
+            "| null rel_err | "
+            + " | ".join(_short(c["null_rel_err"]["value"]) for c in compared)
+            + " |",
+            "| null − trained | " + " | ".join(_gap(c) for c in compared) + " |",
+        ]
+    return rows
+
+
+def _map_uncertainty_text(doc: dict, tests: list, compared: list) -> str:
+    """How sure the table is: the bootstrap, the best targets it states, and the null."""
+    boot = doc.get("bootstrap")
+    if not isinstance(boot, dict):
+        return (
+            "One run, no interval: the held-out errors are not kept per text, so they cannot be "
+            "resampled."
+        )
+    if not boot.get("computed") or not tests:
+        return f"No intervals: {boot.get('reason', 'too few held-out texts')}."
+    stated = [t["source"] for t in tests if t["stated"]]
+    tied = [t for t in tests if not t["stated"]]
+    text = (
+        f"Intervals: {int(boot['level'] * 100)}% percentile bootstrap over the {boot['n_units']} "
+        f"held-out {boot['unit']}s ({boot['draws']} draws, seed {boot['seed']}). The best target "
+        f"is stated where it beats the runner-up (paired bootstrap, Holm over the "
+        f"{len(tests)} source boundaries, `*` in the table): **{len(stated)} of {len(tests)}**"
+    )
+    if tied:
+        text += (
+            "; elsewhere it is a tie ("
+            + ", ".join(f"m = {t['source']}: {'/'.join(map(str, t['tied']))}" for t in tied)
+            + ")"
+        )
+    text += "."
+    if compared:
+        null = doc.get("null") or {}
+        beats = [c["source"] for c in compared if c["beats_null"]]
+        gaps = [c["difference"]["difference"] for c in compared]
+        corr, own = null.get("depth_correlation"), doc.get("depth_correlation")
+        text += (
+            f" Null: the same maps from `{null.get('source') or null.get('model')}` (the source's "
+            f"architecture with fresh weights), on the same held-out tokens. The trained source's "
+            f"best map beats the null's at **{len(beats)} of {len(compared)}** source boundaries "
+            f"(paired, Holm; the null's best error is {min(gaps):+.2f} to {max(gaps):+.2f} "
+            f"higher), and the null's best targets "
+            + (
+                f"correlate {corr:.3f} with relative depth"
+                if corr is not None
+                else "do not vary with depth"
+            )
+            + (f" against {own:.3f} for the trained source." if own is not None else ".")
+        )
+    return text
 
 
 def map_bench_table() -> str:
@@ -312,11 +414,19 @@ def erasure_sentence(prompt: dict, n_layers: int) -> str:
         if gone is not None and gone < n_layers
         else f"and never falls below {UNUSED}"
     )
+    relative = rules.stays_below_from(values, rules.TOKEN_SHARE * max(values))
+    verdict = (
+        f" By the verdict's rule (below {rules.TOKEN_SHARE:.0%} of the largest effect, "
+        f"[summary.md](summary.md) §6) it stops mattering from boundary {relative}."
+        if relative is not None
+        else f" By the verdict's rule (below {rules.TOKEN_SHARE:.0%} of the largest effect) it "
+        "never stops mattering."
+    )
     return (
         f"{text} the largest erasure effect of a question token is {min(band):.2f}–"
         f"{max(band):.2f} at boundaries 0–{used}, below {USED} from boundary {used + 1} ({tail})"
         f": the question is read until about layer {used} of {n_layers} "
-        f"({(used + 1) / n_layers:.2f} of the depth)."
+        f"({(used + 1) / n_layers:.2f} of the depth).{verdict}"
     )
 
 
@@ -335,7 +445,8 @@ def attribution_block(model: str) -> str:
     lines.append(
         f"Rule: a question token (every prompt token but the first and the last) counts as used at "
         f"a boundary while its erasure moves the answer's probabilities by at least {USED} "
-        f"(L2, max over answer positions). Integrated gradients ({doc['igrad_rule']}, target "
+        f"(L2, max over answer positions; an absolute threshold on how far the prediction moves); "
+        f"the verdict's relative rule is given beside it. Integrated gradients ({doc['igrad_rule']}, target "
         f"`layer`, the default adaptive tolerance): completeness gap below {GAP} for "
         f"{sum(g < GAP for g in gaps)} of {len(gaps)} (layer, prompt) pairs, largest {worst:.3g}; "
         f"{sum(p['evaluations'] for p in doc['prompts'])} model evaluations. Cost on the 2-core "
@@ -543,6 +654,27 @@ def distributed_block() -> str:
 
 LENS_BENCH = ROOT / "benchmarks" / "results" / "logit_lens.json"
 BF16_BENCH = ROOT / "benchmarks" / "results" / "bf16.json"
+
+
+def bf16_noise_sentence() -> str:
+    """engine.md's noise floor of bf16 runs, from ``bench_bf16.py``'s largest workload."""
+    if not BF16_BENCH.exists():
+        return "`benchmarks/results/bf16.json`: not measured yet.\n"
+    b = _load(BF16_BENCH)
+    w = max(b["workloads"], key=lambda item: item["tokens"])
+    floor32, floor16 = w["floor_fp32"], w["floor_bf16"]
+    gap = w["output_change_gap"]
+    return (
+        f"Measured on CPU (`benchmarks/bench_bf16.py`, {w['model']}, future effects, "
+        f"{w['prompts']} prompts, {w['tokens']} tokens): the skipped layer's own future effect "
+        f"`effect[s, s]` — exactly 0 in exact arithmetic, so pure rounding — is at most "
+        f"{floor32['max']:.1e} in fp32 and {floor16['max']:.2g} in bf16 (mean "
+        f"{floor16['mean']:.2g}); the output change moves by up to {gap['max']:.2g} (mean "
+        f"{gap['mean']:.2g}) between bf16 and fp32, on values up to {w['output_change_max']:.2f}. "
+        f"Read effects below ~{floor16['max']:.2g} and output-change differences below "
+        f"~{gap['max']:.2g} of a bf16 run as noise, and rerun in fp32 for numbers you will quote "
+        "(how the verdict itself moves: [summary.md](summary.md#fp32-and-bf16)).\n"
+    )
 
 
 def bf16_table() -> str:

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from findings_runs import FIGURES, REFERENCE, _load, _missing, _timings
 
-from depthscope.verdict.comparison import row_line
 from depthscope.verdict import bootstrap
+from depthscope.verdict.comparison import row_line
 
 TRAINING_REFERENCE = REFERENCE / "training.json"
 E11 = ("transformer-all", "transformer-answer", "shared-all", "shared-answer")
@@ -240,14 +240,15 @@ def _shown(value: float | None, interval: dict | None) -> str:
 
 
 def _versus(a: dict | None, b: dict | None, label: str = "with answers only") -> str:
-    """``b`` against ``a`` by their 90 % intervals: higher, lower, or not distinguishable."""
+    """``b`` against ``a`` by their 90 % intervals: higher, lower, or inconclusive (overlapping
+    intervals show no difference, but no equivalence either)."""
     if not a or not b or a.get("low") is None or b.get("low") is None:
         return "not comparable"
     if b["low"] > a["high"]:
         return f"higher {label}"
     if b["high"] < a["low"]:
         return f"lower {label}"
-    return "not distinguishable at these prompt counts"
+    return "inconclusive at these prompt counts (the intervals overlap; no equivalence tested)"
 
 
 def e11_reading() -> str:
@@ -271,7 +272,7 @@ def e11_reading() -> str:
         elif "lower" in " ".join(measures) and "higher" not in " ".join(measures):
             verdict = "**uses less depth**"
         else:
-            verdict = "**does not use more depth**"
+            verdict = "**is not shown to use more or less depth** (inconclusive)"
         acc = [
             _interpolation(runs[f"{arch}-{loss}"]["training"]["evaluations"][-1])
             for loss in ("all", "answer")
@@ -296,7 +297,9 @@ def e11_reading() -> str:
     rule = (
         "Rule: a measure is higher (lower) with answers only when its 90 % prompt-bootstrap "
         "interval lies entirely above (below) the all-token model's; the answer-only loss uses "
-        "more depth when at least one of the two measures is higher and none is lower. The "
+        "more depth when at least one of the two measures is higher and none is lower, less in the "
+        "mirror case, and otherwise the comparison is inconclusive: overlapping intervals show no "
+        "difference, not the same depth. The "
         "comparison counts as a test only when the answer-only model reaches at least half the "
         "all-token model's interpolation accuracy."
     )

@@ -12,14 +12,18 @@ and this script rewrites each from the reference runs' saved JSON in ``docs/refe
     python docs/make_findings.py --check      # exit 1 if a doc is out of date (the test runs it)
     python docs/make_findings.py --reference runs/smollm2-135m runs/gemma3-270m
         # take the summary.json of default runs as the new references (then rewrite)
-    python docs/make_findings.py --study runs/study/smollm2-135m-n40 runs/study/gemma3-270m-n40
-        # the prompt-count study from runs of 40 prompts (then rewrite)
+    python docs/make_findings.py --study runs/study/smollm2-135m runs/study/gemma3-270m
+        # the prompt-count study: the verdict on the first n prompts of large runs
+    python docs/make_findings.py --calibration
+        # the step rule's false-positive rate and power on simulated profiles (``calibration``)
+    python docs/make_findings.py --bf16 runs/bf16-smollm2-135m runs/bf16-gemma3-270m
+        # --dtype bfloat16 default runs: their verdict beside fp32's (``bf16-verdict``)
     python docs/make_findings.py --tuned RUN LENS [RUN LENS]
         # a run whose logit lens read the tuned lens LENS: the lens record, verdict and figure
 
 Keys: ``verdict:MODEL`` (the terminal verdict of a reference run), ``transition:MODEL`` (one
 sentence: the consensus and every indicator's change point with its interval),
-``comparison`` (the two built-ins compared change point by change point), ``prompt-study``
+``comparison`` (the two built-ins compared number by number), ``prompt-study``
 (how the intervals shrink with the prompt count), ``contributions:MODEL`` and
 ``local-effects:MODEL`` (what those figures show, by stated rules), ``prune:MODEL`` (the pruning
 tables, intervals, healing and timings of ``depthscope prune``) and ``depth-score:MODEL`` (the
@@ -51,28 +55,23 @@ from pathlib import Path
 
 import numpy as np
 
-from depthscope.figures.common import new_figure, new_grid, save_figure, tidy
+from depthscope.figures.common import new_grid, save_figure, tidy
 from depthscope.verdict import bootstrap
 from depthscope.verdict.card import summary_lines
 from depthscope.verdict.comparison import compare_summaries, row_line
 from depthscope.verdict.summary import (
     Summary,
-    first_prompts,
-    load_results,
-    summarize_results,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling module, also by path
 import findings_runs  # noqa: E402
 import findings_training  # noqa: E402
+import findings_verdict  # noqa: E402
 
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 REFERENCE = DOCS / "reference"
-STUDY = REFERENCE / "prompt-study.json"
-STUDY_FIGURE = DOCS / "figures" / "summary_prompt_count"
 MODELS = ("smollm2-135m", "gemma3-270m")
-COUNTS = (10, 20, 30, 40)
 MARKER = re.compile(r"(<!-- findings:(?P<key>[^ ]+) -->\n)(.*?)(<!-- /findings:(?P=key) -->)", re.S)
 
 
@@ -97,49 +96,6 @@ def verdict_block(model: str) -> str:
         else:
             lines.append(line)
     return "```\n" + "\n".join(lines) + "\n```\n"
-
-
-def transition_sentence(model: str) -> str:
-    """The consensus and every indicator's change point, each with its interval."""
-    summary = reference(model)
-    finding = summary.finding("transition")
-    details = finding.details
-    consensus = details["consensus"]
-    n = summary.n_layers
-    parts = []
-    for name, entry in details["profiles"].items():
-        interval = entry.get("interval")
-        if entry.get("significant") and interval and interval.get("low") is not None:
-            parts.append(f"{name} {entry['layer']} [{interval['low']:.0f}, {interval['high']:.0f}]")
-        else:
-            parts.append(f"{name}: no significant step (p = {entry.get('p_value', 1):.2f})")
-    where = consensus["interval"]
-    state = "agree" if consensus["agreed"] else "disagree"
-    return (
-        f"On {model} (`depthscope analyze`, {_prompts(summary)} prompts; 90 % intervals over "
-        f"resampled prompts), the indicators {state}: the consensus split is layer "
-        f"{consensus['layer']} [{where['low']:.0f}, {where['high']:.0f}] of {n} (relative depth "
-        f"{consensus['relative_depth']:.2f}); change points: {'; '.join(parts)}.\n"
-    )
-
-
-def lens_sentence(model: str) -> str:
-    """The lens boundaries and the lens indicators' change points, with intervals."""
-    summary = reference(model)
-    lens = summary.finding("lens")
-    profiles = summary.finding("transition").details["profiles"]
-    steps = []
-    for name in ("logit-lens KL", "logit-lens top-k overlap"):
-        entry = profiles.get(name) or {}
-        interval = entry.get("interval") or {}
-        if entry.get("significant") and interval.get("low") is not None:
-            steps.append(
-                f"the {name} changes at boundary {entry['layer']} "
-                f"[{interval['low']:.0f}, {interval['high']:.0f}]"
-            )
-        else:
-            steps.append(f"the {name} has no significant step")
-    return f"On {model}: {lens.sentence} As change points: {'; '.join(steps)}.\n"
 
 
 def tuned_sentence(model: str) -> str:
@@ -176,23 +132,6 @@ def comparison() -> str:
     a, b = (reference(m) for m in MODELS)
     rows = compare_summaries(a, b, MODELS)
     return "\n".join(f"- {row_line(row)}" for row in rows) + "\n"
-
-
-def prompt_study_table() -> str:
-    study = json.loads(STUDY.read_text())
-    header = (
-        "| model | prompts | verdict | pooled split's 90 % interval (layers wide) "
-        "| indicators in the largest agreeing group |\n"
-    )
-    header += "|---|---|---|---|---|\n"
-    rows = []
-    for model, entries in study["models"].items():
-        for entry in entries:
-            rows.append(
-                f"| {model} | {entry['n']} | {entry['consensus_text']} | {entry['width']} | "
-                f"{entry['agreement']} |"
-            )
-    return header + "\n".join(rows) + "\n\n" + study["statement"] + "\n"
 
 
 def peers_table() -> str:
@@ -535,11 +474,99 @@ def depth_score_reference(model: str) -> dict:
 
 
 def depth_score_table(model: str) -> str:
-    """Depth score per task and level with its 90 % interval, accuracy, and the hardest-minus-
-    easiest change with its interval (the verdict's difficulty rule)."""
+    """Depth score per task and level with its 90 % interval and accuracy, and the trend test of
+    the verdict's difficulty rule per task (references saved before the trend test existed: their
+    hardest-minus-easiest change, labelled as such)."""
     if not (REFERENCE / model / "depth-score.json").exists():
         return f"{model}: no reference depth-score runs kept yet (`--depth-score RUN ...`).\n"
     doc = depth_score_reference(model)
+    if doc.get("format", 1) < 2:
+        return _depth_score_table_before_trend(model, doc)
+    margin = doc["margin"]
+    out = [
+        f"{model} ({doc['n_layers']} layers); depth score of the mean effect matrix over each "
+        "level's examples [90 % interval over resampled examples], from output changes in "
+        f"parentheses; the paper's {doc['paper_aggregate']} over examples beside it (no interval); "
+        "accuracy: first answer token top-1 (every answer token, teacher-forced, in parentheses); "
+        f"a level enters the trend when its first-token accuracy is at least "
+        f"{doc['min_accuracy']:.0%}:",
+        "",
+        "| task | level | n | depth score | (output) | relative depth | paper's max | accuracy "
+        "| in trend |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    trends = []
+    n_tests = sum(1 for entry in doc["tasks"].values() if entry.get("trend"))
+    for task, entry in doc["tasks"].items():
+        for level, row in entry["levels"].items():
+            mean = row["mean"] or {}  # None: a run saved before the per-example matrices
+            layer, output = mean.get("layer"), mean.get("output")
+            value = layer["value"] if layer else None
+            relative = "" if value is None else f"{value / doc['n_layers']:.3f}"
+            paper = "" if row["paper_max"] is None else f"{row['paper_max']:.2f}"
+            first = row["first_token_accuracy"]
+            out.append(
+                f"| {task} | {level} | {row['n']} | {_interval_text(layer) if layer else 'n/a'} | "
+                f"({_interval_text(output) if output else 'n/a'}) | {relative} | {paper} | "
+                f"{'n/a' if first is None else f'{first:.0%}'} ({row['accuracy']:.0%}) | "
+                f"{'yes' if row['in_trend'] else 'no'} |"
+            )
+        trends.append(f"- {task}: {_depth_score_trend_text(entry, doc['min_accuracy'], margin)}")
+    rule = (
+        "Trend (least-squares slope of relative depth against the level over the levels in the "
+        "trend; change predicted from the easiest to the hardest of them, its 90 % interval and "
+        f"two-sided bootstrap p-value, Holm-corrected over the {n_tests} tasks tested; equivalence "
+        f"margin ±{margin} relative depth):"
+        if n_tests
+        else "Trend: no task has two levels in the trend."
+    )
+    out += ["", rule, "", *trends, ""]
+    times = [f"{t} {e['seconds']:.0f} s" for t, e in doc["tasks"].items() if e.get("seconds")]
+    if times:
+        out += ["Run time on the 2-core machine: " + ", ".join(times) + ".", ""]
+    return "\n".join(out)
+
+
+def _depth_score_trend_text(entry: dict, min_accuracy: float, margin: float) -> str:
+    """One task's trend test in words (the verdict's outcomes)."""
+    levels = entry["levels"]
+    if entry["outcome"] == "untested":
+        return "not tested: the run was saved before the first answer token's accuracy was kept."
+    solved = [
+        level
+        for level, row in levels.items()
+        if row["first_token_accuracy"] is not None and row["first_token_accuracy"] >= min_accuracy
+    ]
+    left = [level for level in levels if level not in solved]
+    trend = entry.get("trend")
+    if not trend:
+        return (
+            f"no trend tested: fewer than two levels solved (solved: {', '.join(solved) or 'none'}"
+            f"; left out: {', '.join(left) or 'none'})."
+        )
+    change = trend["change"]
+    interval = change["interval"]
+    text = (
+        f"levels {', '.join(trend['levels'])} in the trend"
+        + (f" (left out: {', '.join(trend['left_out'])})" if trend["left_out"] else "")
+        + f"; change from level {trend['levels'][0]} to level {trend['levels'][-1]}: "
+        f"{change['difference']:+.3f} [{interval['low']:.3f}, {interval['high']:.3f}] relative "
+        f"depth (p = {change['p_value']:.3f}, Holm p = {change['p_adjusted']:.3f}): "
+    )
+    n = sorted({row["n"] for level, row in levels.items() if level in trend["levels"]})
+    count = str(n[0]) if len(n) == 1 else f"{n[0]}–{n[-1]}"
+    said = {
+        "more": "harder problems use more depth.",
+        "less": "harder problems use less depth.",
+        "equivalent": f"harder problems do not use more depth (interval within ±{margin}).",
+        "inconclusive": f"inconclusive at {count} examples per level.",
+    }
+    return text + said[entry["outcome"]]
+
+
+def _depth_score_table_before_trend(model: str, doc: dict) -> str:
+    """A reference saved before the trend test (the paper's max aggregation with intervals from
+    maxing resampled examples, the split at the answer start, no solved-level filter)."""
     out = [
         f"{model} ({doc['n_layers']} layers), {doc['aggregate']} over examples; depth score from "
         "effects on later layers [90 % interval over resampled examples], from output changes in "
@@ -557,13 +584,19 @@ def depth_score_table(model: str) -> str:
                 f"({_interval_text(output)}) | {row['accuracy']:.0%} |"
             )
         change = entry["change"]
-        grows = entry["grows"]
-        word = {True: "rises", False: "falls"}.get(grows, "does not change beyond its interval")
-        trends.append(f"{task} {word} ({_interval_text(change)} layers)")
+        where = (
+            "above 0"
+            if change["low"] > 0
+            else "below 0"
+            if change["high"] < 0
+            else "contains 0: no evidence either way"
+        )
+        trends.append(f"{task} {_interval_text(change)} layers (interval {where})")
     out += [
         "",
-        "Hardest minus easiest level (the verdict's rule: a change counts when its interval excludes"
-        " 0): " + "; ".join(trends) + ".",
+        "Hardest minus easiest level as these references were saved, before the verdict's trend "
+        "test (max over examples, split at the answer start, no solved-level filter; regenerate "
+        "with `--depth-score RUN ...` for the test): " + "; ".join(trends) + ".",
         "",
     ]
     times = [f"{t} {e['seconds']:.0f} s" for t, e in doc["tasks"].items() if e.get("seconds")]
@@ -582,12 +615,20 @@ GENERATORS = {
     "peers": peers_table,
     "lens-training": lens_training_table,
     "comparison": comparison,
-    "prompt-study": prompt_study_table,
+    "prompt-study": findings_verdict.prompt_study_table,
+    "calibration": findings_verdict.calibration_table,
+    "bf16-verdict": findings_verdict.bf16_verdict_table,
     "prune-bench": prune_bench_lines,
     "scale": scale_table,
     **{f"verdict:{m}": (lambda m=m: verdict_block(m)) for m in MODELS},
-    **{f"transition:{m}": (lambda m=m: transition_sentence(m)) for m in MODELS},
-    **{f"lens:{m}": (lambda m=m: lens_sentence(m)) for m in MODELS},
+    **{f"transition:{m}": (lambda m=m: findings_verdict.transition_sentence(m)) for m in MODELS},
+    **{f"lens:{m}": (lambda m=m: findings_verdict.lens_sentence(m)) for m in MODELS},
+    **{f"sensitivity:{m}": (lambda m=m: findings_verdict.sensitivity_table(m)) for m in MODELS},
+    **{f"reference:{m}": (lambda m=m: findings_verdict.reference_sentence(m)) for m in MODELS},
+    **{
+        f"distributions:{m}": (lambda m=m: findings_verdict.distributions_sentence(m))
+        for m in MODELS
+    },
     **{f"tuned:{m}": (lambda m=m: tuned_sentence(m)) for m in MODELS},
     **{f"contributions:{m}": (lambda m=m: contributions_sentence(m)) for m in MODELS},
     **{f"local-effects:{m}": (lambda m=m: local_effects_sentence(m)) for m in MODELS},
@@ -603,6 +644,7 @@ GENERATORS = {
     "shared-bench": findings_runs.shared_bench_line,
     "distributed-bench": findings_runs.distributed_block,
     "bf16": findings_runs.bf16_table,
+    "bf16-noise": findings_runs.bf16_noise_sentence,
     **{
         key: getattr(findings_training, key.replace("-", "_"))
         for key in (
@@ -706,37 +748,53 @@ def take_prune(runs: list[Path]) -> None:
 
 
 def take_depth_score(runs: list[Path]) -> None:
-    """Depth-score runs (one task each): per level the scores, their intervals and accuracy, and
-    the difficulty rule's verdict, computed from the saved per-example matrices."""
-    from depthscope.analyses.depth_score import difficulty, level_intervals
+    """Depth-score runs (one task each): per level the mean-based scores, their intervals, the
+    paper's max and the accuracies, and per task the verdict's trend test, the tasks of one model
+    Holm-corrected together (computed from the saved per-example matrices)."""
+    from depthscope.analyses.depth_score import MIN_ACCURACY, difficulty_report
     from depthscope.results.document import Result
+    from depthscope.verdict.differences import DEPTH_MARGIN
 
-    kept: dict[str, dict] = {}
+    by_model: dict[str, dict[str, Result]] = {}
     for run in runs:
         result = Result.load(run / "results" / "depth-score.json")
-        model = result.model["name"]
-        n_layers = result.model.get("n_layers") or len(
-            next(iter(result.data["levels"].values()))["importance_layer"]
-        )
-        aggregate = result.settings.get("aggregate", "max")
         task = str(result.extra.get("data_source", run.name)).removeprefix("builtin:")
-        finding = difficulty(result, n_layers)
-        levels = {}
-        for i, (level, entry) in enumerate(result.data["levels"].items()):
-            found = level_intervals(entry, aggregate, seed=bootstrap.SEED + i)
-            levels[level] = {
-                "n": entry["n_examples"],
-                "accuracy": entry["accuracy"],
-                "intervals": {k: found[k].as_json() for k in ("layer", "output")},
-            }
-        doc = kept.setdefault(model, {"n_layers": n_layers, "aggregate": aggregate, "tasks": {}})
-        doc["tasks"][task] = {
-            "levels": levels,
-            "change": finding.details["change"],
-            "grows": finding.details["grows"],
-            "seconds": result.extra.get("seconds"),
+        by_model.setdefault(result.model["name"], {})[task] = result
+    for model, results in by_model.items():
+        first = next(iter(results.values()))
+        n_layers = first.model.get("n_layers") or len(
+            next(iter(first.data["levels"].values()))["importance_layer"]
+        )
+        findings = difficulty_report(results, n_layers)
+        doc = {
+            "format": 2,
+            "n_layers": n_layers,
+            "paper_aggregate": "max",
+            "min_accuracy": MIN_ACCURACY,
+            "margin": DEPTH_MARGIN,
+            "tasks": {},
         }
-    for model, doc in kept.items():
+        for task, result in results.items():
+            details = findings[task].details
+            trend = details["trend"]
+            levels = {}
+            for level, entry in result.data["levels"].items():
+                levels[level] = {
+                    "n": entry["n_examples"],
+                    "accuracy": entry["accuracy"],
+                    "first_token_accuracy": details["first_token_accuracy"].get(level),
+                    "mean": details["intervals"].get(level),
+                    "paper_max": details["paper_max"].get(level),
+                    "in_trend": bool(trend and level in trend["levels"]),
+                }
+            doc["tasks"][task] = {
+                "levels": levels,
+                "outcome": details["outcome"],
+                "trend": trend,
+                "split_rule": details["split_rule"],
+                "answer_start_offset": details["answer_start_offset"],
+                "seconds": result.extra.get("seconds"),
+            }
         target = REFERENCE / model / "depth-score.json"
         target.write_text(json.dumps(doc, indent=1) + "\n")
         print(f"reference depth-score {model}: {', '.join(doc['tasks'])}")
@@ -770,103 +828,18 @@ def take_tuned(pairs: list[Path]) -> None:
         print(f"tuned reference {model}: {run}, {lens}")
 
 
-def disagreement(model: str, entries: list[dict]) -> str:
-    """Whether more prompts brought the indicators together: a narrow pooled interval over a
-    split verdict locates the pool, not the transition."""
-    split = [e["n"] for e in entries if not e["agreed"]]
-    if not split:
-        return f"On {model} the indicators agree at every count."
-    if len(split) == len(entries):
-        return (
-            f"On {model} the indicators disagree at every count: more prompts narrow each "
-            "indicator's interval but do not bring them together, so the disagreement is the "
-            "model's, not sampling noise."
-        )
-    return f"On {model} the indicators disagree at {', '.join(map(str, split))} prompts."
-
-
-def study(runs: list[Path]) -> None:
-    """Intervals of the verdict on the first n prompts of 40-prompt runs, n = 10, 20, 30, 40."""
-    doc: dict = {"counts": list(COUNTS), "models": {}}
-    widths: dict[str, list[float]] = {}
-    for run in runs:
-        results, _ = load_results(run)
-        model = str(next(iter(results.values())).model.get("name"))
-        entries = []
-        for n in COUNTS:
-            summary = summarize_results(first_prompts(results, n), run)
-            finding = summary.finding("transition")
-            consensus = finding.details["consensus"]
-            interval = consensus["interval"] or {}
-            low, high = interval.get("low"), interval.get("high")
-            width = None if low is None else int(high - low)
-            agreeing = max((len(g) for g in consensus["groups"]), default=0)
-            entries.append(
-                {
-                    "n": n,
-                    "consensus": consensus["layer"],
-                    "low": low,
-                    "high": high,
-                    "width": width,
-                    "consensus_text": finding.headline,
-                    "agreed": bool(consensus["agreed"]),
-                    "agreement": f"{agreeing} of {len(consensus['members'])} significant "
-                    f"({len(finding.details['profiles'])} indicators)",
-                    "indicator_widths": {
-                        name: (
-                            None
-                            if not (e.get("interval") or {}).get("low") is not None
-                            else e["interval"]["high"] - e["interval"]["low"]
-                        )
-                        for name, e in finding.details["profiles"].items()
-                    },
-                }
-            )
-        doc["models"][model] = entries
-        widths[model] = [np.nan if e["width"] is None else e["width"] for e in entries]
-    first = doc["models"].get(MODELS[0], [])
-    fits = [e["n"] for e in first if e["width"] is not None and e["width"] <= 4]
-    doc["smallest_count_within_2_layers"] = min(fits) if fits else None
-    doc["statement"] = (
-        "Rule: the pooled interval is the central 90 % of the consensus split over "
-        f"{bootstrap.RESAMPLES} resampled prompt sets of the first n prompts of one 40-prompt run "
-        "(`docs/make_findings.py --study`). ±2 layers means a width of at most 4 layers; on "
-        f"{MODELS[0]} the smallest count reaching it is "
-        + (
-            f"{doc['smallest_count_within_2_layers']} prompts."
-            if doc["smallest_count_within_2_layers"]
-            else f"none of {', '.join(map(str, COUNTS))} prompts."
-        )
-        + " ".join(
-            [""] + [disagreement(model, entries) for model, entries in doc["models"].items()]
-        )
-    )
-    STUDY.parent.mkdir(parents=True, exist_ok=True)
-    STUDY.write_text(json.dumps(doc, indent=1) + "\n")
-    fig, ax = new_figure(6, 3)
-    for index, (model, values) in enumerate(widths.items()):
-        ax.plot(COUNTS, values, "o-", color=f"C{index}", label=model)
-        finite = [(n, w) for n, w in zip(COUNTS, values, strict=True) if np.isfinite(w) and w > 0]
-        if finite:
-            n0, w0 = finite[0]
-            ax.plot(COUNTS, [w0 * np.sqrt(n0 / n) for n in COUNTS], ":", color=f"C{index}")
-    ax.axhline(4, color="0.5", linewidth=0.8)
-    ax.set_xlabel("prompts (the first n of one 40-prompt run)")
-    ax.set_ylabel("consensus interval width (layers)")
-    ax.set_title(
-        "How sure the transition is: 90 % interval width vs prompts (dotted: 1/√n)", fontsize=9
-    )
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    save_figure(tidy(fig), STUDY_FIGURE, formats=("png",))
-    print(f"wrote {STUDY} and {STUDY_FIGURE}.png")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if a doc is out of date")
     parser.add_argument("--reference", nargs="+", type=Path, help="run directories to take")
-    parser.add_argument("--study", nargs="+", type=Path, help="40-prompt run directories")
+    parser.add_argument("--study", nargs="+", type=Path, help="large run directories")
+    parser.add_argument(
+        "--study-counts", default="10,20,30,40", help="prompt counts of the study (first n)"
+    )
+    parser.add_argument(
+        "--calibration", action="store_true", help="simulate the step rule's calibration table"
+    )
+    parser.add_argument("--bf16", nargs="+", type=Path, help="--dtype bfloat16 run directories")
     parser.add_argument("--tuned", nargs="+", type=Path, help="RUN LENS pairs (tuned-lens runs)")
     parser.add_argument("--prune", nargs="+", type=Path, help="prune run directories")
     parser.add_argument("--depth-score", nargs="+", type=Path, help="depth-score run directories")
@@ -890,7 +863,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.reference:
         take_references(args.reference)
     if args.study:
-        study(args.study)
+        counts = tuple(int(c) for c in args.study_counts.split(","))
+        findings_verdict.study(args.study, counts)
+    if args.calibration:
+        findings_verdict.take_calibration()
+    if args.bf16:
+        findings_verdict.take_bf16(args.bf16)
     if args.tuned:
         take_tuned(args.tuned)
     stale = rewrite(check=args.check)

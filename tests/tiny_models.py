@@ -16,6 +16,7 @@ VOCAB = 96
 COMMON = dict(
     vocab_size=VOCAB, initializer_range=0.2, bos_token_id=1, eos_token_id=2, pad_token_id=0
 )
+SAVED_CONTEXT = 512  # positions of the saved tiny model (tiny_model_dir)
 LLAMA_LIKE = dict(
     hidden_size=32,
     intermediate_size=64,
@@ -168,7 +169,8 @@ def save_tiny_model_dir(folder) -> object:
         eos_token_id=2,
         pad_token_id=0,
         num_hidden_layers=3,
-        **LLAMA_LIKE,
+        # long enough for the default mixture's prose with this tokenizer (up to ~230 tokens)
+        **{**LLAMA_LIKE, "max_position_embeddings": SAVED_CONTEXT},
     )
     torch.manual_seed(0)
     model = tf.LlamaForCausalLM(config)

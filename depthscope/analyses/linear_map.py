@@ -29,7 +29,12 @@ class LinearMap(Card):
         "rel_err": "Relative error of the best affine map from each source layer (row) to each "
         "target layer (column); a dark diagonal means layers at the same relative depth match.",
         "best_match": "For each source layer, the target layer it maps to best, both as relative "
-        "depth; points on the dashed line mean the deep model is a stretched shallow one.",
+        "depth; points on the dashed line mean the deep model is a stretched shallow one. Hollow "
+        "points with a hatched span: the best targets are tied (the bootstrap over held-out texts "
+        "does not separate the best from the runner-up); crosses: the random-init source's best.",
+        "best_error": "Relative error of each source layer's best map with its 90% bootstrap "
+        "interval over held-out texts, beside the same maps fitted from a randomly initialised "
+        "source of the same architecture; triangles mark where the trained source beats it.",
     }
 
     @classmethod
@@ -47,4 +52,58 @@ class LinearMap(Card):
             f"{finite_mean(np.abs(best - depth)):.3f} (0 = perfect diagonal)",
             f"lowest relative error {finite_min(rel[1:, 1:]):.3f}, "
             f"highest {finite_max(rel[1:, 1:]):.3f} (embeddings excluded)",
+            *uncertainty_numbers(result.data),
         ]
+
+
+def _interval(record: dict) -> str:
+    return f"{record['value']:.3f} [{record['low']:.3f}, {record['high']:.3f}]"
+
+
+def uncertainty_numbers(data: dict) -> list[str]:
+    """The bootstrap's key numbers: stated and tied best targets, and the trained source against
+    the random-init null (a "no intervals" line for a result without them)."""
+    boot = data.get("bootstrap")
+    if not isinstance(boot, dict):
+        return ["no intervals: this result predates the held-out bootstrap"]
+    if not boot.get("computed"):
+        return [f"no intervals: {boot.get('reason', 'too few held-out units')}"]
+    tests = data.get("best_target_test") or []
+    stated = [t for t in tests if t["stated"]]
+    lines = [
+        f"best target stated for {len(stated)} of {len(tests)} source boundaries (beats the "
+        f"runner-up: paired {int(boot['level'] * 100)}% bootstrap over {boot['n_units']} held-out "
+        f"{boot['unit']}s, Holm over source boundaries); tied elsewhere"
+        + (
+            ": "
+            + ", ".join(
+                f"{t['source']}→{'/'.join(map(str, t['tied']))}" for t in tests if not t["stated"]
+            )
+            if len(stated) < len(tests)
+            else ""
+        )
+    ]
+    if tests and "rel_err" in tests[-1]:
+        last = tests[-1]
+        lines.append(
+            f"last source boundary {last['source']}: best target {last['best']}, relative error "
+            f"{_interval(last['rel_err'])}"
+        )
+    compared = data.get("null_comparison") or []
+    if compared:
+        null = data.get("null") or {}
+        beats = [c for c in compared if c["beats_null"]]
+        gaps = [c["difference"]["difference"] for c in compared]
+        lines.append(
+            f"beyond the random-init null ({null.get('model', 'fresh weights')}): the trained "
+            f"source's best map beats the null's at {len(beats)} of {len(compared)} source "
+            f"boundaries (paired, Holm); null − trained best error {min(gaps):+.3f} to "
+            f"{max(gaps):+.3f}; the null's best targets correlate "
+            + (
+                f"{null['depth_correlation']:.3f}"
+                if null.get("depth_correlation") is not None
+                else "(undefined)"
+            )
+            + " with relative depth"
+        )
+    return lines

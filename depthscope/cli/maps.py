@@ -37,6 +37,7 @@ EXAMPLES = """\
 examples:
   depthscope map gemma3-270m smollm2-135m             18 -> 30 layers, different tokenizers
   depthscope map ./small-model ./large-model --data file:corpus.txt --tokens 100000
+  depthscope map gemma3-270m smollm2-135m --null random-init   also fit from an untrained source
 """
 
 
@@ -88,6 +89,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "0,1e-5,1e-3,1e-2,1e-1; each holds one float32 copy of the maps while scoring",
     )
     parser.add_argument(
+        "--null",
+        type=_null,
+        default=None,
+        metavar="random-init[:SEED]",
+        help="also fit the same maps from SOURCE's architecture and tokenizer with freshly "
+        "initialised weights (seed 0, or SEED), scored on the same held-out texts, and test per "
+        "source layer whether the trained source's best map beats the null's (paired bootstrap, "
+        "Holm); repeats every pass, about doubling the run time",
+    )
+    parser.add_argument(
         "--out", type=Path, default=None, help="run directory (default: runs/map-SOURCE-TARGET)"
     )
     add_model_options(parser)
@@ -135,6 +146,21 @@ def _ridges(text: str) -> tuple[float, ...]:
         ) from None
 
 
+NULL_KINDS = ("random-init",)
+
+
+def _null(text: str) -> str:
+    """``random-init`` or ``random-init:SEED`` -> ``random-init:SEED``, with the option named in
+    the error."""
+    kind, sep, seed = text.strip().partition(":")
+    if kind in NULL_KINDS and (not sep or seed.isdigit()):
+        return f"{kind}:{int(seed) if sep else 0}"
+    raise argparse.ArgumentTypeError(
+        f"--null takes random-init or random-init:SEED (fresh weights of SOURCE's architecture, "
+        f"SEED a non-negative integer), got {text!r}"
+    )
+
+
 def _check(args: argparse.Namespace) -> None:
     if args.tokens < 1 or args.val_tokens < 1:
         raise DepthscopeError("--tokens and --val-tokens must be at least 1")
@@ -160,6 +186,8 @@ def _settings(args: argparse.Namespace) -> dict:
         "max_tokens_per_text": MAX_TOKENS_PER_TEXT,
         "position_0_excluded": True,
         "metric": "mean over held-out tokens of ||y - f(x)|| / max(||y||, 1e-6)",
+        "null": getattr(args, "null", None),
+        "intervals": "90% percentile bootstrap over held-out texts, 1000 draws, seed 0",
     }
 
 
@@ -169,7 +197,10 @@ def _fit(args: argparse.Namespace, texts, device: str, group, progress) -> tuple
     models = []
     if not group.is_main:
         group.barrier()  # rank 0 fetches and converts built-in models into the cache first
-    for spec in (args.source, args.target):
+    specs = [args.source, args.target]
+    if getattr(args, "null", None):
+        specs.append(f"{args.null}:{args.source}")  # random-init:SEED:SOURCE
+    for spec in specs:
         progress.note(f"loading {spec}")
         lm = load_from_options(
             args,
@@ -182,7 +213,8 @@ def _fit(args: argparse.Namespace, texts, device: str, group, progress) -> tuple
         models.append(lm)
     if group.is_main:
         group.barrier()
-    source, target = models
+    source, target, *rest = models
+    null = rest[0] if rest else None
     keys = ("name", "source", "file_sha256", "n_layers", "d_model", "dtype")
     group.check_same("the models", [[m.identity.get(k) for k in keys] for m in models])
     if source.n_layers > target.n_layers:
@@ -205,6 +237,7 @@ def _fit(args: argparse.Namespace, texts, device: str, group, progress) -> tuple
         memory_gb=args.memory_gb,
         progress=progress,
         group=group,
+        null=null,
     )
     return data, source, target
 
@@ -298,5 +331,37 @@ def _summary(data: dict, seconds: float, out: Path, figures: list[Path]) -> None
         print(
             f"correlation of relative depths (source vs best target): {data['depth_correlation']:.3f}"
         )
+    for line in uncertainty_lines(data):
+        print(line)
     extra = f", {len(figures)} figure files" if figures else ""
     print(f"results in {out}/ (results/linear-map.json, run.json{extra})")
+
+
+def uncertainty_lines(data: dict) -> list[str]:
+    """What the bootstrap says: stated best targets, ties, and the null, one line each."""
+    boot = data.get("bootstrap")
+    if not boot:
+        return []
+    if not boot.get("computed"):
+        return [f"no intervals: {boot.get('reason', 'too few held-out units')}"]
+    tests = data.get("best_target_test", [])
+    stated = [t for t in tests if t.get("stated")]
+    lines = [
+        f"best target stated (beats the runner-up, paired bootstrap over {boot['n_units']} "
+        f"held-out {boot['unit']}s, Holm) for {len(stated)} of {len(tests)} source boundaries"
+    ]
+    ties = [f"{t['source']}: {'/'.join(map(str, t['tied']))}" for t in tests if not t["stated"]]
+    if ties:
+        lines.append("tied best targets (source: targets) " + ", ".join(ties))
+    compared = data.get("null_comparison")
+    if compared:
+        null = data.get("null", {})
+        beats = [c["source"] for c in compared if c["beats_null"]]
+        gap = [c["difference"]["difference"] for c in compared]
+        lines.append(
+            f"trained source beats the {null.get('kind', 'null')} null ({null.get('model')}) at "
+            f"{len(beats)} of {len(compared)} source boundaries"
+            + (f" ({' '.join(map(str, beats))})" if beats else "")
+            + f"; null minus trained best error {min(gap):+.3f} to {max(gap):+.3f}"
+        )
+    return lines

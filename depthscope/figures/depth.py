@@ -111,7 +111,11 @@ def depth_summary(result: Result, levels: dict, aggregate: str) -> Figure:
 
 def _levels_depth(levels: dict) -> int:
     first = next(iter(levels.values()))
-    return len(first.get("importance_output") or first.get("output_max") or [0, 0])
+    for key in ("importance_output", "output_max"):  # lists once saved, tensors while in memory
+        value = first.get(key)
+        if value is not None and len(value):
+            return len(value)
+    return 2
 
 
 def draw_depth_score(result: Result) -> Figures:
@@ -174,12 +178,61 @@ def best_targets(rel: np.ndarray, data: dict) -> np.ndarray:
     return out
 
 
+def best_target_tests(data: dict) -> list[dict]:
+    """The saved per-source-boundary tests of the best target ([] for a run without intervals)."""
+    tests = data.get("best_target_test")
+    return tests if isinstance(tests, list) else []
+
+
+def _mark_best(ax, tests: list[dict]) -> None:
+    """On the heatmap (embedding row/column dropped): a filled dot on each stated best target, a
+    hollow square on every target tied for best where the bootstrap cannot separate them."""
+    stated = [(t["best"] - 1, t["source"] - 1) for t in tests if t["stated"] and t["source"] > 0]
+    tied = [
+        (ell - 1, t["source"] - 1)
+        for t in tests
+        if not t["stated"] and t["source"] > 0
+        for ell in t["tied"]
+        if ell > 0
+    ]
+    if stated:
+        x, y = zip(*stated, strict=True)
+        ax.scatter(
+            x,
+            y,
+            s=14,
+            color="white",
+            edgecolors="black",
+            linewidths=0.5,
+            zorder=3,
+            label="best target (beats runner-up)",
+        )
+    if tied:
+        x, y = zip(*tied, strict=True)
+        ax.scatter(
+            x,
+            y,
+            s=30,
+            marker="s",
+            facecolors="none",
+            edgecolors="white",
+            linewidths=0.9,
+            zorder=3,
+            label="tied for best (90% bootstrap)",
+        )
+    if stated or tied:
+        ax.legend(fontsize=6, loc="lower left", framealpha=0.6)
+
+
 def linear_map_heatmap(result: Result, rel: np.ndarray) -> Figure:
-    """Relative error without the embedding row and column, exactly M×L: no zero padding (Fig. 8)."""
+    """Relative error without the embedding row and column, exactly M×L: no zero padding (Fig. 8).
+
+    With bootstrap tests saved, stated best targets are dotted and tied ones outlined."""
     source, target = map_names(result)
     body = rel[1:, 1:]
     fig, ax = new_figure(6, 4)
     image = ax.imshow(body, aspect="auto", interpolation="nearest", cmap="viridis")
+    _mark_best(ax, best_target_tests(result.data))
     index_ticks(ax, body.shape[1], "x", max_ticks=12)
     index_ticks(ax, body.shape[0], "y", max_ticks=12)
     ax.set_xlabel(f"{target} Layer (target)")
@@ -203,9 +256,48 @@ def linear_map_best(result: Result, rel: np.ndarray) -> Figure:
     fig, ax = new_figure(4.5, 4)
     ax.plot([0, 1], [0, 1], color="0.5", linestyle="--", linewidth=1, label="same relative depth")
     x = np.arange(1, n_source + 1) / max(n_source, 1)
+    tests = {t["source"]: t for t in best_target_tests(result.data)}
     ax.plot(
         x, best[1:] / max(n_target, 1), marker="o", markersize=3, color="C0", label="best target"
     )
+    tied = [
+        (m, tests[m]["tied"])
+        for m in range(1, n_source + 1)
+        if m in tests and not tests[m]["stated"]
+    ]
+    for i, (m, layers) in enumerate(tied):  # the hatched span of targets tied for best
+        low, high = min(layers) / max(n_target, 1), max(layers) / max(n_target, 1)
+        ax.bar(
+            m / max(n_source, 1),
+            high - low + 0.01,
+            bottom=low - 0.005,
+            width=0.6 / max(n_source, 1),
+            color="none",
+            edgecolor="C0",
+            hatch="////",
+            linewidth=0.5,
+            label="tied for best (90% bootstrap)" if i == 0 else None,
+        )
+        ax.plot(
+            [m / max(n_source, 1)],
+            [best[m] / max(n_target, 1)],
+            marker="o",
+            markersize=3,
+            markerfacecolor="white",
+            color="C0",
+        )
+    null = result.data.get("null")
+    if isinstance(null, dict) and null.get("best_target") is not None:
+        null_best = as_array(null["best_target"])
+        ax.plot(
+            x,
+            null_best[1:] / max(n_target, 1),
+            marker="x",
+            markersize=3,
+            linestyle="none",
+            color="0.45",
+            label="best target, random-init source",
+        )
     ax.set_xlim(0, 1.02)
     ax.set_ylim(0, 1.02)
     ax.set_aspect("equal")
@@ -222,7 +314,96 @@ def linear_map_best(result: Result, rel: np.ndarray) -> Figure:
     return tidy(fig)
 
 
+def _best_errors(tests: list[dict], key: str = "rel_err") -> tuple[np.ndarray, ...]:
+    """Source boundary, value, low and high of each test's ``key`` interval."""
+    rows = [
+        (t["source"], t[key]["value"], t[key]["low"], t[key]["high"]) for t in tests if key in t
+    ]
+    return tuple(np.asarray(col, dtype=float) for col in zip(*rows, strict=True))
+
+
+def linear_map_best_error(result: Result) -> Figure:
+    """The best map's relative error per source boundary with its 90 % bootstrap interval; the
+    random-init null's best map beside it (filled: the trained source beats the null)."""
+    source, target = map_names(result)
+    data = result.data
+    tests = best_target_tests(data)
+    fig, ax = new_figure(6, 3.6)
+    m, value, low, high = _best_errors(tests)
+    ax.errorbar(
+        m,
+        value,
+        yerr=[value - low, high - value],
+        color="C0",
+        marker="o",
+        markersize=3,
+        capsize=2,
+        linewidth=1,
+        label=f"{source} (trained)",
+    )
+    open_ = [i for i, t in enumerate(tests) if not t["stated"]]
+    if open_:
+        ax.plot(
+            m[open_],
+            value[open_],
+            linestyle="none",
+            marker="o",
+            markersize=5,
+            markerfacecolor="white",
+            color="C0",
+            label="best target tied (not stated)",
+        )
+    compared = data.get("null_comparison") or []
+    if compared:
+        nm, nvalue, nlow, nhigh = _best_errors(compared, "null_rel_err")
+        ax.errorbar(
+            nm + 0.15,
+            nvalue,
+            yerr=[nvalue - nlow, nhigh - nvalue],
+            color="0.45",
+            marker="x",
+            markersize=3,
+            capsize=2,
+            linewidth=1,
+            label="random-init source",
+        )
+        beats = [c["source"] for c in compared if c["beats_null"]]
+        if beats:
+            ax.plot(
+                beats,
+                [0.0] * len(beats),
+                linestyle="none",
+                marker="^",
+                color="C2",
+                markersize=4,
+                transform=blended_transform_factory(ax.transData, ax.transAxes),
+                clip_on=False,
+                label="trained beats null (paired, Holm)",
+            )
+    index_ticks(ax, int(m.max()) + 1 if m.size else 1, "x", max_ticks=12)
+    ax.set_xlabel(f"{source} boundary (0 = embeddings)")
+    ax.set_ylabel("relative error of the best map")
+    ax.legend(fontsize=6)
+    boot = data.get("bootstrap", {})
+    set_title(
+        ax,
+        result,
+        "best map per source boundary",
+        f"{int(boot.get('level', 0.9) * 100)}% bootstrap over {boot.get('n_units', '?')} held-out "
+        f"{boot.get('unit', 'unit')}s; target {target}",
+        name=f"{source} → {target}",
+    )
+    return tidy(fig)
+
+
 def draw_linear_map(result: Result) -> Figures:
-    """Heatmap of the relative error and the best match in relative depth (paper §3.7, Fig. 8)."""
+    """Heatmap of the relative error and the best match in relative depth (paper §3.7, Fig. 8);
+    with intervals saved, the best map's error per source boundary with its interval and null."""
     rel = as_array(result.data["rel_err"])
-    return {"rel_err": linear_map_heatmap(result, rel), "best_match": linear_map_best(result, rel)}
+    figures = {
+        "rel_err": linear_map_heatmap(result, rel),
+        "best_match": linear_map_best(result, rel),
+    }
+    if best_target_tests(result.data) and "rel_err" in best_target_tests(result.data)[0]:
+        figures["best_error"] = linear_map_best_error(result)
+    return figures

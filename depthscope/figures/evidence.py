@@ -119,7 +119,20 @@ def draw_sensitivity(sweeps: list[tuple[str, dict]], model: str) -> Figure | Non
     for ax, (title, sweep) in zip(axes, sweeps, strict=False):
         values = np.asarray(sweep["values"], dtype=float)
         results = np.array([np.nan if r is None else r for r in sweep["results"]], dtype=float)
-        ax.plot(values, results, "o-", color="C0", markersize=4)
+        found = np.isfinite(results)
+        pad = 0.08 * float(np.ptp(values) or 1.0)
+        ax.set_xlim(float(values.min()) - pad, float(values.max()) + pad)
+        ax.set_xticks(values, [f"{v:.3g}" for v in values])
+        if not found.any():
+            ax.set_yticks([])
+            ax.text(0.5, 0.5, "none at every value", transform=ax.transAxes, ha="center",
+                    va="center", fontsize=8, color="0.4")  # fmt: skip
+        else:
+            ax.plot(values, results, "o-", color="C0", markersize=4)
+            low = float(np.nanmin(results))
+            for value in values[~found]:  # the number does not exist there
+                ax.annotate("none", (value, low), ha="center", va="bottom", fontsize=7,
+                            color="0.4")  # fmt: skip
         default = float(sweep["default"])
         at = np.nonzero(np.isclose(values, default))[0]
         if at.size and np.isfinite(results[at[0]]):

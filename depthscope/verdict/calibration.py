@@ -19,10 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
-from depthscope.verdict.regime import ALPHA, SMOOTH_SPAN, ar1, regime
+from depthscope.verdict.regime import ALPHA, SMOOTH_SPAN, ar1, models_for, regime
 
 
 def _x(n: int) -> np.ndarray:
@@ -123,3 +124,37 @@ def calibrate(
             }
         )
     return rows
+
+
+def bounds(n: int = 30, sigma: float = 0.2, factor: float = 2.0, sims: int = 4000) -> dict:
+    """What a step of ``factor`` at mid-depth under iid noise ``sigma`` allows any rule that
+    keeps the smoothest step-free decline (:func:`logistic`) at ``ALPHA``:
+
+    - ``neyman_pearson``: the power of the best test of exactly that logistic against exactly
+      that step, ``Φ(√λ − z_{1−α})`` with ``λ`` the squared distance of the step from the
+      nearest step-free fit over ``σ²`` (no rule that must also find other steps can beat it);
+    - ``known_noise``: the power of the rule's own statistic if the noise were known to be
+      independent with standard deviation ``sigma`` (critical value simulated at the logistic),
+      which the rule cannot assume: neighbouring layers' noise may be correlated.
+    """
+    x = tuple(float(i) for i in range(n))
+    models = models_for(x)
+    step_profile = np.log(step(factor)(n))
+    costs = models.costs(step_profile[None, :])[0]
+    distance = float(costs[models.free].min())
+    normal = NormalDist()
+    neyman = normal.cdf(np.sqrt(distance) / sigma - normal.inv_cdf(1 - ALPHA))
+    rng = np.random.default_rng(0)
+    smooth = np.log(logistic(n))
+    smooth = smooth - smooth.mean() + step_profile.mean()
+    null, _, _ = models.statistic(smooth[None, :] + rng.normal(0, sigma, (sims, n)))
+    hits, _, _ = models.statistic(step_profile[None, :] + rng.normal(0, sigma, (sims, n)))
+    critical = float(np.quantile(null, 1 - ALPHA))
+    return {
+        "n_layers": n,
+        "sigma": sigma,
+        "factor": factor,
+        "alpha": ALPHA,
+        "neyman_pearson": round(float(neyman), 4),
+        "known_noise": round(float((hits > critical).mean()), 4),
+    }

@@ -140,12 +140,13 @@ def test_depth_score_from_hand_computed_matrix():
 
 def test_answer_split_rules():
     short = DepthScoreSettings()
-    assert answer_splits(20, 3, short, seed=0, prompt_id=0) == [17]
+    # at the answer start: one before the first answer position (17), where it is predicted
+    assert answer_splits(20, 3, short, seed=0, prompt_id=0) == [16]
     long_splits = answer_splits(40, 17, short, seed=0, prompt_id=0)
     assert sorted(long_splits) == sorted(set(long_splits)) and len(long_splits) == 4
     assert all(23 <= t < 40 - 4 and (t - 23) % 4 == 0 for t in long_splits)
     forced = DepthScoreSettings(split_rule="answer-start")
-    assert answer_splits(40, 17, forced, seed=0, prompt_id=0) == [23]
+    assert answer_splits(40, 17, forced, seed=0, prompt_id=0) == [22]
 
 
 def test_depth_score_per_level(lm):
@@ -175,7 +176,10 @@ def test_depth_score_split_rule_comes_from_the_data_source():
     assert chosen_split_rule("in-answer", "builtin:hops") == ("in-answer", "setting")
     assert chosen_split_rule("auto", "(python)") == ("auto", "answer length")
     # the rule is part of the run's fingerprint: a saved result of another rule is recomputed
-    assert DepthScore.plan_key(DepthScoreSettings(), "hf:math") == {"split_rule": "in-answer"}
+    assert DepthScore.plan_key(DepthScoreSettings(), "hf:math") == {
+        "split_rule": "in-answer",
+        "answer_start_offset": -1,
+    }
     assert IntegratedGradients.plan_key(IGSettings(), "builtin:paper") == {"answer_split": "paper"}
     assert LogitLens.plan_key(LogitLens.Settings(), "builtin:paper") == {}
 
@@ -186,8 +190,8 @@ def test_depth_score_split_rule_comes_from_the_data_source():
     def run(data: str, rule: str = "auto") -> dict:
         return ds.analyze(lm, "depth-score", prompts, split_rule=rule, data_source=data).data
 
-    short = run("builtin:hops")  # a short-answer source: one split at the answer start
-    assert short["split_points"] == {0: [10]}
+    short = run("builtin:hops")  # a short-answer source: one split, predicting the answer's start
+    assert short["split_points"] == {0: [9]} and short["answer_start_offset"] == -1
     assert (short["split_rule"], short["split_rule_from"]) == ("answer-start", "data source")
     forced = run("builtin:hops", "in-answer")  # the user's setting wins over the source
     assert sorted(forced["split_points"][0]) == in_answer

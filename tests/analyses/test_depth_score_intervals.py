@@ -71,6 +71,7 @@ def level(examples: list[dict]) -> dict:
                 "prompt": i,
                 "effect": e["effect"].tolist(),
                 "output_change": e["output_change"].tolist(),
+                "first_token_correct": True,
             }
             for i, e in enumerate(examples)
         ],
@@ -93,13 +94,15 @@ def test_a_clear_rise_is_called_and_a_noisy_one_is_not():
     hard = level([one_hot_example(layer) for layer in (6, 7, 6, 7, 6, 7, 6, 7)])
     rising = difficulty(result_of({"1": easy, "2": hard}), L)
     assert rising.details["grows"] is True and "use more depth" in rising.sentence
-    change = rising.details["change"]
-    assert change["low"] > 0 and np.isclose(change["value"], 4.0)
-    assert "[" in rising.headline  # each level's score is shown with its interval
+    change = rising.details["change"]  # in relative depth: 4 layers of 10
+    assert change["interval"]["low"] > 0 and np.isclose(change["difference"], 0.4)
+    assert "[" in rising.headline  # the change is shown with its interval
 
     spread = level([one_hot_example(layer) for layer in (1, 8, 1, 8, 1, 8, 1, 8)])
     shifted = level([one_hot_example(layer) for layer in (1, 8, 2, 8, 1, 8, 1, 8)])
     flat = difficulty(result_of({"1": spread, "2": shifted}), L)
-    assert flat.details["grows"] is None
-    assert flat.details["change"]["low"] < 0 < flat.details["change"]["high"]
-    assert "within its interval" in flat.sentence
+    assert flat.details["grows"] is None and flat.details["outcome"] == "inconclusive"
+    interval = flat.details["change"]["interval"]
+    assert interval["low"] < 0 < interval["high"]
+    assert "inconclusive at 8 examples per level" in flat.sentence
+    assert "do not use more depth" not in flat.sentence  # a null result is not a finding

@@ -45,6 +45,8 @@ def test_an_analysis_from_outside_gets_results_figures_and_a_report_section(
             str(tiny_model_dir),
             "--analyses",
             "cos-to-final,contributions",
+            "--data",  # the default mixture's prose is longer than the tiny model's context
+            "builtin:arith-words",
             "-n",
             "2",
             "--out",

@@ -28,7 +28,7 @@ from bad_input_support import (
     run_cli,
     snapshot,
 )
-from tiny_models import tiny_tokenizer
+from tiny_models import SAVED_CONTEXT, tiny_tokenizer
 
 
 def analyze_file(capsys, model, tmp_path, name: str, content, *extra: str):
@@ -242,9 +242,9 @@ def _assert_refused_or_truncated(code, stdout, err, out, limit: int, n_prompts: 
 
 def test_prompt_longer_than_context_window(capsys, tiny_model_dir, tmp_path):
     code, stdout, err, out = analyze_file(
-        capsys, tiny_model_dir, tmp_path, "long.txt", _long_text(300) + "\nshort prompt\n"
+        capsys, tiny_model_dir, tmp_path, "long.txt", _long_text(1200) + "\nshort prompt\n"
     )
-    _assert_refused_or_truncated(code, stdout, err, out, limit=128, n_prompts=2)
+    _assert_refused_or_truncated(code, stdout, err, out, limit=SAVED_CONTEXT, n_prompts=2)
 
 
 def test_prompt_longer_than_gpt2_positions(capsys, tmp_path):

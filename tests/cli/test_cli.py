@@ -38,11 +38,13 @@ def test_analyze_writes_results_figures_and_resumes(tiny_model_dir, tmp_path, ca
     )
     assert code == 0, stdout
     run = json.loads((out / "run.json").read_text())
-    assert run["status"] == "finished" and run["n_prompts"] == 3
+    # the default data is a mixture of two sources: -n 3 is 3 prompts of each
+    assert run["status"] == "finished" and run["n_prompts"] == 6
     assert set(run["timings"]) == set(CORE)
     for name in CORE:
         result = Result.load(out / "results" / f"{name}.json")
-        assert result.analysis == name and result.n_prompts == 3 and result.model["n_layers"] == 3
+        assert result.analysis == name and result.n_prompts == 6 and result.model["n_layers"] == 3
+        assert result.extra["prompt_sources"] == ["builtin:arith-words", "builtin:prose"] * 3
     effects = Result.load(out / "results" / "current-effects.json").data
     assert len(effects["effect"]) == 3 and set(effects) >= {"attention", "mlp", "output_change"}
     assert (out / "report.html").stat().st_size > 10_000
@@ -232,7 +234,7 @@ def test_redirected_output_shows_progress_lines_during_each_analysis(tiny_model_
     lines = done.stderr.splitlines()
     assert all("\r" not in line for line in lines)
     for name in ("future-effects", "logit-lens"):
-        progress = [line for line in lines if f"{name} 2/2" in line and "ETA" in line]
+        progress = [line for line in lines if f"{name} 4/4" in line and "ETA" in line]
         assert progress, f"no progress lines for {name}:\n{done.stderr}"
     assert re.search(r"^\[\d\d:\d\d:\d\d\] ", lines[-1])
 

@@ -48,6 +48,7 @@ def test_more_processes_than_prompts_is_one_line_on_every_rank(tiny_model_dir, t
         lambda rank: (
             ["-m", "depthscope", "analyze", str(tiny_model_dir), "--out", str(tmp_path)]
             + ["--analyses", "contributions", "-n", "1", "--no-plots"]
+            + ["--data", "builtin:arith-words"]  # one prompt (a mixture has one per source)
         )
     )
     for code, _, stderr in results:

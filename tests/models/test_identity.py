@@ -10,6 +10,7 @@ import socket
 
 import pytest
 import torch
+from tiny_models import SAVED_CONTEXT
 
 from depthscope.core.errors import DepthscopeError
 from depthscope.models.loading import context, identity
@@ -112,7 +113,7 @@ def test_fingerprint_known_before_the_weights_load(model_copy, monkeypatch):
 
     info = loading.inspect_model(str(model_copy), dtype="float32")
     assert info.fingerprint == load_model(str(model_copy)).fingerprint
-    assert info.vocab_size == 183 and info.context_limit == 128
+    assert info.vocab_size == 183 and info.context_limit == SAVED_CONTEXT
     bf16 = loading.inspect_model(str(model_copy), dtype="bfloat16")
     assert bf16.fingerprint != info.fingerprint
     monkeypatch.setattr(loading, "_load_weights", lambda *a: pytest.fail("weights were read"))
@@ -126,7 +127,7 @@ def test_loaded_identity_records_hashes_and_context(model_copy):
         lm.identity["files_sha256"]["model.safetensors"]
         == hashlib.sha256((model_copy / "model.safetensors").read_bytes()).hexdigest()
     )
-    assert lm.identity["context_limit"] == lm.context_limit == 128
+    assert lm.identity["context_limit"] == lm.context_limit == SAVED_CONTEXT
 
 
 # ---------------------------------------------------------------- load-time refusals

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import transformers as tf
-from tiny_models import LLAMA_LIKE, tiny_tokenizer
+from tiny_models import LLAMA_LIKE, SAVED_CONTEXT, tiny_tokenizer
 
 from depthscope.analyses.effects import later_layer_effect
 from depthscope.cli import main
@@ -29,7 +29,7 @@ def save_llama(folder, n_layers: int, seed: int):
         eos_token_id=2,
         pad_token_id=0,
         num_hidden_layers=n_layers,
-        **LLAMA_LIKE,
+        **{**LLAMA_LIKE, "max_position_embeddings": SAVED_CONTEXT},
     )
     torch.manual_seed(seed)
     tf.LlamaForCausalLM(config).save_pretrained(folder)

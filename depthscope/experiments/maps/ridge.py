@@ -186,6 +186,11 @@ class HeldOutMetrics:
     ``rel_err[m, l] = mean_t ||y - f(x)|| / max(||y||, 1e-6)`` (the paper's metric: the mean of
     per-token ratios) and ``r2[m, l] = 1 - SSE / SST``, SST around the held-out per-dimension mean,
     both summed over dimensions. ``baseline`` is the relative error of predicting the training mean.
+
+    With ``n_units > 0`` the sums the relative errors need are also kept per held-out unit (a
+    text): ``unit_rel[u, m, l]`` (sum of the unit's per-token ratios), ``unit_base[u, l]`` and
+    ``unit_n[u]`` (its token count), so a bootstrap can resample whole units without refitting
+    (:mod:`depthscope.experiments.maps.intervals`). :meth:`update` then takes each token's unit.
     """
 
     rel_sum: torch.Tensor  # [S, G]
@@ -194,24 +199,47 @@ class HeldOutMetrics:
     y_sq: torch.Tensor  # [G]
     base_sum: torch.Tensor  # [G]
     n: int = 0
+    unit_rel: torch.Tensor | None = None  # [U, S, G] per held-out unit, if kept
+    unit_base: torch.Tensor | None = None  # [U, G]
+    unit_n: torch.Tensor | None = None  # [U] tokens per unit
 
     @classmethod
-    def zeros(cls, n_source: int, n_target: int, d_target: int) -> HeldOutMetrics:
+    def zeros(cls, n_source: int, n_target: int, d_target: int, n_units: int = 0) -> HeldOutMetrics:
         f64 = dict(dtype=torch.float64)
+        per_unit = n_units > 0
         return cls(
             rel_sum=torch.zeros(n_source, n_target, **f64),
             sse=torch.zeros(n_source, n_target, **f64),
             y_sum=torch.zeros(n_target, d_target, **f64),
             y_sq=torch.zeros(n_target, **f64),
             base_sum=torch.zeros(n_target, **f64),
+            unit_rel=torch.zeros(n_units, n_source, n_target, **f64) if per_unit else None,
+            unit_base=torch.zeros(n_units, n_target, **f64) if per_unit else None,
+            unit_n=torch.zeros(n_units, **f64) if per_unit else None,
         )
 
-    def update(self, maps: AffineMaps, x: torch.Tensor, y: torch.Tensor, chunk: int = 1024) -> None:
+    def _units(self, units: torch.Tensor | None, n: int) -> torch.Tensor | None:
+        if self.unit_rel is None:
+            return None
+        if units is None or len(units) != n:
+            raise ValueError("per-unit held-out sums need the unit of every token")
+        return torch.as_tensor(units, dtype=torch.long)
+
+    def update(
+        self,
+        maps: AffineMaps,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        chunk: int = 1024,
+        units: torch.Tensor | None = None,
+    ) -> None:
         """Add held-out tokens ``x`` ``[S, n, d_s]``, ``y`` ``[G, n, d_t]``.
 
-        Predictions are computed in the maps' dtype (see :meth:`AffineMaps.to`).
+        Predictions are computed in the maps' dtype (see :meth:`AffineMaps.to`). ``units[t]`` is
+        token ``t``'s held-out unit (needed when the sums are kept per unit).
         """
         dtype = maps.weight.dtype
+        units = self._units(units, x.shape[1])
         for start in range(0, x.shape[1], chunk):
             xs = x[:, start : start + chunk].to(maps.weight.device, dtype)
             ys = y[:, start : start + chunk].to(maps.weight.device, dtype).transpose(0, 1)
@@ -219,25 +247,41 @@ class HeldOutMetrics:
             denom = y_norm.clamp_min(EPS)
             for m in range(xs.shape[0]):
                 err = (maps.predict(m, xs[m]) - ys).norm(dim=-1)  # [n, G]
-                self.rel_sum[m] += (err / denom).sum(0).double().cpu()
+                ratio = err / denom
+                self.rel_sum[m] += ratio.sum(0).double().cpu()
                 self.sse[m] += err.double().square().sum(0).cpu()
+                if units is not None:
+                    picked = units[start : start + chunk]
+                    self.unit_rel[:, m].index_add_(0, picked, ratio.double().cpu())
             y64 = ys.double().cpu()
             self.y_sum += y64.sum(0)
             self.y_sq += y64.square().sum(dim=(0, 2))
             self.n += int(xs.shape[1])
+            if units is not None:
+                ones = torch.ones(xs.shape[1], dtype=torch.float64)
+                self.unit_n.index_add_(0, units[start : start + chunk], ones)
 
     def all_reduce(self, group: Distributed) -> None:
         """Sum every process's held-out sums in place (float64)."""
         for total in (self.rel_sum, self.sse, self.y_sum, self.y_sq, self.base_sum):
             group.all_reduce_(total, "sum")
+        for total in (self.unit_rel, self.unit_base, self.unit_n):
+            if total is not None:  # each unit is scored by one process, zeros elsewhere
+                group.all_reduce_(total, "sum")
         count = torch.tensor([self.n], dtype=torch.float64)
         self.n = int(group.all_reduce_(count, "sum").item())
 
-    def add_baseline(self, train_mean: torch.Tensor, y: torch.Tensor) -> None:
+    def add_baseline(
+        self, train_mean: torch.Tensor, y: torch.Tensor, units: torch.Tensor | None = None
+    ) -> None:
         """Relative error of the constant map ``f(x) = training mean`` (how much x explains)."""
         ys = y.double().cpu().transpose(0, 1)  # [n, G, d_t]
         err = (ys - train_mean.double().cpu()).norm(dim=-1)
-        self.base_sum += (err / ys.norm(dim=-1).clamp_min(EPS)).sum(0)
+        ratio = err / ys.norm(dim=-1).clamp_min(EPS)
+        self.base_sum += ratio.sum(0)
+        units = self._units(units, ys.shape[0])
+        if units is not None:
+            self.unit_base.index_add_(0, units, ratio)
 
     def rel_err(self) -> torch.Tensor:
         return self.rel_sum / max(self.n, 1)
