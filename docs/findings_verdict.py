@@ -18,6 +18,7 @@ from depthscope.figures.common import new_figure, save_figure, tidy
 from depthscope.verdict import bootstrap, calibration, regime
 from depthscope.verdict.comparison import compare_summaries, row_line
 from depthscope.verdict.summary import Summary, first_prompts, load_results, summarize_results
+from depthscope.verdict.words import trend_words
 
 DOCS = Path(__file__).resolve().parent
 REFERENCE = DOCS / "reference"
@@ -101,15 +102,8 @@ def calibration_table() -> str:
 
 def _trend(entry: dict) -> str:
     trend = entry.get("trend") or {}
-    if trend.get("value") is None:
-        return ""
     log = (entry.get("step_vs_trend") or {}).get("scale") == "log"
-    value, low, high = trend["value"], trend.get("low"), trend.get("high")
-    if log:
-        spread = f" [{np.exp(low):.2f}, {np.exp(high):.2f}]" if low is not None else ""
-        return f"×{np.exp(value):.2f}{spread} from first to last"
-    spread = f" [{low:+.2f}, {high:+.2f}]" if low is not None else ""
-    return f"{value:+.2f}{spread} from first to last"
+    return trend_words(trend.get("value"), trend.get("low"), trend.get("high"), log=log)
 
 
 def transition_sentence(model: str) -> str:
@@ -199,19 +193,11 @@ def sensitivity_table(model: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def reference_sentence(model: str) -> str:
-    """The random-weight reference of the reference run (``--reference random-init``)."""
+def finding_lines(model: str, key: str) -> str:
+    """A comparison line of the reference verdict (``reference``: random weights;
+    ``distributions``: the prompt sources) with each of its rows."""
     summary = reference(model)
-    finding = summary.finding("reference") if summary else None
-    if finding is None:
-        return MISSING
-    lines = "\n".join(f"- {line}" for line in finding.details["lines"])
-    return f"{finding.sentence}\n\n{lines}\n"
-
-
-def distributions_sentence(model: str) -> str:
-    summary = reference(model)
-    finding = summary.finding("distributions") if summary else None
+    finding = summary.finding(key) if summary else None
     if finding is None:
         return MISSING
     lines = "\n".join(f"- {line}" for line in finding.details["lines"])

@@ -624,10 +624,10 @@ GENERATORS = {
     **{f"transition:{m}": (lambda m=m: findings_verdict.transition_sentence(m)) for m in MODELS},
     **{f"lens:{m}": (lambda m=m: findings_verdict.lens_sentence(m)) for m in MODELS},
     **{f"sensitivity:{m}": (lambda m=m: findings_verdict.sensitivity_table(m)) for m in MODELS},
-    **{f"reference:{m}": (lambda m=m: findings_verdict.reference_sentence(m)) for m in MODELS},
     **{
-        f"distributions:{m}": (lambda m=m: findings_verdict.distributions_sentence(m))
+        f"{key}:{m}": (lambda m=m, key=key: findings_verdict.finding_lines(m, key))
         for m in MODELS
+        for key in ("reference", "distributions")
     },
     **{f"tuned:{m}": (lambda m=m: tuned_sentence(m)) for m in MODELS},
     **{f"contributions:{m}": (lambda m=m: contributions_sentence(m)) for m in MODELS},

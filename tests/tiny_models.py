@@ -161,20 +161,27 @@ def tiny_tokenizer():
 
 def save_tiny_model_dir(folder) -> object:
     """Save a tiny random Llama whose vocabulary matches :func:`tiny_tokenizer` into ``folder``."""
+    return save_llama_dir(folder, n_layers=3, seed=0, initializer_range=0.2)
+
+
+def save_llama_dir(
+    folder, n_layers: int, seed: int = 0, initializer_range: float | None = None
+) -> object:
+    """A random Llama of ``n_layers`` with :func:`tiny_tokenizer`, saved into ``folder``, with
+    positions enough for the default mixture's prose (up to ~230 tokens with this tokenizer)."""
     tokenizer = tiny_tokenizer()
+    extra = {} if initializer_range is None else {"initializer_range": initializer_range}
     config = tf.LlamaConfig(
         vocab_size=len(tokenizer),
-        initializer_range=0.2,
         bos_token_id=1,
         eos_token_id=2,
         pad_token_id=0,
-        num_hidden_layers=3,
-        # long enough for the default mixture's prose with this tokenizer (up to ~230 tokens)
+        num_hidden_layers=n_layers,
         **{**LLAMA_LIKE, "max_position_embeddings": SAVED_CONTEXT},
+        **extra,
     )
-    torch.manual_seed(0)
-    model = tf.LlamaForCausalLM(config)
-    model.save_pretrained(folder)
+    torch.manual_seed(seed)
+    tf.LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 

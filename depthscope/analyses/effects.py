@@ -235,7 +235,7 @@ def current_use(result: Result, n_layers: int | None) -> Finding | None:
             f"inconclusive at {result.n_prompts} prompts: neither a difference nor equivalence "
             f"within ±{margin - 1:.0%}"
         )
-    aggregate = "mean" if "position mean" in profile.label else "max"
+    aggregate = "max" if profile.replaced_by else "mean"  # the max: runs saved before means
     sentence = (
         f"Second-half layers matter for the current token {outcome}: median output change of "
         f"the second over the first half, ratio {interval.text(2)} (each prompt's {aggregate} "

@@ -18,7 +18,7 @@ from depthscope.analyses.card import Finding
 from depthscope.verdict import evidence, regime, sensitivity
 from depthscope.verdict.bootstrap import Interval
 from depthscope.verdict.depth import IMPORTANCE
-from depthscope.verdict.words import rel
+from depthscope.verdict.words import rel, trend_words
 
 TRANSITION = "Transition"
 DEPTH = "Effective depth"
@@ -59,16 +59,10 @@ def _rounded(samples: np.ndarray | None, digits: int = 4) -> list | None:
 
 
 def trend_text(item: evidence.Indicator, trend: Interval | None) -> str:
-    """``×0.31 [0.25, 0.40] from first to last`` (log scale) or ``−0.42 [...]`` (linear)."""
-    if trend is None or trend.value is None:
+    """The indicator's trend over the profile (:func:`~depthscope.verdict.words.trend_words`)."""
+    if trend is None:
         return ""
-    if item.profile.log:
-        low = f"{np.exp(trend.low):.2f}" if trend.low is not None else None
-        high = f"{np.exp(trend.high):.2f}" if trend.high is not None else None
-        spread = f" [{low}, {high}]" if low is not None else ""
-        return f"×{np.exp(trend.value):.2f}{spread} from first to last"
-    spread = f" [{trend.low:+.2f}, {trend.high:+.2f}]" if trend.low is not None else ""
-    return f"{trend.value:+.2f}{spread} from first to last"
+    return trend_words(trend.value, trend.low, trend.high, log=item.profile.log)
 
 
 def _indicator_details(item: evidence.Indicator, n_layers: int) -> dict:

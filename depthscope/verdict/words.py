@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 
 def rel(index: int | float | None, n_layers: int | None) -> float | None:
     """``index / L`` rounded to 3 places; None when either is unknown."""
@@ -35,3 +37,15 @@ def layer_ranges(layers: Sequence[int]) -> str:
 
 def _span(run: list[int]) -> str:
     return str(run[0]) if len(run) == 1 else f"{run[0]}–{run[-1]}"
+
+
+def trend_words(value: float | None, low: float | None, high: float | None, *, log: bool) -> str:
+    """A linear trend's change from the first to the last entry, with its interval: on a log
+    scale as a factor (``×0.31 [0.25, 0.40] from first to last``), else as a difference."""
+    if value is None:
+        return ""
+    if log:
+        spread = f" [{np.exp(low):.2f}, {np.exp(high):.2f}]" if low is not None else ""
+        return f"×{np.exp(value):.2f}{spread} from first to last"
+    spread = f" [{low:+.2f}, {high:+.2f}]" if low is not None else ""
+    return f"{value:+.2f}{spread} from first to last"

@@ -8,9 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
-import transformers as tf
-from tiny_models import LLAMA_LIKE, SAVED_CONTEXT, tiny_tokenizer
+from tiny_models import save_llama_dir
 
 from depthscope.analyses.effects import later_layer_effect
 from depthscope.cli import main
@@ -20,30 +18,13 @@ from depthscope.results.document import Result
 ANALYSES = "contributions,future-effects,logit-lens"
 
 
-def save_llama(folder, n_layers: int, seed: int):
-    tokenizer = tiny_tokenizer()
-    config = tf.LlamaConfig(
-        vocab_size=len(tokenizer),
-        initializer_range=0.2,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-        num_hidden_layers=n_layers,
-        **{**LLAMA_LIKE, "max_position_embeddings": SAVED_CONTEXT},
-    )
-    torch.manual_seed(seed)
-    tf.LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Runs of a 3-layer and a 5-layer tiny Llama (same data and settings)."""
     root = tmp_path_factory.mktemp("compare")
     dirs = []
     for n_layers in (3, 5):
-        model = save_llama(root / f"llama{n_layers}", n_layers, seed=n_layers)
+        model = save_llama_dir(root / f"llama{n_layers}", n_layers, n_layers, 0.2)
         out = root / f"run{n_layers}"
         args = ["analyze", str(model), "-n", "1", "--analyses", ANALYSES, "--out", str(out)]
         code = main([*args, "--set", "n_splits=2", "--no-plots"])

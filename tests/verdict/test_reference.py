@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
-import transformers as tf
-from tiny_models import LLAMA_LIKE, tiny_tokenizer
+from tiny_models import save_llama_dir
 
 from depthscope.cli import main
 from depthscope.verdict.reference import RANDOM_REFERENCE
@@ -21,25 +19,9 @@ ARGS = [
 ]  # fmt: skip
 
 
-def deep_tiny_llama(folder, n_layers: int):
-    tokenizer = tiny_tokenizer()
-    config = tf.LlamaConfig(
-        vocab_size=len(tokenizer),
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-        num_hidden_layers=n_layers,
-        **LLAMA_LIKE,
-    )
-    torch.manual_seed(0)
-    tf.LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def deep_model(tmp_path_factory):
-    return deep_tiny_llama(tmp_path_factory.mktemp("deep") / "llama24", 24)
+    return save_llama_dir(tmp_path_factory.mktemp("deep") / "llama24", 24)
 
 
 def test_random_weights_name_no_transition(deep_model, tmp_path):

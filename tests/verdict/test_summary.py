@@ -311,6 +311,8 @@ def test_current_output_change_is_its_own_finding_read_as_a_mean_over_positions(
     assert less.figures == ["current-effects_output_change_layer_position_mean"]
     saturated = summarize(old).finding("current_use")  # the max over positions: flat
     assert "as much as first-half ones" in saturated.sentence
+    assert "each prompt's max over positions" in saturated.sentence
+    assert "each prompt's mean over positions" in less.sentence
     assert saturated.figures == ["current-effects_output_change_layer"]
     equal = summarize(same).finding("current_use")
     assert equal.details["ratio"]["low"] >= 0.8 and equal.details["ratio"]["high"] <= 1.25
