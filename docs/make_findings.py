@@ -834,7 +834,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference", nargs="+", type=Path, help="run directories to take")
     parser.add_argument("--study", nargs="+", type=Path, help="large run directories")
     parser.add_argument(
-        "--study-counts", default="10,20,30,40", help="prompt counts of the study (first n)"
+        "--study-counts", default="4,8,12,16,20", help="prompt counts of the study (first n)"
     )
     parser.add_argument(
         "--calibration", action="store_true", help="simulate the step rule's calibration table"
