@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from depthscope.cli.options import add_model_options, load_from_options
+from depthscope.cli.options import add_model_options, load_from_options, model_stem
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.files import atomic_write_json
 from depthscope.core.progress import Progress, RichProgress
@@ -116,11 +116,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--no-plots", action="store_true", help="skip the figures")
     parser.set_defaults(handler=run_map)
     return parser
-
-
-def _stem(spec: str) -> str:
-    name = Path(spec.rstrip("/")).name
-    return Path(name).stem if name.endswith(".gguf") else name or "model"
 
 
 def iter_texts(spec: str, seed: int) -> Iterator[str]:
@@ -252,7 +247,7 @@ def run_map(args: argparse.Namespace) -> int:
     _check(args)
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    out = args.out or Path("runs") / f"map-{_stem(args.source)}-{_stem(args.target)}"
+    out = args.out or Path("runs") / f"map-{model_stem(args.source)}-{model_stem(args.target)}"
     stream = iter_texts(args.data, args.seed)
     texts = itertools.chain(list(itertools.islice(stream, 1)), stream)  # bad --data fails here
     settings = _settings(args)

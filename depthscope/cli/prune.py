@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from depthscope.cli.options import add_model_options, load_from_options
+from depthscope.cli.options import add_model_options, load_from_options, model_stem
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.files import atomic_write_json
 from depthscope.core.progress import RichProgress
@@ -194,11 +194,6 @@ def settings_from_args(args: argparse.Namespace):
     )
 
 
-def _stem(spec: str) -> str:
-    name = Path(spec.rstrip("/")).name
-    return Path(name).stem if name.endswith(".gguf") else name or "model"
-
-
 def run_prune_command(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
@@ -213,7 +208,7 @@ def run_prune_command(args: argparse.Namespace) -> int:
         require_harness()
     if args.save is not None and args.save.exists() and any(args.save.iterdir()):
         raise DepthscopeError(f"--save {args.save} exists and is not empty; choose a new folder")
-    out = args.out or Path("runs") / f"prune-{_stem(args.model)}"
+    out = args.out or Path("runs") / f"prune-{model_stem(args.model)}"
     started = time.perf_counter()
     with RichProgress() as progress:
         progress.note(f"loading {args.model}")

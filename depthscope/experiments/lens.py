@@ -19,10 +19,7 @@ the held-out KL per boundary of both the logit lens and the tuned lens.
 from __future__ import annotations
 
 import math
-import signal
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,6 +28,7 @@ import torch.nn.functional as F
 
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.folders import OutputFolder
+from depthscope.core.interrupts import sigterm_as_interrupt
 from depthscope.core.progress import Progress
 from depthscope.data.prompts import tokenize
 from depthscope.data.sources import load_examples
@@ -177,22 +175,6 @@ def heldout_kl(lm: LoadedModel, lens: TunedLens, held: list[list[int]]) -> dict:
     }
 
 
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    def raise_interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, raise_interrupt)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def identity(lm: LoadedModel, settings: LensSettings) -> dict:
     """What a checkpoint must have been made for to be resumed."""
     return {
@@ -244,7 +226,7 @@ def train_lens(
     progress.start(f"tuned lens for {lm.name}", settings.steps)
     progress.advance(step)
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             while step < settings.steps:
                 began = time.perf_counter()
                 rows = train[step * settings.batch : (step + 1) * settings.batch]
