@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -35,6 +35,7 @@ from depthscope.data.sources import load_examples
 from depthscope.engine.batch import Batch
 from depthscope.engine.trace import trace
 from depthscope.engine.tuned_lens import RECORD, TENSORS, TunedLens
+from depthscope.experiments.lens_settings import LensSettings
 from depthscope.experiments.training.run_dir import (
     drop_checkpoint,
     load_checkpoint,
@@ -44,32 +45,6 @@ from depthscope.models.loading.loader import LoadedModel
 
 CHECKPOINT = "checkpoint"
 LENS_OUTPUTS = (RECORD, TENSORS, CHECKPOINT)
-
-
-@dataclass(frozen=True)
-class LensSettings:
-    """How a lens is trained (all recorded in ``lens.json``)."""
-
-    data: str = "builtin:text"
-    tokens: int = 16384  # training tokens
-    heldout_tokens: int = 2048  # tokens scored at the end, from texts not trained on
-    seq_len: int = 128
-    batch: int = 4  # windows per step
-    lr: float = 1e-3
-    seed: int = 0
-    checkpoint_every: int = 10
-
-    def check(self) -> None:
-        for name in ("tokens", "heldout_tokens", "seq_len", "batch", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                flag = "--" + name.replace("_", "-")
-                raise DepthscopeError(f"{flag} must be at least 1 (got {getattr(self, name)})")
-        if not self.lr > 0:
-            raise DepthscopeError(f"--lr must be positive (got {self.lr})")
-
-    @property
-    def steps(self) -> int:
-        return max(1, math.ceil(self.tokens / (self.batch * self.seq_len)))
 
 
 class Translators(torch.nn.Module):
