@@ -1,6 +1,9 @@
 """The package keeps its floors: no import from a higher layer, no import cycle.
 
 The layers are read from the table in docs/architecture.md, so the documentation is the rule.
+A command's handler named by string (``Handler("depthscope.cli.handlers.X:run")``,
+:mod:`depthscope.cli.lazy`) counts as an import of its module for the layers; it is the one way
+a module is imported by name, apart from the lazy front door (``depthscope/__init__.py``).
 """
 
 from __future__ import annotations
@@ -77,6 +80,26 @@ def imported_modules(path: Path, known: set[str]) -> set[str]:
     return found
 
 
+def handler_targets(path: Path, known: set[str]) -> set[str]:
+    """Modules named by ``Handler("module:function", ...)`` calls in ``path`` (imported lazily)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and _called(node) == "Handler" and node.args:
+            target = node.args[0]
+            if isinstance(target, ast.Constant) and isinstance(target.value, str):
+                name = target.value.partition(":")[0]
+                while name and name not in known:
+                    name = name.rpartition(".")[0]
+                if name:
+                    found.add(name)
+    return found
+
+
+def _called(node: ast.Call) -> str:
+    func = node.func
+    return func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+
+
 @pytest.fixture(scope="module")
 def graph() -> dict[str, set[str]]:
     files = {module_name(p): p for p in PACKAGE.rglob("*.py")}
@@ -94,7 +117,10 @@ def test_the_table_names_every_module(graph):
 def test_no_import_from_a_higher_layer(graph):
     layers = layer_table()
     upward = []
+    files = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    lazy = {name: handler_targets(path, set(files)) for name, path in files.items()}
     for module, imports in graph.items():
+        imports = imports | lazy[module]  # a handler imported when its command runs counts too
         own = layer_of(module, layers)
         for target in imports:
             if target == "depthscope" or module == "depthscope":
@@ -158,6 +184,36 @@ def test_the_checker_catches_an_upward_import(tmp_path):
     assert layer_of("depthscope.figures.report", layers) > layer_of(
         "depthscope.engine.trace", layers
     )
+
+
+def test_a_handler_named_by_string_is_checked_like_an_import(tmp_path):
+    module = tmp_path / "bad.py"
+    module.write_text('Handler("depthscope.cli.handlers.maps:run_map", check=None)\n')
+    known = {"depthscope.cli.handlers.maps", "depthscope.cli"}
+    assert handler_targets(module, known) == {"depthscope.cli.handlers.maps"}
+
+
+BY_NAME = {"import_module", "__import__"}
+NAMED_IMPORTS_ALLOWED = {"depthscope/__init__.py", "depthscope/cli/lazy.py"}
+
+
+def test_modules_are_imported_by_name_only_through_the_documented_ways():
+    """``importlib.import_module`` / ``__import__`` appear only in the lazy front door and in
+    :class:`depthscope.cli.lazy.Handler`; a ``Handler`` names its module by a literal string,
+    so the layer test above can read it."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        where = str(path.relative_to(ROOT))
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            if _called(node) in BY_NAME and where not in NAMED_IMPORTS_ALLOWED:
+                found.append(f"{where}:{node.lineno} imports a module by name")
+            if _called(node) == "Handler" and where != "depthscope/cli/lazy.py":
+                target = node.args[0] if node.args else None
+                if not (isinstance(target, ast.Constant) and isinstance(target.value, str)):
+                    found.append(f"{where}:{node.lineno} names its handler by a computed value")
+    assert not found, "\n".join(found)
 
 
 def all_imports(path: Path, known: set[str]) -> set[str]:

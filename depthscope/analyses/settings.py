@@ -26,15 +26,6 @@ def setting_names(cls: type[Analysis]) -> set[str]:
     return {f.name for f in dataclasses.fields(cls.Settings)}
 
 
-def setting_help(cls: type[Analysis]) -> list[tuple[str, object, str]]:
-    """(key, default, help) for every setting of ``cls``, for --help and the docs."""
-    defaults = cls.Settings()
-    return [
-        (f.name, getattr(defaults, f.name), f.metadata.get("help", ""))
-        for f in dataclasses.fields(cls.Settings)
-    ]
-
-
 def build_settings(
     cls: type[Analysis], values: Mapping[str, object], *, vocab_size: int | None = None
 ) -> object:

@@ -1,8 +1,11 @@
 """The ``depthscope`` command: one module per subcommand, each with ``add_parser(subparsers)``.
 
-Every subcommand registers itself with ``set_defaults(handler=FUNCTION)``; ``FUNCTION(args)``
-returns the exit status. A :class:`~depthscope.core.errors.DepthscopeError` becomes one line and
-exit status 2, an interrupt 130.
+Every subcommand registers its handler by name, ``set_defaults(handler=Handler("module:function",
+check=CHECK))`` (:mod:`depthscope.cli.lazy`): parsing and ``--help`` import only the light parser
+modules; the command's ``CHECK(args)`` refuses bad option values next, and only then is the
+handler's module (under :mod:`depthscope.cli.handlers`) imported and run; it returns the exit
+status. A :class:`~depthscope.core.errors.DepthscopeError` becomes one line and exit status 2, an
+interrupt 130.
 """
 
 from __future__ import annotations
@@ -24,11 +27,11 @@ from depthscope.cli import (
     prune,
     scratch,
 )
+from depthscope.cli.lazy import Handler
 from depthscope.cli.options import quiet_libraries
 from depthscope.core.allocator import keep_freed_memory
 from depthscope.core.errors import DepthscopeError
-from depthscope.core.interrupts import interrupts_not_lost, pending
-from depthscope.run.runner import RunInterrupted
+from depthscope.core.interrupts import RunInterrupted, interrupts_not_lost, pending
 
 DESCRIPTION = """\
 depthscope measures how a language model uses its depth: how much each layer adds to the
@@ -48,8 +51,7 @@ examples:
 
 
 # Commands defined in their own modules: each has ``add_parser(subparsers)``, which registers the
-# command with ``set_defaults(handler=FUNCTION)``; ``FUNCTION(args)`` returns the exit status.
-# in the order `depthscope --help` lists them
+# command with ``set_defaults(handler=Handler(...))``; in the order `depthscope --help` lists them
 COMMANDS = (models, fetch, analyze, maps, export, compare, prune, scratch, finetune, lens, plot)
 
 
@@ -79,12 +81,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    if not args.verbose:
-        quiet_libraries()
-    keep_freed_memory()
+    handler = args.handler
     try:
         with interrupts_not_lost():
-            code = args.handler(args)
+            if isinstance(handler, Handler):
+                if handler.check is not None:
+                    handler.check(args)  # a refused option answers before anything heavy loads
+                handler = handler.run
+            if not args.verbose:
+                quiet_libraries()
+            keep_freed_memory()
+            code = handler(args)
             if pending():  # swallowed after the last progress update: the work is complete
                 print(
                     "depthscope: interrupted after the work finished; the results are complete",

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from depthscope.results.compare import compare_runs, quantities
-from depthscope.verdict.comparison import row_line
-from depthscope.verdict.summary import Summary
+from depthscope.cli.catalogue import quantity_names
+from depthscope.cli.lazy import Handler
 
 EXAMPLES = """\
 examples:
@@ -27,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "change points against each other (paired bootstrap draws, Holm, equivalence within "
         "±0.05 relative depth; docs/compare.md). Writes DIR/compare.json, "
         "DIR/compare.html and DIR/figures/compare_*.png/pdf.",
-        epilog=EXAMPLES + "\nquantities: " + ", ".join(quantities()),
+        epilog=EXAMPLES + "\nquantities: " + ", ".join(quantity_names()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories")
@@ -43,28 +42,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="comma-separated quantities (default: every one that all runs have)",
     )
     parser.add_argument("--no-plots", action="store_true", help="skip the figures")
-    parser.set_defaults(handler=run_compare)
+    parser.set_defaults(handler=Handler("depthscope.cli.handlers.compare:run_compare"))
     return parser
-
-
-def run_compare(args: argparse.Namespace) -> int:
-    wanted = (
-        [q.strip() for q in args.quantities.split(",") if q.strip()] if args.quantities else None
-    )
-    doc = compare_runs(args.runs, args.out, wanted, plots=not args.no_plots)
-    for run in doc["runs"]:
-        print(f"{run['label']} ({run['n_layers']} layers, {run['run_dir']}):")
-        summary = Summary.from_json(run["verdict"])
-        for finding in summary.findings:
-            print(f"  {finding.title:<30} {finding.headline}")
-    print(
-        "effective depths and change points (relative depth, 90 % intervals; Holm-corrected; "
-        "'the same' only within ±0.05):"
-    )
-    for row in doc["differences"]:
-        print(f"  {row_line(row)}")
-    print(
-        f"{len(doc['quantities'])} quantities compared; results in {args.out}/ "
-        "(compare.json, compare.html, figures/)"
-    )
-    return 0

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from depthscope.cli.lazy import Handler
 from depthscope.results.document import TIDY_COLUMNS
-from depthscope.results.export import FORMATS, export_run
+from depthscope.results.export import FORMATS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -24,12 +25,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--out", type=Path, default=None, help="output folder (default: RUN_DIR/export)"
     )
-    parser.set_defaults(handler=run_export)
+    parser.set_defaults(handler=Handler("depthscope.cli.handlers.export:run_export"))
     return parser
-
-
-def run_export(args: argparse.Namespace) -> int:
-    written = export_run(args.run_dir, args.format, args.out)
-    for path in written:
-        print(path)
-    return 0

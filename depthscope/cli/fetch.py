@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from depthscope.models.loading.zoo import fetch_builtin, is_cached
+from depthscope.cli.lazy import Handler
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -15,13 +15,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--force", action="store_true", help="rebuild even if a valid cached copy exists"
     )
-    parser.set_defaults(handler=run_fetch)
+    parser.set_defaults(handler=Handler("depthscope.cli.handlers.fetch:run_fetch"))
     return parser
-
-
-def run_fetch(args: argparse.Namespace) -> int:
-    if is_cached(args.name) and not args.force:
-        print(f"{args.name}: already cached in {fetch_builtin(args.name, progress=False)}")
-        return 0
-    fetch_builtin(args.name, progress=True, force=args.force)  # reports its own stages and timing
-    return 0

@@ -8,36 +8,17 @@ folder that ``depthscope analyze`` loads.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from depthscope.cli.options import add_model_options, load_from_options
-from depthscope.cli.training import (
-    add_threads_option,
-    add_training_options,
-    apply_threads,
-    settings_from_args,
-    summary_lines,
-)
-from depthscope.core.errors import DepthscopeError
-from depthscope.core.progress import make_progress
-from depthscope.data.prompts import tokenize
+from depthscope.cli.lazy import Handler
+from depthscope.cli.options import add_model_options
+from depthscope.cli.training import add_threads_option, add_training_options, settings_from_args
 from depthscope.data.sources import DM_ARITH
-from depthscope.engine.batch import pad_id as tokenizer_pad_id
-from depthscope.experiments.training.e11 import eval_sets as dm_eval_sets
-from depthscope.experiments.training.e11 import training_draw
-from depthscope.experiments.training.e12 import (
-    DEFAULT_DATA,
-    DEFAULT_EVAL_EXAMPLES,
-    DEFAULT_POOL,
-    DEFAULTS,
-    check_answers,
-    dm_arith_scale,
-    load_data,
-    pool_draw,
+from depthscope.experiments.training.recipes import (
+    E12_DATA,
+    E12_DEFAULTS,
+    E12_EVAL_EXAMPLES,
+    E12_POOL,
 )
-from depthscope.experiments.training.loop import TrainJob, claim_out, train
-from depthscope.experiments.training.models import count_parameters
-from depthscope.experiments.training.packing import tokenize_example
 
 EXAMPLES = """\
 examples:
@@ -63,7 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("model", help="built-in name, Hugging Face id, local folder or .gguf file")
     parser.add_argument(
         "--data",
-        default=DEFAULT_DATA,
+        default=E12_DATA,
         help=f"training data: {DM_ARITH}[:dm|small] (DeepMind-style arithmetic, the paper's, "
         "at scale dm unless :small is named; default), any "
         "--data source of `depthscope analyze` with answers for --loss answer, e.g. "
@@ -72,95 +53,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--pool",
         type=int,
-        default=DEFAULT_POOL,
+        default=E12_POOL,
         help=f"examples drawn from a generated source (per level for levelled ones; "
-        f"default: {DEFAULT_POOL}); files are used whole",
+        f"default: {E12_POOL}); files are used whole",
     )
     parser.add_argument(
         "--eval-examples",
         type=int,
-        default=DEFAULT_EVAL_EXAMPLES,
-        help=f"held-out examples per module or level (default: {DEFAULT_EVAL_EXAMPLES})",
+        default=E12_EVAL_EXAMPLES,
+        help=f"held-out examples per module or level (default: {E12_EVAL_EXAMPLES})",
     )
     add_model_options(parser)
     add_threads_option(parser)
-    add_training_options(parser, DEFAULTS)
-    parser.set_defaults(handler=run_finetune)
+    add_training_options(parser, E12_DEFAULTS)
+    parser.set_defaults(
+        handler=Handler("depthscope.cli.handlers.finetune:run_finetune", check=check)
+    )
     return parser
 
 
-def run_finetune(args: argparse.Namespace) -> int:
-    """The ``finetune`` command; returns the exit status (errors are raised as DepthscopeError)."""
-
-    settings = settings_from_args(args, DEFAULTS)
-    settings.check()
-    apply_threads(args)
-    if Path(args.model).expanduser().resolve() == args.out.expanduser().resolve():
-        raise DepthscopeError("--out must be another folder than the model being fine-tuned")
-    if args.pool < 1 or args.eval_examples < 1:
-        raise DepthscopeError("--pool and --eval-examples must be at least 1")
-    examples, eval_examples, note = load_data(
-        args.data, args.pool, args.eval_examples, settings.seed
-    )
-    check_answers(args.data, examples, settings.loss)
-    identity = {
-        "command": "finetune",
-        "model": args.model,
-        "data": args.data,
-        "pool": args.pool,
-        "eval_examples": args.eval_examples,
-    }
-    if claim_out(args.out, identity, settings, args.fresh) == "done":  # checked before loading
-        print(f"{args.out} already holds this finished run; nothing to do (--fresh retrains)")
-        return 0
-    with make_progress() as progress:
-        if note:
-            progress.note(note)
-        progress.note(f"loading {args.model}")
-        lm = load_from_options(args, args.model, out=args.out, progress=False)
-        tokenizer = lm.tokenizer
-        if examples is None:
-            scale = dm_arith_scale(args.data)
-            draw = training_draw(tokenizer, scale)
-            sets = dm_eval_sets(tokenizer, args.eval_examples, settings.seed, scale)
-        else:
-            pool = [tokenize_example(tokenizer, e) for e in examples]
-            draw = pool_draw(pool)
-            sets = {
-                name: [tokenize_example(tokenizer, e) for e in group]
-                for name, group in eval_examples.items()
-            }
-        adds_bos = tokenizer.bos_token_id is not None and tokenize(tokenizer, "1")[:1] == [
-            tokenizer.bos_token_id
-        ]
-        # The paper puts a BOS before every packed question; without one, a newline separates them.
-        separator = (
-            () if adds_bos else tuple(tokenizer("\n", add_special_tokens=False)["input_ids"])
-        )
-        job = TrainJob(
-            model=lm.model,
-            tokenizer=tokenizer,
-            draw=draw,
-            eval_sets=sets,
-            pad_id=tokenizer_pad_id(tokenizer),
-            out=args.out,
-            identity=identity,
-            separator=separator,
-            describe={
-                "command": "finetune",
-                "base_model": lm.identity,
-                "parameters": count_parameters(lm.model),
-                "data": args.data,
-                "device": args.device,
-            },
-            eval_batch_size=8,
-        )
-        progress.note(
-            f"{lm.name}: {lm.n_layers} layers, {count_parameters(lm.model) / 1e6:.0f}M parameters; "
-            f"{settings.steps} steps of {settings.batch_size}×{settings.seq_len} tokens from "
-            f"{args.data}, loss on {settings.loss} tokens"
-        )
-        record = train(job, settings, progress, fresh=args.fresh)
-    print("\n".join(summary_lines(record)))
-    print(f"model in {args.out}/; analyse it with: depthscope analyze {args.out}")
-    return 0
+def check(args: argparse.Namespace) -> None:
+    """The training settings ``finetune`` refuses, before anything heavy is imported."""
+    settings_from_args(args, E12_DEFAULTS).check()

@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
-from depthscope.cli.options import add_model_options, load_from_options
-from depthscope.cli.training import add_threads_option, apply_threads
-from depthscope.core.progress import make_progress
-from depthscope.experiments.lens import LensSettings, train_lens
+from depthscope.cli.lazy import Handler
+from depthscope.cli.options import add_model_options
+from depthscope.cli.training import add_threads_option, check_threads
+from depthscope.experiments.lens_settings import LensSettings
 from depthscope.models.loading.zoo import DEFAULT_MODEL
 
 DEFAULTS = LensSettings()
@@ -88,13 +86,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     train.add_argument("--fresh", action="store_true", help="ignore a checkpoint in --out")
     add_model_options(train)
     add_threads_option(train)
-    train.set_defaults(handler=run_lens_train)
+    train.set_defaults(handler=Handler("depthscope.cli.handlers.lens:run_lens_train", check=check))
     return parser
 
 
-def run_lens_train(args: argparse.Namespace) -> int:
-    apply_threads(args)
-    settings = LensSettings(
+def settings_from_args(args: argparse.Namespace) -> LensSettings:
+    """The lens's training settings from the options."""
+    return LensSettings(
         data=args.data,
         tokens=args.tokens,
         heldout_tokens=args.heldout_tokens,
@@ -104,25 +102,9 @@ def run_lens_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
     )
-    settings.check()
-    with make_progress() as progress:
-        progress.note(f"loading {args.model}")
-        lm = load_from_options(args, args.model, out=args.out)
-        progress.note(
-            f"{lm.name}: {lm.n_layers} layers, d={lm.d_model}; {settings.steps} steps of "
-            f"{settings.batch}×{settings.seq_len} tokens from {settings.data}"
-        )
-        record = train_lens(lm, settings, args.out, progress, fresh=args.fresh)
-    held = record["heldout"]["kl_lens_final"]
-    logit, tuned = np.asarray(held["logit"]), np.asarray(held["tuned"])
-    below = int((tuned < logit).sum())
-    print(
-        f"held-out KL(lens ‖ final) over {record['heldout']['tokens']} tokens: tuned below logit "
-        f"at {below} of {logit.size} boundaries; mean {logit.mean():.3f} (logit) vs "
-        f"{tuned.mean():.3f} (tuned); {record['tokens']} tokens in {record['seconds']:.0f} s"
-    )
-    print(
-        f"lens in {args.out}/; read it with: depthscope analyze {args.model} --analyses "
-        f"logit-lens --set logit-lens.lens=tuned:{args.out}"
-    )
-    return 0
+
+
+def check(args: argparse.Namespace) -> None:
+    """The options ``lens train`` refuses, before anything heavy is imported (in its order)."""
+    check_threads(args)
+    settings_from_args(args).check()

@@ -1,7 +1,8 @@
 """Option helpers every command shares: the model's placement, --set items, batch sizes, names.
 
 Commands add their model options through :func:`add_model_options`, so ``--device``, ``--dtype``
-and ``--device-map`` read the same everywhere.
+and ``--device-map`` read the same everywhere; the handlers load the model they name with
+:func:`depthscope.cli.handlers.common.load_from_options`. Light: parsing imports no torch.
 """
 
 from __future__ import annotations
@@ -11,12 +12,8 @@ import os
 import warnings
 from pathlib import Path
 
-from transformers.utils import logging as hf_logging
-
 from depthscope.core.errors import DepthscopeError
-from depthscope.models.loading.loader import load_model
 from depthscope.models.loading.quantize import KINDS as QUANTIZE_KINDS
-from depthscope.models.placement import resolve_placement
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -76,38 +73,10 @@ def model_stem(spec: str) -> str:
 
 def quiet_libraries() -> None:
     """Keep transformers' warnings and progress bars off the terminal (``--verbose`` shows them)."""
+    # heavy: transformers is imported once a command runs, never for --help or a refused option
+    from transformers.utils import logging as hf_logging
+
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore", category=UserWarning, module="transformers")
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-
-
-def load_from_options(
-    args: argparse.Namespace,
-    spec: str,
-    *,
-    out: Path | None = None,
-    progress: bool = True,
-    local_rank: int = 0,
-    local_world_size: int = 1,
-):
-    """Load ``spec`` where ``--device``/``--dtype``/``--device-map`` say, as every command does:
-    the placement is checked first (a bad device is one line), a map with disk offload offloads
-    into ``out/offload``."""
-    placement = resolve_placement(
-        args.device,
-        getattr(args, "device_map", None),
-        local_rank=local_rank,
-        local_world_size=local_world_size,
-    )
-    offload = str(out / "offload") if out is not None and placement.offloads_to_disk else None
-    return load_model(
-        spec,
-        device=placement.device,
-        dtype=getattr(args, "dtype", None),
-        device_map=placement.device_map,
-        max_memory=placement.max_memory,
-        offload_folder=offload,
-        progress=progress,
-        quantize=getattr(args, "quantize", None),
-    )

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from depthscope.core.folders import OutputFolder
-from depthscope.figures.report import plot_run, write_report
+from depthscope.cli.lazy import Handler
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -18,18 +17,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "run directory from a cluster.",
     )
     parser.add_argument("run_dir", type=Path, help="a run directory written by depthscope analyze")
-    parser.set_defaults(handler=run_plot)
+    parser.set_defaults(handler=Handler("depthscope.cli.handlers.plot:run_plot"))
     return parser
-
-
-def plot_and_report(run_dir: Path) -> None:
-    """Every figure of the run directory, then its report; says where they are."""
-    files = plot_run(run_dir)
-    report = write_report(run_dir)
-    print(f"{len(files)} figure files in {run_dir / 'figures'}; report: {report}")
-
-
-def run_plot(args: argparse.Namespace) -> int:
-    OutputFolder(args.run_dir).require_run()
-    plot_and_report(args.run_dir)
-    return 0

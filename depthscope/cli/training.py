@@ -1,14 +1,12 @@
-"""Command-line options shared by ``depthscope scratch`` and ``depthscope finetune``."""
+"""Command-line options shared by ``depthscope scratch`` and ``depthscope finetune`` (light: no torch)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-import torch
-
 from depthscope.core.errors import DepthscopeError
-from depthscope.experiments.training.loop import LOSS_MODES, TrainSettings
+from depthscope.experiments.training.recipes import LOSS_MODES, TrainSettings
 
 
 def add_training_options(parser: argparse.ArgumentParser, defaults: TrainSettings) -> None:
@@ -91,12 +89,10 @@ def add_threads_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def apply_threads(args: argparse.Namespace) -> None:
-
+def check_threads(args: argparse.Namespace) -> None:
+    """Refuse a negative ``--threads`` (the handler applies it: :func:`~depthscope.cli.handlers.common.apply_threads`)."""
     if args.threads < 0:
         raise DepthscopeError("--threads must be at least 1 (or 0 for torch's default)")
-    if args.threads:
-        torch.set_num_threads(args.threads)
 
 
 def settings_from_args(args: argparse.Namespace, defaults: TrainSettings) -> TrainSettings:

@@ -11,10 +11,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import tempfile
 from pathlib import Path
-
-import torch
 
 
 def _umask() -> int:
@@ -44,6 +43,16 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def read_json_object(path: Path) -> dict | None:
+    """The JSON object in ``path``; None when the file is missing, unreadable, not JSON or not an
+    object (a reader that must not fail on a damaged or foreign file)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def atomic_write_json(path: Path, payload: object) -> None:
     text = json.dumps(to_jsonable(payload), indent=1, sort_keys=False, allow_nan=False)
     atomic_write_bytes(path, (text + "\n").encode())
@@ -51,7 +60,8 @@ def atomic_write_json(path: Path, payload: object) -> None:
 
 def to_jsonable(value: object) -> object:
     """Tensors and numpy arrays become nested lists (layer index first); NaN becomes null."""
-    if isinstance(value, torch.Tensor):
+    torch = sys.modules.get("torch")  # a tensor exists only once torch is imported; never import it
+    if torch is not None and isinstance(value, torch.Tensor):
         return to_jsonable(value.detach().cpu().double().tolist())
     if hasattr(value, "tolist") and not isinstance(value, str | bytes):
         return to_jsonable(value.tolist())

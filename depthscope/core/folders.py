@@ -37,20 +37,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from depthscope.core.errors import DepthscopeError
-from depthscope.core.files import atomic_write_json
+from depthscope.core.files import atomic_write_json, read_json_object
 
 MARKER = ".depthscope-run"  # JSON: which model the directory belongs to
 LOCK = ".depthscope-lock"  # JSON: pid, host, start time and command of the run holding it
 OUTPUTS = ("run.json", "results", "state", "figures", "report.html")  # what a run writes
 TRAINING_FORMAT = "depthscope-training/1"  # training.json of a training folder (its record)
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _probe_writable(folder: Path) -> OSError | None:
@@ -151,13 +143,13 @@ class OutputFolder:
 
     def belongs_to_depthscope(self) -> bool:
         """DIR carries depthscope's marker, or a ``run.json`` or ``training.json`` it wrote."""
-        marker = _read_json(self.marker)
+        marker = read_json_object(self.marker)
         if marker is not None and marker.get("depthscope_run"):
             return True
-        run = _read_json(self.path / "run.json")
+        run = read_json_object(self.path / "run.json")
         if run is not None and "depthscope_run" in run:
             return True
-        training = _read_json(self.path / "training.json")
+        training = read_json_object(self.path / "training.json")
         return training is not None and training.get("format") == TRAINING_FORMAT
 
     def require_run(self) -> list[Path]:
@@ -194,10 +186,10 @@ class OutputFolder:
 
         A directory written before markers existed is identified by its ``run.json``.
         """
-        marker = _read_json(self.marker)
+        marker = read_json_object(self.marker)
         if marker is not None and marker.get("depthscope_run"):
             return {k: marker.get(k) for k in ("name", "source", "fingerprint")}
-        run = _read_json(self.path / "run.json")
+        run = read_json_object(self.path / "run.json")
         if run is not None and "depthscope_run" in run and isinstance(run.get("model"), dict):
             model = run["model"]
             return {

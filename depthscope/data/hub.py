@@ -9,16 +9,14 @@ turn every failure into one actionable line. Field names follow the reference co
 from __future__ import annotations
 
 import logging
-import os
 import random
-import socket
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from itertools import islice
 from typing import Any
-from urllib.parse import urlparse
 
 from depthscope.core.errors import DepthscopeError
+from depthscope.core.hub_access import hub_reachable, offline_requested
 from depthscope.data.example import Example
 
 GSM8K = ("openai/gsm8k", "main", "test")
@@ -77,26 +75,6 @@ def mquake_example(row: dict) -> Example:
     )
 
 
-def _offline_by_choice() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the hub's host accepts a TCP connection; assumed yes behind a proxy.
-
-    Without this, ``datasets`` retries for ~25 s and prints a dozen warnings before failing.
-    """
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return True
-    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
-    port = url.port or (80 if url.scheme == "http" else 443)
-    try:
-        with socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 @contextmanager
 def _quiet_hub_logs() -> Iterator[None]:
     """Hide huggingface_hub's retry warnings: a failure becomes one DepthscopeError line."""
@@ -121,7 +99,8 @@ def _load(name: str, config: str | None, split: str) -> Iterable[dict]:
             f"hf: data sources need the optional `datasets` package to load {name}; "
             "pip install 'depthscope[hf]', or use builtin:arith-words or file:PATH"
         ) from None
-    if not _offline_by_choice() and not _hub_reachable():
+    # without the probe, ``datasets`` retries for ~25 s and prints a dozen warnings before failing
+    if not offline_requested() and not hub_reachable():
         raise DepthscopeError(
             f"could not reach the Hugging Face hub to load {name} (offline?); use "
             "builtin:arith-words or file:PATH instead, or HF_HUB_OFFLINE=1 to use a local cache"

@@ -19,11 +19,8 @@ the held-out KL per boundary of both the logit lens and the tuned lens.
 from __future__ import annotations
 
 import math
-import signal
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -31,12 +28,14 @@ import torch.nn.functional as F
 
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.folders import OutputFolder
+from depthscope.core.interrupts import sigterm_as_interrupt
 from depthscope.core.progress import Progress
 from depthscope.data.prompts import tokenize
 from depthscope.data.sources import load_examples
 from depthscope.engine.batch import Batch
 from depthscope.engine.trace import trace
 from depthscope.engine.tuned_lens import RECORD, TENSORS, TunedLens
+from depthscope.experiments.lens_settings import LensSettings
 from depthscope.experiments.training.run_dir import (
     drop_checkpoint,
     load_checkpoint,
@@ -46,32 +45,6 @@ from depthscope.models.loading.loader import LoadedModel
 
 CHECKPOINT = "checkpoint"
 LENS_OUTPUTS = (RECORD, TENSORS, CHECKPOINT)
-
-
-@dataclass(frozen=True)
-class LensSettings:
-    """How a lens is trained (all recorded in ``lens.json``)."""
-
-    data: str = "builtin:text"
-    tokens: int = 16384  # training tokens
-    heldout_tokens: int = 2048  # tokens scored at the end, from texts not trained on
-    seq_len: int = 128
-    batch: int = 4  # windows per step
-    lr: float = 1e-3
-    seed: int = 0
-    checkpoint_every: int = 10
-
-    def check(self) -> None:
-        for name in ("tokens", "heldout_tokens", "seq_len", "batch", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                flag = "--" + name.replace("_", "-")
-                raise DepthscopeError(f"{flag} must be at least 1 (got {getattr(self, name)})")
-        if not self.lr > 0:
-            raise DepthscopeError(f"--lr must be positive (got {self.lr})")
-
-    @property
-    def steps(self) -> int:
-        return max(1, math.ceil(self.tokens / (self.batch * self.seq_len)))
 
 
 class Translators(torch.nn.Module):
@@ -177,22 +150,6 @@ def heldout_kl(lm: LoadedModel, lens: TunedLens, held: list[list[int]]) -> dict:
     }
 
 
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    def raise_interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, raise_interrupt)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def identity(lm: LoadedModel, settings: LensSettings) -> dict:
     """What a checkpoint must have been made for to be resumed."""
     return {
@@ -244,7 +201,7 @@ def train_lens(
     progress.start(f"tuned lens for {lm.name}", settings.steps)
     progress.advance(step)
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             while step < settings.steps:
                 began = time.perf_counter()
                 rows = train[step * settings.batch : (step + 1) * settings.batch]

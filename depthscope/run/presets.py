@@ -9,13 +9,13 @@ docs/paper-fidelity.md maps every default to the paper's value.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from depthscope.analyses.card import Preset
 from depthscope.analyses.catalog import cards
 from depthscope.core.errors import DepthscopeError
+from depthscope.core.hub_access import hub_reachable
 from depthscope.data.sources import DEFAULT_SOURCE
 
 
@@ -34,17 +34,14 @@ def preset_table(name: str) -> dict[str, Preset]:
     return table
 
 
-def hub_reachable(timeout: float = 2.0) -> bool:
-    """Whether the Hugging Face hub answers and `datasets` is installed (decided in seconds)."""
+def hub_datasets() -> bool:
+    """Whether ``datasets`` is installed and the Hugging Face hub is reachable
+    (:func:`depthscope.core.hub_access.hub_reachable`, decided in seconds)."""
     try:
         import datasets  # noqa: F401
     except ImportError:
         return False
-    try:
-        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    return hub_reachable()
 
 
 @dataclass(frozen=True)
@@ -64,7 +61,7 @@ def apply_preset(
     data: str | None,
     n: int | None,
     overrides: dict[str, str],
-    hub: Callable[[], bool] = hub_reachable,
+    hub: Callable[[], bool] = hub_datasets,
     settings_of: Callable[[str], set[str]] | None = None,
 ) -> dict[str, Choice]:
     """Per analysis: the preset's data/n/settings, with the user's explicit ones on top."""

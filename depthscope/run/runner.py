@@ -16,11 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,7 +34,8 @@ from depthscope.analyses.base import RunContext
 from depthscope.analyses.catalog import analysis_class, default_run, runnable
 from depthscope.analyses.settings import build_settings, settings_dict, split_overrides
 from depthscope.core.errors import DepthscopeError
-from depthscope.core.files import atomic_write_json
+from depthscope.core.files import atomic_write_json, read_json_object
+from depthscope.core.interrupts import RunInterrupted, sigterm_as_interrupt
 from depthscope.core.progress import Progress
 from depthscope.data.example import Example
 from depthscope.data.prompts import PromptSet
@@ -121,28 +120,6 @@ def package_versions() -> dict:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-class RunInterrupted(DepthscopeError):
-    """Ctrl-C or SIGTERM: finished work is saved; the message says what a rerun will resume."""
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Batch schedulers send SIGTERM before killing a job: treat it like Ctrl-C, so work is saved."""
-
-    def raise_interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, raise_interrupt)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 # ---------------------------------------------------------------- the run
@@ -270,7 +247,7 @@ class Run:
         if self.dist.is_main:
             self.write_run_json("running")
         try:
-            with _sigterm_as_interrupt():
+            with sigterm_as_interrupt():
                 for group in self.groups:
                     group_jobs = [jobs[n] for n in group.names if n in jobs]
                     if group_jobs:
@@ -404,7 +381,7 @@ class Run:
         """``run.json``: this command's facts, merged with what earlier runs recorded for the other
         analyses this directory holds (their settings, status and timings are kept)."""
         path = self.out / "run.json"
-        old = _read_json(path)
+        old = read_json_object(path) or {}
         analyses = [n for n in runnable() if n in set(old.get("analyses", [])) | set(self.planned)]
         main = self.groups[0] if self.groups else None
         doc = {
@@ -461,14 +438,6 @@ class Run:
 def _share_runs(share: list[int]) -> list[list[int]]:
     """A share as its checkpoints record it: ``[start, stop]`` of each run of prompts (JSON)."""
     return [list(run) for run in contiguous_runs(share)]
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
 
 
 def describe_model(spec: str, dtype: str | None, device: str = "cpu", quantize: str | None = None):

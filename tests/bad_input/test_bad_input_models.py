@@ -26,7 +26,7 @@ from bad_input_support import (
     snapshot,
 )
 
-from depthscope.models.loading import hub as hub_access
+from depthscope.core import hub_access
 
 
 @pytest.fixture

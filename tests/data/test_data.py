@@ -535,7 +535,7 @@ def fake_datasets(monkeypatch, tables: dict | None = None, error: Exception | No
         return tables[args[0]]
 
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
-    monkeypatch.setattr(hub, "_hub_reachable", lambda: True)  # never probe the real network
+    monkeypatch.setattr(hub, "hub_reachable", lambda: True)  # never probe the real network
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     return calls
 
@@ -607,7 +607,7 @@ def test_unreachable_hub_fails_fast_unless_offline_mode(monkeypatch):
     """No hub: one line at once (no ~25 s of retries); HF_HUB_OFFLINE=1 goes to the cache."""
     rows = [{"question": "Q?", "answer": "r\n#### 1"}]
     calls = fake_datasets(monkeypatch, {"openai/gsm8k": rows})
-    monkeypatch.setattr(hub, "_hub_reachable", lambda: False)
+    monkeypatch.setattr(hub, "hub_reachable", lambda: False)
     with pytest.raises(DepthscopeError, match="could not reach the Hugging Face hub") as info:
         load_examples("hf:gsm8k", 1)
     assert "\n" not in str(info.value) and "HF_HUB_OFFLINE=1" in str(info.value) and not calls

@@ -1,9 +1,10 @@
-"""E12 at laptop scale: the data and defaults of fully fine-tuning a causal LM on arithmetic.
+"""E12 at laptop scale: the data of fully fine-tuning a causal LM on arithmetic.
 
 The paper (App. D.5) fine-tunes Llama 3.2 3B on DeepMind arithmetic and finds that later layers
 only seem to matter more: the depth where operand tokens stop mattering does not move. The
 recipe is scaled down here (docs/training.md); ``depthscope finetune``
-(:mod:`depthscope.cli.finetune`) runs it on any model depthscope loads.
+(:mod:`depthscope.cli.finetune`) runs it on any model depthscope loads; its defaults are
+:mod:`depthscope.experiments.training.recipes`' ``E12_*``.
 """
 
 from __future__ import annotations
@@ -15,30 +16,9 @@ from depthscope.core.errors import DepthscopeError
 from depthscope.data.example import Example
 from depthscope.data.sources import DM_ARITH, load_examples
 from depthscope.data.sources import dm_arith_scale as scale_of
-from depthscope.experiments.training.loop import TrainSettings
 from depthscope.experiments.training.packing import Draw, TokenizedExample
 
-DEFAULT_DATA = DM_ARITH
-DEFAULT_POOL = 2000
-DEFAULT_EVAL_EXAMPLES = 16
 MIN_FILE_FOR_HELDOUT = 10
-
-# E12's hyper-parameters scaled to a laptop (paper: AdamW lr 2e-5 constant after 100 warmup steps,
-# wd 0, grad clip 1, 10k steps, batch 64 × 512 tokens); see docs/training.md.
-DEFAULTS = TrainSettings(
-    steps=200,
-    batch_size=4,
-    seq_len=96,
-    lr=1e-4,
-    schedule="constant",
-    warmup=10,
-    min_lr_ratio=1.0,
-    weight_decay=0.0,
-    grad_clip=1.0,
-    loss="all",
-    checkpoint_every=50,
-    log_every=10,
-)
 
 
 def by_level(name: str, examples: list[Example]) -> dict[str, list[Example]]:

@@ -31,47 +31,7 @@ from depthscope.experiments.training.packing import (
     pack_batch,
     token_loss,
 )
-
-LOSS_MODES = ("all", "answer")
-SCHEDULES = ("cosine", "constant")
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Optimisation and bookkeeping settings of one run (all of them recorded in training.json)."""
-
-    steps: int
-    batch_size: int = 16
-    seq_len: int = 256
-    lr: float = 1e-3
-    schedule: str = "cosine"
-    warmup: int = 100
-    min_lr_ratio: float = 0.1
-    weight_decay: float = 0.01
-    grad_clip: float = 0.25
-    loss: str = "all"
-    seed: int = 0
-    eval_every: int = 0  # 0: evaluate only at the end
-    checkpoint_every: int = 100
-    log_every: int = 10
-
-    def check(self) -> None:
-        """One clear line for each impossible setting."""
-        positive = ("steps", "batch_size", "seq_len", "checkpoint_every", "log_every")
-        for name in positive:
-            if getattr(self, name) < 1:
-                flag = "--" + name.replace("_", "-")
-                raise DepthscopeError(f"{flag} must be at least 1 (got {getattr(self, name)})")
-        if self.warmup < 0 or self.eval_every < 0:
-            raise DepthscopeError("--warmup and --eval-every must be >= 0")
-        if not self.lr > 0:
-            raise DepthscopeError(f"--lr must be positive (got {self.lr})")
-        if self.grad_clip < 0 or self.weight_decay < 0:
-            raise DepthscopeError("--grad-clip and --weight-decay must be >= 0")
-        if self.loss not in LOSS_MODES:
-            raise DepthscopeError(f"--loss must be one of {', '.join(LOSS_MODES)}")
-        if self.schedule not in SCHEDULES:
-            raise DepthscopeError(f"schedule must be one of {', '.join(SCHEDULES)}")
+from depthscope.experiments.training.recipes import TrainSettings
 
 
 def full_identity(identity: dict, settings: TrainSettings) -> dict:

@@ -11,61 +11,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-from depthscope.core.errors import DepthscopeError
+from depthscope.experiments.training.recipes import ARCHS as ARCHS  # re-exported
+from depthscope.experiments.training.recipes import ModelSize
 from depthscope.models.shared_moe import SharedConfig, SharedForCausalLM
 
 if TYPE_CHECKING:  # transformers is imported when a model is built, keeping the CLI quick to start
     from transformers import GPTNeoXConfig
 
     from depthscope.models.shared_moe import SharedConfig
-
-ARCHS = ("transformer", "shared")
-
-
-@dataclass(frozen=True)
-class ModelSize:
-    """Depth, width and, for ``shared``, the grouping and σ-MoE sizes (0 = derived)."""
-
-    layers: int = 8
-    d_model: int = 128
-    heads: int = 4
-    group_size: int = 2
-    n_experts: int = 0
-    expert_size: int = 64
-    experts_per_token: int = 0
-    max_len: int = 2048
-
-    def check(self, arch: str) -> None:
-        if arch not in ARCHS:
-            raise DepthscopeError(f"--arch must be one of {', '.join(ARCHS)} (got {arch!r})")
-        if self.layers < 1 or self.d_model < 1 or self.heads < 1:
-            raise DepthscopeError("--layers, --d-model and --heads must be at least 1")
-        if self.d_model % self.heads or (self.d_model // self.heads) % 2:
-            raise DepthscopeError(
-                f"--d-model {self.d_model} must split into {self.heads} heads of even size; "
-                f"change --heads or --d-model"
-            )
-        if arch == "shared" and self.layers % self.group_size:
-            raise DepthscopeError(
-                f"--layers {self.layers} must be a multiple of --group-size {self.group_size}"
-            )
-
-    def experts(self) -> tuple[int, int]:
-        """``(n_experts, k)``: given values, or parameter-matched to the dense Transformer."""
-        d, size = self.d_model, self.expert_size
-        k = self.experts_per_token or max(1, (2 * d) // size)
-        if self.n_experts:
-            return self.n_experts, min(k, self.n_experts)
-        repeats = self.layers // self.group_size
-        dense_per_block = repeats * 12 * d * d  # a dense layer has 4d² attention + 8d² FFN weights
-        n = max(k, round((dense_per_block - 4 * d * d) / (2 * d * size)))
-        return n, k
 
 
 def transformer_config(size: ModelSize, vocab_size: int, pad_id: int, eos_id: int) -> GPTNeoXConfig:

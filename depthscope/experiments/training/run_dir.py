@@ -13,7 +13,6 @@ safetensors, the rest as JSON); nothing is pickled.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 import torch
 
 from depthscope.core.errors import DepthscopeError
-from depthscope.core.files import atomic_write_json
+from depthscope.core.files import atomic_write_json, read_json_object
 from depthscope.core.folders import TRAINING_FORMAT, OutputFolder
 from depthscope.run.checkpoints import read_checkpoint, write_checkpoint
 
@@ -33,12 +32,8 @@ CHECKPOINT = Path("checkpoint") / "state.json"
 
 def read_record(out: Path) -> dict | None:
     """The folder's ``training.json`` if depthscope wrote it, else None."""
-    path = out / RECORD
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) and doc.get("format") == FORMAT else None
+    doc = read_json_object(out / RECORD)
+    return doc if doc is not None and doc.get("format") == FORMAT else None
 
 
 def claim(out: Path, identity: dict, fresh: bool) -> str:

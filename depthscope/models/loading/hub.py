@@ -1,69 +1,41 @@
-"""Is the Hugging Face hub reachable? Answered in a few seconds, not after 28 s of retries.
+"""The hub as model loading sees it: offline by choice, reachable, and the local cache.
 
-Without a network, ``from_pretrained`` of a hub id retries its HTTP requests for half a minute
-before giving up. One TCP connection attempt to the hub (or to the HTTPS proxy) with a short
-timeout says the same at once; when it fails, models are looked up in the local Hugging Face
-cache only (``local_files_only``), so cached hub models still load offline.
+Whether the hub answers is :mod:`depthscope.core.hub_access`'s one rule (a TCP connection to the
+hub or its proxy, in seconds, not after 28 s of retries); transformers also honours
+``TRANSFORMERS_OFFLINE``. When the hub is not available, models are looked up in the local
+Hugging Face cache only (``local_files_only``), so cached hub models still load offline.
 """
 
 from __future__ import annotations
 
 import difflib
-import functools
-import os
-import socket
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
+from depthscope.core import hub_access
+from depthscope.core.hub_access import PROBE_TIMEOUT_S, hub_endpoint
 from depthscope.models.loading.zoo import BUILTIN_MODELS
 
-PROBE_TIMEOUT_S = 3.0
-_TRUE = {"1", "on", "yes", "true"}
+__all__ = [
+    "PROBE_TIMEOUT_S",
+    "cached_revision",
+    "hub_available",
+    "hub_endpoint",
+    "in_local_cache",
+    "nearest_builtin",
+    "offline_requested",
+]
+
+OFFLINE_VARIABLE = "TRANSFORMERS_OFFLINE"  # transformers' own, beside HF_HUB_OFFLINE
 
 
 def offline_requested() -> bool:
     """The user asked for no hub access (``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE``)."""
-    return any(
-        os.environ.get(name, "").strip().lower() in _TRUE
-        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    )
+    return hub_access.offline_requested(OFFLINE_VARIABLE)
 
 
-def hub_endpoint() -> str:
-    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-
-
-def _probe_address(endpoint: str) -> tuple[str, int] | None:
-    """Where a connection to ``endpoint`` goes first: the proxy if one applies, else the host."""
-    parsed = urllib.parse.urlsplit(endpoint)
-    host = parsed.hostname
-    if not host:
-        return None
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    proxy = urllib.request.getproxies().get(parsed.scheme)
-    if proxy and not urllib.request.proxy_bypass(host):
-        proxied = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-        if proxied.hostname:
-            return proxied.hostname, proxied.port or 8080
-    return host, port
-
-
-@functools.cache
-def _reachable(endpoint: str, timeout: float) -> bool:
-    address = _probe_address(endpoint)
-    if address is None:
-        return False
-    try:
-        with socket.create_connection(address, timeout=timeout):
-            return True
-    except OSError:  # DNS failure, refused, unreachable, timed out
-        return False
-
-
-def hub_available(timeout: float = PROBE_TIMEOUT_S) -> bool:
-    """Not asked to stay offline, and a TCP connection to the hub opens within ``timeout``."""
-    return not offline_requested() and _reachable(hub_endpoint(), timeout)
+def hub_available() -> bool:
+    """Not asked to stay offline, and a TCP connection to the hub opens within seconds."""
+    return hub_access.hub_available(OFFLINE_VARIABLE)
 
 
 def nearest_builtin(spec: str) -> str | None:

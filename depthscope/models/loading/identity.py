@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from depthscope.core.files import atomic_write_json
+from depthscope.core.files import atomic_write_json, read_json_object
 from depthscope.models.loading.cache import cache_dir
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
@@ -57,11 +57,7 @@ def _stat_key(path: Path) -> list[int]:
 
 
 def _read_cache(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}  # a missing or damaged cache only costs re-hashing
-    return data if isinstance(data, dict) else {}
+    return read_json_object(path) or {}  # a missing or damaged cache only costs re-hashing
 
 
 def _write_cache(path: Path, data: dict) -> None:

@@ -10,10 +10,12 @@ the weights load, each refusal is one line with what would work instead.
 from __future__ import annotations
 
 import importlib.util
-
-import torch
+from typing import TYPE_CHECKING
 
 from depthscope.core.errors import DepthscopeError
+
+if TYPE_CHECKING:  # the option's choices are read by --help, which imports no torch
+    import torch
 
 KINDS = ("int8", "nf4")
 

@@ -1,0 +1,72 @@
+"""Ideas the package needs in several layers, written once in core: reading a JSON object that
+may be damaged, and SIGTERM as Ctrl-C."""
+
+from __future__ import annotations
+
+import ast
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+
+from depthscope.core.errors import DepthscopeError
+from depthscope.core.files import read_json_object
+from depthscope.core.interrupts import RunInterrupted, sigterm_as_interrupt
+
+PACKAGE = Path(__file__).resolve().parents[2] / "depthscope"
+
+
+def test_read_json_object_is_none_for_anything_but_an_object(tmp_path):
+    path = tmp_path / "doc.json"
+    assert read_json_object(path) is None  # missing
+    path.write_text("{torn")
+    assert read_json_object(path) is None  # damaged
+    path.write_text("[1, 2]")
+    assert read_json_object(path) is None  # not an object
+    path.write_text('{"a": "é"}', encoding="utf-8")
+    assert read_json_object(path) == {"a": "é"}
+
+
+def test_sigterm_is_a_keyboard_interrupt_inside_and_restored_after():
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt), sigterm_as_interrupt():
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_sigterm_outside_the_main_thread_leaves_signals_alone():
+    seen = []
+
+    def work():
+        with sigterm_as_interrupt():
+            seen.append(signal.getsignal(signal.SIGTERM))
+
+    before = signal.getsignal(signal.SIGTERM)
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert seen == [before]
+
+
+def test_run_interrupted_is_a_one_line_error():
+    assert issubclass(RunInterrupted, DepthscopeError)
+
+
+def _defined(name: str) -> list[str]:
+    where = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.ClassDef) and node.name == name:
+                where.append(str(path.relative_to(PACKAGE)))
+    return where
+
+
+def test_each_idea_is_written_once():
+    assert _defined("sigterm_as_interrupt") == ["core/interrupts.py"]
+    assert _defined("_sigterm_as_interrupt") == []
+    assert _defined("RunInterrupted") == ["core/interrupts.py"]
+    assert _defined("read_json_object") == ["core/files.py"]
+    assert _defined("_read_json") == []
+    assert _defined("_stem") == [] and _defined("model_stem") == ["cli/options.py"]
