@@ -695,7 +695,8 @@ def take_references(runs: list[Path]) -> None:
         summary = json.loads((run / "summary.json").read_text())
         target = REFERENCE / summary["model"] / "summary.json"
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(run / "summary.json", target)
+        # compact: the bootstrap draws the paired comparisons read make up most of it
+        target.write_text(json.dumps(summary, separators=(",", ":")) + "\n")
         keep_contributions(run, target.parent)
         keep_local_effects(run, target.parent)
         keep_timings(run, target.parent)
