@@ -12,9 +12,12 @@ The difference's 90 % percentile interval and a two-sided bootstrap p-value
 ``2 · min(P(d ≤ 0), P(d ≥ 0))`` (ties at 0 count on both sides) are computed; p-values of the
 comparisons made together are Holm-corrected. The outcome is
 
-- ``differ`` when the corrected p-value is at most :data:`ALPHA`;
 - ``equivalent`` when the 90 % interval lies inside ``[−margin, margin]`` (two one-sided tests at
-  5 %; a "no difference" needs this, not a large p-value);
+  5 %; a "no difference" needs this, not a large p-value). This comes first: a difference whose
+  whole interval is smaller than the margin is too small to matter at that margin, even when many
+  prompts make it significant (a difference of 0.01 relative depth is not "later");
+- ``differ`` when the corrected p-value is at most :data:`ALPHA` and the interval reaches beyond
+  the margin;
 - ``inconclusive`` otherwise: neither shown at this number of prompts.
 """
 
@@ -47,10 +50,10 @@ class Difference:
     def outcome(self) -> str:
         if self.interval.low is None:
             return "inconclusive"
-        if self.p_adjusted <= ALPHA:
-            return "differ"
         if -self.margin <= self.interval.low and self.interval.high <= self.margin:
             return "equivalent"
+        if self.p_adjusted <= ALPHA:
+            return "differ"
         return "inconclusive"
 
     def text(self, digits: int = 0) -> str:

@@ -40,8 +40,8 @@ def finding(trained, random) -> Finding | None:
         parts.append(f"the trained model's effective depth differs in {', '.join(beyond)}")
     if same:
         parts.append(
-            f"it is the same as with random weights (within the margin) in {', '.join(same)}: "
-            "there the profile's shape comes from the architecture, not from training"
+            f"it is the same as with random weights (within ±0.05) in {', '.join(same)}: "
+            "there this number does not show what training changed"
         )
     return Finding(
         key="reference",

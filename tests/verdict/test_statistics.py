@@ -82,6 +82,21 @@ def test_paired_differences_are_tested_corrected_and_read_with_a_margin():
     assert found["apart"].p_adjusted == pytest.approx(min(1.0, 3 * found["apart"].p_value))
 
 
+def test_a_significant_difference_smaller_than_the_margin_is_equivalent_not_differ():
+    rng = np.random.default_rng(1)
+    base = rng.normal(0.5, 0.05, 1000)
+    pairs = {"tiny": (0.50, 0.51, base, base + 0.01 + rng.normal(0, 0.002, 1000))}
+    tiny = differences.compare_all(pairs, margin=0.05, unit="relative depth")["tiny"]
+    assert tiny.p_adjusted <= 0.05  # the data show a difference...
+    assert tiny.outcome == "equivalent"  # ...too small to matter at the stated margin
+    wide = differences.compare_all(
+        {"wide": (0.50, 0.56, base, base + 0.06 + rng.normal(0, 0.002, 1000))},
+        margin=0.05,
+        unit="relative depth",
+    )["wide"]
+    assert wide.outcome == "differ"  # beyond the margin and significant
+
+
 def test_bootstrap_p_counts_ties_on_both_sides():
     assert differences.bootstrap_p(np.zeros(100)) == 1.0
     assert differences.bootstrap_p(np.ones(100)) == 0.0
