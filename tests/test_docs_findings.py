@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,8 +37,12 @@ def test_every_marker_has_a_generator_and_the_verdicts_carry_intervals():
     assert keys and keys <= set(script.GENERATORS)
     for model in script.MODELS:
         block = script.verdict_block(model)
-        transition = next(line for line in block.splitlines() if "Transition" in line)
-        assert "[" in transition, transition  # the headline carries its interval
+        lines = block.splitlines()
+        transition = next(line for line in lines if line.strip().startswith("Transition"))
+        if "none (no step" not in transition:
+            assert "[" in transition, transition  # a named transition carries its interval
+        depth = next(line for line in lines if line.strip().startswith("Effective depth"))
+        assert re.search(r"\d\.\d\d \[\d\.\d\d, \d\.\d\d\]", depth), depth  # and the depth
 
 
 def findings_runs():
