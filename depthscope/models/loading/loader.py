@@ -21,7 +21,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from depthscope.core.errors import DepthscopeError
-from depthscope.models.adapters import Adapter, BoundAdapter, find_adapter
+from depthscope.models.adapters import Adapter, BoundAdapter, find_adapter, text_config
 from depthscope.models.devices import home_device
 from depthscope.models.loading import hub as hub_access
 from depthscope.models.loading import zoo
@@ -105,7 +105,7 @@ class LoadedModel:
 
     @property
     def d_model(self) -> int:
-        return int(self.model.config.hidden_size)
+        return int(text_config(self.model.config).hidden_size)
 
     @property
     def device(self) -> torch.device:
@@ -140,7 +140,7 @@ class LoadedModel:
             "family": bound.family,
             "model_type": getattr(config, "model_type", None),
             "n_layers": bound.n_layers,
-            "d_model": int(config.hidden_size),
+            "d_model": int(text_config(config).hidden_size),
             "dtype": str(weight.dtype).removeprefix("torch."),
             "device": str(weight.device),
         }
@@ -292,9 +292,7 @@ def _require_causal_lm(config, spec: str) -> None:
 
 
 def _config_vocab(config) -> int | None:
-    getter = getattr(config, "get_text_config", None)
-    text = getter() if callable(getter) else config
-    value = getattr(text, "vocab_size", None)
+    value = getattr(text_config(config), "vocab_size", None)
     return value if isinstance(value, int) and value > 0 else None
 
 
@@ -577,7 +575,7 @@ def load_model(
         {
             "family": bound.family,
             "n_layers": bound.n_layers,
-            "d_model": int(info.config.hidden_size),
+            "d_model": int(text_config(info.config).hidden_size),
             "device": str(home_device(model)),
         }
     )
