@@ -195,6 +195,9 @@ class BoundAdapter:
         self.parallel = self.spec.is_parallel(config)
         self.softcap: float | None = getattr(config, "final_logit_softcapping", None)
         self.logit_scale: float | None = getattr(config, "logit_scale", None)
+        # True once a trace saw the model change a hooked tensor in place after its hook (Falcon's
+        # ``mlp_output += attention_output``): the engine then keeps copies (engine/trace.py)
+        self.copy_sites = False
 
     @property
     def n_layers(self) -> int:
