@@ -21,6 +21,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from depthscope.core.errors import DepthscopeError
+from depthscope.engine import proof
 from depthscope.models.adapters import Adapter, BoundAdapter, find_adapter, text_config
 from depthscope.models.devices import home_device
 from depthscope.models.loading import hub as hub_access
@@ -124,11 +125,13 @@ class LoadedModel:
         adapter: Adapter | None = None,
         *,
         name: str | None = None,
+        load_check: bool = True,
     ) -> LoadedModel:
         """Wrap a model already in memory (e.g. one you fine-tuned) for depthscope's analyses.
 
         ``adapter`` describes an architecture outside the built-in table (see
-        :func:`~depthscope.models.adapters.register_adapter`). The model is put in eval mode.
+        :func:`~depthscope.models.adapters.register_adapter`). The model is put in eval mode and
+        proven as :func:`load_model` proves a load (``load_check=False`` skips that).
         """
         model.eval()
         bound = BoundAdapter(model, adapter)
@@ -144,7 +147,23 @@ class LoadedModel:
             "dtype": str(weight.dtype).removeprefix("torch."),
             "device": str(weight.device),
         }
+        identity["load_check"] = check_load(bound, tokenizer, identity["name"], load_check)
         return cls(model=model, tokenizer=tokenizer, adapter=bound, identity=identity)
+
+
+def check_load(
+    adapter: BoundAdapter, tokenizer: object, name: str, enabled: bool = True, quantized=False
+) -> dict:
+    """Prove the adapter on the loaded model (:mod:`depthscope.engine.proof`) and return the
+    record ``run.json`` keeps, or the record that the proof was skipped."""
+    if not enabled:
+        return proof.skipped("--no-load-check / load_check=False")
+    vocab = adapter.model.get_input_embeddings().num_embeddings
+    if tokenizer is not None:  # rows past the tokenizer's may be padding never trained
+        vocab = min(vocab, len(tokenizer))
+    return proof.prove(
+        adapter, vocab, name=name, quantized=quantized, max_len=context_limit(adapter.model)
+    )
 
 
 def parse_dtype(dtype: str | torch.dtype | None, device: str) -> torch.dtype:
@@ -531,6 +550,7 @@ def load_model(
     max_memory: dict | None = None,
     offload_folder: str | None = None,
     quantize: str | None = None,
+    load_check: bool = True,
 ) -> LoadedModel:
     """Load a causal LM by built-in name, hub id, local folder or ``.gguf`` file.
 
@@ -545,6 +565,12 @@ def load_model(
     for multi-GPU placement, in which case ``device`` is ignored. A hub id is looked up in the
     local Hugging Face cache only when the hub does not answer within a few seconds. Every check
     of :func:`inspect_model` runs first.
+
+    Every load is then proven on a short probe of the loaded model in its dtype
+    (:mod:`depthscope.engine.proof`): the adapter's pieces add up to each layer's output and the
+    replay of the clean residual gives the model's logits, or the model is refused naming the
+    layer. The record lands in ``identity["load_check"]`` (so in ``run.json``);
+    ``load_check=False`` (``--no-load-check``) skips the proof and says so there.
     """
     started = time.perf_counter()
     check_quantize(quantize, spec)
@@ -582,5 +608,8 @@ def load_model(
     if adapter is not None:  # an adapter from outside the table decides what is measured
         identity["adapter"] = bound.family
         identity["fingerprint"] = model_fingerprint(identity)
+    identity["load_check"] = check_load(
+        bound, info.tokenizer, str(identity.get("name", spec)), load_check, bool(quantize)
+    )
     identity["load_seconds"] = round(time.perf_counter() - started, 3)
     return LoadedModel(model=model, tokenizer=info.tokenizer, adapter=bound, identity=identity)
