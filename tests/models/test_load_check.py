@@ -260,3 +260,15 @@ def test_the_api_loads_with_and_without_the_proof(tiny_model_dir):
     lm = ds.load_model(str(tiny_model_dir), progress=False, load_check=False)
     assert lm.identity["load_check"]["status"] == "skipped"
     assert lm.fingerprint == ds.load_model(str(tiny_model_dir), progress=False).fingerprint
+
+
+def test_the_report_shows_the_proof():
+    from depthscope.figures.report import identity_rows
+
+    record = _wrap(tiny_model("llama").model).identity["load_check"]
+    rows = dict(identity_rows({}, {"name": "m", "load_check": record}))
+    assert rows["load-time proof"].startswith("passed: residual identity 0")
+    assert "tolerance 0.0001 in float32" in rows["load-time proof"]
+    skipped = {"status": "skipped", "reason": "--no-load-check / load_check=False"}
+    assert dict(identity_rows({}, {"load_check": skipped}))["load-time proof"] == "skipped"
+    assert dict(identity_rows({}, {}))["load-time proof"] is None  # an older run.json
