@@ -152,7 +152,11 @@ class LoadedModel:
 
 
 def check_load(
-    adapter: BoundAdapter, tokenizer: object, name: str, enabled: bool = True, quantized=False
+    adapter: BoundAdapter,
+    tokenizer: object,
+    name: str,
+    enabled: bool = True,
+    quantized: bool = False,
 ) -> dict:
     """Prove the adapter on the loaded model (:mod:`depthscope.engine.proof`) and return the
     record ``run.json`` keeps, or the record that the proof was skipped."""
