@@ -17,8 +17,8 @@ from depthscope.models.loading.quantize import KINDS as QUANTIZE_KINDS
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """``--device``, ``--dtype``, ``--device-map`` and ``--quantize``, as every command that loads a
-    model takes them."""
+    """``--device``, ``--dtype``, ``--device-map``, ``--quantize`` and ``--no-load-check``, as every
+    command that loads a model takes them."""
     parser.add_argument(
         "--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)"
     )
@@ -38,6 +38,13 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="load the linear weights in int8 (LLM.int8, as the paper ran Llama 70B) or nf4 "
         "through bitsandbytes; measurements stay in --dtype",
+    )
+    parser.add_argument(
+        "--no-load-check",
+        dest="load_check",
+        action="store_false",
+        help="skip the proof, on a short probe at load time, that the adapter's pieces add up to "
+        "each layer's output and replay to the model's logits (run.json records the skip)",
     )
 
 

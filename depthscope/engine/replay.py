@@ -55,10 +55,13 @@ Observer = Callable[[LayerStep], None]
 
 
 class _ReplayHandler:
-    def __init__(self, intervention: Intervention | None, record: bool, home: torch.device) -> None:
+    def __init__(
+        self, intervention: Intervention | None, record: bool, home: torch.device, copy: bool
+    ) -> None:
         self.intervention = intervention
         self.home = home
         self.record = record
+        self.copy = copy  # the layer edits its sublayers' outputs in place (trace's copy_sites)
         self.ctx: EditContext | None = None
         self.values: dict[str, torch.Tensor] = {}
 
@@ -70,7 +73,8 @@ class _ReplayHandler:
         if self.intervention is not None and self.ctx is not None:
             new = self.intervention.edit(self.ctx, site, at_home)
         if self.record:
-            self.values[site] = at_home if new is None else new
+            kept = at_home if new is None else new
+            self.values[site] = kept.clone() if self.copy else kept
         return None if new is None else new.to(value.device)
 
 
@@ -116,7 +120,10 @@ def replay(
 
     home = trace.resid.device
     handler = _ReplayHandler(
-        intervention, record=record_sublayers or observe is not None, home=home
+        intervention,
+        record=record_sublayers or observe is not None,
+        home=home,
+        copy=adapter.copy_sites,
     )
     hidden: torch.Tensor | None = None
     first = int(sorted_starts[0])

@@ -8,6 +8,12 @@ re-run layers ``j..L-1`` from an edited residual without recomputing anything be
 On a model dispatched over several devices (or offloaded), every recorded tensor is brought to one
 home device, where the input embedding computes (:mod:`depthscope.models.devices`); the layer
 arguments stay where the model made them and are moved to each layer's device on replay.
+
+What a hook keeps is the model's own tensor (no copy), unless the model changes it in place after
+the hook: Falcon adds ``mlp_output += attention_output``, which would turn a kept ``m_l`` into
+``m_l + a_l``. Each kept tensor's version counter tells; a trace that sees one change marks the
+adapter (``copy_sites``), is taken again, and from then on the hooks keep copies — a cost paid
+only by the families that need it.
 """
 
 from __future__ import annotations
@@ -118,9 +124,29 @@ class _StopForward(Exception):
     """Raised after the final norm input is captured, so the unembedding is not computed."""
 
 
-class _SublayerRecorder:
-    def __init__(self, n_layers: int, keep_mlp_in: bool, home: torch.device) -> None:
+class _Keeper:
+    """Keeps hooked tensors on the home device; copies them if asked, else notes their version so
+    that an in-place change made later by the model is noticed (:meth:`changed`)."""
+
+    def __init__(self, home: torch.device, copy: bool) -> None:
         self.home = home
+        self.copy = copy
+        self.kept: list[tuple[torch.Tensor, int]] = []
+
+    def __call__(self, value: torch.Tensor) -> torch.Tensor:
+        kept = value.detach().to(self.home)
+        if self.copy:
+            return kept.clone()
+        self.kept.append((kept, kept._version))
+        return kept
+
+    def changed(self) -> bool:
+        return any(kept._version != version for kept, version in self.kept)
+
+
+class _SublayerRecorder:
+    def __init__(self, n_layers: int, keep_mlp_in: bool, keep: _Keeper) -> None:
+        self.keep = keep
         self.values: dict[str, list[torch.Tensor | None]] = {
             "attention": [None] * n_layers,
             "mlp": [None] * n_layers,
@@ -130,12 +156,12 @@ class _SublayerRecorder:
 
     def on_site(self, layer: int, site: str, value: torch.Tensor) -> None:
         if site != "mlp_in" or self.keep_mlp_in:
-            self.values[site][layer] = value.detach().to(self.home)
+            self.values[site][layer] = self.keep(value)
         return None
 
 
 def _layer_hooks(
-    adapter: BoundAdapter, resid: list, calls: list, batch: int, home: torch.device
+    adapter: BoundAdapter, resid: list, calls: list, batch: int, keep: _Keeper
 ) -> list:
     handles = []
     for index, layer in enumerate(adapter.layers):
@@ -143,11 +169,11 @@ def _layer_hooks(
         def pre_hook(module, args, kwargs, index=index):
             hidden = args[0] if args else kwargs["hidden_states"]
             rest_kwargs = {k: v for k, v in kwargs.items() if k != "hidden_states"}
-            resid[index] = hidden.detach().to(home)
+            resid[index] = keep(hidden)
             calls[index] = LayerCall(tuple(args[1:]), rest_kwargs, batch)
 
         def post_hook(module, args, kwargs, output, index=index):
-            resid[index + 1] = first_tensor(output).detach().to(home)
+            resid[index + 1] = keep(first_tensor(output))
 
         handles.append(layer.register_forward_pre_hook(pre_hook, with_kwargs=True))
         handles.append(layer.register_forward_hook(post_hook, with_kwargs=True))
@@ -174,8 +200,9 @@ def trace(
     n = adapter.n_layers
     resid: list[torch.Tensor | None] = [None] * (n + 1)
     calls: list[LayerCall | None] = [None] * n
-    recorder = _SublayerRecorder(n, keep_mlp_in, home)
-    handles = _layer_hooks(adapter, resid, calls, batch.size, home)
+    keep = _Keeper(home, copy=adapter.copy_sites)
+    recorder = _SublayerRecorder(n, keep_mlp_in, keep)
+    handles = _layer_hooks(adapter, resid, calls, batch.size, keep)
     if not logits:
         handles.append(adapter.final_norm.register_forward_pre_hook(_raise_stop))
     output = None
@@ -193,6 +220,9 @@ def trace(
     finally:
         for handle in handles:
             handle.remove()
+    if keep.changed():  # the model edited a kept tensor in place: keep copies, trace again
+        adapter.copy_sites = True
+        return trace(adapter, batch, sublayers=sublayers, logits=logits, keep_mlp_in=keep_mlp_in)
     stack = _stack_or_none
     return Trace(
         input_ids=batch.input_ids,

@@ -103,6 +103,24 @@ def table(rows: list[tuple[str, object]]) -> str:
     return "<table>" + "".join(cells) + "</table>"
 
 
+def proof_line(record: object) -> str | None:
+    """The load-time proof of ``run.json``'s model (engine/proof.py) in a few words."""
+    if not isinstance(record, dict):
+        return None
+    if record.get("status") != "passed":
+        return str(record.get("status", "?"))
+
+    def number(part: str, key: str = "max_rel") -> str:
+        value = (record.get(part) or {}).get(key) if part else record.get(key)
+        return f"{value:.2g}" if isinstance(value, int | float) else "?"
+
+    return (
+        f"passed: residual identity {number('residual_identity')}, replayed logits "
+        f"{number('replay_logits')} (relative error; tolerance {number('', 'tolerance')} in "
+        f"{record.get('dtype', '?')})"
+    )
+
+
 def identity_rows(run: dict, model: dict) -> list[tuple[str, object]]:
     data = run.get("data") if isinstance(run.get("data"), dict) else {}
     versions = run.get("versions") if isinstance(run.get("versions"), dict) else {}
@@ -123,6 +141,7 @@ def identity_rows(run: dict, model: dict) -> list[tuple[str, object]]:
                 str(v) for v in (model.get("dtype"), run.get("device") or model.get("device")) if v
             ),
         ),
+        ("load-time proof", proof_line(model.get("load_check"))),
         ("source", model.get("source") or model.get("path")),
         ("revision", model.get("revision")),
         ("file sha256", sha),

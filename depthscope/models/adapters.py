@@ -160,6 +160,14 @@ def find_adapter(model: nn.Module) -> Adapter:
     )
 
 
+def text_config(config: object) -> object:
+    """The config of the language model itself: a multimodal wrapper's text config (Gemma 3,
+    Fuyu, ... keep ``hidden_size``, ``num_hidden_layers`` and ``vocab_size`` there), else
+    ``config``."""
+    getter = getattr(config, "get_text_config", None)
+    return getter() if callable(getter) else config
+
+
 def first_tensor(output: object) -> torch.Tensor:
     """The hidden-state tensor of a module output (attention modules return ``(out, weights)``)."""
     return output[0] if isinstance(output, tuple | list) else output
@@ -183,10 +191,13 @@ class BoundAdapter:
                 f"{type(model).__name__} does not have the layout of the {self.spec.family} "
                 f"adapter ({exc}); the model may be a variant that needs its own adapter"
             ) from exc
-        self.parallel = self.spec.is_parallel(model.config)
-        config = model.config
+        config = text_config(model.config)
+        self.parallel = self.spec.is_parallel(config)
         self.softcap: float | None = getattr(config, "final_logit_softcapping", None)
         self.logit_scale: float | None = getattr(config, "logit_scale", None)
+        # True once a trace saw the model change a hooked tensor in place after its hook (Falcon's
+        # ``mlp_output += attention_output``): the engine then keeps copies (engine/trace.py)
+        self.copy_sites = False
 
     @property
     def n_layers(self) -> int:

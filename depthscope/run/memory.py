@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from depthscope.core.errors import DepthscopeError
+from depthscope.models.adapters import text_config
 from depthscope.models.devices import home_device
 
 LOGIT_BLOCK_ELEMENTS = (
@@ -45,7 +46,7 @@ class ModelShape:
 
     @classmethod
     def of(cls, model: torch.nn.Module, dtype: torch.dtype | None = None) -> ModelShape:
-        config = model.config
+        config = text_config(model.config)
         d_model = int(_first(config, ("hidden_size", "n_embd", "d_model")))
         d_ff = _first(config, ("intermediate_size", "n_inner", "ffn_dim"), None) or 4 * d_model
         heads = int(_first(config, ("num_attention_heads", "n_head"), 1))

@@ -147,6 +147,7 @@ def _run_analyses(args, request, groups, notices, run_dir, placement, dist):
                 max_memory=placement.max_memory,
                 offload_folder=str(request.out / "offload") if placement.offloads_to_disk else None,
                 quantize=args.quantize,
+                load_check=args.load_check,
             )
             sources = ", ".join(f"{len(g.prompts)} prompts from {g.data}" for g in groups)
             progress.note(

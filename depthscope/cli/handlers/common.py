@@ -40,6 +40,7 @@ def load_from_options(
         offload_folder=offload,
         progress=progress,
         quantize=getattr(args, "quantize", None),
+        load_check=getattr(args, "load_check", True),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from depthscope.core.errors import DepthscopeError
+from depthscope.models.adapters import text_config
 
 # Config fields that bound the positions, by family: Llama-likes, GPT-2/GPT-J, GPT-2, BLOOM/Falcon...
 CONTEXT_KEYS = (
@@ -23,18 +24,13 @@ CONTEXT_KEYS = (
 _UNBOUNDED = 10**8  # tokenizers use 1e30 for "no limit"; no real model has 100M positions
 
 
-def _text_config(config: object) -> object:
-    getter = getattr(config, "get_text_config", None)
-    return getter() if callable(getter) else config
-
-
 def context_limit(model_or_lm: object) -> int | None:
     """The most positions the model accepts (the smallest bound its config gives), or None.
 
     Accepts a :class:`~depthscope.models.loading.loader.LoadedModel`, a transformers model or its config.
     """
     model = getattr(model_or_lm, "model", model_or_lm)
-    config = _text_config(getattr(model, "config", model))
+    config = text_config(getattr(model, "config", model))
     bounds = []
     for key in CONTEXT_KEYS:
         value = getattr(config, key, None)

@@ -21,7 +21,8 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from depthscope.core.errors import DepthscopeError
-from depthscope.models.adapters import Adapter, BoundAdapter, find_adapter
+from depthscope.engine import proof
+from depthscope.models.adapters import Adapter, BoundAdapter, find_adapter, text_config
 from depthscope.models.devices import home_device
 from depthscope.models.loading import hub as hub_access
 from depthscope.models.loading import zoo
@@ -105,7 +106,7 @@ class LoadedModel:
 
     @property
     def d_model(self) -> int:
-        return int(self.model.config.hidden_size)
+        return int(text_config(self.model.config).hidden_size)
 
     @property
     def device(self) -> torch.device:
@@ -124,11 +125,13 @@ class LoadedModel:
         adapter: Adapter | None = None,
         *,
         name: str | None = None,
+        load_check: bool = True,
     ) -> LoadedModel:
         """Wrap a model already in memory (e.g. one you fine-tuned) for depthscope's analyses.
 
         ``adapter`` describes an architecture outside the built-in table (see
-        :func:`~depthscope.models.adapters.register_adapter`). The model is put in eval mode.
+        :func:`~depthscope.models.adapters.register_adapter`). The model is put in eval mode and
+        proven as :func:`load_model` proves a load (``load_check=False`` skips that).
         """
         model.eval()
         bound = BoundAdapter(model, adapter)
@@ -140,11 +143,31 @@ class LoadedModel:
             "family": bound.family,
             "model_type": getattr(config, "model_type", None),
             "n_layers": bound.n_layers,
-            "d_model": int(config.hidden_size),
+            "d_model": int(text_config(config).hidden_size),
             "dtype": str(weight.dtype).removeprefix("torch."),
             "device": str(weight.device),
         }
+        identity["load_check"] = check_load(bound, tokenizer, identity["name"], load_check)
         return cls(model=model, tokenizer=tokenizer, adapter=bound, identity=identity)
+
+
+def check_load(
+    adapter: BoundAdapter,
+    tokenizer: object,
+    name: str,
+    enabled: bool = True,
+    quantized: bool = False,
+) -> dict:
+    """Prove the adapter on the loaded model (:mod:`depthscope.engine.proof`) and return the
+    record ``run.json`` keeps, or the record that the proof was skipped."""
+    if not enabled:
+        return proof.skipped("--no-load-check / load_check=False")
+    vocab = adapter.model.get_input_embeddings().num_embeddings
+    if tokenizer is not None:  # rows past the tokenizer's may be padding never trained
+        vocab = min(vocab, len(tokenizer))
+    return proof.prove(
+        adapter, vocab, name=name, quantized=quantized, max_len=context_limit(adapter.model)
+    )
 
 
 def parse_dtype(dtype: str | torch.dtype | None, device: str) -> torch.dtype:
@@ -292,9 +315,7 @@ def _require_causal_lm(config, spec: str) -> None:
 
 
 def _config_vocab(config) -> int | None:
-    getter = getattr(config, "get_text_config", None)
-    text = getter() if callable(getter) else config
-    value = getattr(text, "vocab_size", None)
+    value = getattr(text_config(config), "vocab_size", None)
     return value if isinstance(value, int) and value > 0 else None
 
 
@@ -533,6 +554,7 @@ def load_model(
     max_memory: dict | None = None,
     offload_folder: str | None = None,
     quantize: str | None = None,
+    load_check: bool = True,
 ) -> LoadedModel:
     """Load a causal LM by built-in name, hub id, local folder or ``.gguf`` file.
 
@@ -547,6 +569,12 @@ def load_model(
     for multi-GPU placement, in which case ``device`` is ignored. A hub id is looked up in the
     local Hugging Face cache only when the hub does not answer within a few seconds. Every check
     of :func:`inspect_model` runs first.
+
+    Every load is then proven on a short probe of the loaded model in its dtype
+    (:mod:`depthscope.engine.proof`): the adapter's pieces add up to each layer's output and the
+    replay of the clean residual gives the model's logits, or the model is refused naming the
+    layer. The record lands in ``identity["load_check"]`` (so in ``run.json``);
+    ``load_check=False`` (``--no-load-check``) skips the proof and says so there.
     """
     started = time.perf_counter()
     check_quantize(quantize, spec)
@@ -577,12 +605,15 @@ def load_model(
         {
             "family": bound.family,
             "n_layers": bound.n_layers,
-            "d_model": int(info.config.hidden_size),
+            "d_model": int(text_config(info.config).hidden_size),
             "device": str(home_device(model)),
         }
     )
     if adapter is not None:  # an adapter from outside the table decides what is measured
         identity["adapter"] = bound.family
         identity["fingerprint"] = model_fingerprint(identity)
+    identity["load_check"] = check_load(
+        bound, info.tokenizer, str(identity.get("name", spec)), load_check, bool(quantize)
+    )
     identity["load_seconds"] = round(time.perf_counter() - started, 3)
     return LoadedModel(model=model, tokenizer=info.tokenizer, adapter=bound, identity=identity)
