@@ -145,6 +145,14 @@ def _relative_correlation(best: list[int], n_from: int, n_to: int) -> float:
     return float(np.corrcoef(x, y)[0, 1])
 
 
+def _null_alignment(best: list[int] | None, corr: float | None) -> str:
+    """How the null's best targets follow depth: a constant row has no correlation to state."""
+    later = list(best or [])[1:]
+    if later and len(set(later)) == 1:
+        return f"are boundary {later[0]} at every source boundary from 1 on (no alignment)"
+    return f"correlate {corr:.3f} with relative depth" if corr is not None else "are not kept"
+
+
 def _short(value: float) -> str:
     """``.37`` as the paper's tables write shares."""
     return f"{value:.2f}".removeprefix("0") if value < 1 else f"{value:.0f}"
@@ -196,7 +204,12 @@ def linear_map_block() -> str:
             f"{doc['n_train_tokens']} training tokens from {doc['n_train_texts']} texts, "
             f"{doc['n_val_tokens']} held-out tokens from {doc['n_val_texts']} other texts, ridge "
             f"{doc['ridge']:g}, fp32 on CPU; aligned fraction {doc['aligned_fraction']:.1%}. "
-            + (f"**Run time {wall:.0f} s** on the 2-core machine " if wall else "")
+            + (
+                f"**Run time {wall:.0f} s** on the 2-core machine (wall clock under whatever else "
+                "ran then" + ("; the null's maps included" if doc.get("null") else "") + ") "
+                if wall
+                else ""
+            )
             + f"({parts}; statistics at {doc['statistics_tokens_per_s']:.0f} tokens/s).",
             "",
             "Best target boundary per source boundary (boundary `m` = after `m` layers):",
@@ -299,11 +312,7 @@ def _map_uncertainty_text(doc: dict, tests: list, compared: list) -> str:
             f"best map beats the null's at **{len(beats)} of {len(compared)}** source boundaries "
             f"(paired, Holm; the null's best error is {min(gaps):+.2f} to {max(gaps):+.2f} "
             f"higher), and the null's best targets "
-            + (
-                f"correlate {corr:.3f} with relative depth"
-                if corr is not None
-                else "do not vary with depth"
-            )
+            + _null_alignment(null.get("best_target"), corr)
             + (f" against {own:.3f} for the trained source." if own is not None else ".")
         )
     return text
