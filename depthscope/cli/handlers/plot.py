@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from depthscope.core.folders import OutputFolder
+from depthscope.core.run_folder import RunFolder
 from depthscope.figures.report import plot_run, write_report
 
 
@@ -13,7 +14,7 @@ def plot_and_report(run_dir: Path) -> None:
     """Every figure of the run directory, then its report; says where they are."""
     files = plot_run(run_dir)
     report = write_report(run_dir)
-    print(f"{len(files)} figure files in {run_dir / 'figures'}; report: {report}")
+    print(f"{len(files)} figure files in {RunFolder(run_dir).figures}; report: {report}")
 
 
 def run_plot(args: argparse.Namespace) -> int:
