@@ -82,6 +82,12 @@ def export_outputs(analyses: list[str], fmt: str) -> tuple[str, ...]:
     return tuple(f"{analysis}.{fmt}" for analysis in analyses)
 
 
+def figures_link(name: str = "") -> str:
+    """A figure (or, with no name, the ``figures/`` folder) as a link from a page at the top of
+    the run folder (``report.html``, the verdict's card)."""
+    return f"{FIGURES}/{name}"
+
+
 # ---------------------------------------------------------------------- run.json
 
 _OPTIONAL = frozenset(

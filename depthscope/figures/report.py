@@ -16,7 +16,7 @@ from pathlib import Path
 from depthscope.analyses.catalog import card, paper_order
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.files import atomic_write_bytes
-from depthscope.core.run_folder import RunFolder
+from depthscope.core.run_folder import RunFolder, figures_link
 from depthscope.figures.common import save_figure
 from depthscope.figures.evidence import CAPTION as EVIDENCE_CAPTION
 from depthscope.figures.evidence import SENSITIVITY_CAPTION, draw_evidence, draw_sensitivity
@@ -187,7 +187,7 @@ def figure_tag(png: Path, caption: str = "") -> str:
     wide = width > 1000 or width > 1.8 * max(height, 1)
     data = base64.b64encode(raw).decode("ascii")
     pdf = png.with_suffix(".pdf")
-    link = f" · <a href='figures/{esc(pdf.name)}'>pdf</a>" if pdf.exists() else ""
+    link = f" · <a href='{esc(figures_link(pdf.name))}'>pdf</a>" if pdf.exists() else ""
     return (
         f"<figure class='{'wide' if wide else 'half'}'>"
         f"<img src='data:image/png;base64,{data}' alt='{esc(png.stem)}'>"
