@@ -107,24 +107,48 @@ HOLD_LOCK = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("name", COMMANDS)
-def test_a_busy_out_is_refused(name, capsys, tiny_model_dir, run_dirs, tmp_path):
-    out = tmp_path / "busy"
+def hold(folder: Path) -> subprocess.Popen:
+    """Another depthscope process holding ``folder``'s lock until it reads a line."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, str(out)],
+        [sys.executable, "-c", HOLD_LOCK, str(folder)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def assert_busy(line: str, folder: Path, holder: subprocess.Popen) -> None:
+    assert f"another depthscope run is using {folder}" in line, line
+    assert f"pid {holder.pid}" in line, line
+    assert "wait for it to finish or choose another --out" in line, line
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_a_busy_out_is_refused(name, capsys, tiny_model_dir, run_dirs, tmp_path):
+    out = tmp_path / "busy"
+    holder = hold(out)
     try:
-        assert holder.stdout.readline().strip() == "locked"
         code, stdout, err = run_cli(capsys, command(name, tiny_model_dir, run_dirs, out))
-        line = error_line(code, stdout, err)
-        assert f"another depthscope run is using {out}" in line, line
-        assert f"pid {holder.pid}" in line, line
-        assert "wait for it to finish or choose another --out" in line, line
+        assert_busy(error_line(code, stdout, err), out, holder)
         assert "loading" not in stdout + err  # refused before any model loads
     finally:
         holder.communicate("\n", timeout=60)
     assert holder.returncode == 0
     assert sorted(p.name for p in out.iterdir()) == []  # the refused command wrote nothing
+
+
+def test_plot_refuses_a_busy_run(capsys, run_dirs):
+    """``plot`` redraws figures, ``summary.json`` and ``report.html`` into a run folder: not while
+    another command holds it."""
+    run = run_dirs[1]
+    before = snapshot(run)
+    holder = hold(run)
+    try:
+        code, stdout, err = run_cli(capsys, ["plot", run])
+        assert_busy(error_line(code, stdout, err), run, holder)
+    finally:
+        holder.communicate("\n", timeout=60)
+    assert holder.returncode == 0
+    assert snapshot(run) == before

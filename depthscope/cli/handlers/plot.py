@@ -18,6 +18,9 @@ def plot_and_report(run_dir: Path) -> None:
 
 
 def run_plot(args: argparse.Namespace) -> int:
-    OutputFolder(args.run_dir).require_run()
-    plot_and_report(args.run_dir)
+    """Redraw a run folder, holding its lock: never while another command writes it."""
+    folder = OutputFolder(args.run_dir)
+    folder.require_run()
+    with folder.lock():
+        plot_and_report(args.run_dir)
     return 0
