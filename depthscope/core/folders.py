@@ -1,8 +1,10 @@
 """An output folder that is safe to write: creatable, ours, one model's, one run at a time.
 
-Every command that writes an ``--out`` folder claims it here. ``depthscope analyze --out DIR``
-writes ``run.json``, ``results/``, ``state/``, ``figures/`` and ``report.html`` into DIR; a
-training run writes a whole model folder. Before anything is written or a model loads,
+Every command that writes an ``--out`` folder claims it here. What a command writes there is
+named in :mod:`depthscope.core.run_folder` (``depthscope analyze --out DIR`` writes ``run.json``,
+``results/``, ``state/``, ``figures/``, ``summary.json`` and ``report.html`` into DIR, ``map``,
+``prune``, ``compare``, ``export`` and ``lens train`` their own files; a training run writes a
+whole model folder). Before anything is written or a model loads,
 :meth:`OutputFolder.check` makes sure DIR can be created and written and holds nothing of what
 the command writes that depthscope did not write (a user's own ``run.json`` is never
 overwritten; a training folder must be new, empty or depthscope's). Once the model is known,
@@ -38,11 +40,15 @@ from pathlib import Path
 
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.files import atomic_write_json, read_json_object
+from depthscope.core.run_folder import (
+    ANALYZE_OUTPUTS,
+    LOCK,
+    MARKER,
+    TRAINING_FORMAT,
+    RunFolder,
+)
 
-MARKER = ".depthscope-run"  # JSON: which model the directory belongs to
-LOCK = ".depthscope-lock"  # JSON: pid, host, start time and command of the run holding it
-OUTPUTS = ("run.json", "results", "state", "figures", "report.html")  # what a run writes
-TRAINING_FORMAT = "depthscope-training/1"  # training.json of a training folder (its record)
+OUTPUTS = ANALYZE_OUTPUTS  # what `analyze` writes: the default of OutputFolder
 
 
 def _probe_writable(folder: Path) -> OSError | None:
@@ -67,22 +73,36 @@ def _nearest_existing(path: Path) -> Path:
 class OutputFolder:
     """The ``--out`` folder of a command.
 
-    ``outputs`` names what the command writes there; ``None`` means the whole folder (a model
-    folder a training run writes), so anything already in it must be depthscope's.
+    ``outputs`` names what the command writes there (``*_OUTPUTS`` of
+    :mod:`depthscope.core.run_folder`); ``None`` means the whole folder (a model folder a training
+    run or ``prune --save`` writes), so anything already in it must be depthscope's. ``option``
+    is the option that named the folder, as the messages say it.
     """
 
-    def __init__(self, path: str | os.PathLike, outputs: tuple[str, ...] | None = OUTPUTS) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        outputs: tuple[str, ...] | None = OUTPUTS,
+        *,
+        option: str = "--out",
+    ) -> None:
         self.path = Path(path).expanduser()
         self.outputs = outputs
+        self.option = option  # how the user named the folder, for the messages
         self._claimed_here = False  # this process wrote the marker (see _leave_no_trace)
 
     @property
+    def folder(self) -> RunFolder:
+        """The folder's paths (:mod:`depthscope.core.run_folder`)."""
+        return RunFolder(self.path)
+
+    @property
     def marker(self) -> Path:
-        return self.path / MARKER
+        return self.folder.marker
 
     @property
     def lock_path(self) -> Path:
-        return self.path / LOCK
+        return self.folder.lock
 
     # ------------------------------------------------------------------ checks before loading
 
@@ -91,17 +111,17 @@ class OutputFolder:
 
         Writes nothing (a scratch directory is created and removed to test writability).
         """
-        path = self.path
+        path, opt = self.path, self.option
         if path.exists() and not path.is_dir():
             raise DepthscopeError(
-                f"--out {path} is a file, not a directory; choose a directory (new or empty) "
+                f"{opt} {path} is a file, not a directory; choose a directory (new or empty) "
                 f"for the run's results"
             )
         if path.is_dir():
             problem = _probe_writable(path)
             if problem is not None:
                 raise DepthscopeError(
-                    f"--out {path} is not writable ({problem.strerror}); choose another --out "
+                    f"{opt} {path} is not writable ({problem.strerror}); choose another {opt} "
                     f"or fix its permissions"
                 )
             self._check_ownership()
@@ -109,23 +129,26 @@ class OutputFolder:
         base = _nearest_existing(path)
         if not base.is_dir():
             raise DepthscopeError(
-                f"--out {path} cannot be created: {base} is a file, not a directory; choose "
-                f"another --out"
+                f"{opt} {path} cannot be created: {base} is a file, not a directory; choose "
+                f"another {opt}"
             )
         problem = _probe_writable(base)
         if problem is not None:
             raise DepthscopeError(
-                f"--out {path} cannot be created in {base} ({problem.strerror}); choose another "
-                f"--out or fix the permissions of {base}"
+                f"{opt} {path} cannot be created in {base} ({problem.strerror}); choose another "
+                f"{opt} or fix the permissions of {base}"
             )
 
     def present(self) -> list[str]:
         """What of the command's outputs the folder already holds (sorted names)."""
+        if not self.path.is_dir():
+            return []
         if self.outputs is None:
             return sorted(p.name for p in self.path.iterdir() if p.name not in (MARKER, LOCK))
         return [name for name in self.outputs if os.path.lexists(self.path / name)]
 
     def _check_ownership(self) -> None:
+        opt = self.option
         present = self.present()
         if not present or self.belongs_to_depthscope():
             return
@@ -137,7 +160,7 @@ class OutputFolder:
         else:
             what = f"already holds {listed} that depthscope did not write"
         raise DepthscopeError(
-            f"--out {self.path} {what}; choose a new or empty directory for --out (nothing was "
+            f"{opt} {self.path} {what}; choose a new or empty directory for {opt} (nothing was "
             f"changed)"
         )
 
@@ -146,10 +169,9 @@ class OutputFolder:
         marker = read_json_object(self.marker)
         if marker is not None and marker.get("depthscope_run"):
             return True
-        run = read_json_object(self.path / "run.json")
-        if run is not None and "depthscope_run" in run:
+        if self.folder.read_record() is not None:
             return True
-        training = read_json_object(self.path / "training.json")
+        training = read_json_object(self.folder.training)
         return training is not None and training.get("format") == TRAINING_FORMAT
 
     def require_run(self) -> list[Path]:
@@ -172,7 +194,7 @@ class OutputFolder:
                 f"{path} is not a depthscope run directory (no run.json written by depthscope); "
                 f"pass the --out of an analyze run"
             )
-        results = sorted((path / "results").glob("*.json"))
+        results = self.folder.result_files()
         if not results:
             raise DepthscopeError(
                 f"{path} holds no results yet; run `depthscope analyze --out {path}` first"
@@ -189,22 +211,26 @@ class OutputFolder:
         marker = read_json_object(self.marker)
         if marker is not None and marker.get("depthscope_run"):
             return {k: marker.get(k) for k in ("name", "source", "fingerprint")}
-        run = read_json_object(self.path / "run.json")
-        if run is not None and "depthscope_run" in run and isinstance(run.get("model"), dict):
-            model = run["model"]
-            return {
-                "name": model.get("name"),
-                "source": model.get("source"),
-                "fingerprint": model.get("fingerprint"),
-            }
+        record = self.folder.read_record()
+        if record is not None and isinstance(record.model, dict):
+            return record.owner()
         return None
 
-    def claim(self, fingerprint: str, name: str, source: str | None = None) -> str | None:
+    def claim(
+        self,
+        fingerprint: str,
+        name: str,
+        source: str | None = None,
+        *,
+        suggestion: str | None = None,
+    ) -> str | None:
         """Bind DIR to a model; refuse a directory holding another model's results.
 
         The same model (same source) with changed files or dtype keeps the directory: its
         results are recomputed (fingerprints differ) and the returned notice says so. Returns
-        None when nothing needs saying.
+        None when nothing needs saying. ``suggestion`` is the other ``--out`` a refusal proposes
+        (default ``runs/NAME``). A folder of several models (a map's pair, a comparison's runs)
+        is claimed for their :func:`~depthscope.core.run_folder.combined_identity`.
         """
         owner = self.owner()
         notice = None
@@ -214,7 +240,7 @@ class OutputFolder:
                 raise DepthscopeError(
                     f"--out {self.path} holds results of model {owner.get('name')!r} "
                     f"({owner.get('source')}), not of {name!r} ({source}); a run directory "
-                    f"holds one model, choose another --out (e.g. runs/{name})"
+                    f"holds one model, choose another --out (e.g. {suggestion or 'runs/' + name})"
                 )
             if owner.get("fingerprint") is not None:
                 notice = (
@@ -283,7 +309,7 @@ class OutputFolder:
 
     def _leave_no_trace(self, existing: Path) -> None:
         """A run that fails before writing any output takes back its marker and new directories."""
-        if any(os.path.lexists(self.path / name) for name in OUTPUTS):
+        if self.present():  # something of the command's is there: keep the claim
             return
         if self._claimed_here:
             with contextlib.suppress(OSError):

@@ -27,9 +27,10 @@ from safetensors.torch import load_file, save_file
 
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.files import atomic_write_json
+from depthscope.core.run_folder import LENS_RECORD, LENS_TENSORS, RunFolder
 
 FORMAT = "depthscope-tuned-lens/1"
-RECORD, TENSORS = "lens.json", "lens.safetensors"
+RECORD, TENSORS = LENS_RECORD, LENS_TENSORS
 PEER_CONFIG, PEER_PARAMS = "config.json", "params.pt"  # the tuned-lens project's layout
 
 
@@ -87,24 +88,26 @@ class TunedLens:
         """``lens.safetensors`` then ``lens.json`` (data only)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        files = RunFolder(folder)
         tmp = folder / f".{TENSORS}.tmp"
         tensors = {
             "weight": self.weight.detach().contiguous(),
             "bias": self.bias.detach().contiguous(),
         }
         save_file(tensors, str(tmp))
-        tmp.replace(folder / TENSORS)
-        atomic_write_json(folder / RECORD, {"format": FORMAT, **record})
+        tmp.replace(files.lens_tensors)
+        atomic_write_json(files.lens_record, {"format": FORMAT, **record})
         self.record = {"format": FORMAT, **record}
 
 
 def load_tuned_lens(folder: str | Path) -> TunedLens:
     """A lens folder in depthscope's layout or the tuned-lens project's; one clear line otherwise."""
     folder = Path(folder).expanduser()
-    if (folder / RECORD).is_file():
+    files = RunFolder(folder)
+    if files.lens_record.is_file():
         try:
-            record = json.loads((folder / RECORD).read_text())
-            tensors = load_file(str(folder / TENSORS))
+            record = json.loads(files.lens_record.read_text())
+            tensors = load_file(str(files.lens_tensors))
             lens = TunedLens(tensors["weight"].float(), tensors["bias"].float(), record)
         except Exception as exc:  # safetensors and json raise their own error types
             raise DepthscopeError(

@@ -30,11 +30,12 @@ from depthscope.core.errors import DepthscopeError
 from depthscope.core.folders import OutputFolder
 from depthscope.core.interrupts import sigterm_as_interrupt
 from depthscope.core.progress import Progress
+from depthscope.core.run_folder import LENS_OUTPUTS
 from depthscope.data.prompts import tokenize
 from depthscope.data.sources import load_examples
 from depthscope.engine.batch import Batch
 from depthscope.engine.trace import trace
-from depthscope.engine.tuned_lens import RECORD, TENSORS, TunedLens
+from depthscope.engine.tuned_lens import TunedLens
 from depthscope.experiments.lens_settings import LensSettings
 from depthscope.experiments.training.run_dir import (
     drop_checkpoint,
@@ -42,9 +43,6 @@ from depthscope.experiments.training.run_dir import (
     save_checkpoint,
 )
 from depthscope.models.loading.loader import LoadedModel
-
-CHECKPOINT = "checkpoint"
-LENS_OUTPUTS = (RECORD, TENSORS, CHECKPOINT)
 
 
 class Translators(torch.nn.Module):

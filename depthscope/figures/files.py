@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from depthscope.core.files import atomic_write_json
+from depthscope.core.run_folder import FIGURE_INDEX
 from depthscope.figures.common import Figures, save_figure
 
 if TYPE_CHECKING:
     from depthscope.results.document import Result
 
-INDEX = "index.json"
+INDEX = FIGURE_INDEX
 
 
 def draw(result: Result) -> Figures:

@@ -16,6 +16,7 @@ from pathlib import Path
 from depthscope.analyses.catalog import card, paper_order
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.files import atomic_write_bytes
+from depthscope.core.run_folder import RunFolder, figures_link
 from depthscope.figures.common import save_figure
 from depthscope.figures.evidence import CAPTION as EVIDENCE_CAPTION
 from depthscope.figures.evidence import SENSITIVITY_CAPTION, draw_evidence, draw_sensitivity
@@ -44,7 +45,7 @@ def warn(message: str) -> None:
 
 def result_files(run_dir: Path) -> list[Path]:
     """The saved results of a run directory; a clear error if there are none."""
-    results = sorted((Path(run_dir) / "results").glob("*.json"))
+    results = RunFolder(run_dir).result_files()
     if not results:
         raise DepthscopeError(
             f"{run_dir} has no results/*.json; run `depthscope analyze --out {run_dir}` first"
@@ -65,7 +66,7 @@ def plot_run(run_dir: Path) -> list[Path]:
             warn(f"no figures for analysis {result.analysis!r} ({path.name}); skipped")
             continue
         try:
-            written += plot_result(result, Path(run_dir) / "figures")
+            written += plot_result(result, RunFolder(run_dir).figures)
         except DepthscopeError as exc:
             warn(f"{path.name}: {exc}; skipped")
     return written
@@ -85,11 +86,7 @@ def esc(value: object) -> str:
 
 def load_run(run_dir: Path) -> dict:
     """``run.json`` if present and valid, else {} (the report then relies on the results)."""
-    try:
-        run = json.loads((run_dir / "run.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return run if isinstance(run, dict) else {}
+    return RunFolder(run_dir).read_run_json() or {}
 
 
 def _ordered(results: list[tuple[Path, Result]]) -> list[tuple[Path, Result]]:
@@ -184,7 +181,7 @@ def timing_table(run: dict, results: list[tuple[Path, Result]]) -> str:
 
 def ensure_figures(run_dir: Path, path: Path, result: Result) -> list[Path]:
     """The result's PNGs in drawing order, redrawn first if missing or older than the result."""
-    figures = run_dir / "figures"
+    figures = RunFolder(run_dir).figures
     stems = read_index(figures).get(result.analysis)
     pngs = [figures / f"{stem}.png" for stem in stems or []]
     stale = stems is None or any(
@@ -209,7 +206,7 @@ def figure_tag(png: Path, caption: str = "") -> str:
     wide = width > 1000 or width > 1.8 * max(height, 1)
     data = base64.b64encode(raw).decode("ascii")
     pdf = png.with_suffix(".pdf")
-    link = f" · <a href='figures/{esc(pdf.name)}'>pdf</a>" if pdf.exists() else ""
+    link = f" · <a href='{esc(figures_link(pdf.name))}'>pdf</a>" if pdf.exists() else ""
     return (
         f"<figure class='{'wide' if wide else 'half'}'>"
         f"<img src='data:image/png;base64,{data}' alt='{esc(png.stem)}'>"
@@ -265,7 +262,7 @@ EVIDENCE = "verdict_evidence"
 def evidence_figure(run_dir: Path, summary: Summary) -> Path | None:
     """Draw the transition's evidence figure into ``figures/``; its PNG (None without one)."""
     finding = summary.finding("transition")
-    figures = Path(run_dir) / "figures"
+    figures = RunFolder(run_dir).figures
     if finding is None or not finding.details.get("profiles") or not summary.n_layers:
         for suffix in ("png", "pdf"):
             (figures / f"{EVIDENCE}.{suffix}").unlink(missing_ok=True)
@@ -285,7 +282,7 @@ def sensitivity_figure(run_dir: Path, summary: Summary) -> Path | None:
         for finding in summary.findings
         for sweep in finding.details.get("sensitivity") or []
     ]
-    figures = Path(run_dir) / "figures"
+    figures = RunFolder(run_dir).figures
     fig = draw_sensitivity(sweeps, summary.model)
     if fig is None:
         for suffix in ("png", "pdf"):
@@ -319,6 +316,6 @@ def write_report(run_dir: Path) -> Path:
         body.append("<p class='note'>no readable run.json; identity taken from the results</p>")
     body += [analysis_section(run_dir, path, result) for path, result in results]
     body.append("</body></html>")
-    path = run_dir / "report.html"
+    path = RunFolder(run_dir).report
     atomic_write_bytes(path, "\n".join(body).encode("utf-8"))
     return path

@@ -23,6 +23,8 @@ from depthscope.analyses.catalog import card as card_of
 from depthscope.analyses.catalog import cards
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.files import atomic_write_bytes, atomic_write_json
+from depthscope.core.folders import OutputFolder, friendly_os_errors
+from depthscope.core.run_folder import COMPARE_OUTPUTS, RunFolder, combined_identity
 from depthscope.figures.common import new_figure, plain, save_figure, tidy
 from depthscope.results.document import Result
 from depthscope.verdict.card import CARD_STYLE, summary_card_html
@@ -72,6 +74,14 @@ class RunData:
         return str(first.model.get("name") or self.path.name)
 
     @property
+    def identity(self) -> dict:
+        """The model the run folder belongs to (its owner, else what its results name)."""
+        owner = OutputFolder(self.path).owner()
+        if owner is not None and owner.get("fingerprint") is not None:
+            return owner
+        return next(iter(self.results.values())).identity()
+
+    @property
     def n_layers(self) -> int:
         for result in self.results.values():
             value = result.model.get("n_layers")
@@ -90,7 +100,7 @@ def warn(message: str) -> None:
 def read_run(path: Path) -> RunData:
     """A run directory's results; one clear line if ``path`` is not a run."""
     path = Path(path)
-    files = sorted((path / "results").glob("*.json")) if path.is_dir() else []
+    files = RunFolder(path).result_files() if path.is_dir() else []
     if not files:
         what = (
             "does not exist" if not path.exists() else "is not a run directory (no results/*.json)"
@@ -189,7 +199,7 @@ def profile(run: RunData, quantity: Quantity) -> tuple[np.ndarray, np.ndarray]:
         values = quantity.read(run.results[quantity.analysis].data)
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise DepthscopeError(
-            f"{run.path}/results/{quantity.analysis}.json has no usable data for {quantity.name} "
+            f"{RunFolder(run.path).result(quantity.analysis)} has no usable data for {quantity.name} "
             f"({type(exc).__name__}: {exc}); rerun that analysis (with the layer part)"
         ) from None
     x = np.arange(values.size) / run.n_layers
@@ -244,12 +254,24 @@ def differences(runs: list[RunData], summaries: dict[str, Summary]) -> list[dict
 def compare_runs(
     paths: list[Path], out: Path, wanted: list[str] | None = None, plots: bool = True
 ) -> dict:
-    """Read, check, overlay; write ``out/compare.json``, ``out/compare.html``, ``out/figures``."""
+    """Read, check, overlay; write ``out/compare.json``, ``out/compare.html``, ``out/figures``.
+
+    ``out`` is checked before any run is read (writable, holding nothing of what compare writes
+    that depthscope did not write), locked against a second command, and claimed for the runs'
+    models: a comparison of other models is never written over (:mod:`depthscope.core.folders`).
+    """
     if len(paths) < 2:
         raise DepthscopeError("compare needs at least two run directories")
     resolved = [Path(p).resolve() for p in paths]
     if len(set(resolved)) < len(resolved):
         raise DepthscopeError("the same run directory is given twice; pass different runs")
+    guard = OutputFolder(out, outputs=COMPARE_OUTPUTS)
+    guard.check()
+    with friendly_os_errors(out), guard.lock():
+        return _compare(paths, guard, wanted, plots)
+
+
+def _compare(paths: list[Path], guard: OutputFolder, wanted: list[str] | None, plots: bool) -> dict:
     runs = [read_run(p) for p in paths]
     label_runs(runs)
     quantities = choose_quantities(runs, wanted)
@@ -279,18 +301,22 @@ def compare_runs(
             entry["points"][run.label] = {"x": x.tolist(), "y": y.tolist()}
             entry["profiles"][run.label] = on_grid(x, y).tolist()
         doc["quantities"][q.name] = entry
-    out = Path(out)
+    owner = combined_identity([run.identity for run in runs], " vs ")
+    stems = "-".join(str(run.model).rsplit("/", 1)[-1] for run in runs)
+    suggestion = str(guard.path.parent / f"compare-{stems}")
+    guard.claim(owner["fingerprint"], owner["name"], owner["source"], suggestion=suggestion)
+    folder = RunFolder(guard.path)
     transitions = {}
     for label, summary in summaries.items():
         finding = summary.finding("transition")
         transitions[label] = finding.relative_depth if finding else None
     figures = []
     if plots:
-        figures = [p for q in quantities for p in draw(q, runs, out / "figures", transitions)]
-    atomic_write_json(out / "compare.json", doc)
+        figures = [p for q in quantities for p in draw(q, runs, folder.figures, transitions)]
+    atomic_write_json(folder.compare_json, doc)
     pngs = [p for p in figures if p.suffix == ".png"]
     html_page = page(runs, summaries, pngs, doc["differences"])
-    atomic_write_bytes(out / "compare.html", html_page.encode("utf-8"))
+    atomic_write_bytes(folder.compare_html, html_page.encode("utf-8"))
     return doc
 
 

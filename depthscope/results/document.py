@@ -22,6 +22,7 @@ from depthscope.core.errors import DepthscopeError
 from depthscope.core.files import atomic_write_json, to_jsonable
 from depthscope.core.folders import OutputFolder
 from depthscope.core.registry import card as registered_card
+from depthscope.core.run_folder import RunFolder, pair_identity
 
 __all__ = ["Result", "SCHEMA_VERSION", "TIDY_COLUMNS"]
 
@@ -72,14 +73,25 @@ class Result:
             return target
         run_dir = OutputFolder(target)
         run_dir.check()  # never into a folder depthscope did not write
-        model = self.model if isinstance(self.model, dict) else {}
-        fingerprint = model.get("fingerprint") or _digest(model)
-        run_dir.claim(fingerprint, str(model.get("name", "model")), model.get("source"))
-        path = target / "results" / f"{self.analysis}.json"
+        owner = self.identity()
+        run_dir.claim(owner["fingerprint"], owner["name"], owner["source"])
+        path = RunFolder(target).result(self.analysis)
         atomic_write_json(path, self.to_json())
         if figures:
-            self._card("figures are defined").save_figures(self, target / "figures")
+            self._card("figures are defined").save_figures(self, RunFolder(target).figures)
         return path
+
+    def identity(self) -> dict:
+        """``{"name", "source", "fingerprint"}`` of the model (or a map's model pair) the result is
+        of: what a folder holding it is claimed for (:meth:`OutputFolder.claim`)."""
+        model = self.model if isinstance(self.model, dict) else {}
+        if isinstance(model.get("source"), dict) and isinstance(model.get("target"), dict):
+            return pair_identity(model["source"], model["target"])
+        return {
+            "name": str(model.get("name", "model")),
+            "source": model.get("source"),
+            "fingerprint": model.get("fingerprint") or _digest(model),
+        }
 
     @classmethod
     def load(cls, path: str | Path) -> Result:

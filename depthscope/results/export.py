@@ -12,6 +12,8 @@ from pathlib import Path
 
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.files import atomic_write_bytes
+from depthscope.core.folders import OutputFolder, friendly_os_errors
+from depthscope.core.run_folder import RunFolder, export_outputs
 from depthscope.results.document import TIDY_COLUMNS, Result
 
 FORMATS = ("csv", "parquet")
@@ -39,18 +41,32 @@ def parquet_bytes(result: Result) -> bytes:
 
 
 def export_run(run_dir: Path, fmt: str = "csv", out: Path | None = None) -> list[Path]:
-    """Write one table per saved result; returns the files written."""
-    results = sorted(Path(run_dir).glob("results/*.json"))
-    if not results:
+    """Write one table per saved result; returns the files written.
+
+    The output folder (``out``, default ``RUN_DIR/export``) is checked before anything is
+    written, locked against a second command and claimed for the run's model, as every ``--out``
+    is (:mod:`depthscope.core.folders`): tables of another model are never written over.
+    """
+    run = RunFolder(run_dir)
+    files = run.result_files()
+    if not files:
         raise DepthscopeError(
             f"{run_dir} has no results/*.json; pass a run directory written by depthscope analyze"
         )
-    folder = Path(out) if out is not None else Path(run_dir) / "export"
+    results = [Result.load(path) for path in files]
+    folder = Path(out) if out is not None else run.export
+    tables = export_outputs([r.analysis for r in results], fmt)  # <analysis>.<fmt>
+    guard = OutputFolder(folder, outputs=tables)
+    guard.check()
+    owner = OutputFolder(run.path).owner()
+    if owner is None or owner.get("fingerprint") is None:
+        owner = results[0].identity()
     written = []
-    for path in results:
-        result = Result.load(path)
-        blob = csv_bytes(list(result.tidy())) if fmt == "csv" else parquet_bytes(result)
-        target = folder / f"{result.analysis}.{fmt}"
-        atomic_write_bytes(target, blob)
-        written.append(target)
+    with friendly_os_errors(folder), guard.lock():
+        guard.claim(owner["fingerprint"], owner["name"], owner["source"])
+        for result, name in zip(results, tables, strict=True):
+            blob = csv_bytes(list(result.tidy())) if fmt == "csv" else parquet_bytes(result)
+            target = guard.path / name
+            atomic_write_bytes(target, blob)
+            written.append(target)
     return written

@@ -34,9 +34,9 @@ from depthscope.analyses.base import RunContext
 from depthscope.analyses.catalog import analysis_class, default_run, runnable
 from depthscope.analyses.settings import build_settings, settings_dict, split_overrides
 from depthscope.core.errors import DepthscopeError
-from depthscope.core.files import atomic_write_json, read_json_object
 from depthscope.core.interrupts import RunInterrupted, sigterm_as_interrupt
 from depthscope.core.progress import Progress
+from depthscope.core.run_folder import RunFolder, RunRecord
 from depthscope.data.example import Example
 from depthscope.data.prompts import PromptSet
 from depthscope.data.sources import load_examples, mixture_parts
@@ -166,13 +166,14 @@ class Run:
         self.progress = progress
         self.dist = dist or SingleProcess()
         self.out = Path(request.out)
+        self.folder = RunFolder(self.out)
         self.timings: dict[str, float] = {}
         self.status: dict[str, str] = {}
         self.skips: dict[str, str] = {}
         self.started = _now()
         self.planned: dict[str, Planned] = {}
         suffix = f".rank{self.dist.rank}" if self.dist.world_size > 1 else ""
-        self.checkpoints = StateCheckpoints(self.out / "state", suffix, progress)
+        self.checkpoints = StateCheckpoints(self.folder.state, suffix, progress)
         self.total_seconds = 0.0
 
     # ------------------------------------------------------------ planning
@@ -210,7 +211,7 @@ class Run:
         return all(p.status == "up to date" for p in self.planned.values())
 
     def result_path(self, name: str) -> Path:
-        return self.out / "results" / f"{name}.json"
+        return self.folder.result(name)
 
     def _up_to_date(self, name: str, key: str) -> bool:
         path = self.result_path(name)
@@ -380,32 +381,30 @@ class Run:
     def write_run_json(self, status: str) -> None:
         """``run.json``: this command's facts, merged with what earlier runs recorded for the other
         analyses this directory holds (their settings, status and timings are kept)."""
-        path = self.out / "run.json"
-        old = read_json_object(path) or {}
-        analyses = [n for n in runnable() if n in set(old.get("analyses", [])) | set(self.planned)]
+        old = self.folder.read_record() or RunRecord.blank()
+        analyses = [n for n in runnable() if n in set(old.analyses or []) | set(self.planned)]
         main = self.groups[0] if self.groups else None
-        doc = {
-            "depthscope_run": 1,
-            "status": status,
-            "started": self.started,
-            "finished": _now() if status != "running" else None,
-            "command": " ".join(sys.argv),
-            "model": self.identity,
-            "data": {
+        record = RunRecord(
+            status=status,
+            started=self.started,
+            finished=_now() if status != "running" else None,
+            command=" ".join(sys.argv),
+            model=self.identity,
+            data={
                 "source": main.data if main else None,
                 "n_requested": self.request.n,
             },
-            "n_prompts": len(main.prompts) if main and main.prompts is not None else 0,
-            "n_tokens": main.prompts.n_tokens if main and main.prompts is not None else 0,
-            "seed": self.request.seed,
-            "batch_size": self.request.batch_size,
-            "analyses": analyses,
-            "settings": {
-                **(old.get("settings") or {}),
+            n_prompts=len(main.prompts) if main and main.prompts is not None else 0,
+            n_tokens=main.prompts.n_tokens if main and main.prompts is not None else 0,
+            seed=self.request.seed,
+            batch_size=self.request.batch_size,
+            analyses=analyses,
+            settings={
+                **(old.settings or {}),
                 **{n: settings_dict(p.settings) for n, p in self.planned.items()},
             },
-            "data_by_analysis": {
-                **(old.get("data_by_analysis") or {}),
+            data_by_analysis={
+                **(old.data_by_analysis or {}),
                 **{
                     n: {
                         "source": p.group.data,
@@ -415,24 +414,24 @@ class Run:
                     for n, p in self.planned.items()
                 },
             },
-            "status_by_analysis": {**(old.get("status_by_analysis") or {}), **self.status},
-            "timings": {
-                **(old.get("timings") or {}),
+            status_by_analysis={**(old.status_by_analysis or {}), **self.status},
+            timings={
+                **(old.timings or {}),
                 **{name: round(t, 3) for name, t in self.timings.items()},
             },
-            "skipped": {**(old.get("skipped") or {}), **self.skips},
-            "versions": package_versions(),
-            "device": str(self.identity.get("device", "")),
-            "threads": torch.get_num_threads(),
-            "world_size": self.dist.world_size,
-            "history": (
-                (old.get("history") or [])
+            skipped={**(old.skipped or {}), **self.skips},
+            versions=package_versions(),
+            device=str(self.identity.get("device", "")),
+            threads=torch.get_num_threads(),
+            world_size=self.dist.world_size,
+            history=(
+                (old.history or [])
                 + [{"command": " ".join(sys.argv), "started": self.started, "status": status}]
             )[-HISTORY:]
             if status != "running"
-            else (old.get("history") or [])[-HISTORY:],
-        }
-        atomic_write_json(path, doc)
+            else (old.history or [])[-HISTORY:],
+        )
+        self.folder.write_record(record)
 
 
 def _share_runs(share: list[int]) -> list[list[int]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 
+from depthscope.core.run_folder import figures_link
 from depthscope.verdict.summary import RULES_DOC, Summary
 
 
@@ -31,7 +32,7 @@ def _esc(value: object) -> str:
     return html.escape(str(value))
 
 
-def summary_card_html(summary: Summary, figure_dir: str | None = "figures/") -> str:
+def summary_card_html(summary: Summary, figure_dir: str | None = figures_link()) -> str:
     """A short HTML card: a table of numbers, one sentence per finding, its supporting figures.
 
     ``figure_dir`` is the figures' location relative to the page (None: no links). The styles are

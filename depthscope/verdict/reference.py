@@ -13,9 +13,10 @@ names a transition.
 from __future__ import annotations
 
 from depthscope.analyses.card import Finding
+from depthscope.core.run_folder import REFERENCE
 from depthscope.verdict.comparison import compare_summaries, row_line
 
-RANDOM_REFERENCE = "reference-random-init"  # the reference run's folder inside the run folder
+RANDOM_REFERENCE = REFERENCE  # the reference run's folder inside the run folder
 TITLE = "Beyond random weights"
 
 

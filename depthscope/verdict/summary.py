@@ -18,7 +18,6 @@ result becomes a note. Nothing here raises for a run directory that exists.
 from __future__ import annotations
 
 import dataclasses
-import json
 import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from depthscope.analyses.card import Finding, VerdictRule
 from depthscope.analyses.catalog import cards, paper_order
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.files import atomic_write_json
+from depthscope.core.run_folder import SUMMARY, RunFolder
 from depthscope.results.document import Result
 from depthscope.verdict import (
     bootstrap,
@@ -41,7 +41,7 @@ from depthscope.verdict import (
 )
 
 SCHEMA = 1
-SUMMARY_FILE = "summary.json"
+SUMMARY_FILE = SUMMARY
 RULES_DOC = "docs/summary.md"
 
 
@@ -131,7 +131,7 @@ def rule_constants() -> dict:
 def load_results(run_dir: Path) -> tuple[dict[str, Result], list[str]]:
     """``{analysis: Result}`` of ``run_dir/results``; unreadable files become notes."""
     results, notes = {}, []
-    for path in sorted((Path(run_dir) / "results").glob("*.json")):
+    for path in RunFolder(run_dir).result_files():
         try:
             result = Result.load(path)
         except DepthscopeError as exc:
@@ -143,12 +143,8 @@ def load_results(run_dir: Path) -> tuple[dict[str, Result], list[str]]:
 
 def model_spec(run_dir: Path, results: dict[str, Result]) -> str:
     """What to pass to `depthscope analyze` to reproduce the run's model."""
-    model: dict = {}
-    try:
-        run = json.loads((Path(run_dir) / "run.json").read_text())
-        model = run.get("model") if isinstance(run.get("model"), dict) else {}
-    except (OSError, ValueError):
-        pass
+    run = RunFolder(run_dir).read_run_json() or {}
+    model: dict = run.get("model") if isinstance(run.get("model"), dict) else {}
     if not model and results:
         model = next(iter(results.values())).model
     source = str(model.get("source") or "")
@@ -234,10 +230,10 @@ def summarize(run_dir: Path) -> Summary:
         )
     results, notes = load_results(run_dir)
     summary = summarize_results(results, run_dir, notes)
-    random_dir = run_dir / reference.RANDOM_REFERENCE
-    if (random_dir / "results").is_dir():  # `analyze --reference random-init` ran
-        random_results, random_notes = load_results(random_dir)
-        random = summarize_results(random_results, random_dir, random_notes, per_source=False)
+    random_dir = RunFolder(run_dir).reference
+    if random_dir.results.is_dir():  # `analyze --reference random-init` ran
+        random_results, random_notes = load_results(random_dir.path)
+        random = summarize_results(random_results, random_dir.path, random_notes, per_source=False)
         beyond = reference.finding(summary, random)
         if beyond is not None:
             summary.findings.append(beyond)
@@ -335,5 +331,5 @@ def summarize_results(
 def write_summary(run_dir: Path) -> Summary:
     """Compute the verdict and write ``run_dir/summary.json`` (atomically)."""
     summary = summarize(run_dir)
-    atomic_write_json(Path(run_dir) / SUMMARY_FILE, summary.to_json())
+    atomic_write_json(RunFolder(run_dir).summary, summary.to_json())
     return summary

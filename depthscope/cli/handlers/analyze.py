@@ -7,7 +7,6 @@ import contextlib
 import copy
 import dataclasses
 import time
-from pathlib import Path
 
 from depthscope.analyses.catalog import analysis_class
 from depthscope.analyses.settings import setting_names
@@ -17,6 +16,7 @@ from depthscope.cli.options import parse_overrides
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.folders import OutputFolder, friendly_os_errors
 from depthscope.core.progress import Progress, make_progress
+from depthscope.core.run_folder import RunFolder
 from depthscope.data.sources import default_count
 from depthscope.models.loading.loader import RANDOM_INIT, load_model
 from depthscope.models.placement import resolve_placement
@@ -32,7 +32,6 @@ from depthscope.run.runner import (
     resolve_analyses,
 )
 from depthscope.verdict.card import summary_lines
-from depthscope.verdict.reference import RANDOM_REFERENCE
 from depthscope.verdict.summary import write_summary
 
 
@@ -82,7 +81,9 @@ def _reference_run(args: argparse.Namespace, request):
     reference_args = copy.copy(args)
     reference_args.model = f"{RANDOM_INIT}{args.seed}:{args.model}"
     reference_request = dataclasses.replace(
-        request, out=Path(request.out) / RANDOM_REFERENCE, per_analysis=dict(request.per_analysis)
+        request,
+        out=RunFolder(request.out).reference.path,
+        per_analysis=dict(request.per_analysis),
     )
     folder = OutputFolder(reference_request.out)
     folder.check()
@@ -145,7 +146,9 @@ def _run_analyses(args, request, groups, notices, run_dir, placement, dist):
                 device_map=placement.device_map,
                 info=info,
                 max_memory=placement.max_memory,
-                offload_folder=str(request.out / "offload") if placement.offloads_to_disk else None,
+                offload_folder=(
+                    str(RunFolder(request.out).offload) if placement.offloads_to_disk else None
+                ),
                 quantize=args.quantize,
                 load_check=args.load_check,
             )

@@ -6,9 +6,16 @@ import argparse
 
 import numpy as np
 
-from depthscope.cli.handlers.common import apply_threads, load_from_options
+from depthscope.cli.handlers.common import (
+    apply_threads,
+    claim_for,
+    inspect_from_options,
+    load_from_options,
+)
 from depthscope.cli.lens import settings_from_args
+from depthscope.core.folders import OutputFolder, friendly_os_errors
 from depthscope.core.progress import make_progress
+from depthscope.core.run_folder import LENS_OUTPUTS
 from depthscope.experiments.lens import train_lens
 
 
@@ -16,9 +23,13 @@ def run_lens_train(args: argparse.Namespace) -> int:
     apply_threads(args)
     settings = settings_from_args(args)
     settings.check()
-    with make_progress() as progress:
+    guard = OutputFolder(args.out, outputs=LENS_OUTPUTS)
+    guard.check()  # writable and holding nothing foreign, before the model loads
+    with friendly_os_errors(args.out), make_progress() as progress, guard.lock(progress):
+        info = inspect_from_options(args, args.model)
+        claim_for(guard, info.identity, progress)  # one model's lens, before the weights load
         progress.note(f"loading {args.model}")
-        lm = load_from_options(args, args.model, out=args.out)
+        lm = load_from_options(args, args.model, out=args.out, info=info)
         progress.note(
             f"{lm.name}: {lm.n_layers} layers, d={lm.d_model}; {settings.steps} steps of "
             f"{settings.batch}×{settings.seq_len} tokens from {settings.data}"

@@ -5,28 +5,29 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
-import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 
-import torch
-
-from depthscope.cli.handlers.common import load_from_options
+from depthscope.cli.handlers.common import claim_for, inspect_from_options, load_from_options
 from depthscope.cli.maps import check
 from depthscope.cli.options import model_stem
-from depthscope.core.files import atomic_write_json
+from depthscope.core.folders import OutputFolder, friendly_os_errors
 from depthscope.core.progress import Progress, RichProgress
+from depthscope.core.run_folder import MAP_OUTPUTS, pair_identity
 from depthscope.data.sources import load_examples
 from depthscope.experiments.maps.fit import fit_linear_maps
-from depthscope.figures.files import plot_result
+from depthscope.experiments.maps.outputs import (
+    MAX_TOKENS_PER_TEXT,
+    map_record,
+    map_result,
+    map_settings,
+    now,
+    save_record,
+    save_result,
+)
 from depthscope.models.placement import resolve_placement
-from depthscope.results.document import Result
 from depthscope.run.distributed import init_distributed
-from depthscope.run.runner import package_versions
-
-MAX_TOKENS_PER_TEXT = 512  # the paper's window length
 
 
 def iter_texts(spec: str, seed: int) -> Iterator[str]:
@@ -43,24 +44,36 @@ def iter_texts(spec: str, seed: int) -> Iterator[str]:
 
 
 def _settings(args: argparse.Namespace) -> dict:
-    return {
-        "data": args.data,
-        "tokens": args.tokens,
-        "val_tokens": args.val_tokens,
-        "ridge": args.ridge,
-        "ridge_sweep": list(args.ridge_sweep),
-        "ridge_convention": "lambda = ridge * trace(centred source scatter) / d_source; bias unpenalised",
-        "seed": args.seed,
-        "max_tokens_per_text": MAX_TOKENS_PER_TEXT,
-        "position_0_excluded": True,
-        "metric": "mean over held-out tokens of ||y - f(x)|| / max(||y||, 1e-6)",
-        "null": getattr(args, "null", None),
-        "intervals": "90% percentile bootstrap over held-out texts, 1000 draws, seed 0",
-    }
+    return map_settings(
+        data=args.data,
+        tokens=args.tokens,
+        val_tokens=args.val_tokens,
+        ridge=args.ridge,
+        ridge_sweep=list(args.ridge_sweep),
+        seed=args.seed,
+        null=getattr(args, "null", None),
+    )
 
 
-def _fit(args: argparse.Namespace, texts, device: str, group, progress) -> tuple:
-    """Load both models on ``device`` and fit; returns (data, source, target)."""
+def _claim(args: argparse.Namespace, guard: OutputFolder, group, progress) -> list:
+    """Rank 0: inspect both models (no weights) and claim ``--out`` for the pair; the infos."""
+    infos = [
+        inspect_from_options(
+            args,
+            spec,
+            local_rank=group.local_rank,
+            local_world_size=group.local_world_size,
+        )
+        for spec in (args.source, args.target)
+    ]
+    pair = pair_identity(infos[0].identity, infos[1].identity)
+    default = Path("runs") / f"map-{model_stem(args.source)}-{model_stem(args.target)}"
+    claim_for(guard, pair, progress, suggestion=str(default))
+    return infos
+
+
+def _fit(args: argparse.Namespace, texts, group, progress, infos: list) -> tuple:
+    """Load both models and fit; returns (data, source, target)."""
 
     models = []
     if not group.is_main:
@@ -68,7 +81,7 @@ def _fit(args: argparse.Namespace, texts, device: str, group, progress) -> tuple
     specs = [args.source, args.target]
     if getattr(args, "null", None):
         specs.append(f"{args.null}:{args.source}")  # random-init:SEED:SOURCE
-    for spec in specs:
+    for index, spec in enumerate(specs):
         progress.note(f"loading {spec}")
         lm = load_from_options(
             args,
@@ -76,6 +89,7 @@ def _fit(args: argparse.Namespace, texts, device: str, group, progress) -> tuple
             progress=group.is_main,
             local_rank=group.local_rank,
             local_world_size=group.local_world_size,
+            info=infos[index] if index < len(infos) else None,
         )
         progress.note(f"{lm.name}: {lm.n_layers} layers, d={lm.d_model}, {lm.identity['dtype']}")
         models.append(lm)
@@ -113,77 +127,52 @@ def _fit(args: argparse.Namespace, texts, device: str, group, progress) -> tuple
 def run_map(args: argparse.Namespace) -> int:
     """The ``map`` command; returns the exit status (errors are raised as DepthscopeError).
 
-    Under torchrun/srun every process fits on its share of the texts and the sums are combined;
-    only rank 0 writes the result, run.json and figures.
+    ``--out`` is checked before anything loads, locked and claimed for the model pair by rank 0
+    before the weights load. Under torchrun/srun every process fits on its share of the texts and
+    the sums are combined; only rank 0 writes the result, run.json and figures.
     """
 
     check(args)
     started = time.perf_counter()
-    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started_at = now()
     out = args.out or Path("runs") / f"map-{model_stem(args.source)}-{model_stem(args.target)}"
+    guard = OutputFolder(out, outputs=MAP_OUTPUTS)
+    guard.check()  # writable and holding nothing foreign, before any model loads
     stream = iter_texts(args.data, args.seed)
     texts = itertools.chain(list(itertools.islice(stream, 1)), stream)  # bad --data fails here
     settings = _settings(args)
-    with init_distributed(args.device) as group:
-        placement = resolve_placement(
+    with friendly_os_errors(out), init_distributed(args.device) as group:
+        resolve_placement(  # a bad --device is one line, before anything loads
             args.device, local_rank=group.local_rank, local_world_size=group.local_world_size
         )
         group.check_same("the map settings", settings)
         display = RichProgress() if group.is_main else contextlib.nullcontext(Progress())
-        with display as progress:
-            data, source, target = _fit(args, texts, placement.device, group, progress)
-    if not group.is_main:
-        return 0
-    name = f"{source.name}→{target.name}"
-    result = Result(
-        analysis="linear-map",
-        model={"source": source.identity, "target": target.identity, "name": name},
-        settings=settings,
-        n_prompts=data["n_train_texts"] + data["n_val_texts"],
-        n_tokens=data["n_train_tokens"] + data["n_val_tokens"],
-        data=data,
-    )
-    result.save(out / "results" / "linear-map.json")
-    figures = [] if args.no_plots else _plot(result, out / "figures")
-    seconds = time.perf_counter() - started
-    doc = _run_doc(args, source, target, data, started_at, seconds)
-    doc["processes"] = group.world_size
-    atomic_write_json(out / "run.json", doc)
+        with contextlib.ExitStack() as held:
+            progress = held.enter_context(display)
+            infos: list = []
+            if group.is_main:
+                held.enter_context(guard.lock(progress))
+                infos = _claim(args, guard, group, progress)
+            data, source, target = _fit(args, texts, group, progress, infos)
+            if not group.is_main:
+                return 0
+            result = map_result(source, target, data, settings)
+            figures = save_result(result, out, plots=not args.no_plots)
+            seconds = time.perf_counter() - started
+            record = map_record(
+                source,
+                target,
+                data,
+                data_spec=args.data,
+                seed=args.seed,
+                device=args.device,
+                started=started_at,
+                seconds=seconds,
+                processes=group.world_size,
+            )
+            save_record(record, out)
     _summary(data, seconds, out, figures)
     return 0
-
-
-def _plot(result, folder: Path) -> list[Path]:
-    return plot_result(result, folder)
-
-
-def _run_doc(args, source, target, data: dict, started_at: str, seconds: float) -> dict:
-
-    try:
-        versions = package_versions()
-    except ImportError:
-        versions = {"torch": torch.__version__}
-    return {
-        "depthscope_run": 1,
-        "status": "finished",
-        "started": started_at,
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(sys.argv),
-        "model": {"source": source.identity, "target": target.identity},
-        "data": {"source": args.data, "seed": args.seed},
-        "n_prompts": data["n_train_texts"] + data["n_val_texts"],
-        "n_tokens": data["n_train_tokens"] + data["n_val_tokens"],
-        "seed": args.seed,
-        "analyses": ["linear-map"],
-        "status_by_analysis": {"linear-map": "computed"},
-        "timings": {
-            "linear-map": round(seconds, 3),
-            **{f"linear-map/{k}": v for k, v in data["seconds"].items()},
-        },
-        "versions": versions,
-        "device": args.device,
-        "threads": torch.get_num_threads(),
-    }
 
 
 def _summary(data: dict, seconds: float, out: Path, figures: list[Path]) -> None:

@@ -3,26 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from pathlib import Path
 
-from depthscope.cli.handlers.common import load_from_options
+from depthscope.cli.handlers.common import claim_for, inspect_from_options, load_from_options
 from depthscope.cli.options import model_stem
 from depthscope.cli.prune import settings_from_args
 from depthscope.core.errors import DepthscopeError
-from depthscope.core.files import atomic_write_json
+from depthscope.core.folders import OutputFolder, friendly_os_errors
 from depthscope.core.progress import RichProgress
+from depthscope.core.run_folder import PRUNE_OUTPUTS
 from depthscope.data.sources import load_examples
-from depthscope.experiments.prune.figures import draw_prune
 from depthscope.experiments.prune.harness import parse_eval, require_harness
 from depthscope.experiments.prune.heal import require_peft, save_healed
+from depthscope.experiments.prune.outputs import write_prune
 from depthscope.experiments.prune.pipeline import (
     best_lines,
     check_run,
     harness_lines,
     heal_settings,
     run_prune,
-    table_lines,
 )
 from depthscope.experiments.prune.settings import specs
 from depthscope.experiments.prune.surgery import save_pruned
@@ -40,13 +41,28 @@ def run_prune_command(args: argparse.Namespace) -> int:
         require_peft()  # before loading anything
     if parse_eval(settings.eval):
         require_harness()
-    if args.save is not None and args.save.exists() and any(args.save.iterdir()):
-        raise DepthscopeError(f"--save {args.save} exists and is not empty; choose a new folder")
     out = args.out or Path("runs") / f"prune-{model_stem(args.model)}"
+    guard = OutputFolder(out, outputs=PRUNE_OUTPUTS)
+    guard.check()  # writable and holding nothing foreign, before the model loads
+    save = None
+    if args.save is not None:
+        save = OutputFolder(args.save, outputs=None, option="--save")  # a model folder
+        save.check()
+        if save.present():
+            raise DepthscopeError(
+                f"--save {args.save} exists and is not empty; choose a new folder"
+            )
     started = time.perf_counter()
-    with RichProgress() as progress:
+    with (
+        friendly_os_errors(out),
+        RichProgress() as progress,
+        guard.lock(progress),
+        save.lock(progress) if save is not None else contextlib.nullcontext(),
+    ):
+        info = inspect_from_options(args, args.model)
+        claim_for(guard, info.identity, progress)  # one model's folder, before the weights load
         progress.note(f"loading {args.model}")
-        lm = load_from_options(args, args.model, out=out)
+        lm = load_from_options(args, args.model, out=out, info=info)
         settings.check_depth(lm.n_layers)
         progress.note(f"{lm.name}: {lm.n_layers} layers; removing 1..{settings.max_drop}")
         doc = run_prune(lm, settings, progress, out=out)
@@ -63,17 +79,10 @@ def run_prune_command(args: argparse.Namespace) -> int:
                 "removed": removed,
                 "healed": bool(settings.heal),
             }
-    doc["seconds"]["command"] = round(time.perf_counter() - started, 3)
-    figures = [] if args.no_plots else _plot(doc, out / "figures")
-    doc["table"] = table_lines(doc)
-    atomic_write_json(out / "prune.json", doc)
+        doc["seconds"]["command"] = round(time.perf_counter() - started, 3)
+        figures = write_prune(doc, out, plots=not args.no_plots)
     _report(doc, out, figures, doc["table"])
     return 0
-
-
-def _plot(doc: dict, folder: Path) -> list[Path]:
-
-    return draw_prune(doc, folder)
 
 
 def _report(doc: dict, out: Path, figures: list[Path], table: list[str]) -> None:

@@ -26,13 +26,12 @@ import torch
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.files import atomic_write_json
 from depthscope.core.progress import Progress
+from depthscope.core.run_folder import RunFolder
 from depthscope.data.prompts import tokenize
 from depthscope.data.sources import load_examples
 from depthscope.experiments.prune.evaluate import EvalData, Tally, evaluate_naive
 from depthscope.experiments.prune.surgery import kept_layers, pruned_copy, write_pruned
 from depthscope.models.loading.loader import LoadedModel
-
-STATE = "heal.json"
 
 
 @dataclass(frozen=True)
@@ -165,7 +164,7 @@ def healed_metrics(
     """``{removed set: {"tallies": {source: Tally}, "loss": [...]}}`` for every candidate, resuming
     from ``out/heal.json``; healing the unpruned model (``()``) is skipped: it has no cut."""
     require_peft()
-    path = Path(out) / STATE
+    path = RunFolder(out).heal
     done = _read_state(path, settings)
     windows = heal_windows(lm, settings)
     results: dict[tuple[int, ...], dict] = {}

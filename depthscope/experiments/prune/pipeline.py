@@ -17,6 +17,7 @@ import numpy as np
 from depthscope.api import analyze
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.progress import Progress
+from depthscope.core.run_folder import RunFolder
 from depthscope.data.answer_split import paper_split
 from depthscope.data.prompts import PromptSet, tokenize
 from depthscope.data.sources import load_examples
@@ -93,12 +94,12 @@ def load_inputs(lm: LoadedModel, settings: PruneSettings) -> Inputs:
 def run_effects(run_dir: Path, analysis: str) -> list[float]:
     """``output_change`` of ``run_dir/results/<analysis>.json``; one clear line if absent."""
     run_dir = Path(run_dir)
-    if not (run_dir / "results").is_dir():
+    if not RunFolder(run_dir).results.is_dir():
         raise DepthscopeError(
             f"--run {run_dir} is not a run directory (no results/); pass the --out of "
             "`depthscope analyze`, or leave --run out to compute the effects here"
         )
-    path = run_dir / "results" / f"{analysis}.json"
+    path = RunFolder(run_dir).result(analysis)
     if not path.exists():
         raise DepthscopeError(
             f"--run {run_dir} has no {analysis} result; run `depthscope analyze MODEL --analyses "
@@ -135,7 +136,7 @@ def effect_scores(
                 f"{settings.run_dir} measured a {len(values)}-layer model, but this model has "
                 f"{lm.n_layers} layers; pass the run of the same model"
             )
-        return values, f"{settings.run_dir}/results/{analysis}.json (output_change)"
+        return values, f"{RunFolder(settings.run_dir).result(analysis)} (output_change)"
     progress.note(f"computing {analysis} (layer skips) on {len(calibration)} calibration prompts")
     data = analyze(
         lm, analysis, calibration, parts=("layer",), seed=settings.seed, progress=progress

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from depthscope.core.errors import DepthscopeError
+from depthscope.core.folders import OutputFolder
 from depthscope.core.progress import Progress
 from depthscope.experiments.training import run_dir
 from depthscope.experiments.training.evaluation import accuracy
@@ -138,9 +139,23 @@ def train(
     """Train ``job.model`` for ``settings.steps`` steps (resuming when possible); return the record.
 
     ``save_model(out)`` writes the finished model folder (default: ``save_pretrained`` of model
-    and tokenizer).
+    and tokenizer). The folder is checked, then locked against a second run while this one works.
     """
     settings.check()
+    folder = OutputFolder(job.out, outputs=None)
+    folder.check()
+    with folder.lock(progress):
+        return _train(job, settings, progress, fresh=fresh, save_model=save_model)
+
+
+def _train(
+    job: TrainJob,
+    settings: TrainSettings,
+    progress: Progress,
+    *,
+    fresh: bool,
+    save_model: Callable[[Path], None] | None,
+) -> dict:
     job.identity = full_identity(job.identity, settings)
     out = job.out
     mode = run_dir.claim(out, job.identity, fresh)

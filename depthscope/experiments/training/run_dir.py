@@ -22,12 +22,14 @@ import torch
 
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.files import atomic_write_json, read_json_object
-from depthscope.core.folders import TRAINING_FORMAT, OutputFolder
+from depthscope.core.folders import OutputFolder
+from depthscope.core.run_folder import CHECKPOINT as CHECKPOINT_FOLDER
+from depthscope.core.run_folder import CHECKPOINT_RECORD, TRAINING, TRAINING_FORMAT
 from depthscope.run.checkpoints import read_checkpoint, write_checkpoint
 
 FORMAT = TRAINING_FORMAT
-RECORD = "training.json"
-CHECKPOINT = Path("checkpoint") / "state.json"
+RECORD = TRAINING
+CHECKPOINT = Path(CHECKPOINT_FOLDER) / CHECKPOINT_RECORD  # checkpoint/state.json
 
 
 def read_record(out: Path) -> dict | None:
