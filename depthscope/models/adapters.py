@@ -130,15 +130,28 @@ ADAPTERS: tuple[Adapter, ...] = (
 
 SUPPORTED_FAMILIES = tuple(a.family for a in ADAPTERS)
 _REGISTERED: list[Adapter] = []  # added by register_adapter, consulted before the built-in table
+_DISCOVERED: list[
+    Adapter
+] = []  # found from a model's module tree (models/discovery.py), this session
+
+# Where an adapter came from, as run.json's ``load_check.adapter.source`` says it.
+SOURCES = ("registered", "table", "discovered")
 
 
 def register_adapter(adapter: Adapter) -> Adapter:
     """Teach depthscope a new architecture: models whose ``config.model_type`` is one of
-    ``adapter.model_types`` use it (before the built-in table). Prove it with the engine's
-    exactness test pattern (``docs/extending.md``)."""
+    ``adapter.model_types`` use it (before the built-in table and any discovered adapter). Every
+    load proves it (``docs/extending.md``)."""
     if not isinstance(adapter, Adapter):
         raise TypeError("register_adapter takes an Adapter")
     _REGISTERED.insert(0, adapter)
+    return adapter
+
+
+def remember_discovered(adapter: Adapter) -> Adapter:
+    """Keep a discovered adapter for the rest of the session (after the table and registered
+    ones), so a model of the same type (a pruned copy, a second load) is not searched again."""
+    _DISCOVERED.insert(0, adapter)
     return adapter
 
 
@@ -146,18 +159,53 @@ def _get(root: nn.Module, path: str) -> nn.Module:
     return reduce(getattr, path.split("."), root)
 
 
-def find_adapter(model: nn.Module) -> Adapter:
-    """The adapter for ``model``, chosen by ``config.model_type``; one clear line if unsupported."""
+def _causal_lm_class(model_type: str) -> str | None:
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    return MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(model_type)
+
+
+def lookup_adapter(model: nn.Module) -> tuple[Adapter, str] | None:
+    """The adapter for ``model`` and its source, or None: a registered adapter for its
+    ``config.model_type``, then the table's, then the table's entry whose transformers class
+    ``model`` is (EXAONE 3 and InternLM3 are ``LlamaForCausalLM`` under their own model types),
+    then one discovered earlier in this session."""
     model_type = getattr(getattr(model, "config", None), "model_type", None)
-    for adapter in (*_REGISTERED, *ADAPTERS):
+    for adapter in _REGISTERED:
         if model_type in adapter.model_types:
-            return adapter
+            return adapter, "registered"
+    for adapter in ADAPTERS:
+        if model_type in adapter.model_types:
+            return adapter, "table"
     name = type(model).__name__
-    raise DepthscopeError(
-        f"unsupported architecture {name} (model_type={model_type!r}); depthscope supports "
+    for adapter in ADAPTERS:
+        if any(_causal_lm_class(t) == name for t in adapter.model_types):
+            return adapter, "table"
+    for adapter in _DISCOVERED:
+        if model_type in adapter.model_types:
+            return adapter, "discovered"
+    return None
+
+
+def unsupported(model: nn.Module, why: str = "") -> DepthscopeError:
+    """The one line that refuses an architecture no adapter describes (``why``: what discovery
+    found, if it ran)."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    return DepthscopeError(
+        f"unsupported architecture {type(model).__name__} (model_type={model_type!r})"
+        f"{': ' + why if why else ''}; depthscope's table has "
         f"{', '.join(SUPPORTED_FAMILIES)} — describe it with depthscope.Adapter and "
         f"depthscope.register_adapter (docs/extending.md)"
     )
+
+
+def find_adapter(model: nn.Module) -> Adapter:
+    """The adapter for ``model`` (:func:`lookup_adapter`); one clear line if there is none.
+    Discovering one needs a forward pass: :func:`depthscope.models.discovery.bind` does that."""
+    found = lookup_adapter(model)
+    if found is None:
+        raise unsupported(model)
+    return found[0]
 
 
 def text_config(config: object) -> object:
