@@ -229,7 +229,10 @@ class BoundAdapter:
         self.spec = adapter or find_adapter(model)
         try:
             self.layers: list[nn.Module] = list(_get(model, self.spec.layers))
-            self.final_norm = _get(model, self.spec.final_norm)
+            # "" for a model without a final norm (GPT-1: post-norm layers); found by discovery
+            self.final_norm = (
+                _get(model, self.spec.final_norm) if self.spec.final_norm else nn.Identity()
+            )
             self.unembed_module = model.get_output_embeddings()
             self.attn_out = [_get(layer, self.spec.attn_out) for layer in self.layers]
             self.mlp_out = [_get(layer, self.spec.mlp_out) for layer in self.layers]
@@ -241,7 +244,9 @@ class BoundAdapter:
             ) from exc
         config = text_config(model.config)
         self.parallel = self.spec.is_parallel(config)
-        self.softcap: float | None = getattr(config, "final_logit_softcapping", None)
+        self.softcap: float | None = getattr(config, "final_logit_softcapping", None) or getattr(
+            config, "logits_soft_cap", None
+        )
         self.logit_scale: float | None = getattr(config, "logit_scale", None)
         # True once a trace saw the model change a hooked tensor in place after its hook (Falcon's
         # ``mlp_output += attention_output``): the engine then keeps copies (engine/trace.py)

@@ -70,6 +70,7 @@ class _Observed:
     children: dict  # name -> _Child
     outside: list  # (path, module, first input) of modules outside the layers, in call order
     valid: torch.Tensor
+    head_input: torch.Tensor | None = None
 
 
 def _first_input(args: tuple, kwargs: dict) -> torch.Tensor | None:
@@ -175,6 +176,12 @@ def observe(model: nn.Module, layers_path: str, batch) -> _Observed:
             handles.append(child.register_forward_pre_hook(child_pre, with_kwargs=True))
             handles.append(child.register_forward_hook(child_post))
     head = model.get_output_embeddings()
+    head_input: list = [None]
+
+    def head_pre(module, args, kwargs):
+        head_input[0] = keep(_first_input(args, kwargs))
+
+    handles.append(head.register_forward_pre_hook(head_pre, with_kwargs=True))
     for path, module in model.named_modules():
         inside = path == layers_path or path.startswith(layers_path + ".")
         ancestor = not path or layers_path.startswith(path + ".")
@@ -197,7 +204,7 @@ def observe(model: nn.Module, layers_path: str, batch) -> _Observed:
             record.calls.append(0)
             record.inputs.append(None)
             record.outputs.append(None)
-    return _Observed(h_in, h_out, children, outside, batch.valid)
+    return _Observed(h_in, h_out, children, outside, batch.valid, head_input[0])
 
 
 def _close(actual, expected, valid, limit: float) -> bool:
@@ -273,7 +280,8 @@ def mlp_input(seen: _Observed, cand: Candidate, limit: float) -> tuple[str, bool
 
 
 def final_norm(model: nn.Module, seen: _Observed, limit: float) -> str | None:
-    """The module outside the layers that reads the last layer's output (norm-like names first)."""
+    """The module outside the layers that reads the last layer's output (norm-like names first);
+    ``""`` where the unembedding reads it itself; None if nothing does."""
     last = seen.h_out[-1]
     readers = [
         (path, module)
@@ -285,7 +293,11 @@ def final_norm(model: nn.Module, seen: _Observed, limit: float) -> str | None:
         for path, module in readers
         if NORM_LIKE.search(path.rsplit(".", 1)[-1]) or "norm" in type(module).__name__.lower()
     ]
-    return (normish or [path for path, _ in readers] or [None])[0]
+    if normish or readers:
+        return (normish or [path for path, _ in readers])[0]
+    if _close(seen.head_input, last, seen.valid, limit):
+        return ""  # no final norm: the head reads the last layer's output (GPT-1)
+    return None
 
 
 def _site_text(cand: Candidate) -> str:
@@ -322,6 +334,14 @@ def discover(
         raise unsupported(model, f"its probe pass failed ({type(exc).__name__}: {first})") from exc
     if any(h is None for h in (*seen.h_in, *seen.h_out)):
         raise unsupported(model, f"not every layer of {layers_path} ran in its forward pass")
+    shape = tuple(seen.valid.shape)
+    odd = next((h for h in (*seen.h_in, *seen.h_out) if tuple(h.shape[:2]) != shape), None)
+    if odd is not None:  # flattened tokens or positions the model adds (CPM-Ant's prompt)
+        raise unsupported(
+            model,
+            f"its layers see hidden states of shape {list(odd.shape)} for a probe of "
+            f"{list(shape)} tokens, not one row per prompt and one position per token",
+        )
     norm = final_norm(model, seen, limit)
     if norm is None:
         raise unsupported(model, "no final norm found (no module reads the last layer's output)")
