@@ -8,8 +8,8 @@ of which 2 per token; else the builder's one-line error), and then what depthsco
 ``proven`` (with the adapter's source: table / discovered), ``refused`` (the one-line refusal) or
 ``crashed`` (an exception that is not a one-line :class:`DepthscopeError`: a bug).
 
-    python benchmarks/coverage.py --out docs/reference/coverage.json   # the whole sweep
-    python benchmarks/coverage.py --types mixtral,olmoe                 # some types, printed
+    python benchmarks/arch_coverage.py --out docs/reference/coverage.json   # the whole sweep
+    python benchmarks/arch_coverage.py --types mixtral,olmoe                 # some types, printed
     python docs/make_findings.py --coverage docs/reference/coverage.json  # the docs' table
 
 The sweep takes a few minutes on a CPU (each model is a few hundred thousand weights).
