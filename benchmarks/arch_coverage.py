@@ -52,7 +52,13 @@ SHRUNK = {
     "rotary_dim": 8,
 }
 # set even where the default is None (the model derives them otherwise from default sizes)
-ALWAYS = ("head_dim", "num_key_value_heads", "n_routed_experts", "n_shared_experts")
+ALWAYS = (
+    "head_dim",
+    "num_key_value_heads",
+    "n_routed_experts",
+    "n_shared_experts",
+    "num_experts_per_tok",
+)
 MAX_WEIGHTS = 30_000_000  # a shrunk model larger than this keeps a default size somewhere
 NOT_DECODER_ONLY = {  # types the heuristics below do not catch
     "trocr": "decoder half of an encoder-decoder (cross-attention)",

@@ -37,6 +37,10 @@ class Adapter:
     mlp_out: str
     mlp_in: str
     parallel: bool | Callable[[object], bool] = False
+    # whether several split points of a prompt may share one packed sequence
+    # (engine/packing.py); discovery turns it off for layers a packed replay does not reproduce
+    # (state-space and convolution mixers carry state across the packed segments)
+    packing: bool = True
 
     def is_parallel(self, config: object) -> bool:
         return self.parallel(config) if callable(self.parallel) else self.parallel
@@ -159,6 +163,19 @@ def _get(root: nn.Module, path: str) -> nn.Module:
     return reduce(getattr, path.split("."), root)
 
 
+def _site(layer: nn.Module, path: str) -> nn.Module:
+    """The module at ``path`` in one decoder layer; ``"a|b"`` is the first of ``a``, ``b`` that
+    the layer has (stacks whose layers name their mixer differently: ``linear_attn|self_attn``)."""
+    for option in path.split("|"):
+        try:
+            module = _get(layer, option)
+        except AttributeError:
+            continue
+        if module is not None:
+            return module
+    raise AttributeError(f"{type(layer).__name__} has none of {path!r}")
+
+
 def _causal_lm_class(model_type: str) -> str | None:
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
@@ -234,9 +251,9 @@ class BoundAdapter:
                 _get(model, self.spec.final_norm) if self.spec.final_norm else nn.Identity()
             )
             self.unembed_module = model.get_output_embeddings()
-            self.attn_out = [_get(layer, self.spec.attn_out) for layer in self.layers]
-            self.mlp_out = [_get(layer, self.spec.mlp_out) for layer in self.layers]
-            self.mlp_in = [_get(layer, self.spec.mlp_in) for layer in self.layers]
+            self.attn_out = [_site(layer, self.spec.attn_out) for layer in self.layers]
+            self.mlp_out = [_site(layer, self.spec.mlp_out) for layer in self.layers]
+            self.mlp_in = [_site(layer, self.spec.mlp_in) for layer in self.layers]
         except AttributeError as exc:
             raise DepthscopeError(
                 f"{type(model).__name__} does not have the layout of the {self.spec.family} "

@@ -29,6 +29,8 @@ naming its model type and the best candidate's mismatch (layer, size).
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import re
 from dataclasses import dataclass, field
 
@@ -57,10 +59,14 @@ NEAR = 10.0  # a candidate is proven when its ranking error is within NEAR × th
 
 @dataclass
 class _Child:
-    inputs: list = field(default_factory=list)  # per layer: first tensor input (None if absent)
+    """One child name of the decoder layers, per layer: whether the layer has it, its first
+    input and output, how often it ran and when (its position among the layer's calls)."""
+
+    present: list = field(default_factory=list)
+    inputs: list = field(default_factory=list)
     outputs: list = field(default_factory=list)
     calls: list = field(default_factory=list)
-    order: float = float("inf")  # call position within layer 0
+    orders: list = field(default_factory=list)
 
 
 @dataclass
@@ -128,6 +134,17 @@ def _get(root: nn.Module, path: str) -> nn.Module:
     return root
 
 
+def _grow(record: _Child, n: int) -> None:
+    for values, empty in (
+        (record.present, False),
+        (record.inputs, None),
+        (record.outputs, None),
+        (record.calls, 0),
+        (record.orders, float("inf")),
+    ):
+        values.extend([empty] * (n - len(values)))
+
+
 @torch.no_grad()
 def observe(model: nn.Module, layers_path: str, batch) -> _Observed:
     """One probe forward pass with every layer's direct children hooked (copies kept, so a
@@ -138,7 +155,7 @@ def observe(model: nn.Module, layers_path: str, batch) -> _Observed:
     h_out: list = [None] * n
     children: dict[str, _Child] = {}
     outside: list = []
-    counter = [0]
+    counters = [0] * n
     handles = []
 
     def keep(value):
@@ -156,18 +173,15 @@ def observe(model: nn.Module, layers_path: str, batch) -> _Observed:
         handles.append(layer.register_forward_hook(post))
         for name, child in layer.named_children():
             record = children.setdefault(name, _Child())
-            while len(record.calls) <= index:
-                record.calls.append(0)
-                record.inputs.append(None)
-                record.outputs.append(None)
+            _grow(record, n)
+            record.present[index] = True
 
             def child_pre(module, args, kwargs, index=index, record=record):
                 record.calls[index] += 1
                 if record.calls[index] == 1:
                     record.inputs[index] = keep(_first_input(args, kwargs))
-                if index == 0 and record.order == float("inf"):
-                    counter[0] += 1
-                    record.order = counter[0]
+                    counters[index] += 1
+                    record.orders[index] = counters[index]
 
             def child_post(module, args, output, index=index, record=record):
                 if record.calls[index] == 1:
@@ -199,11 +213,6 @@ def observe(model: nn.Module, layers_path: str, batch) -> _Observed:
     finally:
         for handle in handles:
             handle.remove()
-    for record in children.values():  # a child that does not exist in every layer
-        while len(record.calls) < n:
-            record.calls.append(0)
-            record.inputs.append(None)
-            record.outputs.append(None)
     return _Observed(h_in, h_out, children, outside, batch.valid, head_input[0])
 
 
@@ -215,10 +224,22 @@ def _close(actual, expected, valid, limit: float) -> bool:
 
 @dataclass
 class Candidate:
-    attn_out: str
-    mlp_out: str
+    """Per layer, the child whose output attention adds and the one the MLP adds."""
+
+    attn: list  # per layer: child name
+    mlp: list
     errors: list  # per layer: relative error of h + a + m against the layer's output
     looks_right: int  # names that look like attention then MLP (or norms): 0-2
+
+    order: tuple = ((), ())  # the order of alternatives (attention, MLP) where layers differ
+
+    @property
+    def attn_out(self) -> str:
+        return _alternatives([*self.order[0], *self.attn])
+
+    @property
+    def mlp_out(self) -> str:
+        return _alternatives([*self.order[1], *self.mlp])
 
     @property
     def worst_layer(self) -> int:
@@ -229,54 +250,121 @@ class Candidate:
         return max(self.errors)
 
 
-def candidates(seen: _Observed) -> list[Candidate]:
-    """Every pair of children that run once per layer with residual-shaped outputs, ranked by how
-    far ``h + a + m`` is from each layer's output (then by how their names look)."""
+def _alternatives(names: list) -> str:
+    """One adapter path for per-layer names: ``"a"``, or ``"a|b"`` (each layer: the first it has)."""
+    return "|".join(dict.fromkeys(names))
+
+
+def _ordered(seen: _Observed, names: list) -> list | None:
+    """``names`` (per layer) with its distinct names put in an order in which "the first one the
+    layer has" picks ``names[k]`` in every layer ``k``; None if no order does."""
+    distinct = list(dict.fromkeys(names))
+    for order in itertools.permutations(distinct):
+        if all(
+            next((o for o in order if seen.children[o].present[k]), None) == name
+            for k, name in enumerate(names)
+        ):
+            return [*order, *names]  # _alternatives keeps the first occurrence of each
+    return None
+
+
+def _usable(seen: _Observed, k: int) -> list[str]:
+    """Layer ``k``'s children that ran once with a residual-shaped output, in call order."""
+    h = seen.h_in[k]
     names = [
         name
-        for name, child in sorted(seen.children.items(), key=lambda kv: kv[1].order)
-        if all(calls == 1 for calls in child.calls)
-        and all(
-            out is not None and h is not None and out.shape == h.shape
-            for out, h in zip(child.outputs, seen.h_in, strict=True)
-        )
+        for name, child in seen.children.items()
+        if child.calls[k] == 1
+        and child.outputs[k] is not None
+        and child.outputs[k].shape == h.shape
     ]
-    found = []
-    for i, x in enumerate(names):
-        for y in names[i + 1 :]:
-            a, m = seen.children[x].outputs, seen.children[y].outputs
-            errors = [
-                proof.token_errors(h.float() + a[k].float() + m[k].float(), out, seen.valid)[
-                    "max_rel"
-                ]
-                for k, (h, out) in enumerate(zip(seen.h_in, seen.h_out, strict=True))
-            ]
-            looks = bool(ATTENTION_LIKE.search(x) or NORM_LIKE.search(x)) + bool(
-                MLP_LIKE.search(y) or NORM_LIKE.search(y)
-            )
-            found.append(Candidate(x, y, errors, looks))
-    return sorted(found, key=lambda c: (c.error, -c.looks_right))
+    return sorted(names, key=lambda name: seen.children[name].orders[k])
 
 
-def mlp_input(seen: _Observed, cand: Candidate, limit: float) -> tuple[str, bool]:
-    """``(mlp_in, parallel)``: the first child after the attention site reading ``h + a``
-    (sequential), else the nearest child before the MLP site reading ``h`` (parallel)."""
-    order = sorted(seen.children, key=lambda name: seen.children[name].order)
-    attn = seen.children[cand.attn_out]
-    mlp_at = order.index(cand.mlp_out)
+def _looks(x: str, y: str) -> int:
+    return bool(ATTENTION_LIKE.search(x) or NORM_LIKE.search(x)) + bool(
+        MLP_LIKE.search(y) or NORM_LIKE.search(y)
+    )
 
-    def reads(name: str, expected: list) -> bool:
-        inputs = seen.children[name].inputs
-        return all(_close(inputs[k], expected[k], seen.valid, limit) for k in range(len(seen.h_in)))
 
-    h_plus_a = [h + a for h, a in zip(seen.h_in, attn.outputs, strict=True)]
-    for name in order[order.index(cand.attn_out) + 1 : mlp_at + 1]:
-        if reads(name, h_plus_a):
-            return name, False
-    for name in reversed(order[: mlp_at + 1]):
-        if reads(name, seen.h_in):
-            return name, True
-    return cand.mlp_out, False
+def candidates(seen: _Observed) -> list[Candidate]:
+    """Pairs of children whose outputs added to a layer's input give its output, ranked by that
+    error (worst layer), then by how their names look: every pair present in all layers, and
+    the best pair of each layer where the layers differ (hybrid stacks: ``linear_attn`` in some
+    layers, ``self_attn`` in others)."""
+    n = len(seen.h_in)
+    per_layer: list[dict] = []
+    for k in range(n):
+        names = _usable(seen, k)
+        h, out = seen.h_in[k].float(), seen.h_out[k]
+        errors = {}
+        for i, x in enumerate(names):
+            a = seen.children[x].outputs[k].float()
+            for y in names[i + 1 :]:
+                total = h + a + seen.children[y].outputs[k].float()
+                errors[x, y] = proof.token_errors(total, out, seen.valid)["max_rel"]
+        per_layer.append(errors)
+    shared = set(per_layer[0]).intersection(*per_layer[1:]) if per_layer else set()
+    found = [
+        Candidate([x] * n, [y] * n, [errors[x, y] for errors in per_layer], _looks(x, y))
+        for x, y in shared
+    ]
+    if all(per_layer):
+        best = [min(errors, key=lambda p, e=errors: (e[p], -_looks(*p))) for errors in per_layer]
+        mixed = Candidate(
+            [x for x, _ in best],
+            [y for _, y in best],
+            [errors[p] for errors, p in zip(per_layer, best, strict=True)],
+            min(_looks(*p) for p in best),
+        )
+        attn, mlp = _ordered(seen, mixed.attn), _ordered(seen, mixed.mlp)
+        if len(set(best)) > 1 and attn is not None and mlp is not None:
+            mixed.order = (tuple(attn), tuple(mlp))
+            found.append(mixed)
+    return sorted(found, key=lambda c: (c.error, -c.looks_right, c.attn_out, c.mlp_out))
+
+
+def mlp_input(seen: _Observed, cand: Candidate, limit: float) -> tuple[str, bool] | None:
+    """``(mlp_in, parallel)``: in each layer, the first child after the attention site reading
+    ``h + a`` (sequential), else the nearest child before the MLP site reading ``h`` (parallel);
+    None where the layers disagree on parallel."""
+    chosen, parallel = [], set()
+    for k, (x, y) in enumerate(zip(cand.attn, cand.mlp, strict=True)):
+        valid = seen.valid
+        order = sorted(
+            (name for name, c in seen.children.items() if c.calls[k] >= 1),
+            key=lambda name: seen.children[name].orders[k],
+        )
+        h = seen.h_in[k]
+        h_plus_a = h + seen.children[x].outputs[k]
+        at_x, at_y = order.index(x), order.index(y)
+        pick = next(
+            (
+                c
+                for c in order[at_x + 1 : at_y + 1]
+                if _close(seen.children[c].inputs[k], h_plus_a, valid, limit)
+            ),
+            None,
+        )
+        if pick is not None:
+            chosen.append(pick)
+            parallel.add(False)
+            continue
+        pick = next(
+            (
+                c
+                for c in reversed(order[: at_y + 1])
+                if _close(seen.children[c].inputs[k], h, valid, limit)
+            ),
+            None,
+        )
+        chosen.append(pick or y)
+        parallel.add(pick is not None)
+    if len(parallel) != 1:
+        return None
+    ordered = _ordered(seen, chosen)
+    mlp_in = _alternatives(ordered) if ordered is not None else cand.mlp_out
+    return mlp_in, parallel.pop()
 
 
 def final_norm(model: nn.Module, seen: _Observed, limit: float) -> str | None:
@@ -298,6 +386,32 @@ def final_norm(model: nn.Module, seen: _Observed, limit: float) -> str | None:
     if _close(seen.head_input, last, seen.valid, limit):
         return ""  # no final norm: the head reads the last layer's output (GPT-1)
     return None
+
+
+@torch.no_grad()
+def packs(bound: BoundAdapter, vocab: int, limit: float, max_len: int | None) -> bool:
+    """Whether a packed sequence (engine/packing.py: a prompt plus its suffixes from later split
+    points) replays to the prompt's clean residuals: a mixer that carries state along the
+    sequence (state-space, convolution) reads the packed suffixes wrong, and is not packed."""
+    from depthscope.engine.packing import pack_prompt
+    from depthscope.engine.replay import replay
+    from depthscope.engine.trace import trace
+
+    batch = proof.probe_batch(vocab, max_len)
+    traced = trace(bound, batch)
+    length = batch.lengths[0]
+    try:
+        packed = pack_prompt(bound, traced, 0, length, [length // 2, length // 4])
+        if packed is None:
+            return True  # declined anyway: its layer arguments are not understood
+        final = replay(bound, packed.trace, 0, [0])
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        if isinstance(exc, torch.OutOfMemoryError):
+            raise
+        return False
+    expected = traced.resid[-1, 0, packed.positions].unsqueeze(0)
+    valid = torch.ones(expected.shape[:2], dtype=torch.bool, device=expected.device)
+    return proof.token_errors(final, expected, valid)["max_rel"] <= limit
 
 
 def _site_text(cand: Candidate) -> str:
@@ -354,7 +468,10 @@ def discover(
         )
     failures: list[tuple[Candidate, proof.ProofError]] = []
     for cand in [c for c in ranked if c.error <= NEAR * limit][:MAX_PROVEN]:
-        mlp_in, parallel = mlp_input(seen, cand, limit)
+        found = mlp_input(seen, cand, limit)
+        if found is None:
+            continue
+        mlp_in, parallel = found
         adapter = Adapter(
             family=model_type,
             model_types=(model_type,),
@@ -371,7 +488,9 @@ def discover(
         except proof.ProofError as exc:
             failures.append((cand, exc))
             continue
-        return bound, record
+        if not packs(bound, vocab, limit, max_len):
+            bound = BoundAdapter(model, dataclasses.replace(adapter, packing=False))
+        return bound, {**record, "packing": bound.spec.packing}
     if failures:
         cand, exc = failures[0]
         where = "the head" if exc.layer is None else f"layer {exc.layer}"

@@ -189,3 +189,44 @@ def test_a_multimodal_wrapper_of_a_table_family_is_discovered():
         "post_attention_layernorm",
         "post_feedforward_layernorm",
     )
+
+
+def _arch_coverage():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "arch_coverage.py"
+    spec = importlib.util.spec_from_file_location("arch_coverage", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_layers_that_name_their_mixer_differently_get_alternatives():
+    """Qwen3-Next: ``linear_attn`` in some layers, ``self_attn`` in others; each layer uses the
+    first of ``linear_attn|self_attn`` it has, and the proof holds for every layer."""
+    model = _arch_coverage().build("qwen3_next")
+    kinds = {
+        type(layer.linear_attn if hasattr(layer, "linear_attn") else layer.self_attn)
+        for layer in model.model.layers
+    }
+    assert len(kinds) == 2  # the tiny model has both kinds of layer
+    lm = LoadedModel.from_model(model, None)
+    assert lm.adapter.spec.attn_out == "linear_attn|self_attn"
+    assert lm.identity["load_check"]["status"] == "passed"
+    for layer, site in zip(model.model.layers, lm.adapter.attn_out, strict=True):
+        assert site is getattr(layer, "linear_attn", None) or site is layer.self_attn
+
+
+def test_an_adapter_can_decline_packing():
+    from depthscope.engine.batch import pad_batch
+    from depthscope.engine.packing import pack_prompt
+    from depthscope.engine.trace import trace
+
+    lm = tiny_moe("mixtral")
+    assert lm.adapter.spec.packing is True and lm.identity["load_check"]["packing"] is True
+    ids = random_ids([14], seed=3)
+    traced = trace(lm.adapter, pad_batch(ids, 0))
+    assert pack_prompt(lm.adapter, traced, 0, 14, [7]) is not None
+    declined = adapters.BoundAdapter(lm.model, dataclasses.replace(lm.adapter.spec, packing=False))
+    assert pack_prompt(declined, traced, 0, 14, [7]) is None
