@@ -7,6 +7,11 @@ and the module whose first input is the residual the MLP branch reads (``mlp_in`
 engine does (capture, skip, zero, replace) is expressed through those three hook points, so the
 model's own layer code runs unchanged and a new family costs one entry here plus one test.
 
+A site may list alternatives, ``"linear_attn|self_attn"``: each layer uses the first one it has
+(hybrid stacks whose layers name their token mixer differently). ``final_norm=""`` means the
+unembedding reads the last residual itself (GPT-1). ``packing=False`` keeps the engine from
+packing several split points of a prompt into one sequence (mixers that carry state along it).
+
 Families differ only in those names:
 - Llama/Mistral/Qwen2/Qwen3/Phi-3/Gemma 1: the attention and MLP module outputs are added;
 - Gemma 2/3, OLMo 2: a norm is applied *after* each sublayer, and the norm's output is added;
@@ -177,6 +182,7 @@ def _site(layer: nn.Module, path: str) -> nn.Module:
 
 
 def _causal_lm_class(model_type: str) -> str | None:
+    # heavy: transformers' auto mappings, needed only when a model type is not in the table
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     return MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(model_type)

@@ -39,6 +39,9 @@ from torch import nn
 
 from depthscope.core.errors import DepthscopeError
 from depthscope.engine import proof
+from depthscope.engine.packing import pack_prompt
+from depthscope.engine.replay import replay
+from depthscope.engine.trace import trace
 from depthscope.models.adapters import (
     Adapter,
     BoundAdapter,
@@ -393,10 +396,6 @@ def packs(bound: BoundAdapter, vocab: int, limit: float, max_len: int | None) ->
     """Whether a packed sequence (engine/packing.py: a prompt plus its suffixes from later split
     points) replays to the prompt's clean residuals: a mixer that carries state along the
     sequence (state-space, convolution) reads the packed suffixes wrong, and is not packed."""
-    from depthscope.engine.packing import pack_prompt
-    from depthscope.engine.replay import replay
-    from depthscope.engine.trace import trace
-
     batch = proof.probe_batch(vocab, max_len)
     traced = trace(bound, batch)
     length = batch.lengths[0]
