@@ -230,3 +230,20 @@ def test_an_adapter_can_decline_packing():
     assert pack_prompt(lm.adapter, traced, 0, 14, [7]) is not None
     declined = adapters.BoundAdapter(lm.model, dataclasses.replace(lm.adapter.spec, packing=False))
     assert pack_prompt(declined, traced, 0, 14, [7]) is None
+
+
+def test_load_model_discovers_a_saved_model_and_records_it(tmp_path):
+    from tiny_models import tiny_tokenizer
+
+    from depthscope.models.loading.loader import load_model
+
+    tokenizer = tiny_tokenizer()
+    config_cls, model_cls, kwargs = MOE["olmoe"]
+    model = _tiny(config_cls, model_cls, num_experts_per_tok=2, vocab_size=len(tokenizer), **kwargs)
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    lm = load_model(str(tmp_path), progress=False)
+    record = lm.identity["load_check"]
+    assert record["status"] == "passed"
+    assert record["adapter"] == {"family": "olmoe", "source": "discovered"}
+    assert lm.identity["family"] == "olmoe" and lm.n_layers == 3
