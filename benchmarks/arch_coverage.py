@@ -59,7 +59,7 @@ ALWAYS = (
     "n_shared_experts",
     "num_experts_per_tok",
 )
-MAX_WEIGHTS = 30_000_000  # a shrunk model larger than this keeps a default size somewhere
+MAX_WEIGHTS = 100_000_000  # a shrunk model larger than this keeps a default size somewhere
 NOT_DECODER_ONLY = {  # types the heuristics below do not catch
     "trocr": "decoder half of an encoder-decoder (cross-attention)",
     "git": "image-text model with a BERT-style encoder stack",
@@ -212,6 +212,7 @@ def check(model_type: str) -> dict:
         "replay_layers": record["replay_layers"]["max_rel"],
         "replay_logits": record["replay_logits"]["max_rel"],
         "copies_sublayers": record["copies_sublayers"],
+        "packing": lm.adapter.spec.packing,
         "seconds": _since(started),
     }
 

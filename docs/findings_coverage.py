@@ -53,10 +53,11 @@ def _adapter(entry: dict) -> str:
     a = entry["adapter"]
     block = "parallel" if a["parallel"] else "sequential"
     norm = f"`{a['final_norm']}`" if a["final_norm"] else "none"
-    return (
+    text = (
         f"`{a['layers']}`: `{a['attn_out']}` + `{a['mlp_out']}` ({block}, MLP reads "
         f"`{a['mlp_in']}`); final norm {norm}"
     )
+    return text.replace("|", "\\|")  # alternatives (a|b) inside a table cell
 
 
 def coverage_table() -> str:
@@ -98,7 +99,10 @@ def coverage_table() -> str:
         if status == "proven":
             result = f"proven ({entry['source']})"
             adapter, error = _adapter(entry), f"{entry['residual_identity']:.1g}"
-            why = "copies sublayer outputs (in-place add)" if entry["copies_sublayers"] else ""
+            notes = ["copies sublayer outputs (in-place add)"] if entry["copies_sublayers"] else []
+            if entry.get("packing") is False:
+                notes.append("split points not packed")
+            why = "; ".join(notes)
         else:
             result, adapter, error, why = status, "", "", _why(entry)
         out.append(

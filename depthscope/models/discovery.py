@@ -374,10 +374,13 @@ def final_norm(model: nn.Module, seen: _Observed, limit: float) -> str | None:
     """The module outside the layers that reads the last layer's output (norm-like names first);
     ``""`` where the unembedding reads it itself; None if nothing does."""
     last = seen.h_out[-1]
-    readers = [
-        (path, module)
+    calls: dict[str, int] = {}
+    for path, _, _ in seen.outside:
+        calls[path] = calls.get(path, 0) + 1
+    readers = [  # a module called twice (NanoChat's one norm, also on the embeddings) would stop
+        (path, module)  # a trace that ends at the final norm before the layers ran
         for path, module, value in seen.outside
-        if _close(value, last, seen.valid, limit)
+        if calls[path] == 1 and _close(value, last, seen.valid, limit)
     ]
     normish = [
         path
@@ -397,9 +400,9 @@ def packs(bound: BoundAdapter, vocab: int, limit: float, max_len: int | None) ->
     points) replays to the prompt's clean residuals: a mixer that carries state along the
     sequence (state-space, convolution) reads the packed suffixes wrong, and is not packed."""
     batch = proof.probe_batch(vocab, max_len)
-    traced = trace(bound, batch)
     length = batch.lengths[0]
     try:
+        traced = trace(bound, batch)
         packed = pack_prompt(bound, traced, 0, length, [length // 2, length // 4])
         if packed is None:
             return True  # declined anyway: its layer arguments are not understood
