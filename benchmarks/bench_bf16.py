@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     report["tiny"] = tiny_workload()
     print(f"tiny models: {report['tiny']['max_gap']}", flush=True)
     report["workloads"] = []
-    for n_prompts, n_splits in ([] if args.quick else [(1, 2), (2, 4)]):
+    for n_prompts, n_splits in [] if args.quick else [(1, 2), (2, 4)]:
         found = real_workload(args.model, n_prompts, n_splits)
         report["workloads"].append(found)
         print(json.dumps(found), flush=True)

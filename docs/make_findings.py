@@ -41,6 +41,8 @@ depth score per task and level with its interval, and whether it rises with diff
         # benchmarks/task_accuracy.py --out JSON (``task-accuracy``)
     python docs/make_findings.py --job-time runs/baseline-arith runs/main-again
         # two default runs taken back to back: old default data, then today's (``job-time``)
+    python docs/make_findings.py --coverage coverage.json
+        # benchmarks/arch_coverage.py --out JSON: the architecture table (``coverage``)
     python docs/make_findings.py --training runs
         # the E11/E12 runs of docs/training.md under runs/e11, runs/e12 (``e11-*``, ``e12-*``)
 """
@@ -66,6 +68,7 @@ from depthscope.verdict.summary import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling module, also by path
+import findings_coverage  # noqa: E402
 import findings_runs  # noqa: E402
 import findings_training  # noqa: E402
 import findings_verdict  # noqa: E402
@@ -677,6 +680,7 @@ GENERATORS = {
     "linear-map-bench": findings_runs.map_bench_table,
     "ridge-sweep": findings_runs.ridge_sweep_table,
     "task-accuracy": findings_runs.accuracy_table,
+    "coverage": findings_coverage.coverage_table,
     "igrad-bench": findings_runs.igrad_bench_table,
     "engine-bench": findings_runs.engine_bench_table,
     "shared-bench": findings_runs.shared_bench_line,
@@ -886,6 +890,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--attribution", nargs="+", type=Path, help="erasure,igrad run directories")
     parser.add_argument("--accuracy", type=Path, help="task_accuracy.py --out JSON")
     parser.add_argument("--training", type=Path, help="folder ROOT of the E11/E12 runs")
+    parser.add_argument("--coverage", type=Path, help="benchmarks/arch_coverage.py --out JSON")
     parser.add_argument(
         "--job-time", nargs=2, type=Path, help="BASELINE NEW default runs taken back to back"
     )
@@ -902,6 +907,8 @@ def main(argv: list[str] | None = None) -> int:
         findings_runs.take_accuracy(args.accuracy)
     if args.training:
         findings_training.take_training(args.training)
+    if args.coverage:
+        findings_coverage.take_coverage(args.coverage)
     if args.reference:
         take_references(args.reference)
     if args.job_time:

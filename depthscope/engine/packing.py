@@ -116,8 +116,11 @@ def pack_prompt(
 ) -> PackedPrompt | None:
     """Pack the whole prompt (donor) plus the suffixes ``[t, length)`` for each ``t`` in ``suffix_starts``.
 
-    Returns None when the layer arguments are not understood well enough to pack safely.
+    Returns None when the layer arguments are not understood well enough to pack safely, or
+    when the adapter declines packing (``Adapter.packing``).
     """
+    if not adapter.spec.packing:
+        return None
     device = trace.resid.device
     parts = [torch.arange(length, device=device)] + [
         torch.arange(t, length, device=device) for t in suffix_starts

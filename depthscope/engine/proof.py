@@ -51,6 +51,19 @@ PROBE_LENGTHS = (16, 9)  # two prompts of different lengths, so padding and row 
 PROBE_SEED = 0
 
 
+class ProofError(DepthscopeError):
+    """A refused proof, with what failed kept apart for callers that try several adapters
+    (:mod:`depthscope.models.discovery`): ``check`` is ``"trace"``, ``"sites"``, ``"identity"``,
+    ``"replay"`` or ``"logits"``; ``layer`` the first layer over the tolerance (None for the
+    head or a pass that could not run); ``error`` its relative error."""
+
+    def __init__(
+        self, message: str, check: str, layer: int | None = None, error: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.check, self.layer, self.error = check, layer, error
+
+
 def tolerance(dtype: torch.dtype, quantized: bool = False) -> float:
     """The relative error per token the proof allows for a model computing in ``dtype``."""
     base = TOLERANCES.get(dtype, TOLERANCES[torch.bfloat16])
@@ -149,11 +162,12 @@ def prove(
         if isinstance(exc, torch.OutOfMemoryError):
             raise
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise DepthscopeError(f"{what}: its probe pass could not be traced ({first})") from exc
+        raise ProofError(f"{what}: its probe pass could not be traced ({first})", "trace") from exc
     if tr.attn is None or tr.mlp is None:
-        raise DepthscopeError(
+        raise ProofError(
             f"{what}: a sublayer site ({_sites(adapter)}) did not run in every layer's forward "
-            f"pass, so what the layers add cannot be captured"
+            f"pass, so what the layers add cannot be captured",
+            "sites",
         )
     dtype_name = str(dtype).removeprefix("torch.")
     allowed = f"{limit:g} allowed in {dtype_name}{' (quantised)' if quantized else ''}"
@@ -162,28 +176,37 @@ def prove(
     bad = _first_over(identity, limit)
     if bad is not None:
         e = identity[bad]
-        raise DepthscopeError(
+        raise ProofError(
             f"{what}: at layer {bad} the captured attention and MLP outputs ({_sites(adapter)}) "
             f"do not add up to the layer's output (relative error {e['max_rel']:.3g} > "
             f"{allowed}; max abs {e['max_abs']:.3g}); describe the layer with its own adapter "
-            f"(docs/architectures.md) or pass --no-load-check / load_check=False at your own risk"
+            f"(docs/architectures.md) or pass --no-load-check / load_check=False at your own risk",
+            "identity",
+            bad,
+            e["max_rel"],
         )
     layers, logits = replay_errors(adapter, tr)
     bad = _first_over(layers, limit)
     if bad is not None:
         e = layers[bad]
-        raise DepthscopeError(
+        raise ProofError(
             f"{what}: replaying layer {bad} with the arguments the model passed it does not "
             f"reproduce its output (relative error {e['max_rel']:.3g} > {allowed}; max abs "
-            f"{e['max_abs']:.3g}); pass --no-load-check / load_check=False at your own risk"
+            f"{e['max_abs']:.3g}); pass --no-load-check / load_check=False at your own risk",
+            "replay",
+            bad,
+            e["max_rel"],
         )
     if not logits["max_rel"] <= limit:
-        raise DepthscopeError(
+        raise ProofError(
             f"{what}: its final norm and unembedding applied to the last residual do not give "
             f"the model's logits (relative error {logits['max_rel']:.3g} > {allowed}; max abs "
             f"{logits['max_abs']:.3g}); the model's head scales or transforms the logits in a "
             f"way the adapter does not know; pass --no-load-check / load_check=False at your "
-            f"own risk"
+            f"own risk",
+            "logits",
+            None,
+            logits["max_rel"],
         )
     worst = max(range(len(identity)), key=lambda i: identity[i]["max_rel"], default=0)
     return {

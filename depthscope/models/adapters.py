@@ -7,6 +7,11 @@ and the module whose first input is the residual the MLP branch reads (``mlp_in`
 engine does (capture, skip, zero, replace) is expressed through those three hook points, so the
 model's own layer code runs unchanged and a new family costs one entry here plus one test.
 
+A site may list alternatives, ``"linear_attn|self_attn"``: each layer uses the first one it has
+(hybrid stacks whose layers name their token mixer differently). ``final_norm=""`` means the
+unembedding reads the last residual itself (GPT-1). ``packing=False`` keeps the engine from
+packing several split points of a prompt into one sequence (mixers that carry state along it).
+
 Families differ only in those names:
 - Llama/Mistral/Qwen2/Qwen3/Phi-3/Gemma 1: the attention and MLP module outputs are added;
 - Gemma 2/3, OLMo 2: a norm is applied *after* each sublayer, and the norm's output is added;
@@ -37,6 +42,10 @@ class Adapter:
     mlp_out: str
     mlp_in: str
     parallel: bool | Callable[[object], bool] = False
+    # whether several split points of a prompt may share one packed sequence
+    # (engine/packing.py); discovery turns it off for layers a packed replay does not reproduce
+    # (state-space and convolution mixers carry state across the packed segments)
+    packing: bool = True
 
     def is_parallel(self, config: object) -> bool:
         return self.parallel(config) if callable(self.parallel) else self.parallel
@@ -130,15 +139,28 @@ ADAPTERS: tuple[Adapter, ...] = (
 
 SUPPORTED_FAMILIES = tuple(a.family for a in ADAPTERS)
 _REGISTERED: list[Adapter] = []  # added by register_adapter, consulted before the built-in table
+_DISCOVERED: list[
+    Adapter
+] = []  # found from a model's module tree (models/discovery.py), this session
+
+# Where an adapter came from, as run.json's ``load_check.adapter.source`` says it.
+SOURCES = ("registered", "table", "discovered")
 
 
 def register_adapter(adapter: Adapter) -> Adapter:
     """Teach depthscope a new architecture: models whose ``config.model_type`` is one of
-    ``adapter.model_types`` use it (before the built-in table). Prove it with the engine's
-    exactness test pattern (``docs/extending.md``)."""
+    ``adapter.model_types`` use it (before the built-in table and any discovered adapter). Every
+    load proves it (``docs/extending.md``)."""
     if not isinstance(adapter, Adapter):
         raise TypeError("register_adapter takes an Adapter")
     _REGISTERED.insert(0, adapter)
+    return adapter
+
+
+def remember_discovered(adapter: Adapter) -> Adapter:
+    """Keep a discovered adapter for the rest of the session (after the table and registered
+    ones), so a model of the same type (a pruned copy, a second load) is not searched again."""
+    _DISCOVERED.insert(0, adapter)
     return adapter
 
 
@@ -146,18 +168,67 @@ def _get(root: nn.Module, path: str) -> nn.Module:
     return reduce(getattr, path.split("."), root)
 
 
-def find_adapter(model: nn.Module) -> Adapter:
-    """The adapter for ``model``, chosen by ``config.model_type``; one clear line if unsupported."""
+def _site(layer: nn.Module, path: str) -> nn.Module:
+    """The module at ``path`` in one decoder layer; ``"a|b"`` is the first of ``a``, ``b`` that
+    the layer has (stacks whose layers name their mixer differently: ``linear_attn|self_attn``)."""
+    for option in path.split("|"):
+        try:
+            module = _get(layer, option)
+        except AttributeError:
+            continue
+        if module is not None:
+            return module
+    raise AttributeError(f"{type(layer).__name__} has none of {path!r}")
+
+
+def _causal_lm_class(model_type: str) -> str | None:
+    # heavy: transformers' auto mappings, needed only when a model type is not in the table
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    return MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(model_type)
+
+
+def lookup_adapter(model: nn.Module) -> tuple[Adapter, str] | None:
+    """The adapter for ``model`` and its source, or None: a registered adapter for its
+    ``config.model_type``, then the table's, then the table's entry whose transformers class
+    ``model`` is (EXAONE 3 and InternLM3 are ``LlamaForCausalLM`` under their own model types),
+    then one discovered earlier in this session."""
     model_type = getattr(getattr(model, "config", None), "model_type", None)
-    for adapter in (*_REGISTERED, *ADAPTERS):
+    for adapter in _REGISTERED:
         if model_type in adapter.model_types:
-            return adapter
+            return adapter, "registered"
+    for adapter in ADAPTERS:
+        if model_type in adapter.model_types:
+            return adapter, "table"
     name = type(model).__name__
-    raise DepthscopeError(
-        f"unsupported architecture {name} (model_type={model_type!r}); depthscope supports "
+    for adapter in ADAPTERS:
+        if any(_causal_lm_class(t) == name for t in adapter.model_types):
+            return adapter, "table"
+    for adapter in _DISCOVERED:
+        if model_type in adapter.model_types:
+            return adapter, "discovered"
+    return None
+
+
+def unsupported(model: nn.Module, why: str = "") -> DepthscopeError:
+    """The one line that refuses an architecture no adapter describes (``why``: what discovery
+    found, if it ran)."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    return DepthscopeError(
+        f"unsupported architecture {type(model).__name__} (model_type={model_type!r})"
+        f"{': ' + why if why else ''}; depthscope's table has "
         f"{', '.join(SUPPORTED_FAMILIES)} — describe it with depthscope.Adapter and "
         f"depthscope.register_adapter (docs/extending.md)"
     )
+
+
+def find_adapter(model: nn.Module) -> Adapter:
+    """The adapter for ``model`` (:func:`lookup_adapter`); one clear line if there is none.
+    Discovering one needs a forward pass: :func:`depthscope.models.discovery.bind` does that."""
+    found = lookup_adapter(model)
+    if found is None:
+        raise unsupported(model)
+    return found[0]
 
 
 def text_config(config: object) -> object:
@@ -181,11 +252,14 @@ class BoundAdapter:
         self.spec = adapter or find_adapter(model)
         try:
             self.layers: list[nn.Module] = list(_get(model, self.spec.layers))
-            self.final_norm = _get(model, self.spec.final_norm)
+            # "" for a model without a final norm (GPT-1: post-norm layers); found by discovery
+            self.final_norm = (
+                _get(model, self.spec.final_norm) if self.spec.final_norm else nn.Identity()
+            )
             self.unembed_module = model.get_output_embeddings()
-            self.attn_out = [_get(layer, self.spec.attn_out) for layer in self.layers]
-            self.mlp_out = [_get(layer, self.spec.mlp_out) for layer in self.layers]
-            self.mlp_in = [_get(layer, self.spec.mlp_in) for layer in self.layers]
+            self.attn_out = [_site(layer, self.spec.attn_out) for layer in self.layers]
+            self.mlp_out = [_site(layer, self.spec.mlp_out) for layer in self.layers]
+            self.mlp_in = [_site(layer, self.spec.mlp_in) for layer in self.layers]
         except AttributeError as exc:
             raise DepthscopeError(
                 f"{type(model).__name__} does not have the layout of the {self.spec.family} "
@@ -193,7 +267,9 @@ class BoundAdapter:
             ) from exc
         config = text_config(model.config)
         self.parallel = self.spec.is_parallel(config)
-        self.softcap: float | None = getattr(config, "final_logit_softcapping", None)
+        self.softcap: float | None = getattr(config, "final_logit_softcapping", None) or getattr(
+            config, "logits_soft_cap", None
+        )
         self.logit_scale: float | None = getattr(config, "logit_scale", None)
         # True once a trace saw the model change a hooked tensor in place after its hook (Falcon's
         # ``mlp_output += attention_output``): the engine then keeps copies (engine/trace.py)

@@ -119,13 +119,14 @@ def test_wrap_a_model_in_memory_and_register_an_adapter():
     ids = [[5, 9, 14, 3, 22, 7, 41, 8, 19, 2, 33, 12, 17, 6]]
     reference = ds.analyze(loaded, "contributions", ids)
     model = loaded.model
-    model.config.model_type = "house-llama"  # an architecture the table does not know
-    with pytest.raises(DepthscopeError, match="unsupported architecture"):
-        ds.LoadedModel.from_model(model, None)
+    model.config.model_type = "house-llama"  # a model type the table does not know ...
+    by_class = ds.LoadedModel.from_model(model, None)  # ... but its class is the table's llama
+    assert by_class.identity["load_check"]["adapter"] == {"family": "llama", "source": "table"}
     llama = next(a for a in ADAPTERS if a.family == "llama")
     ds.register_adapter(dataclasses.replace(llama, family="house", model_types=("house-llama",)))
-    wrapped = ds.LoadedModel.from_model(model, None, name="house")
+    wrapped = ds.LoadedModel.from_model(model, None, name="house")  # registered beats the table
     assert wrapped.adapter.family == "house"
+    assert wrapped.identity["load_check"]["adapter"] == {"family": "house", "source": "registered"}
     assert (
         ds.analyze(wrapped, "contributions", ids).to_json()["data"] == reference.to_json()["data"]
     )

@@ -100,6 +100,7 @@ def test_a_broken_layer_is_refused_by_load_model(tiny_model_dir, monkeypatch):
     assert lm.identity["load_check"] == {
         "status": "skipped",
         "reason": "--no-load-check / load_check=False",
+        "adapter": {"family": "llama", "source": "table"},
     }
 
 

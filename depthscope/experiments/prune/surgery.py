@@ -72,7 +72,7 @@ def pruned_copy(lm: LoadedModel, removed: Collection[int]) -> nn.Module:
             if hasattr(module, "layer_idx"):
                 module.layer_idx = new_index
     update_config(model.config, kept, n_layers)
-    BoundAdapter(model)  # the copy must still have the adapter's layout
+    BoundAdapter(model, lm.adapter.spec)  # the copy must still have the adapter's layout
     return model
 
 

@@ -21,8 +21,8 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from depthscope.core.errors import DepthscopeError
-from depthscope.engine import proof
-from depthscope.models.adapters import Adapter, BoundAdapter, find_adapter, text_config
+from depthscope.models import discovery
+from depthscope.models.adapters import Adapter, BoundAdapter, text_config
 from depthscope.models.devices import home_device
 from depthscope.models.loading import hub as hub_access
 from depthscope.models.loading import zoo
@@ -134,11 +134,12 @@ class LoadedModel:
         proven as :func:`load_model` proves a load (``load_check=False`` skips that).
         """
         model.eval()
-        bound = BoundAdapter(model, adapter)
         config = model.config
+        name = name or getattr(config, "name_or_path", None) or type(model).__name__
+        bound, record = check_load(model, adapter, tokenizer, name, load_check)
         weight = model.get_input_embeddings().weight
         identity = {
-            "name": name or getattr(config, "name_or_path", None) or type(model).__name__,
+            "name": name,
             "source": "in-memory",
             "family": bound.family,
             "model_type": getattr(config, "model_type", None),
@@ -147,26 +148,33 @@ class LoadedModel:
             "dtype": str(weight.dtype).removeprefix("torch."),
             "device": str(weight.device),
         }
-        identity["load_check"] = check_load(bound, tokenizer, identity["name"], load_check)
+        identity["load_check"] = record
         return cls(model=model, tokenizer=tokenizer, adapter=bound, identity=identity)
 
 
 def check_load(
-    adapter: BoundAdapter,
+    model: torch.nn.Module,
+    adapter: Adapter | None,
     tokenizer: object,
     name: str,
     enabled: bool = True,
     quantized: bool = False,
-) -> dict:
-    """Prove the adapter on the loaded model (:mod:`depthscope.engine.proof`) and return the
-    record ``run.json`` keeps, or the record that the proof was skipped."""
-    if not enabled:
-        return proof.skipped("--no-load-check / load_check=False")
-    vocab = adapter.model.get_input_embeddings().num_embeddings
+) -> tuple[BoundAdapter, dict]:
+    """Bind the model's adapter (given, registered, the table's, or discovered from its module
+    tree: :mod:`depthscope.models.discovery`) and prove it on the loaded model
+    (:mod:`depthscope.engine.proof`); returns it and the record ``run.json`` keeps, or the
+    record that the proof was skipped (a discovery always proves)."""
+    vocab = model.get_input_embeddings().num_embeddings
     if tokenizer is not None:  # rows past the tokenizer's may be padding never trained
         vocab = min(vocab, len(tokenizer))
-    return proof.prove(
-        adapter, vocab, name=name, quantized=quantized, max_len=context_limit(adapter.model)
+    return discovery.bind(
+        model,
+        adapter,
+        vocab,
+        name=name,
+        check=enabled,
+        quantized=quantized,
+        max_len=context_limit(model),
     )
 
 
@@ -428,14 +436,6 @@ def _hub_revision(repo_id: str, local_only: bool) -> str | None:
     return hub_access.cached_revision(repo_id)
 
 
-def _require_adapter(config, adapter: Adapter | None) -> None:
-    """Refuse an architecture without an adapter before its weights load (same line as later)."""
-    if adapter is None:
-        architectures = getattr(config, "architectures", None) or ["model"]
-        stand_in = type(str(architectures[0]), (), {"config": config})()  # only the names matter
-        find_adapter(stand_in)
-
-
 RANDOM_INIT = "random-init:"
 
 
@@ -523,7 +523,6 @@ def inspect_model(
     revision = None if is_local else identity.get("revision")
     config = _load_config(target, spec, is_local, local_only, revision)
     _require_causal_lm(config, spec)
-    _require_adapter(config, adapter)
     if is_local:  # the model's kind first: a BERT folder is refused as such, not for its files
         check_tokenizer_files(Path(target))
         check_weights(Path(target))
@@ -599,7 +598,14 @@ def load_model(
         model = model.to(device)
     model.eval()
     model.requires_grad_(False)
-    bound = BoundAdapter(model, adapter)
+    bound, record = check_load(
+        model,
+        adapter,
+        info.tokenizer,
+        str(info.identity.get("name", spec)),
+        load_check,
+        bool(quantize),
+    )
     identity = info.identity
     identity.update(
         {
@@ -612,8 +618,6 @@ def load_model(
     if adapter is not None:  # an adapter from outside the table decides what is measured
         identity["adapter"] = bound.family
         identity["fingerprint"] = model_fingerprint(identity)
-    identity["load_check"] = check_load(
-        bound, info.tokenizer, str(identity.get("name", spec)), load_check, bool(quantize)
-    )
+    identity["load_check"] = record
     identity["load_seconds"] = round(time.perf_counter() - started, 3)
     return LoadedModel(model=model, tokenizer=info.tokenizer, adapter=bound, identity=identity)
