@@ -22,7 +22,7 @@ _EXPORTS = {
     "register_adapter": "depthscope.models.adapters",
     "analyze": "depthscope.api",
     "trace": "depthscope.api",
-    "Result": "depthscope.results.document",
+    "Result": "depthscope.core.result",
     "Example": "depthscope.data.example",
     "PromptSet": "depthscope.data.prompts",
     "load_examples": "depthscope.data.sources",

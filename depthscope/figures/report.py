@@ -16,12 +16,12 @@ from pathlib import Path
 from depthscope.analyses.catalog import card, paper_order
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.files import atomic_write_bytes
+from depthscope.core.result import Result
 from depthscope.core.run_folder import RunFolder, figures_link
 from depthscope.figures.common import save_figure
 from depthscope.figures.evidence import CAPTION as EVIDENCE_CAPTION
 from depthscope.figures.evidence import SENSITIVITY_CAPTION, draw_evidence, draw_sensitivity
 from depthscope.figures.files import plot_result, read_index
-from depthscope.results.document import Result
 from depthscope.verdict.card import CARD_STYLE, summary_card_html
 from depthscope.verdict.summary import Summary, write_summary
 

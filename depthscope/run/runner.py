@@ -36,6 +36,7 @@ from depthscope.analyses.settings import build_settings, settings_dict, split_ov
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.interrupts import RunInterrupted, sigterm_as_interrupt
 from depthscope.core.progress import Progress
+from depthscope.core.result import Result
 from depthscope.core.run_folder import RunFolder, RunRecord
 from depthscope.data.example import Example
 from depthscope.data.prompts import PromptSet
@@ -44,7 +45,6 @@ from depthscope.engine.memory import is_out_of_memory
 from depthscope.models.loading.identity import model_fingerprint
 from depthscope.models.loading.loader import LoadedModel, inspect_model
 from depthscope.models.loading.quantize import check_quantize
-from depthscope.results.document import Result
 from depthscope.run.checkpoints import StateCheckpoints
 from depthscope.run.distributed import SingleProcess
 from depthscope.run.feed import Job, feed, result_of, work_estimates

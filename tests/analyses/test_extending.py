@@ -14,7 +14,7 @@ import depthscope as ds
 from depthscope.analyses import load_plugins
 from depthscope.analyses.catalog import REGISTRY
 from depthscope.cli import main
-from depthscope.results.document import Result
+from depthscope.core.result import Result
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "extending.md"
 

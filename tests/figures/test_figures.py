@@ -16,10 +16,10 @@ import pytest
 from matplotlib.image import AxesImage
 
 from depthscope.core.errors import DepthscopeError
+from depthscope.core.result import Result
 from depthscope.figures.files import draw, plot_result
 from depthscope.figures.report import key_numbers, plot_run, write_report
 from depthscope.figures.tokens import deepest_row
-from depthscope.results.document import Result
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 L = 6

@@ -6,8 +6,10 @@ The same :class:`Result` object is what ``depthscope analyze`` saves and what
 ``depthscope.analyze(...)`` returns: ``.plot()``, ``.numbers()``, ``.to_pandas()``,
 ``.save(dir)``, and it shows itself in a notebook.
 
-The document imports no analysis and no figure: what a result looks like (figures, key numbers,
-its notebook view) is its analysis's card, found by name in :mod:`depthscope.core.registry`.
+The document imports only the core, so it lives in the core and every layer (drawers, cards, the
+verdict, the runner) reads it without importing upward: what a result looks like (figures, key
+numbers, its notebook view) is its analysis's card, found by name in
+:mod:`depthscope.core.registry`.
 """
 
 from __future__ import annotations
