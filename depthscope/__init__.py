@@ -32,7 +32,7 @@ _EXPORTS = {
     "Replace": "depthscope.engine.interventions",
     "Analysis": "depthscope.analyses.base",
     "Card": "depthscope.analyses.base",
-    "register": "depthscope.analyses.catalog",
+    "register": "depthscope.core.registry",
     "fit_linear_maps": "depthscope.experiments.maps.fit",
     "DepthscopeError": "depthscope.core.errors",
 }

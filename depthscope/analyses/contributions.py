@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from depthscope.analyses.base import Analysis, PromptBatch, Tally
 from depthscope.analyses.card import PaperRef, Preset, Profile, data_key, per_prompt_key
-from depthscope.analyses.catalog import register
+from depthscope.core.registry import register
 from depthscope.core.result import Result
 from depthscope.data.sources import DEFAULT_SOURCE, GSM8K
 from depthscope.engine.state import state_type

@@ -33,9 +33,9 @@ import torch
 
 from depthscope.analyses.base import Analysis, PromptBatch, RunContext, Tally
 from depthscope.analyses.card import Finding, PaperRef, Preset, VerdictRule
-from depthscope.analyses.catalog import register
 from depthscope.analyses.effects import AGGREGATES, Aggregates, skip_sweep
 from depthscope.core.errors import DepthscopeError
+from depthscope.core.registry import register
 from depthscope.core.result import Result
 from depthscope.data.sources import split_rule_for
 from depthscope.engine.state import state_type

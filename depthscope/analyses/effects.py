@@ -31,8 +31,8 @@ from depthscope.analyses.card import (
     per_prompt_key,
     per_split_key,
 )
-from depthscope.analyses.catalog import register
 from depthscope.analyses.splits import SplitSettings, splits_for
+from depthscope.core.registry import register
 from depthscope.core.result import Result
 from depthscope.data.sources import DEFAULT_SOURCE, GSM8K
 from depthscope.engine.interventions import PARTS, Knockout

@@ -19,9 +19,9 @@ import torch
 
 from depthscope.analyses.base import Analysis, PromptBatch, RunContext, Tally
 from depthscope.analyses.card import Finding, PaperRef, Preset, VerdictRule
-from depthscope.analyses.catalog import register
 from depthscope.analyses.operands import operands_finding
 from depthscope.core.errors import DepthscopeError
+from depthscope.core.registry import register
 from depthscope.core.result import Result
 from depthscope.data.prompts import tokenize
 from depthscope.data.sources import DEFAULT_SOURCE, GSM8K, load_examples

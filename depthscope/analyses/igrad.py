@@ -30,10 +30,10 @@ import torch
 
 from depthscope.analyses.base import Analysis, PromptBatch, Tally
 from depthscope.analyses.card import Finding, PaperRef, Preset, VerdictRule
-from depthscope.analyses.catalog import register
 from depthscope.analyses.operands import operands_finding
 from depthscope.analyses.quadrature import RULES as FIXED_RULES
 from depthscope.analyses.quadrature import STOPS, adaptive_panels, midpoints, quadrature
+from depthscope.core.registry import register
 from depthscope.core.result import Result
 from depthscope.engine.interventions import Replace
 from depthscope.engine.memory import AdaptiveBatch, as_batches

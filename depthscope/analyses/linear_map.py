@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from depthscope.analyses.card import Card, PaperRef
-from depthscope.analyses.catalog import register
+from depthscope.core.registry import register
 from depthscope.core.result import Result
 from depthscope.engine.stats import finite_max, finite_mean, finite_min
 from depthscope.figures.depth import best_targets, draw_linear_map

@@ -16,9 +16,9 @@ import numpy as np
 
 from depthscope.analyses.base import Analysis, PromptBatch, Tally
 from depthscope.analyses.card import PaperRef, Preset
-from depthscope.analyses.catalog import register
 from depthscope.analyses.effects import AGGREGATES, Aggregates
 from depthscope.analyses.splits import SplitSettings, splits_for
+from depthscope.core.registry import register
 from depthscope.core.result import Result
 from depthscope.data.sources import DEFAULT_SOURCE, GSM8K
 from depthscope.engine.interventions import RemoveContribution

@@ -31,7 +31,7 @@ from depthscope.analyses.card import (
     data_key,
     per_prompt_key,
 )
-from depthscope.analyses.catalog import register
+from depthscope.core.registry import register
 from depthscope.core.result import Result
 from depthscope.data.sources import DEFAULT_SOURCE, GSM8K
 from depthscope.engine.outputs import CHUNK_ELEMENTS, vocab_size

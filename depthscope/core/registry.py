@@ -1,4 +1,4 @@
-"""Analysis cards by name: the one table every layer may consult about an analysis.
+"""Analysis cards by name: the one registry, the table every layer may consult about an analysis.
 
 A card (:class:`depthscope.analyses.base.Card`) registers itself here when its module is imported.
 The built-in cards and those of other packages are found the same way, through the

@@ -13,9 +13,10 @@ import json
 import sys
 from pathlib import Path
 
-from depthscope.analyses.catalog import card, paper_order
+from depthscope.analyses.catalog import paper_order
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.files import atomic_write_bytes
+from depthscope.core.registry import card
 from depthscope.core.result import Result
 from depthscope.core.run_folder import RunFolder, figures_link
 from depthscope.figures.common import save_figure

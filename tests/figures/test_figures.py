@@ -633,7 +633,7 @@ def test_bar_charts_over_layers_share_one_width() -> None:
 
 
 def test_every_figure_has_a_how_to_read_caption() -> None:
-    from depthscope.analyses.catalog import card
+    from depthscope.core.registry import card
 
     for analysis in BUILDERS:
         info = card(analysis)
