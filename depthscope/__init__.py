@@ -33,7 +33,7 @@ _EXPORTS = {
     "Analysis": "depthscope.analyses.base",
     "Card": "depthscope.analyses.base",
     "register": "depthscope.core.registry",
-    "fit_linear_maps": "depthscope.experiments.maps.fit",
+    "fit_linear_maps": "depthscope.experiments.maps.fit_maps",
     "DepthscopeError": "depthscope.core.errors",
 }
 

@@ -18,7 +18,7 @@ import torch
 
 from depthscope.analyses.base import Analysis, RunContext, RunOptions
 from depthscope.analyses.catalog import analysis_class
-from depthscope.analyses.settings import build_settings
+from depthscope.analyses.user_settings import build_settings
 from depthscope.core.allocator import keep_freed_memory
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.progress import Progress

@@ -25,7 +25,7 @@ from depthscope.core.errors import DepthscopeError
 from depthscope.core.progress import Progress
 from depthscope.data.prompts import AnswerSplits, PromptSet, paper_answers
 from depthscope.data.sources import DEFAULT_DATA
-from depthscope.engine.memory import AdaptiveBatch
+from depthscope.engine.adaptive_batch import AdaptiveBatch
 from depthscope.engine.state import state_type
 from depthscope.engine.trace import Trace
 from depthscope.models.loading.loader import LoadedModel

@@ -22,7 +22,7 @@ import numpy as np
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.result import Result
 from depthscope.figures.common import Figures, figure_bytes
-from depthscope.figures.files import plot_result
+from depthscope.figures.figure_files import plot_result
 from depthscope.verdict import bootstrap
 
 

@@ -35,8 +35,8 @@ from depthscope.analyses.quadrature import RULES as FIXED_RULES
 from depthscope.analyses.quadrature import STOPS, adaptive_panels, midpoints, quadrature
 from depthscope.core.registry import register
 from depthscope.core.result import Result
+from depthscope.engine.adaptive_batch import AdaptiveBatch, as_batches
 from depthscope.engine.interventions import Replace
-from depthscope.engine.memory import AdaptiveBatch, as_batches
 from depthscope.engine.replay import replay
 from depthscope.engine.state import state_type
 from depthscope.engine.stats import finite_max

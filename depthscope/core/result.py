@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from depthscope.core.atomic_files import atomic_write_json, to_jsonable
 from depthscope.core.errors import DepthscopeError
-from depthscope.core.files import atomic_write_json, to_jsonable
 from depthscope.core.folders import OutputFolder
 from depthscope.core.registry import card as registered_card
 from depthscope.core.run_folder import RunFolder, pair_identity

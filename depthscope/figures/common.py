@@ -21,7 +21,7 @@ from matplotlib.image import AxesImage
 from matplotlib.patches import Patch
 from mpl_toolkits.axes_grid1 import make_axes_locatable
 
-from depthscope.core.files import atomic_write_bytes
+from depthscope.core.atomic_files import atomic_write_bytes
 from depthscope.core.result import Result
 from depthscope.engine.stats import finite, finite_max, share_above
 

@@ -1,7 +1,7 @@
 """Per-layer figures: contributions (E2), skip effects (E3/E4), local effects (E6), logit lens (E5).
 
 Each ``draw_*`` takes a saved :class:`Result` and returns ``{what: Figure}``; the dispatcher in
-:mod:`depthscope.figures.files` names the files ``<analysis>_<what>``.
+:mod:`depthscope.figures.figure_files` names the files ``<analysis>_<what>``.
 """
 
 from __future__ import annotations

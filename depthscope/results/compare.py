@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from depthscope.analyses.catalog import cards
+from depthscope.core.atomic_files import atomic_write_bytes, atomic_write_json
 from depthscope.core.errors import DepthscopeError
-from depthscope.core.files import atomic_write_bytes, atomic_write_json
 from depthscope.core.folders import OutputFolder, friendly_os_errors
 from depthscope.core.registry import card as card_of
 from depthscope.core.result import Result

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 
 from depthscope.analyses.base import Analysis, PromptBatch, SharedWork
-from depthscope.analyses.settings import settings_dict
+from depthscope.analyses.user_settings import settings_dict
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.result import Result
 from depthscope.data.prompts import PromptSet

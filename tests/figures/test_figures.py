@@ -17,7 +17,7 @@ from matplotlib.image import AxesImage
 
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.result import Result
-from depthscope.figures.files import draw, plot_result
+from depthscope.figures.figure_files import draw, plot_result
 from depthscope.figures.report import key_numbers, plot_run, write_report
 from depthscope.figures.tokens import deepest_row
 
