@@ -64,7 +64,7 @@ def load(args):
 def worker(args) -> int:
     torch.set_num_threads(1)
     from depthscope.analyses import RunOptions
-    from depthscope.analyses.catalog import REGISTRY
+    from depthscope.core.registry import CARDS
     from depthscope.engine.state import state_to_bytes
     from depthscope.run.distributed import init_distributed, merge_on_main
     from depthscope.run.feed import Job, feed, work_estimates
@@ -74,7 +74,7 @@ def worker(args) -> int:
         lm, prompts = load(args)
         names = args.analyses.split(",")
         analyses = {
-            n: REGISTRY[n](lm, REGISTRY[n].Settings(), RunOptions(batch_size=64)) for n in names
+            n: CARDS[n](lm, CARDS[n].Settings(), RunOptions(batch_size=64)) for n in names
         }
         # the runner's share: a few runs of prompts with equal estimated work, a state per run
         estimates = work_estimates(list(analyses.values()), prompts)

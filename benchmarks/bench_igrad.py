@@ -34,7 +34,7 @@ from depthscope.analyses.igrad import (
     fixed_ig,
     integrated_gradients,
 )
-from depthscope.core.files import atomic_write_json
+from depthscope.core.atomic_files import atomic_write_json
 from depthscope.data.answer_split import paper_splits
 from depthscope.data.prompts import PromptSet
 from depthscope.data.sources import load_examples

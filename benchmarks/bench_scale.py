@@ -8,7 +8,7 @@ Every model is a Llama built from a config with random weights (no download: spe
 not depend on trained weights). Each shape runs in a process of its own (its peak RSS is its
 own): one prompt of ``--tokens`` random ids through contributions, current and future effects
 (whole layers), the logit lens and local effects, each timed. Before running, the process states
-depthscope's memory estimate (:func:`depthscope.run.memory.estimate_run`), so the measured peak
+depthscope's memory estimate (:func:`depthscope.run.memory_plan.estimate_run`), so the measured peak
 checks it. The depth series keeps the 135M shape's width and varies its layer count, so the
 fitted exponent of seconds against L isolates depth: the effect sweeps replay ``L(L+1)/2`` layer
 passes per token (exponent 2), the logit lens and contributions one pass per layer (exponent 1).
@@ -141,7 +141,7 @@ def build(label: str, shape: dict, dtype: torch.dtype, offload_cap: float | None
 
 def child(label: str, shape: dict, tokens: int, offload_cap: float | None) -> dict:
     """One shape's run (in its own process)."""
-    from depthscope.run.memory import estimate_run
+    from depthscope.run.memory_plan import estimate_run
 
     dtype = torch.bfloat16 if offload_cap is not None else torch.float32
     with tempfile.TemporaryDirectory() as tmp:

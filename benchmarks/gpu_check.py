@@ -11,7 +11,7 @@ weights, which speed and memory do not care about). It checks
 2. **the main job at scale**: contributions, current and future effects, the logit lens and local
    effects on Llama-3.2-1B- and Llama-3.1-8B-shaped models in bf16: tokens/s per analysis, the
    future-effect sweep's fraction of the device's measured bf16 matmul peak, peak device memory;
-3. **batches**: ``--batch-size auto`` (what :func:`depthscope.run.memory.auto_batch_size` picks)
+3. **batches**: ``--batch-size auto`` (what :func:`depthscope.run.memory_plan.auto_batch_size` picks)
    and the out-of-memory retry (the device limited to a fraction of its memory, results unchanged);
 4. **int8**: with bitsandbytes present, the logit lens of a tiny Llama with LLM.int8 weights on
    the device (fp32 compute) against the CPU in fp32, within ``INT8_TOLERANCE`` (what
@@ -37,8 +37,8 @@ from machine import matmul_peak  # benchmarks/machine.py, beside this script
 from torch.utils.flop_counter import FlopCounterMode
 
 import depthscope as ds
-from depthscope.engine.memory import AdaptiveBatch
-from depthscope.run.memory import auto_batch_size
+from depthscope.engine.adaptive_batch import AdaptiveBatch
+from depthscope.run.memory_plan import auto_batch_size
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "gpu.json"

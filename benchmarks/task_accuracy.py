@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from depthscope.core.files import atomic_write_json
+from depthscope.core.atomic_files import atomic_write_json
 from depthscope.data.answer_split import paper_split
 from depthscope.data.example import Example
 from depthscope.data.sources import load_levels

@@ -22,7 +22,7 @@ _EXPORTS = {
     "register_adapter": "depthscope.models.adapters",
     "analyze": "depthscope.api",
     "trace": "depthscope.api",
-    "Result": "depthscope.results.document",
+    "Result": "depthscope.core.result",
     "Example": "depthscope.data.example",
     "PromptSet": "depthscope.data.prompts",
     "load_examples": "depthscope.data.sources",
@@ -32,8 +32,8 @@ _EXPORTS = {
     "Replace": "depthscope.engine.interventions",
     "Analysis": "depthscope.analyses.base",
     "Card": "depthscope.analyses.base",
-    "register": "depthscope.analyses.catalog",
-    "fit_linear_maps": "depthscope.experiments.maps.fit",
+    "register": "depthscope.core.registry",
+    "fit_linear_maps": "depthscope.experiments.maps.fit_maps",
     "DepthscopeError": "depthscope.core.errors",
 }
 

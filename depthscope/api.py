@@ -7,7 +7,7 @@
 :func:`analyze` accepts a string, a list of strings, :class:`~depthscope.data.example.Example`
 objects (prompt + answer, for the analyses that measure at the answer), a
 :class:`~depthscope.data.prompts.PromptSet` or lists of token ids, and returns the same
-:class:`~depthscope.results.document.Result` that ``depthscope analyze`` saves.
+:class:`~depthscope.core.result.Result` that ``depthscope analyze`` saves.
 """
 
 from __future__ import annotations
@@ -18,17 +18,17 @@ import torch
 
 from depthscope.analyses.base import Analysis, RunContext, RunOptions
 from depthscope.analyses.catalog import analysis_class
-from depthscope.analyses.settings import build_settings
+from depthscope.analyses.user_settings import build_settings
 from depthscope.core.allocator import keep_freed_memory
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.progress import Progress
+from depthscope.core.result import Result
 from depthscope.data.example import Example
 from depthscope.data.prompts import PromptSet
 from depthscope.engine.batch import encode
 from depthscope.engine.trace import Trace
 from depthscope.engine.trace import trace as trace_batch
 from depthscope.models.loading.loader import LoadedModel
-from depthscope.results.document import Result
 from depthscope.run.feed import Job, feed, result_of
 
 Prompts = str | Sequence[str] | Sequence[Example] | PromptSet | Sequence[Sequence[int]]

@@ -795,7 +795,7 @@ def take_depth_score(runs: list[Path]) -> None:
     paper's max and the accuracies, and per task the verdict's trend test, the tasks of one model
     Holm-corrected together (computed from the saved per-example matrices)."""
     from depthscope.analyses.depth_score import MIN_ACCURACY, difficulty_report
-    from depthscope.results.document import Result
+    from depthscope.core.result import Result
     from depthscope.verdict.differences import DEPTH_MARGIN
 
     by_model: dict[str, dict[str, Result]] = {}

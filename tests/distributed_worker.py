@@ -38,9 +38,9 @@ def prompt_set():
 def make_analysis(lm, name: str, baseline: list[list[int]], **settings):
     """An analysis (default settings unless given); erasure gets its baseline prompts directly."""
     from depthscope.analyses import RunOptions
-    from depthscope.analyses.catalog import REGISTRY
+    from depthscope.core.registry import CARDS
 
-    cls = REGISTRY[name]
+    cls = CARDS[name]
     options = RunOptions(batch_size=16)
     if hasattr(options, "baseline_sequences"):  # where the baseline is an option
         options.baseline_sequences = baseline

@@ -45,26 +45,13 @@ def layer_of(module: str, layers: list[list[str]]) -> int | None:
     return None if best is None else best[0]
 
 
-def _is_type_checking(node: ast.If) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-    )
-
-
 def imported_modules(path: Path, known: set[str]) -> set[str]:
-    """depthscope modules imported anywhere in ``path`` (functions too), except type-only imports."""
+    """depthscope modules imported anywhere in ``path`` (functions too), type-only imports
+    (``if TYPE_CHECKING:``) included: a type hint that names a higher layer is an upward
+    dependency all the same."""
     tree = ast.parse(path.read_text())
-    skip = {
-        id(inner)
-        for node in ast.walk(tree)
-        if isinstance(node, ast.If) and _is_type_checking(node)
-        for inner in ast.walk(node)
-    }
     found = set()
     for node in ast.walk(tree):
-        if id(node) in skip:
-            continue
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -184,6 +171,17 @@ def test_the_checker_catches_an_upward_import(tmp_path):
     assert layer_of("depthscope.figures.report", layers) > layer_of(
         "depthscope.engine.trace", layers
     )
+
+
+def test_the_checker_catches_a_type_only_upward_import(tmp_path):
+    module = tmp_path / "bad.py"
+    module.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n"
+        "    from depthscope.figures.report import write_report\n"
+    )
+    found = imported_modules(module, {"depthscope.figures.report", "depthscope.figures"})
+    assert found == {"depthscope.figures.report"}
 
 
 def test_a_handler_named_by_string_is_checked_like_an_import(tmp_path):

@@ -16,17 +16,9 @@ from depthscope.analyses import (  # noqa: F401  (imported for registration)
 )
 from depthscope.analyses.base import Analysis, PromptBatch, RunOptions, Tally
 from depthscope.analyses.card import Card, Finding, PaperRef, Preset, Profile, VerdictRule, data_key
-from depthscope.analyses.catalog import (
-    REGISTRY,
-    analysis_class,
-    card,
-    cards,
-    default_run,
-    paper_order,
-    register,
-    runnable,
-)
+from depthscope.analyses.catalog import analysis_class, cards, default_run, paper_order, runnable
 from depthscope.core.registry import ENTRY_POINT_GROUP as PLUGIN_GROUP
+from depthscope.core.registry import card, register
 from depthscope.core.registry import load_cards as load_plugins
 
 load_plugins()
@@ -34,7 +26,6 @@ load_plugins()
 __all__ = [
     "PLUGIN_GROUP",
     "load_plugins",
-    "REGISTRY",
     "Analysis",
     "Card",
     "Finding",

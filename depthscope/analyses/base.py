@@ -16,7 +16,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import torch
 
@@ -25,14 +25,10 @@ from depthscope.core.errors import DepthscopeError
 from depthscope.core.progress import Progress
 from depthscope.data.prompts import AnswerSplits, PromptSet, paper_answers
 from depthscope.data.sources import DEFAULT_DATA
-from depthscope.engine.memory import AdaptiveBatch
+from depthscope.engine.adaptive_batch import AdaptiveBatch
 from depthscope.engine.state import state_type
 from depthscope.engine.trace import Trace
 from depthscope.models.loading.loader import LoadedModel
-
-if TYPE_CHECKING:
-    pass
-
 
 # ---------------------------------------------------------------- computation
 

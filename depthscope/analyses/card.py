@@ -15,18 +15,15 @@ import html
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
 from depthscope.core.errors import DepthscopeError
-from depthscope.figures.common import figure_bytes
-from depthscope.figures.files import plot_result
+from depthscope.core.result import Result
+from depthscope.figures.common import Figures, figure_bytes
+from depthscope.figures.figure_files import plot_result
 from depthscope.verdict import bootstrap
-
-if TYPE_CHECKING:
-    from depthscope.figures.common import Figures
-    from depthscope.results.document import Result
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ accumulate over all prompts (the original code kept only the last prompt's sums)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,7 +18,8 @@ import torch.nn.functional as F
 
 from depthscope.analyses.base import Analysis, PromptBatch, Tally
 from depthscope.analyses.card import PaperRef, Preset, Profile, data_key, per_prompt_key
-from depthscope.analyses.catalog import register
+from depthscope.core.registry import register
+from depthscope.core.result import Result
 from depthscope.data.sources import DEFAULT_SOURCE, GSM8K
 from depthscope.engine.state import state_type
 from depthscope.engine.stats import (
@@ -31,9 +31,6 @@ from depthscope.engine.stats import (
     safe_ratio,
 )
 from depthscope.figures.layers import draw_contributions
-
-if TYPE_CHECKING:
-    from depthscope.results.document import Result
 
 MEANS = (
     "rel_att",

@@ -27,25 +27,22 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from depthscope.analyses.base import Analysis, PromptBatch, RunContext, Tally
 from depthscope.analyses.card import Finding, PaperRef, Preset, VerdictRule
-from depthscope.analyses.catalog import register
 from depthscope.analyses.effects import AGGREGATES, Aggregates, skip_sweep
 from depthscope.core.errors import DepthscopeError
+from depthscope.core.registry import register
+from depthscope.core.result import Result
 from depthscope.data.sources import split_rule_for
 from depthscope.engine.state import state_type
 from depthscope.engine.sweep import Window, run_sweep
 from depthscope.figures.depth import draw_depth_score
 from depthscope.verdict import bootstrap, differences
 from depthscope.verdict.words import rel
-
-if TYPE_CHECKING:
-    from depthscope.results.document import Result
 
 SPLIT_RULES = ("auto", "answer-start", "in-answer")
 # Deliberate deviation from the paper's code (paper §3.6, Fig. 7; docs/depth-score.md): the

@@ -17,7 +17,6 @@ positions and split points, then over prompts (``aggregate``; the other aggregat
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,8 +31,9 @@ from depthscope.analyses.card import (
     per_prompt_key,
     per_split_key,
 )
-from depthscope.analyses.catalog import register
 from depthscope.analyses.splits import SplitSettings, splits_for
+from depthscope.core.registry import register
+from depthscope.core.result import Result
 from depthscope.data.sources import DEFAULT_SOURCE, GSM8K
 from depthscope.engine.interventions import PARTS, Knockout
 from depthscope.engine.state import state_type
@@ -43,9 +43,6 @@ from depthscope.figures.layers import draw_effects, effect_parts
 from depthscope.verdict import bootstrap, rules
 from depthscope.verdict.sensitivity import sweep
 from depthscope.verdict.words import layer_ranges, rel
-
-if TYPE_CHECKING:
-    from depthscope.results.document import Result
 
 AGGREGATES = ("max", "mean")
 

@@ -14,15 +14,15 @@ prompt identical to a prompt of the run is replaced by the next one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import torch
 
 from depthscope.analyses.base import Analysis, PromptBatch, RunContext, Tally
 from depthscope.analyses.card import Finding, PaperRef, Preset, VerdictRule
-from depthscope.analyses.catalog import register
 from depthscope.analyses.operands import operands_finding
 from depthscope.core.errors import DepthscopeError
+from depthscope.core.registry import register
+from depthscope.core.result import Result
 from depthscope.data.prompts import tokenize
 from depthscope.data.sources import DEFAULT_SOURCE, GSM8K, load_examples
 from depthscope.engine.batch import pad_batch, pad_id
@@ -32,9 +32,6 @@ from depthscope.engine.state import same, state_type
 from depthscope.engine.stats import Mean
 from depthscope.engine.trace import trace as run_trace
 from depthscope.figures.tokens import draw_erasure, token_map_numbers
-
-if TYPE_CHECKING:
-    from depthscope.results.document import Result
 
 
 @dataclass

@@ -24,28 +24,25 @@ recomputed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from depthscope.analyses.base import Analysis, PromptBatch, Tally
 from depthscope.analyses.card import Finding, PaperRef, Preset, VerdictRule
-from depthscope.analyses.catalog import register
 from depthscope.analyses.operands import operands_finding
 from depthscope.analyses.quadrature import RULES as FIXED_RULES
 from depthscope.analyses.quadrature import STOPS, adaptive_panels, midpoints, quadrature
+from depthscope.core.registry import register
+from depthscope.core.result import Result
+from depthscope.engine.adaptive_batch import AdaptiveBatch, as_batches
 from depthscope.engine.interventions import Replace
-from depthscope.engine.memory import AdaptiveBatch, as_batches
 from depthscope.engine.replay import replay
 from depthscope.engine.state import state_type
 from depthscope.engine.stats import finite_max
 from depthscope.engine.trace import Trace
 from depthscope.figures.tokens import draw_igrad, igrad_targets, token_map_numbers
 from depthscope.models.adapters import BoundAdapter
-
-if TYPE_CHECKING:
-    from depthscope.results.document import Result
 
 TARGETS = ("layer", "attention", "mlp")
 Block = int | AdaptiveBatch  # steps per batch; an AdaptiveBatch halves it when memory runs out

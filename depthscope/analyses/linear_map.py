@@ -6,17 +6,13 @@ statistics, an exact solve); this card is how its saved result is titled, drawn 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from depthscope.analyses.card import Card, PaperRef
-from depthscope.analyses.catalog import register
+from depthscope.core.registry import register
+from depthscope.core.result import Result
 from depthscope.engine.stats import finite_max, finite_mean, finite_min
 from depthscope.figures.depth import best_targets, draw_linear_map
-
-if TYPE_CHECKING:
-    from depthscope.results.document import Result
 
 
 @register

@@ -11,15 +11,15 @@ points as future-effects.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from depthscope.analyses.base import Analysis, PromptBatch, Tally
 from depthscope.analyses.card import PaperRef, Preset
-from depthscope.analyses.catalog import register
 from depthscope.analyses.effects import AGGREGATES, Aggregates
 from depthscope.analyses.splits import SplitSettings, splits_for
+from depthscope.core.registry import register
+from depthscope.core.result import Result
 from depthscope.data.sources import DEFAULT_SOURCE, GSM8K
 from depthscope.engine.interventions import RemoveContribution
 from depthscope.engine.state import state_type
@@ -27,9 +27,6 @@ from depthscope.engine.stats import relative_change
 from depthscope.engine.sweep import Sweep, SweepRows, Window, run_sweep, sweep_cost
 from depthscope.engine.trace import Trace
 from depthscope.figures.layers import draw_local_effects
-
-if TYPE_CHECKING:
-    from depthscope.results.document import Result
 
 VARIANTS = ("current", "future")
 

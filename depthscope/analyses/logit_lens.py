@@ -16,7 +16,6 @@ model's own output as the last row: the per-position view logit-lens users look 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -32,7 +31,8 @@ from depthscope.analyses.card import (
     data_key,
     per_prompt_key,
 )
-from depthscope.analyses.catalog import register
+from depthscope.core.registry import register
+from depthscope.core.result import Result
 from depthscope.data.sources import DEFAULT_SOURCE, GSM8K
 from depthscope.engine.outputs import CHUNK_ELEMENTS, vocab_size
 from depthscope.engine.state import state_type
@@ -43,9 +43,6 @@ from depthscope.figures.layers import draw_logit_lens
 from depthscope.verdict import bootstrap, rules
 from depthscope.verdict.sensitivity import sweep
 from depthscope.verdict.words import at, rel
-
-if TYPE_CHECKING:
-    from depthscope.results.document import Result
 
 DIRECTIONS = ("lens||final", "final||lens")
 # rows read through the head together: the head's matmul reaches its peak from a few hundred rows

@@ -3,17 +3,13 @@ gradients (E7): both yield layer × token maps, read by the same rule (docs/summ
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from depthscope.analyses.card import Finding
+from depthscope.core.result import Result
 from depthscope.verdict import bootstrap, rules
 from depthscope.verdict.sensitivity import sweep
 from depthscope.verdict.words import at, rel
-
-if TYPE_CHECKING:
-    from depthscope.results.document import Result
 
 
 def operand_stops(

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from depthscope.cli.lazy import Handler
-from depthscope.results.document import TIDY_COLUMNS
+from depthscope.core.result import TIDY_COLUMNS
 from depthscope.results.export import FORMATS
 
 

@@ -38,8 +38,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from depthscope.core.atomic_files import atomic_write_json, read_json_object
 from depthscope.core.errors import DepthscopeError
-from depthscope.core.files import atomic_write_json, read_json_object
 from depthscope.core.run_folder import (
     ANALYZE_OUTPUTS,
     LOCK,

@@ -1,9 +1,9 @@
-"""Analysis cards by name: the one table every layer may consult about an analysis.
+"""Analysis cards by name: the one registry, the table every layer may consult about an analysis.
 
 A card (:class:`depthscope.analyses.base.Card`) registers itself here when its module is imported.
 The built-in cards and those of other packages are found the same way, through the
 ``depthscope.analyses`` entry point (``pyproject.toml`` declares the built-in one), so a module
-below the analyses, such as the :class:`~depthscope.results.document.Result` document, can find a
+below the analyses, such as the :class:`~depthscope.core.result.Result` document, can find a
 result's card by its name without importing any analysis.
 
 :func:`describe` reads what the command line says about a card (its settings and their help,

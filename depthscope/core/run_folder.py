@@ -12,7 +12,7 @@ path                                      written by (format)
 ``results/<analysis>.json``               ``analyze``, ``map``, ``Result.save``: a ``Result``
 ``state/``                                ``analyze`` (``run/checkpoints.py``): checkpoints
 ``summary.json``                          the verdict (``verdict/summary.py``)
-``figures/`` (``figures/index.json``)     the drawers (``figures/files.py``, ``figures/report.py``),
+``figures/`` (``figures/index.json``)     the drawers (``figures/figure_files.py``, ``figures/report.py``),
                                           ``prune``, ``compare``: PNG + PDF
 ``report.html``                           ``figures/report.py``
 ``reference-random-init/``                ``analyze --reference random-init``: a run folder
@@ -40,7 +40,7 @@ import hashlib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from depthscope.core.files import atomic_write_json, read_json_object
+from depthscope.core.atomic_files import atomic_write_json, read_json_object
 
 # ---------------------------------------------------------------------- names
 

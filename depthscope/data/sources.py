@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from itertools import groupby
 
 from depthscope.core.errors import DepthscopeError
-from depthscope.data import dm_arith, generators, hub
+from depthscope.data import dm_arith, generators, hub_datasets
 from depthscope.data.dm_arith_prompts import SETS as DM_ARITH_SETS
 from depthscope.data.example import Example
-from depthscope.data.files import load_file
+from depthscope.data.prompt_files import load_file
 from depthscope.data.text import prose_examples, short_prose_examples
 
 DEFAULT_SOURCE = "builtin:arith-words"
@@ -148,7 +148,7 @@ def load_levels(
         return {k: [task.make(k, i, seed) for i in range(count)] for k in levels}
     if kind == "hf" and family in HUB_LEVELS:
         levels = _levels_wanted(spec, level_text, HUB_LEVELS[family])
-        loader = hub.math_levels if family == "math" else hub.mquake_levels
+        loader = hub_datasets.math_levels if family == "math" else hub_datasets.mquake_levels
         return _non_empty(spec, loader(levels, n_per_level))
     if kind == "file":
         return _file_levels(rest, n_per_level)
@@ -241,7 +241,7 @@ def _examples(spec: str, n: int | None, seed: int) -> list[Example]:
     if spec == "builtin:prose":
         return short_prose_examples(DEFAULT_N if n is None else n, seed)
     if spec == "hf:gsm8k":
-        return hub.gsm8k(n)
+        return hub_datasets.gsm8k(n)
     raise _bad_spec(spec)
 
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import torch
 
 from depthscope.core.progress import Progress
-from depthscope.engine.memory import AdaptiveBatch, as_batches
+from depthscope.engine.adaptive_batch import AdaptiveBatch, as_batches
 from depthscope.engine.outputs import OutputComparer
-from depthscope.engine.packing import PackedPrompt, pack_prompt
+from depthscope.engine.prefix_packing import PackedPrompt, pack_prompt
 from depthscope.engine.replay import Intervention, LayerStep, replay
 from depthscope.engine.stats import masked_max, masked_sum, relative_change
 from depthscope.engine.trace import Trace
@@ -283,7 +283,7 @@ def run_sweep(
     each the max over positions and split points, and each the mean over them.
 
     Several split points of one prompt are packed into one row per layer (prefix sharing, see
-    :mod:`depthscope.engine.packing`) when the model's layer arguments allow it. ``progress``
+    :mod:`depthscope.engine.prefix_packing`) when the model's layer arguments allow it. ``progress``
     advances by one per layer.
     """
     splits, front = list(window.splits), window.front

@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from depthscope.core.atomic_files import atomic_write_json
 from depthscope.core.errors import DepthscopeError
-from depthscope.core.files import atomic_write_json
 from depthscope.core.run_folder import LENS_RECORD, LENS_TENSORS, RunFolder
 
 FORMAT = "depthscope-tuned-lens/1"

@@ -12,7 +12,6 @@ import io
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -22,11 +21,9 @@ from matplotlib.image import AxesImage
 from matplotlib.patches import Patch
 from mpl_toolkits.axes_grid1 import make_axes_locatable
 
-from depthscope.core.files import atomic_write_bytes
+from depthscope.core.atomic_files import atomic_write_bytes
+from depthscope.core.result import Result
 from depthscope.engine.stats import finite, finite_max, share_above
-
-if TYPE_CHECKING:
-    from depthscope.results.document import Result
 
 Figures = dict[str, Figure]
 Series = tuple[str, np.ndarray, str]  # (legend label, values, colour)

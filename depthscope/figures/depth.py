@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 
+from depthscope.core.result import Result
 from depthscope.engine.stats import finite_max
 from depthscope.figures.common import (
     Figures,
@@ -23,9 +22,6 @@ from depthscope.figures.common import (
 )
 from depthscope.figures.layers import effect_heatmap
 from depthscope.figures.tokens import safe_stem
-
-if TYPE_CHECKING:
-    from depthscope.results.document import Result
 
 AGGREGATES = ("max", "mean")
 

@@ -1,17 +1,16 @@
 """Per-layer figures: contributions (E2), skip effects (E3/E4), local effects (E6), logit lens (E5).
 
 Each ``draw_*`` takes a saved :class:`Result` and returns ``{what: Figure}``; the dispatcher in
-:mod:`depthscope.figures.files` names the files ``<analysis>_<what>``.
+:mod:`depthscope.figures.figure_files` names the files ``<analysis>_<what>``.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from depthscope.core.result import Result
 from depthscope.engine.stats import finite_max, finite_min, share_above
 from depthscope.figures.common import (
     ATT,
@@ -36,9 +35,6 @@ from depthscope.figures.common import (
     wide_range,
 )
 from depthscope.figures.tokens import token_label, token_labels
-
-if TYPE_CHECKING:
-    from depthscope.results.document import Result
 
 A, M, H = r"\|a_l\|", r"\|m_l\|", r"\|h_l\|"
 EFFECT_CAP = 1.0  # the paper's fixed colour scale for relative changes

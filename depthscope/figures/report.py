@@ -13,15 +13,16 @@ import json
 import sys
 from pathlib import Path
 
-from depthscope.analyses.catalog import card, paper_order
+from depthscope.analyses.catalog import paper_order
+from depthscope.core.atomic_files import atomic_write_bytes
 from depthscope.core.errors import DepthscopeError
-from depthscope.core.files import atomic_write_bytes
+from depthscope.core.registry import card
+from depthscope.core.result import Result
 from depthscope.core.run_folder import RunFolder, figures_link
 from depthscope.figures.common import save_figure
-from depthscope.figures.evidence import CAPTION as EVIDENCE_CAPTION
-from depthscope.figures.evidence import SENSITIVITY_CAPTION, draw_evidence, draw_sensitivity
-from depthscope.figures.files import plot_result, read_index
-from depthscope.results.document import Result
+from depthscope.figures.figure_files import plot_result, read_index
+from depthscope.figures.verdict_figures import CAPTION as EVIDENCE_CAPTION
+from depthscope.figures.verdict_figures import SENSITIVITY_CAPTION, draw_evidence, draw_sensitivity
 from depthscope.verdict.card import CARD_STYLE, summary_card_html
 from depthscope.verdict.summary import Summary, write_summary
 

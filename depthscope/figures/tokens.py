@@ -9,11 +9,11 @@ wash out every other token (the paper does this for IG; we do it for erasure too
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from depthscope.core.result import Result
 from depthscope.engine.stats import finite_max
 from depthscope.figures.common import (
     Figures,
@@ -25,9 +25,6 @@ from depthscope.figures.common import (
     side_colorbar,
     tidy,
 )
-
-if TYPE_CHECKING:
-    from depthscope.results.document import Result
 
 BOS_STRINGS = frozenset(
     {"<|begin_of_text|>", "<s>", "<bos>", "<|endoftext|>", "<|startoftext|>", "[BOS]", "<BOS>"}

@@ -1,9 +1,6 @@
-"""Results: the saved document of one analysis, and what run-level products read from it.
+"""Run-level products read from saved results: the tidy export (:mod:`.export`) and the
+comparison of runs (:mod:`.compare`).
 
-``Result`` (:mod:`depthscope.results.document`) is the JSON document; :mod:`.summary` turns a run
-directory's results into the verdict, :mod:`.compare` overlays runs, :mod:`.export` writes tables.
+The saved document itself, :class:`~depthscope.core.result.Result`, sits in the core (it imports
+only the core), so every layer can read it without importing upward.
 """
-
-from depthscope.results.document import SCHEMA_VERSION, TIDY_COLUMNS, Result
-
-__all__ = ["Result", "SCHEMA_VERSION", "TIDY_COLUMNS"]

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from depthscope.analyses.catalog import card as card_of
 from depthscope.analyses.catalog import cards
+from depthscope.core.atomic_files import atomic_write_bytes, atomic_write_json
 from depthscope.core.errors import DepthscopeError
-from depthscope.core.files import atomic_write_bytes, atomic_write_json
 from depthscope.core.folders import OutputFolder, friendly_os_errors
+from depthscope.core.registry import card as card_of
+from depthscope.core.result import Result
 from depthscope.core.run_folder import COMPARE_OUTPUTS, RunFolder, combined_identity
 from depthscope.figures.common import new_figure, plain, save_figure, tidy
-from depthscope.results.document import Result
 from depthscope.verdict.card import CARD_STYLE, summary_card_html
 from depthscope.verdict.comparison import compare_summaries, row_line
 from depthscope.verdict.summary import Summary, summarize

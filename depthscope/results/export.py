@@ -10,11 +10,11 @@ import csv
 import io
 from pathlib import Path
 
+from depthscope.core.atomic_files import atomic_write_bytes
 from depthscope.core.errors import DepthscopeError
-from depthscope.core.files import atomic_write_bytes
 from depthscope.core.folders import OutputFolder, friendly_os_errors
+from depthscope.core.result import TIDY_COLUMNS, Result
 from depthscope.core.run_folder import RunFolder, export_outputs
-from depthscope.results.document import TIDY_COLUMNS, Result
 
 FORMATS = ("csv", "parquet")
 

@@ -27,7 +27,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from depthscope.core.files import atomic_write_json
+from depthscope.core.atomic_files import atomic_write_json
 from depthscope.core.progress import Progress
 from depthscope.engine.state import decode_state, encode_state
 

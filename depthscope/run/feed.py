@@ -9,13 +9,13 @@ from dataclasses import dataclass, field
 import torch
 
 from depthscope.analyses.base import Analysis, PromptBatch, SharedWork
-from depthscope.analyses.settings import settings_dict
+from depthscope.analyses.user_settings import settings_dict
 from depthscope.core.errors import DepthscopeError
+from depthscope.core.result import Result
 from depthscope.data.prompts import PromptSet
 from depthscope.engine.batch import pad_batch, pad_id
 from depthscope.engine.trace import Trace, trace
 from depthscope.models.loading.loader import LoadedModel
-from depthscope.results.document import Result
 from depthscope.run.segments import Segments
 from depthscope.run.sharding import batches_for, contiguous_runs
 

@@ -32,19 +32,19 @@ from depthscope import __version__
 from depthscope.analyses import Analysis, RunOptions
 from depthscope.analyses.base import RunContext
 from depthscope.analyses.catalog import analysis_class, default_run, runnable
-from depthscope.analyses.settings import build_settings, settings_dict, split_overrides
+from depthscope.analyses.user_settings import build_settings, settings_dict, split_overrides
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.interrupts import RunInterrupted, sigterm_as_interrupt
 from depthscope.core.progress import Progress
+from depthscope.core.result import Result
 from depthscope.core.run_folder import RunFolder, RunRecord
 from depthscope.data.example import Example
 from depthscope.data.prompts import PromptSet
 from depthscope.data.sources import load_examples, mixture_parts
-from depthscope.engine.memory import is_out_of_memory
+from depthscope.engine.adaptive_batch import is_out_of_memory
 from depthscope.models.loading.identity import model_fingerprint
 from depthscope.models.loading.loader import LoadedModel, inspect_model
 from depthscope.models.loading.quantize import check_quantize
-from depthscope.results.document import Result
 from depthscope.run.checkpoints import StateCheckpoints
 from depthscope.run.distributed import SingleProcess
 from depthscope.run.feed import Job, feed, result_of, work_estimates

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 
 from depthscope.analyses.card import Finding
-from depthscope.results.document import Result
+from depthscope.core.result import Result
 from depthscope.verdict.comparison import compare_summaries, row_line
 
 TITLE = "Across distributions"

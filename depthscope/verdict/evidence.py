@@ -22,7 +22,7 @@ import numpy as np
 
 from depthscope.analyses.card import Profile
 from depthscope.analyses.catalog import cards
-from depthscope.results.document import Result
+from depthscope.core.result import Result
 from depthscope.verdict import bootstrap, regime
 from depthscope.verdict.bootstrap import Interval
 from depthscope.verdict.depth import effective_depth

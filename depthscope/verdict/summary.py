@@ -24,10 +24,10 @@ from pathlib import Path
 
 from depthscope.analyses.card import Finding, VerdictRule
 from depthscope.analyses.catalog import cards, paper_order
+from depthscope.core.atomic_files import atomic_write_json
 from depthscope.core.errors import DepthscopeError
-from depthscope.core.files import atomic_write_json
+from depthscope.core.result import Result
 from depthscope.core.run_folder import SUMMARY, RunFolder
-from depthscope.results.document import Result
 from depthscope.verdict import (
     bootstrap,
     differences,

@@ -33,7 +33,7 @@ from depthscope.analyses.igrad import (
 )
 from depthscope.analyses.logit_lens import LogitLens
 from depthscope.analyses.quadrature import quadrature
-from depthscope.analyses.settings import build_settings
+from depthscope.analyses.user_settings import build_settings
 from depthscope.core.errors import DepthscopeError
 from depthscope.data.example import Example
 from depthscope.data.prompts import PromptSet

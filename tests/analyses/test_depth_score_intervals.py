@@ -12,7 +12,7 @@ from depthscope.analyses.depth_score import (
     importance_from_effects,
     resampled_depth_scores,
 )
-from depthscope.results.document import Result
+from depthscope.core.result import Result
 from depthscope.verdict import bootstrap
 
 L = 10

@@ -24,8 +24,8 @@ from depthscope.analyses.depth_score import (
     importance_from_effects,
     level_mean,
 )
+from depthscope.core.result import Result
 from depthscope.data.prompts import PromptSet
-from depthscope.results.document import Result
 from depthscope.verdict import bootstrap, differences
 
 L = 10

@@ -12,9 +12,9 @@ import pytest
 
 import depthscope as ds
 from depthscope.analyses import load_plugins
-from depthscope.analyses.catalog import REGISTRY
 from depthscope.cli import main
-from depthscope.results.document import Result
+from depthscope.core.registry import CARDS
+from depthscope.core.result import Result
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "extending.md"
 
@@ -31,7 +31,7 @@ def toy(tmp_path, monkeypatch):
     sys.modules.pop("cos_to_final", None)
     module = importlib.import_module("cos_to_final")
     yield module
-    REGISTRY.pop("cos-to-final", None)
+    CARDS.pop("cos-to-final", None)
     sys.modules.pop("cos_to_final", None)
 
 
@@ -123,7 +123,7 @@ def test_plugins_declared_by_entry_points_are_loaded(tmp_path, monkeypatch):
     )
     try:
         assert load_plugins() == ["cos-to-final"]
-        assert "cos-to-final" in REGISTRY
+        assert "cos-to-final" in CARDS
     finally:
-        REGISTRY.pop("cos-to-final", None)
+        CARDS.pop("cos-to-final", None)
         sys.modules.pop("cos_to_final", None)

@@ -12,8 +12,8 @@ from tiny_models import tiny_model
 import depthscope as ds
 from depthscope.cli import main
 from depthscope.core.errors import DepthscopeError
+from depthscope.core.result import TIDY_COLUMNS, Result
 from depthscope.models.adapters import ADAPTERS
-from depthscope.results.document import TIDY_COLUMNS, Result
 
 TEXT = "Problem: Sara has 12 apples. She buys 7 more. How many apples does she have now?"
 

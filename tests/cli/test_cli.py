@@ -10,7 +10,7 @@ import torch
 import transformers as tf
 
 from depthscope.cli import main
-from depthscope.results.document import Result
+from depthscope.core.result import Result
 
 CORE = ("contributions", "current-effects", "future-effects", "logit-lens", "local-effects")
 

@@ -9,9 +9,9 @@ from recording_progress import RecordingProgress
 
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.progress import Progress
+from depthscope.core.result import Result
 from depthscope.data.sources import load_examples
 from depthscope.models.loading.loader import load_model
-from depthscope.results.document import Result
 from depthscope.run import runner
 from depthscope.run.checkpoints import StateCheckpoints, read_checkpoint
 

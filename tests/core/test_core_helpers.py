@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from depthscope.core.atomic_files import read_json_object
 from depthscope.core.errors import DepthscopeError
-from depthscope.core.files import read_json_object
 from depthscope.core.interrupts import RunInterrupted, sigterm_as_interrupt
 
 PACKAGE = Path(__file__).resolve().parents[2] / "depthscope"
@@ -67,6 +67,6 @@ def test_each_idea_is_written_once():
     assert _defined("sigterm_as_interrupt") == ["core/interrupts.py"]
     assert _defined("_sigterm_as_interrupt") == []
     assert _defined("RunInterrupted") == ["core/interrupts.py"]
-    assert _defined("read_json_object") == ["core/files.py"]
+    assert _defined("read_json_object") == ["core/atomic_files.py"]
     assert _defined("_read_json") == []
     assert _defined("_stem") == [] and _defined("model_stem") == ["cli/options.py"]

@@ -12,7 +12,7 @@ import pytest
 
 from depthscope.core import hub_access
 from depthscope.core.errors import DepthscopeError
-from depthscope.data import hub as data_hub
+from depthscope.data import hub_datasets as data_hub
 from depthscope.data.sources import load_examples
 from depthscope.models.loading import hub as model_hub
 from depthscope.run import presets
@@ -66,7 +66,7 @@ def test_offline_by_choice_is_hf_hub_offline_or_the_library_variable(monkeypatch
 
 
 def test_hub_datasets_behind_a_proxy_are_probed_through_it(monkeypatch, probes):
-    """Once data/hub.py assumed any proxy reachable; it now asks the one rule."""
+    """Once data/hub_datasets.py assumed any proxy reachable; it now asks the one rule."""
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     loads = []
     fake = types.SimpleNamespace(load_dataset=lambda *a, **k: loads.append(a))

@@ -18,7 +18,7 @@ import pytest
 from tiny_models import bpe_tokenizer
 
 from depthscope.core.errors import DepthscopeError
-from depthscope.data import fewshot, generators, hub, sources
+from depthscope.data import fewshot, generators, hub_datasets, sources
 from depthscope.data.answer_split import answer_is_tail, paper_split, paper_splits, shifted
 from depthscope.data.example import Example
 from depthscope.data.prompts import AnswerSplits, PromptSet, paper_answers
@@ -492,7 +492,7 @@ GSM8K_ROW = {
 
 
 def test_gsm8k_format_matches_the_spec():
-    example = hub.gsm8k_example(GSM8K_ROW)
+    example = hub_datasets.gsm8k_example(GSM8K_ROW)
     expected = (
         "Given the following problem, reason and give a final answer to the problem.\n"
         f"Problem: {GSM8K_ROW['question']}\n"
@@ -503,19 +503,19 @@ def test_gsm8k_format_matches_the_spec():
     assert example.text == expected
     assert example.prompt.endswith("\nThe final answer is") and example.answer == " 5"
     with pytest.raises(DepthscopeError, match="####"):
-        hub.gsm8k_example({"question": "q", "answer": "no marker"})
+        hub_datasets.gsm8k_example({"question": "q", "answer": "no marker"})
 
 
 def test_math_and_mquake_formats_match_the_spec():
     row = {"problem": "Solve $x+1=2$.", "solution": "$x = 1$.", "level": "Level 3"}
-    math = hub.math_example(row)
+    math = hub_datasets.math_example(row)
     assert (math.prompt, math.answer, math.level) == (
         "Problem: Solve $x+1=2$.\nAnswer:",
         " $x = 1$.",
         3,
     )
-    assert hub.math_level({"level": "Level ?"}) is None
-    mq = hub.mquake_example(
+    assert hub_datasets.math_level({"level": "Level ?"}) is None
+    mq = hub_datasets.mquake_example(
         {"questions": ["Who is it?", "Which one?"], "answer": "Ann Lee", "orig_triples": [1, 2, 3]}
     )
     assert (mq.prompt, mq.answer, mq.level) == ("Question: Who is it?\nAnswer:", " Ann Lee", 3)
@@ -535,7 +535,7 @@ def fake_datasets(monkeypatch, tables: dict | None = None, error: Exception | No
         return tables[args[0]]
 
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
-    monkeypatch.setattr(hub, "hub_reachable", lambda: True)  # never probe the real network
+    monkeypatch.setattr(hub_datasets, "hub_reachable", lambda: True)  # never probe the real network
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     return calls
 
@@ -607,7 +607,7 @@ def test_unreachable_hub_fails_fast_unless_offline_mode(monkeypatch):
     """No hub: one line at once (no ~25 s of retries); HF_HUB_OFFLINE=1 goes to the cache."""
     rows = [{"question": "Q?", "answer": "r\n#### 1"}]
     calls = fake_datasets(monkeypatch, {"openai/gsm8k": rows})
-    monkeypatch.setattr(hub, "hub_reachable", lambda: False)
+    monkeypatch.setattr(hub_datasets, "hub_reachable", lambda: False)
     with pytest.raises(DepthscopeError, match="could not reach the Hugging Face hub") as info:
         load_examples("hf:gsm8k", 1)
     assert "\n" not in str(info.value) and "HF_HUB_OFFLINE=1" in str(info.value) and not calls

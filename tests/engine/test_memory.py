@@ -8,10 +8,10 @@ from recording_progress import RecordingProgress
 from tiny_models import random_ids, tiny_model
 
 from depthscope.core.errors import DepthscopeError
+from depthscope.engine.adaptive_batch import AdaptiveBatch, is_out_of_memory
 from depthscope.engine.batch import pad_batch
-from depthscope.engine.memory import AdaptiveBatch, is_out_of_memory
 from depthscope.engine.trace import trace
-from depthscope.run.memory import (
+from depthscope.run.memory_plan import (
     MAX_AUTO_BATCH,
     ModelShape,
     auto_batch_size,

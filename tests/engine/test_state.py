@@ -79,7 +79,7 @@ def test_unregistered_types_cannot_be_stored_or_loaded():
 def test_written_files_follow_the_umask(tmp_path):
     import os
 
-    from depthscope.core.files import atomic_write_json
+    from depthscope.core.atomic_files import atomic_write_json
 
     old = os.umask(0o022)
     try:

@@ -16,10 +16,10 @@ import pytest
 from matplotlib.image import AxesImage
 
 from depthscope.core.errors import DepthscopeError
-from depthscope.figures.files import draw, plot_result
+from depthscope.core.result import Result
+from depthscope.figures.figure_files import draw, plot_result
 from depthscope.figures.report import key_numbers, plot_run, write_report
 from depthscope.figures.tokens import deepest_row
-from depthscope.results.document import Result
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 L = 6
@@ -633,7 +633,7 @@ def test_bar_charts_over_layers_share_one_width() -> None:
 
 
 def test_every_figure_has_a_how_to_read_caption() -> None:
-    from depthscope.analyses.catalog import card
+    from depthscope.core.registry import card
 
     for analysis in BUILDERS:
         info = card(analysis)

@@ -13,6 +13,7 @@ import torch
 from test_maps import TEXTS, CharTokenizer, _with_tokenizer
 from tiny_models import tiny_model
 
+from depthscope.core.result import Result
 from depthscope.experiments.maps import HeldOutMetrics, MapStatistics, fit_linear_maps, solve
 from depthscope.experiments.maps.intervals import (
     DIGITS,
@@ -21,7 +22,6 @@ from depthscope.experiments.maps.intervals import (
     map_uncertainty,
 )
 from depthscope.experiments.maps.ridge import EPS
-from depthscope.results.document import Result
 from depthscope.verdict.bootstrap import RESAMPLES, draws, interval_of
 from depthscope.verdict.differences import bootstrap_p
 

@@ -20,7 +20,7 @@ from depthscope.engine.replay import replay
 from depthscope.engine.trace import trace
 from depthscope.models.adapters import ADAPTERS, Adapter, BoundAdapter, first_tensor
 from depthscope.models.loading.loader import LoadedModel, load_model
-from depthscope.run.memory import ModelShape
+from depthscope.run.memory_plan import ModelShape
 
 
 def _wrap(model, **kwargs) -> LoadedModel:

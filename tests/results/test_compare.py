@@ -12,8 +12,8 @@ from tiny_models import save_llama_dir
 
 from depthscope.analyses.effects import later_layer_effect
 from depthscope.cli import main
+from depthscope.core.result import Result
 from depthscope.results.compare import GRID
-from depthscope.results.document import Result
 
 ANALYSES = "contributions,future-effects,logit-lens"
 

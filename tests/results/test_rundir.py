@@ -264,7 +264,7 @@ def test_real_file_size_limit_becomes_one_line(tmp_path):
         import resource, signal, sys
         from pathlib import Path
         from depthscope.core.errors import DepthscopeError
-        from depthscope.core.files import atomic_write_bytes
+        from depthscope.core.atomic_files import atomic_write_bytes
         from depthscope.core.folders import friendly_os_errors
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))

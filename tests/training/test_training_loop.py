@@ -15,7 +15,7 @@ from depthscope.experiments.training import run_dir
 from depthscope.experiments.training.e11 import training_draw
 from depthscope.experiments.training.loop import TrainJob, TrainSettings, learning_rate, train
 from depthscope.experiments.training.models import ModelSize, build_model
-from depthscope.experiments.training.packing import (
+from depthscope.experiments.training.packed_windows import (
     TokenizedExample,
     pack_batch,
     token_loss,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from depthscope.analyses.effects import later_layer_effect
-from depthscope.results.document import Result
+from depthscope.core.result import Result
 from depthscope.verdict import regime, rules, words
 from depthscope.verdict.card import summary_card_html, summary_lines
 from depthscope.verdict.summary import (

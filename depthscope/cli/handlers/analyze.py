@@ -9,7 +9,7 @@ import dataclasses
 import time
 
 from depthscope.analyses.catalog import analysis_class
-from depthscope.analyses.settings import setting_names
+from depthscope.analyses.user_settings import setting_names
 from depthscope.cli.analyze import check, default_out
 from depthscope.cli.handlers.plot import plot_and_report
 from depthscope.cli.options import parse_overrides
@@ -21,7 +21,7 @@ from depthscope.data.sources import default_count
 from depthscope.models.loading.loader import RANDOM_INIT, load_model
 from depthscope.models.placement import resolve_placement
 from depthscope.run.distributed import init_distributed
-from depthscope.run.memory import auto_batch_size, available_memory, estimate_run
+from depthscope.run.memory_plan import auto_batch_size, available_memory, estimate_run
 from depthscope.run.presets import apply_preset
 from depthscope.run.runner import (
     Run,

@@ -21,7 +21,7 @@ from depthscope.experiments.training.e12 import (
 )
 from depthscope.experiments.training.loop import TrainJob, claim_out, train
 from depthscope.experiments.training.models import count_parameters
-from depthscope.experiments.training.packing import tokenize_example
+from depthscope.experiments.training.packed_windows import tokenize_example
 from depthscope.experiments.training.recipes import E12_DEFAULTS
 
 

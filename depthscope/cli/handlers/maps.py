@@ -16,7 +16,7 @@ from depthscope.core.folders import OutputFolder, friendly_os_errors
 from depthscope.core.progress import Progress, RichProgress
 from depthscope.core.run_folder import MAP_OUTPUTS, pair_identity
 from depthscope.data.sources import load_examples
-from depthscope.experiments.maps.fit import fit_linear_maps
+from depthscope.experiments.maps.fit_maps import fit_linear_maps
 from depthscope.experiments.maps.outputs import (
     MAX_TOKENS_PER_TEXT,
     map_record,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from depthscope.experiments.maps.align import AlignedText, Aligner, align_offsets, same_vocabulary
-from depthscope.experiments.maps.fit import fit_linear_maps, split_texts, target_groups
+from depthscope.experiments.maps.fit_maps import fit_linear_maps, split_texts, target_groups
 from depthscope.experiments.maps.intervals import UnitSums, map_uncertainty
 from depthscope.experiments.maps.ridge import AffineMaps, HeldOutMetrics, MapStatistics, solve
 

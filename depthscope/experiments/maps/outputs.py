@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
+from depthscope.core.result import Result
 from depthscope.core.run_folder import RunFolder, RunRecord
-from depthscope.figures.files import plot_result
+from depthscope.figures.figure_files import plot_result
 from depthscope.models.loading.loader import LoadedModel
-from depthscope.results.document import Result
 from depthscope.run.runner import package_versions
 
 ANALYSIS = "linear-map"

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
+from depthscope.core.atomic_files import atomic_write_json
 from depthscope.core.errors import DepthscopeError
-from depthscope.core.files import atomic_write_json
 from depthscope.core.progress import Progress
 from depthscope.core.run_folder import RunFolder
 from depthscope.data.prompts import tokenize

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from depthscope.core.files import atomic_write_json
+from depthscope.core.atomic_files import atomic_write_json
 from depthscope.core.run_folder import RunFolder
 from depthscope.experiments.prune.figures import draw_prune
 from depthscope.experiments.prune.pipeline import table_lines

@@ -17,6 +17,7 @@ import numpy as np
 from depthscope.api import analyze
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.progress import Progress
+from depthscope.core.result import Result
 from depthscope.core.run_folder import RunFolder
 from depthscope.data.answer_split import paper_split
 from depthscope.data.prompts import PromptSet, tokenize
@@ -35,7 +36,6 @@ from depthscope.experiments.prune.heal import HealSettings, heal, heal_windows, 
 from depthscope.experiments.prune.settings import EFFECT_ANALYSIS, RANDOM, PruneSettings, specs
 from depthscope.experiments.prune.surgery import pruned_copy
 from depthscope.models.loading.loader import LoadedModel
-from depthscope.results.document import Result
 from depthscope.verdict import bootstrap
 
 SCHEMA = 1

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 
 from depthscope.data import dm_arith as arith
-from depthscope.experiments.training.packing import TokenizedExample, tokenize_example
+from depthscope.experiments.training.packed_windows import TokenizedExample, tokenize_example
 
 TOKENIZER_ID = "depthscope-char/1"
 

@@ -16,7 +16,7 @@ from depthscope.core.errors import DepthscopeError
 from depthscope.data.example import Example
 from depthscope.data.sources import DM_ARITH, load_examples
 from depthscope.data.sources import dm_arith_scale as scale_of
-from depthscope.experiments.training.packing import Draw, TokenizedExample
+from depthscope.experiments.training.packed_windows import Draw, TokenizedExample
 
 MIN_FILE_FOR_HELDOUT = 10
 

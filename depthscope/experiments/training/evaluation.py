@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 
 from depthscope.engine.batch import pad_batch
-from depthscope.experiments.training.packing import TokenizedExample
+from depthscope.experiments.training.packed_windows import TokenizedExample
 
 
 @torch.no_grad()

@@ -1,7 +1,7 @@
 """The one training loop behind ``depthscope scratch`` (E11) and ``depthscope finetune`` (E12).
 
 AdamW with linear warmup and then cosine decay to ``min_lr_ratio · lr`` (E11) or a constant rate
-(E12), gradient clipping, packed windows (:mod:`depthscope.experiments.training.packing`), loss on all tokens or
+(E12), gradient clipping, packed windows (:mod:`depthscope.experiments.training.packed_windows`), loss on all tokens or
 on answer tokens only, periodic teacher-forced accuracy on named evaluation sets, checkpoints every
 N steps and exact resume. A run is deterministic for its seed: weights are initialised by the
 caller after ``torch.manual_seed(seed)``, every window is a function of (seed, step, row), and the
@@ -25,7 +25,7 @@ from depthscope.core.folders import OutputFolder
 from depthscope.core.progress import Progress
 from depthscope.experiments.training import run_dir
 from depthscope.experiments.training.evaluation import accuracy
-from depthscope.experiments.training.packing import (
+from depthscope.experiments.training.packed_windows import (
     Draw,
     PackedBatch,
     TokenizedExample,

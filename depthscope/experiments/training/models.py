@@ -11,19 +11,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
 from depthscope.experiments.training.recipes import ARCHS as ARCHS  # re-exported
 from depthscope.experiments.training.recipes import ModelSize
 from depthscope.models.shared_moe import SharedConfig, SharedForCausalLM
-
-if TYPE_CHECKING:  # transformers is imported when a model is built, keeping the CLI quick to start
-    from transformers import GPTNeoXConfig
-
-    from depthscope.models.shared_moe import SharedConfig
 
 
 def transformer_config(size: ModelSize, vocab_size: int, pad_id: int, eos_id: int) -> GPTNeoXConfig:

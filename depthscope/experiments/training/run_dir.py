@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
+from depthscope.core.atomic_files import atomic_write_json, read_json_object
 from depthscope.core.errors import DepthscopeError
-from depthscope.core.files import atomic_write_json, read_json_object
 from depthscope.core.folders import OutputFolder
 from depthscope.core.run_folder import CHECKPOINT as CHECKPOINT_FOLDER
 from depthscope.core.run_folder import CHECKPOINT_RECORD, TRAINING, TRAINING_FORMAT

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from depthscope.core.files import atomic_write_json, read_json_object
+from depthscope.core.atomic_files import atomic_write_json, read_json_object
 from depthscope.models.loading.cache import cache_dir
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")

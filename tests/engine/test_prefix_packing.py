@@ -8,7 +8,7 @@ from tiny_models import FAMILIES, random_ids, tiny_model
 
 import depthscope as ds
 from depthscope.engine.batch import pad_batch
-from depthscope.engine.packing import pack_prompt
+from depthscope.engine.prefix_packing import pack_prompt
 from depthscope.engine.replay import replay
 from depthscope.engine.trace import trace
 

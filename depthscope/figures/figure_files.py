@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from depthscope.core.files import atomic_write_json
+from depthscope.core.atomic_files import atomic_write_json
+from depthscope.core.result import Result
 from depthscope.core.run_folder import FIGURE_INDEX
 from depthscope.figures.common import Figures, save_figure
-
-if TYPE_CHECKING:
-    from depthscope.results.document import Result
 
 INDEX = FIGURE_INDEX
 

@@ -8,7 +8,7 @@
 
 The estimates are upper-bound style sums of the tensors the engine and the model hold at once;
 they do not model the allocator's caching, so leave headroom (``fraction``). The replay batch
-itself halves on out-of-memory during the run (:mod:`depthscope.engine.memory`).
+itself halves on out-of-memory during the run (:mod:`depthscope.engine.adaptive_batch`).
 """
 
 from __future__ import annotations

@@ -6,8 +6,10 @@ The same :class:`Result` object is what ``depthscope analyze`` saves and what
 ``depthscope.analyze(...)`` returns: ``.plot()``, ``.numbers()``, ``.to_pandas()``,
 ``.save(dir)``, and it shows itself in a notebook.
 
-The document imports no analysis and no figure: what a result looks like (figures, key numbers,
-its notebook view) is its analysis's card, found by name in :mod:`depthscope.core.registry`.
+The document imports only the core, so it lives in the core and every layer (drawers, cards, the
+verdict, the runner) reads it without importing upward: what a result looks like (figures, key
+numbers, its notebook view) is its analysis's card, found by name in
+:mod:`depthscope.core.registry`.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from depthscope.core.atomic_files import atomic_write_json, to_jsonable
 from depthscope.core.errors import DepthscopeError
-from depthscope.core.files import atomic_write_json, to_jsonable
 from depthscope.core.folders import OutputFolder
 from depthscope.core.registry import card as registered_card
 from depthscope.core.run_folder import RunFolder, pair_identity

@@ -4,7 +4,7 @@
 and retries that chunk (one line through ``Progress.note``), down to one row; the smaller size is
 kept for the rest of the run. Chunks must be safe to redo: they write their results into their
 own slots, as the engine's sweeps do. What batch to start from is the run's business
-(:mod:`depthscope.run.memory`).
+(:mod:`depthscope.run.memory_plan`).
 """
 
 from __future__ import annotations
