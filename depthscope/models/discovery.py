@@ -39,7 +39,7 @@ from torch import nn
 
 from depthscope.core.errors import DepthscopeError
 from depthscope.engine import proof
-from depthscope.engine.packing import pack_prompt
+from depthscope.engine.prefix_packing import pack_prompt
 from depthscope.engine.replay import replay
 from depthscope.engine.trace import trace
 from depthscope.models.adapters import (

@@ -220,7 +220,7 @@ def test_layers_that_name_their_mixer_differently_get_alternatives():
 
 def test_an_adapter_can_decline_packing():
     from depthscope.engine.batch import pad_batch
-    from depthscope.engine.packing import pack_prompt
+    from depthscope.engine.prefix_packing import pack_prompt
     from depthscope.engine.trace import trace
 
     lm = tiny_moe("mixtral")
