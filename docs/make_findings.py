@@ -563,7 +563,12 @@ def depth_score_table(model: str) -> str:
     out += ["", rule, "", *trends, ""]
     times = [f"{t} {e['seconds']:.0f} s" for t, e in doc["tasks"].items() if e.get("seconds")]
     if times:
-        out += ["Run time on the 2-core machine: " + ", ".join(times) + ".", ""]
+        out += [
+            "Run time on the 2-core machine (wall clock under whatever else ran then): "
+            + ", ".join(times)
+            + ".",
+            "",
+        ]
     return "\n".join(out)
 
 
