@@ -108,6 +108,10 @@ def check(args: argparse.Namespace) -> None:
         raise DepthscopeError("-n must be at least 1")
     if args.batch_size != "auto" and args.batch_size < 1:
         raise DepthscopeError("--batch-size must be at least 1 (or auto)")
+    if getattr(args, "data", None):
+        from depthscope.data.sources import check_spec  # light: no torch
+
+        check_spec(args.data)
 
 
 def default_out(model: str) -> Path:

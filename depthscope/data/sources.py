@@ -245,6 +245,19 @@ def _examples(spec: str, n: int | None, seed: int) -> list[Example]:
     raise _bad_spec(spec)
 
 
+def check_spec(spec: str) -> None:
+    """Refuse a spec no source reads, before a model loads: an unknown kind, or a built-in
+    generator or set that does not exist (one example generated). Files and datasets are read
+    only when the run starts (``file:`` is checked there, ``hf:`` needs the hub)."""
+    spec = spec.strip()
+    for part in mixture_parts(spec) or [spec]:
+        kind = part.partition(":")[0]
+        if kind not in KINDS:
+            raise _bad_spec(part)
+        if kind == "builtin":
+            _examples(part, 1, 0)
+
+
 def _levelled(spec: str) -> bool:
     kind, _, rest = spec.partition(":")
     return kind == "builtin" and rest.partition(":")[0] in generators.LEVELLED

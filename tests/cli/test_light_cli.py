@@ -86,6 +86,9 @@ def test_analyze_help_lists_the_analyses_without_importing_them():
     [
         (["analyze", "-n", "0"], "depthscope: error: -n must be at least 1"),
         (["analyze", "--batch-size", "0"], "--batch-size must be at least 1 (or auto)"),
+        (["analyze", "--data", "nosuch:thing"], "unknown data source 'nosuch:thing'"),
+        (["analyze", "--data", "builtin:hops:9"], "level 9 does not exist"),
+        (["analyze", "--data", "builtin:prose+nosuch:x"], "unknown data source"),
         (["map", "a", "b", "--tokens", "0"], "--tokens and --val-tokens must be at least 1"),
         (["scratch", "--out", "x", "--steps", "0"], "--steps must be at least 1"),
         (["lens", "train", "--out", "x", "--lr", "0"], "--lr must be positive"),
