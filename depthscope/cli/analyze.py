@@ -9,7 +9,7 @@ from depthscope.cli.catalogue import analysis_help, preset_names
 from depthscope.cli.lazy import Handler
 from depthscope.cli.options import add_model_options, batch_size, model_stem
 from depthscope.core.errors import DepthscopeError
-from depthscope.data.sources import DEFAULT_DATA, describe_sources
+from depthscope.data.sources import DEFAULT_DATA, check_spec, describe_sources
 from depthscope.models.loading.zoo import DEFAULT_MODEL
 
 
@@ -109,8 +109,6 @@ def check(args: argparse.Namespace) -> None:
     if args.batch_size != "auto" and args.batch_size < 1:
         raise DepthscopeError("--batch-size must be at least 1 (or auto)")
     if getattr(args, "data", None):
-        from depthscope.data.sources import check_spec  # light: no torch
-
         check_spec(args.data)
 
 
