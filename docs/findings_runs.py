@@ -145,6 +145,10 @@ def _relative_correlation(best: list[int], n_from: int, n_to: int) -> float:
     return float(np.corrcoef(x, y)[0, 1])
 
 
+# how a time kept from a run reads: its own clock, not a benchmark taken alone
+UNDER_LOAD = "wall clock as the run recorded it, with whatever else shared the machine then"
+
+
 def _null_alignment(best: list[int] | None, corr: float | None) -> str:
     """How the null's best targets follow depth: a constant row has no correlation to state."""
     later = list(best or [])[1:]
@@ -205,8 +209,9 @@ def linear_map_block() -> str:
             f"{doc['n_val_tokens']} held-out tokens from {doc['n_val_texts']} other texts, ridge "
             f"{doc['ridge']:g}, fp32 on CPU; aligned fraction {doc['aligned_fraction']:.1%}. "
             + (
-                f"**Run time {wall:.0f} s** on the 2-core machine (wall clock under whatever else "
-                "ran then" + ("; the null's maps included" if doc.get("null") else "") + ") "
+                f"**Run time {wall:.0f} s** on the 2-core machine ({UNDER_LOAD}"
+                + ("; the null's maps included" if doc.get("null") else "")
+                + ") "
                 if wall
                 else ""
             )

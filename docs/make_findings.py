@@ -39,8 +39,6 @@ depth score per task and level with its interval, and whether it rises with diff
         # --analyses erasure,igrad runs on builtin:paper (``attribution:MODEL``)
     python docs/make_findings.py --accuracy accuracy.json
         # benchmarks/task_accuracy.py --out JSON (``task-accuracy``)
-    python docs/make_findings.py --job-time runs/baseline-arith runs/main-again
-        # two default runs taken back to back: old default data, then today's (``job-time``)
     python docs/make_findings.py --coverage coverage.json
         # benchmarks/arch_coverage.py --out JSON: the architecture table (``coverage``)
     python docs/make_findings.py --training runs
@@ -287,42 +285,8 @@ def timing_sentence(model: str) -> str:
     )
     return (
         f"{model}'s reference run ({kept['n_prompts']} prompts, {kept['n_tokens']} tokens): "
-        f"analyses **{_seconds(total)}** on the 2-core machine ({parts}{note}; wall clock as "
-        "its run.json recorded it, with whatever else shared the machine then).\n"
-    )
-
-
-def take_job_time(runs: list[Path]) -> None:
-    """Two default-job runs of one model taken back to back (the previous default data, then
-    today's): their analyses' seconds, so the ratio of one session states the change in job time
-    (absolute seconds on a shared 2-core machine move with its load; the ratio much less)."""
-    baseline, new = runs
-    kept = {}
-    for role, run in (("baseline", baseline), ("new", new)):
-        meta = json.loads((run / "run.json").read_text())
-        kept[role] = {
-            "data": meta["data"]["source"],
-            "n_prompts": meta["n_prompts"],
-            "n_tokens": meta["n_tokens"],
-            "seconds": round(sum(meta["timings"].values()), 1),
-            "started": meta["started"],
-        }
-    (REFERENCE / "job-time.json").write_text(json.dumps(kept, indent=1) + "\n")
-    print(f"job time: {baseline} then {new}")
-
-
-def job_time_sentence() -> str:
-    path = REFERENCE / "job-time.json"
-    if not path.exists():
-        return "(no job-time runs kept: see docs/make_findings.py --job-time)\n"
-    kept = json.loads(path.read_text())
-    base, new = kept["baseline"], kept["new"]
-    return (
-        f"Measured back to back on one machine: the default job's analyses took "
-        f"{_seconds(new['seconds'])} on `{new['data']}` ({new['n_prompts']} prompts, "
-        f"{new['n_tokens']} tokens) against {_seconds(base['seconds'])} on the previous default "
-        f"`{base['data']}` ({base['n_prompts']} prompts, {base['n_tokens']} tokens): "
-        f"ratio {new['seconds'] / base['seconds']:.2f}.\n"
+        f"analyses **{_seconds(total)}** on the 2-core machine ({parts}{note}; "
+        f"{findings_runs.UNDER_LOAD}).\n"
     )
 
 
@@ -564,7 +528,7 @@ def depth_score_table(model: str) -> str:
     times = [f"{t} {e['seconds']:.0f} s" for t, e in doc["tasks"].items() if e.get("seconds")]
     if times:
         out += [
-            "Run time on the 2-core machine (wall clock under whatever else ran then): "
+            f"Run time on the 2-core machine ({findings_runs.UNDER_LOAD}): "
             + ", ".join(times)
             + ".",
             "",
@@ -679,7 +643,6 @@ GENERATORS = {
     **{f"local-effects:{m}": (lambda m=m: local_effects_sentence(m)) for m in MODELS},
     **{f"prune:{m}": (lambda m=m: prune_block(m)) for m in MODELS},
     **{f"timing:{m}": (lambda m=m: timing_sentence(m)) for m in MODELS},
-    "job-time": job_time_sentence,
     **{f"depth-score:{m}": (lambda m=m: depth_score_table(m)) for m in MODELS},
     "linear-map": findings_runs.linear_map_block,
     "linear-map-bench": findings_runs.map_bench_table,
@@ -896,9 +859,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accuracy", type=Path, help="task_accuracy.py --out JSON")
     parser.add_argument("--training", type=Path, help="folder ROOT of the E11/E12 runs")
     parser.add_argument("--coverage", type=Path, help="benchmarks/arch_coverage.py --out JSON")
-    parser.add_argument(
-        "--job-time", nargs=2, type=Path, help="BASELINE NEW default runs taken back to back"
-    )
     args = parser.parse_args(argv)
     if args.prune:
         take_prune(args.prune)
@@ -916,8 +876,6 @@ def main(argv: list[str] | None = None) -> int:
         findings_coverage.take_coverage(args.coverage)
     if args.reference:
         take_references(args.reference)
-    if args.job_time:
-        take_job_time(args.job_time)
     if args.study:
         counts = tuple(int(c) for c in args.study_counts.split(","))
         findings_verdict.study(args.study, counts)

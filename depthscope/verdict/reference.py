@@ -15,8 +15,8 @@ from __future__ import annotations
 from depthscope.analyses.card import Finding
 from depthscope.core.run_folder import REFERENCE
 from depthscope.verdict.comparison import compare_summaries, row_line
+from depthscope.verdict.differences import DEPTH_MARGIN
 
-RANDOM_REFERENCE = REFERENCE  # the reference run's folder inside the run folder
 TITLE = "Beyond random weights"
 
 
@@ -41,7 +41,8 @@ def finding(trained, random) -> Finding | None:
         parts.append(f"the trained model's effective depth differs in {', '.join(beyond)}")
     if same:
         parts.append(
-            f"it is the same as with random weights (within ±0.05) in {', '.join(same)}: "
+            f"it is the same as with random weights (within ±{DEPTH_MARGIN:g}) in "
+            f"{', '.join(same)}: "
             "there this number does not show what training changed"
         )
     return Finding(
@@ -50,7 +51,7 @@ def finding(trained, random) -> Finding | None:
         headline=headline,
         sentence="; ".join(parts) + ".",
         details={
-            "reference": RANDOM_REFERENCE,
+            "reference": REFERENCE,
             "random_transition": random_transition.headline,
             "differences": rows,
             "lines": [row_line(r) for r in rows],

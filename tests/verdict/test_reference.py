@@ -9,7 +9,7 @@ import pytest
 from tiny_models import save_llama_dir
 
 from depthscope.cli import main
-from depthscope.verdict.reference import RANDOM_REFERENCE
+from depthscope.core.run_folder import REFERENCE as RANDOM_REFERENCE
 from depthscope.verdict.summary import summarize
 
 ARGS = [
