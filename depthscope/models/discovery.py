@@ -546,6 +546,6 @@ def bind(
         record = (
             proof.prove(bound, vocab, name=name, quantized=quantized, max_len=max_len)
             if check
-            else proof.skipped("--no-load-check / load_check=False")
+            else proof.skipped()
         )
     return bound, {**record, "adapter": {"family": bound.family, "source": source}}
