@@ -153,6 +153,20 @@ def prove(
 ) -> dict:
     """Prove ``adapter`` on its model (see the module's docstring) and return the record that
     ``run.json`` keeps; refuse the model in one line if a check fails."""
+    return prove_traced(adapter, vocab, name=name, quantized=quantized, max_len=max_len)[0]
+
+
+@torch.no_grad()
+def prove_traced(
+    adapter: BoundAdapter,
+    vocab: int,
+    *,
+    name: str = "the model",
+    quantized: bool = False,
+    max_len: int | None = None,
+) -> tuple[dict, Trace]:
+    """:func:`prove`, also returning the probe's clean trace (with logits), for a caller that
+    checks more on it without tracing the probe again (discovery's packing check)."""
     started = time.perf_counter()
     dtype = adapter.model.get_input_embeddings().weight.dtype
     limit = tolerance(dtype, quantized)
@@ -210,7 +224,7 @@ def prove(
             logits["max_rel"],
         )
     worst = max(range(len(identity)), key=lambda i: identity[i]["max_rel"], default=0)
-    return {
+    record = {
         "status": "passed",
         "dtype": dtype_name,
         "tolerance": limit,
@@ -221,6 +235,7 @@ def prove(
         "copies_sublayers": adapter.copy_sites,
         "seconds": round(time.perf_counter() - started, 3),
     }
+    return record, tr
 
 
 def skipped(reason: str = SKIP_SWITCH) -> dict:

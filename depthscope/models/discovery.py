@@ -41,7 +41,7 @@ from depthscope.core.errors import DepthscopeError
 from depthscope.engine import proof
 from depthscope.engine.prefix_packing import pack_prompt
 from depthscope.engine.replay import replay
-from depthscope.engine.trace import trace
+from depthscope.engine.trace import Trace
 from depthscope.models.adapters import (
     Adapter,
     BoundAdapter,
@@ -395,14 +395,13 @@ def final_norm(model: nn.Module, seen: _Observed, limit: float) -> str | None:
 
 
 @torch.no_grad()
-def packs(bound: BoundAdapter, vocab: int, limit: float, max_len: int | None) -> bool:
-    """Whether a packed sequence (engine/packing.py: a prompt plus its suffixes from later split
-    points) replays to the prompt's clean residuals: a mixer that carries state along the
-    sequence (state-space, convolution) reads the packed suffixes wrong, and is not packed."""
-    batch = proof.probe_batch(vocab, max_len)
-    length = batch.lengths[0]
+def packs(bound: BoundAdapter, traced: Trace, limit: float) -> bool:
+    """Whether a packed sequence (engine/prefix_packing.py: a prompt plus its suffixes from later
+    split points) replays to the prompt's clean residuals, on ``traced`` (the proof's trace of
+    the probe): a mixer that carries state along the sequence (state-space, convolution) reads
+    the packed suffixes wrong, and is not packed."""
+    length = traced.lengths[0]
     try:
-        traced = trace(bound, batch)
         packed = pack_prompt(bound, traced, 0, length, [length // 2, length // 4])
         if packed is None:
             return True  # declined anyway: its layer arguments are not understood
@@ -486,11 +485,13 @@ def discover(
         )
         bound = BoundAdapter(model, adapter)
         try:
-            record = proof.prove(bound, vocab, name=name, quantized=quantized, max_len=max_len)
+            record, traced = proof.prove_traced(
+                bound, vocab, name=name, quantized=quantized, max_len=max_len
+            )
         except proof.ProofError as exc:
             failures.append((cand, exc))
             continue
-        if not packs(bound, vocab, limit, max_len):
+        if not packs(bound, traced, limit):
             bound = BoundAdapter(model, dataclasses.replace(adapter, packing=False))
         return bound, {**record, "packing": bound.spec.packing}
     if failures:
