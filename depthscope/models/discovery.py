@@ -46,6 +46,7 @@ from depthscope.models.adapters import (
     Adapter,
     BoundAdapter,
     lookup_adapter,
+    module_at,
     remember_discovered,
     text_config,
     unsupported,
@@ -131,12 +132,6 @@ def find_layers(model: nn.Module) -> str | None:
     return None
 
 
-def _get(root: nn.Module, path: str) -> nn.Module:
-    for part in path.split("."):
-        root = getattr(root, part)
-    return root
-
-
 def _grow(record: _Child, n: int) -> None:
     for values, empty in (
         (record.present, False),
@@ -152,7 +147,7 @@ def _grow(record: _Child, n: int) -> None:
 def observe(model: nn.Module, layers_path: str, batch) -> _Observed:
     """One probe forward pass with every layer's direct children hooked (copies kept, so a
     model that edits a child's output in place later cannot change what was seen)."""
-    layers = list(_get(model, layers_path))
+    layers = list(module_at(model, layers_path))
     n = len(layers)
     h_in: list = [None] * n
     h_out: list = [None] * n
