@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -66,11 +66,16 @@ class _Child:
     """One child name of the decoder layers, per layer: whether the layer has it, its first
     input and output, how often it ran and when (its position among the layer's calls)."""
 
-    present: list = field(default_factory=list)
-    inputs: list = field(default_factory=list)
-    outputs: list = field(default_factory=list)
-    calls: list = field(default_factory=list)
-    orders: list = field(default_factory=list)
+    present: list
+    inputs: list
+    outputs: list
+    calls: list
+    orders: list
+
+    @classmethod
+    def absent(cls, n: int) -> _Child:
+        """An empty record for ``n`` layers (in none of them, never run)."""
+        return cls([False] * n, [None] * n, [None] * n, [0] * n, [float("inf")] * n)
 
 
 @dataclass
@@ -132,17 +137,6 @@ def find_layers(model: nn.Module) -> str | None:
     return None
 
 
-def _grow(record: _Child, n: int) -> None:
-    for values, empty in (
-        (record.present, False),
-        (record.inputs, None),
-        (record.outputs, None),
-        (record.calls, 0),
-        (record.orders, float("inf")),
-    ):
-        values.extend([empty] * (n - len(values)))
-
-
 @torch.no_grad()
 def observe(model: nn.Module, layers_path: str, batch) -> _Observed:
     """One probe forward pass with every layer's direct children hooked (copies kept, so a
@@ -170,8 +164,9 @@ def observe(model: nn.Module, layers_path: str, batch) -> _Observed:
         handles.append(layer.register_forward_pre_hook(pre, with_kwargs=True))
         handles.append(layer.register_forward_hook(post))
         for name, child in layer.named_children():
-            record = children.setdefault(name, _Child())
-            _grow(record, n)
+            if name not in children:
+                children[name] = _Child.absent(n)
+            record = children[name]
             record.present[index] = True
 
             def child_pre(module, args, kwargs, index=index, record=record):
