@@ -12,7 +12,15 @@ import pytest
 import torch
 import transformers as tf
 from naive import naive_effects
-from tiny_models import COMMON, random_ids
+from tiny_models import (
+    COMMON,
+    LLAMA_LIKE,
+    build_tiny,
+    random_ids,
+    tiny_falcon,
+    tiny_gemma3_multimodal,
+    tiny_tokenizer,
+)
 
 import depthscope as ds
 from depthscope.core.errors import DepthscopeError
@@ -20,14 +28,7 @@ from depthscope.models import adapters
 from depthscope.models.adapters import ADAPTERS
 from depthscope.models.loading.loader import LoadedModel
 
-SMALL = dict(
-    hidden_size=32,
-    intermediate_size=64,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    num_hidden_layers=3,
-    max_position_embeddings=128,
-)
+SMALL = dict(**LLAMA_LIKE, num_hidden_layers=3)
 MOE = {
     "mixtral": (tf.MixtralConfig, tf.MixtralForCausalLM, dict(num_local_experts=4)),
     "qwen3_moe": (
@@ -47,14 +48,7 @@ def fresh_session(monkeypatch):
 
 
 def _tiny(config_cls, model_cls, **kwargs) -> torch.nn.Module:
-    config = config_cls(**{**COMMON, **SMALL, **kwargs})
-    torch.manual_seed(0)
-    model = model_cls(config).eval().requires_grad_(False)
-    with torch.no_grad():  # non-trivial norm gains, as tests/tiny_models.py does
-        for name, param in model.named_parameters():
-            if "norm" in name:
-                param.add_(0.3 * torch.randn_like(param))
-    return model
+    return build_tiny(config_cls, model_cls, **{**SMALL, **kwargs})
 
 
 def tiny_moe(model_type: str) -> LoadedModel:
@@ -132,16 +126,8 @@ def test_a_llama_class_under_another_model_type_uses_the_table():
 def test_parallel_blocks_and_in_place_adds_are_discovered():
     cohere = LoadedModel.from_model(_tiny(tf.CohereConfig, tf.CohereForCausalLM), None)
     assert cohere.adapter.parallel is True and cohere.adapter.spec.mlp_in == "input_layernorm"
-    falcon = tf.FalconConfig(  # Falcon adds ``mlp_output += attention_output`` in place
-        **COMMON,
-        hidden_size=32,
-        num_attention_heads=4,
-        num_hidden_layers=3,
-        parallel_attn=True,
-        new_decoder_architecture=False,
-    )
-    torch.manual_seed(0)
-    lm = LoadedModel.from_model(tf.FalconForCausalLM(falcon).eval(), None)
+    # Falcon adds ``mlp_output += attention_output`` in place
+    lm = LoadedModel.from_model(tiny_falcon(), None)
     record = lm.identity["load_check"]
     assert record["adapter"]["source"] == "discovered" and record["copies_sublayers"] is True
     assert (lm.adapter.spec.attn_out, lm.adapter.spec.mlp_out) == ("self_attention", "mlp")
@@ -178,10 +164,7 @@ def test_granite_scaled_branches_are_refused_not_discovered_wrong():
 
 
 def test_a_multimodal_wrapper_of_a_table_family_is_discovered():
-    from test_load_check import _tiny_gemma3_multimodal
-    from tiny_models import tiny_tokenizer
-
-    lm = LoadedModel.from_model(_tiny_gemma3_multimodal(tiny_tokenizer()), None)
+    lm = LoadedModel.from_model(tiny_gemma3_multimodal(tiny_tokenizer()), None)
     spec = lm.adapter.spec
     assert lm.identity["load_check"]["adapter"]["source"] == "discovered"
     assert spec.layers == "model.language_model.layers"
@@ -233,8 +216,6 @@ def test_an_adapter_can_decline_packing():
 
 
 def test_load_model_discovers_a_saved_model_and_records_it(tmp_path):
-    from tiny_models import tiny_tokenizer
-
     from depthscope.models.loading.loader import load_model
 
     tokenizer = tiny_tokenizer()
