@@ -174,21 +174,10 @@ def test_a_multimodal_wrapper_of_a_table_family_is_discovered():
     )
 
 
-def _arch_coverage():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "arch_coverage.py"
-    spec = importlib.util.spec_from_file_location("arch_coverage", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_layers_that_name_their_mixer_differently_get_alternatives():
+def test_layers_that_name_their_mixer_differently_get_alternatives(coverage):
     """Qwen3-Next: ``linear_attn`` in some layers, ``self_attn`` in others; each layer uses the
     first of ``linear_attn|self_attn`` it has, and the proof holds for every layer."""
-    model = _arch_coverage().build("qwen3_next")
+    model = coverage.build("qwen3_next")
     kinds = {
         type(layer.linear_attn if hasattr(layer, "linear_attn") else layer.self_attn)
         for layer in model.model.layers
