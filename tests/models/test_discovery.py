@@ -100,6 +100,7 @@ def test_a_discovered_adapter_is_kept_for_the_session():
     first = tiny_moe("mixtral")
     assert adapters.lookup_adapter(first.model) == (first.adapter.spec, "discovered")
     again = tiny_moe("mixtral")  # found, not searched again; still proven
+    assert again.adapter.spec is first.adapter.spec  # a new search would build a new Adapter
     assert again.identity["load_check"]["adapter"]["source"] == "discovered"
     assert again.identity["load_check"]["status"] == "passed"
 
