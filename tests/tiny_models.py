@@ -106,12 +106,10 @@ def _configs() -> dict:
 FAMILIES = tuple(_configs())
 
 
-def tiny_model(family: str, seed: int = 0, tokenizer=None) -> LoadedModel:
-    """A tiny random fp32 CPU model of ``family`` wrapped like a loaded model (with ``tokenizer``,
-    its vocabulary is the tokenizer's)."""
-    config_cls, model_cls, kwargs = _configs()[family]
-    vocab = {"vocab_size": len(tokenizer)} if tokenizer is not None else {}
-    config = config_cls(**{**COMMON, **vocab}, **kwargs)
+def build_tiny(config_cls, model_cls, seed: int = 0, **kwargs) -> torch.nn.Module:
+    """A tiny random fp32 CPU model of ``model_cls`` from ``config_cls(**COMMON, **kwargs)``
+    (``kwargs`` win), seeded, in eval mode, frozen, with non-trivial norm gains; not wrapped."""
+    config = config_cls(**{**COMMON, **kwargs})
     torch.manual_seed(seed)
     model = model_cls(config).eval()
     model.requires_grad_(False)
@@ -119,10 +117,60 @@ def tiny_model(family: str, seed: int = 0, tokenizer=None) -> LoadedModel:
         for name, param in model.named_parameters():
             if "norm" in name or "ln" in name:
                 param.add_(0.3 * torch.randn_like(param))
+    return model
+
+
+def tiny_model(family: str, seed: int = 0, tokenizer=None) -> LoadedModel:
+    """A tiny random fp32 CPU model of ``family`` wrapped like a loaded model (with ``tokenizer``,
+    its vocabulary is the tokenizer's)."""
+    config_cls, model_cls, kwargs = _configs()[family]
+    vocab = {"vocab_size": len(tokenizer)} if tokenizer is not None else {}
+    model = build_tiny(config_cls, model_cls, seed, **vocab, **kwargs)
     adapter = BoundAdapter(model)
     return LoadedModel(
         model=model, tokenizer=tokenizer, adapter=adapter, identity={"name": f"tiny-{family}"}
     )
+
+
+def tiny_falcon() -> torch.nn.Module:
+    """A tiny random Falcon with parallel blocks (not in the table; its layer adds
+    ``mlp_output += attention_output`` in place), norms as initialised."""
+    config = tf.FalconConfig(
+        **COMMON,
+        hidden_size=32,
+        num_attention_heads=4,
+        num_hidden_layers=3,
+        parallel_attn=True,
+        new_decoder_architecture=False,
+    )
+    torch.manual_seed(0)
+    return tf.FalconForCausalLM(config).eval().requires_grad_(False)
+
+
+def tiny_gemma3_multimodal(tokenizer) -> torch.nn.Module:
+    """A tiny random Gemma 3 image-text wrapper (``Gemma3ForConditionalGeneration``: no
+    ``config.hidden_size``, its language model under ``model.language_model``)."""
+    config = tf.Gemma3Config(
+        text_config=dict(
+            **LLAMA_LIKE,
+            vocab_size=len(tokenizer),
+            head_dim=8,
+            num_hidden_layers=2,
+            sliding_window=4,
+            initializer_range=0.2,
+        ),
+        vision_config=dict(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=28,
+            patch_size=14,
+        ),
+        mm_tokens_per_image=4,
+    )
+    torch.manual_seed(0)
+    return tf.Gemma3ForConditionalGeneration(config).eval()
 
 
 def random_ids(lengths: list[int], seed: int = 1) -> list[list[int]]:

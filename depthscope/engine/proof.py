@@ -49,6 +49,8 @@ TOLERANCES: dict[torch.dtype, float] = {
 QUANTIZED_TOLERANCE = 1e-1
 PROBE_LENGTHS = (16, 9)  # two prompts of different lengths, so padding and row slicing take part
 PROBE_SEED = 0
+SKIP_SWITCH = "--no-load-check / load_check=False"  # how a user skips the proof
+AT_YOUR_RISK = f"pass {SKIP_SWITCH} at your own risk"
 
 
 class ProofError(DepthscopeError):
@@ -151,6 +153,20 @@ def prove(
 ) -> dict:
     """Prove ``adapter`` on its model (see the module's docstring) and return the record that
     ``run.json`` keeps; refuse the model in one line if a check fails."""
+    return prove_traced(adapter, vocab, name=name, quantized=quantized, max_len=max_len)[0]
+
+
+@torch.no_grad()
+def prove_traced(
+    adapter: BoundAdapter,
+    vocab: int,
+    *,
+    name: str = "the model",
+    quantized: bool = False,
+    max_len: int | None = None,
+) -> tuple[dict, Trace]:
+    """:func:`prove`, also returning the probe's clean trace (with logits), for a caller that
+    checks more on it without tracing the probe again (discovery's packing check)."""
     started = time.perf_counter()
     dtype = adapter.model.get_input_embeddings().weight.dtype
     limit = tolerance(dtype, quantized)
@@ -172,15 +188,17 @@ def prove(
     dtype_name = str(dtype).removeprefix("torch.")
     allowed = f"{limit:g} allowed in {dtype_name}{' (quantised)' if quantized else ''}"
 
+    def mismatch(e: dict) -> str:
+        return f"relative error {e['max_rel']:.3g} > {allowed}; max abs {e['max_abs']:.3g}"
+
     identity = identity_errors(tr)
     bad = _first_over(identity, limit)
     if bad is not None:
         e = identity[bad]
         raise ProofError(
             f"{what}: at layer {bad} the captured attention and MLP outputs ({_sites(adapter)}) "
-            f"do not add up to the layer's output (relative error {e['max_rel']:.3g} > "
-            f"{allowed}; max abs {e['max_abs']:.3g}); describe the layer with its own adapter "
-            f"(docs/architectures.md) or pass --no-load-check / load_check=False at your own risk",
+            f"do not add up to the layer's output ({mismatch(e)}); describe the layer with its "
+            f"own adapter (docs/architectures.md) or {AT_YOUR_RISK}",
             "identity",
             bad,
             e["max_rel"],
@@ -191,8 +209,7 @@ def prove(
         e = layers[bad]
         raise ProofError(
             f"{what}: replaying layer {bad} with the arguments the model passed it does not "
-            f"reproduce its output (relative error {e['max_rel']:.3g} > {allowed}; max abs "
-            f"{e['max_abs']:.3g}); pass --no-load-check / load_check=False at your own risk",
+            f"reproduce its output ({mismatch(e)}); {AT_YOUR_RISK}",
             "replay",
             bad,
             e["max_rel"],
@@ -200,16 +217,14 @@ def prove(
     if not logits["max_rel"] <= limit:
         raise ProofError(
             f"{what}: its final norm and unembedding applied to the last residual do not give "
-            f"the model's logits (relative error {logits['max_rel']:.3g} > {allowed}; max abs "
-            f"{logits['max_abs']:.3g}); the model's head scales or transforms the logits in a "
-            f"way the adapter does not know; pass --no-load-check / load_check=False at your "
-            f"own risk",
+            f"the model's logits ({mismatch(logits)}); the model's head scales or transforms the "
+            f"logits in a way the adapter does not know; {AT_YOUR_RISK}",
             "logits",
             None,
             logits["max_rel"],
         )
     worst = max(range(len(identity)), key=lambda i: identity[i]["max_rel"], default=0)
-    return {
+    record = {
         "status": "passed",
         "dtype": dtype_name,
         "tolerance": limit,
@@ -220,8 +235,9 @@ def prove(
         "copies_sublayers": adapter.copy_sites,
         "seconds": round(time.perf_counter() - started, 3),
     }
+    return record, tr
 
 
-def skipped(reason: str) -> dict:
+def skipped(reason: str = SKIP_SWITCH) -> dict:
     """The record of a load whose proof was skipped on request."""
     return {"status": "skipped", "reason": reason}

@@ -164,7 +164,8 @@ def remember_discovered(adapter: Adapter) -> Adapter:
     return adapter
 
 
-def _get(root: nn.Module, path: str) -> nn.Module:
+def module_at(root: nn.Module, path: str) -> nn.Module:
+    """The submodule of ``root`` at the dotted ``path`` (``"model.layers"``)."""
     return reduce(getattr, path.split("."), root)
 
 
@@ -173,7 +174,7 @@ def _site(layer: nn.Module, path: str) -> nn.Module:
     the layer has (stacks whose layers name their mixer differently: ``linear_attn|self_attn``)."""
     for option in path.split("|"):
         try:
-            module = _get(layer, option)
+            module = module_at(layer, option)
         except AttributeError:
             continue
         if module is not None:
@@ -251,10 +252,10 @@ class BoundAdapter:
         self.model = model
         self.spec = adapter or find_adapter(model)
         try:
-            self.layers: list[nn.Module] = list(_get(model, self.spec.layers))
+            self.layers: list[nn.Module] = list(module_at(model, self.spec.layers))
             # "" for a model without a final norm (GPT-1: post-norm layers); found by discovery
             self.final_norm = (
-                _get(model, self.spec.final_norm) if self.spec.final_norm else nn.Identity()
+                module_at(model, self.spec.final_norm) if self.spec.final_norm else nn.Identity()
             )
             self.unembed_module = model.get_output_embeddings()
             self.attn_out = [_site(layer, self.spec.attn_out) for layer in self.layers]

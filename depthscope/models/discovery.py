@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -41,11 +41,12 @@ from depthscope.core.errors import DepthscopeError
 from depthscope.engine import proof
 from depthscope.engine.prefix_packing import pack_prompt
 from depthscope.engine.replay import replay
-from depthscope.engine.trace import trace
+from depthscope.engine.trace import Trace
 from depthscope.models.adapters import (
     Adapter,
     BoundAdapter,
     lookup_adapter,
+    module_at,
     remember_discovered,
     text_config,
     unsupported,
@@ -65,11 +66,16 @@ class _Child:
     """One child name of the decoder layers, per layer: whether the layer has it, its first
     input and output, how often it ran and when (its position among the layer's calls)."""
 
-    present: list = field(default_factory=list)
-    inputs: list = field(default_factory=list)
-    outputs: list = field(default_factory=list)
-    calls: list = field(default_factory=list)
-    orders: list = field(default_factory=list)
+    present: list
+    inputs: list
+    outputs: list
+    calls: list
+    orders: list
+
+    @classmethod
+    def absent(cls, n: int) -> _Child:
+        """An empty record for ``n`` layers (in none of them, never run)."""
+        return cls([False] * n, [None] * n, [None] * n, [0] * n, [float("inf")] * n)
 
 
 @dataclass
@@ -131,28 +137,11 @@ def find_layers(model: nn.Module) -> str | None:
     return None
 
 
-def _get(root: nn.Module, path: str) -> nn.Module:
-    for part in path.split("."):
-        root = getattr(root, part)
-    return root
-
-
-def _grow(record: _Child, n: int) -> None:
-    for values, empty in (
-        (record.present, False),
-        (record.inputs, None),
-        (record.outputs, None),
-        (record.calls, 0),
-        (record.orders, float("inf")),
-    ):
-        values.extend([empty] * (n - len(values)))
-
-
 @torch.no_grad()
 def observe(model: nn.Module, layers_path: str, batch) -> _Observed:
     """One probe forward pass with every layer's direct children hooked (copies kept, so a
     model that edits a child's output in place later cannot change what was seen)."""
-    layers = list(_get(model, layers_path))
+    layers = list(module_at(model, layers_path))
     n = len(layers)
     h_in: list = [None] * n
     h_out: list = [None] * n
@@ -175,8 +164,9 @@ def observe(model: nn.Module, layers_path: str, batch) -> _Observed:
         handles.append(layer.register_forward_pre_hook(pre, with_kwargs=True))
         handles.append(layer.register_forward_hook(post))
         for name, child in layer.named_children():
-            record = children.setdefault(name, _Child())
-            _grow(record, n)
+            if name not in children:
+                children[name] = _Child.absent(n)
+            record = children[name]
             record.present[index] = True
 
             def child_pre(module, args, kwargs, index=index, record=record):
@@ -395,14 +385,13 @@ def final_norm(model: nn.Module, seen: _Observed, limit: float) -> str | None:
 
 
 @torch.no_grad()
-def packs(bound: BoundAdapter, vocab: int, limit: float, max_len: int | None) -> bool:
-    """Whether a packed sequence (engine/packing.py: a prompt plus its suffixes from later split
-    points) replays to the prompt's clean residuals: a mixer that carries state along the
-    sequence (state-space, convolution) reads the packed suffixes wrong, and is not packed."""
-    batch = proof.probe_batch(vocab, max_len)
-    length = batch.lengths[0]
+def packs(bound: BoundAdapter, traced: Trace, limit: float) -> bool:
+    """Whether a packed sequence (engine/prefix_packing.py: a prompt plus its suffixes from later
+    split points) replays to the prompt's clean residuals, on ``traced`` (the proof's trace of
+    the probe): a mixer that carries state along the sequence (state-space, convolution) reads
+    the packed suffixes wrong, and is not packed."""
+    length = traced.lengths[0]
     try:
-        traced = trace(bound, batch)
         packed = pack_prompt(bound, traced, 0, length, [length // 2, length // 4])
         if packed is None:
             return True  # declined anyway: its layer arguments are not understood
@@ -486,11 +475,13 @@ def discover(
         )
         bound = BoundAdapter(model, adapter)
         try:
-            record = proof.prove(bound, vocab, name=name, quantized=quantized, max_len=max_len)
+            record, traced = proof.prove_traced(
+                bound, vocab, name=name, quantized=quantized, max_len=max_len
+            )
         except proof.ProofError as exc:
             failures.append((cand, exc))
             continue
-        if not packs(bound, vocab, limit, max_len):
+        if not packs(bound, traced, limit):
             bound = BoundAdapter(model, dataclasses.replace(adapter, packing=False))
         return bound, {**record, "packing": bound.spec.packing}
     if failures:
@@ -546,6 +537,6 @@ def bind(
         record = (
             proof.prove(bound, vocab, name=name, quantized=quantized, max_len=max_len)
             if check
-            else proof.skipped("--no-load-check / load_check=False")
+            else proof.skipped()
         )
     return bound, {**record, "adapter": {"family": bound.family, "source": source}}

@@ -9,7 +9,6 @@ pytest -m coverage_sweep tests/models/test_coverage.py`` (.ci/run).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -24,20 +23,6 @@ REFERENCE = ROOT / "docs" / "reference" / "coverage.json"
 # layers, residuals added inside sublayers, flattened tokens, scaled residuals, heads that
 # transform the logits (docs/architectures.md#coverage), each refused in one line.
 PROVEN_FLOOR = 0.78
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location(
-        "arch_coverage", ROOT / "benchmarks" / "arch_coverage.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def coverage():
-    return _module()
 
 
 def _assert_one_line(entry: dict) -> None:

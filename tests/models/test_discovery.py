@@ -12,7 +12,15 @@ import pytest
 import torch
 import transformers as tf
 from naive import naive_effects
-from tiny_models import COMMON, random_ids
+from tiny_models import (
+    COMMON,
+    LLAMA_LIKE,
+    build_tiny,
+    random_ids,
+    tiny_falcon,
+    tiny_gemma3_multimodal,
+    tiny_tokenizer,
+)
 
 import depthscope as ds
 from depthscope.core.errors import DepthscopeError
@@ -20,14 +28,7 @@ from depthscope.models import adapters
 from depthscope.models.adapters import ADAPTERS
 from depthscope.models.loading.loader import LoadedModel
 
-SMALL = dict(
-    hidden_size=32,
-    intermediate_size=64,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    num_hidden_layers=3,
-    max_position_embeddings=128,
-)
+SMALL = dict(**LLAMA_LIKE, num_hidden_layers=3)
 MOE = {
     "mixtral": (tf.MixtralConfig, tf.MixtralForCausalLM, dict(num_local_experts=4)),
     "qwen3_moe": (
@@ -47,14 +48,7 @@ def fresh_session(monkeypatch):
 
 
 def _tiny(config_cls, model_cls, **kwargs) -> torch.nn.Module:
-    config = config_cls(**{**COMMON, **SMALL, **kwargs})
-    torch.manual_seed(0)
-    model = model_cls(config).eval().requires_grad_(False)
-    with torch.no_grad():  # non-trivial norm gains, as tests/tiny_models.py does
-        for name, param in model.named_parameters():
-            if "norm" in name:
-                param.add_(0.3 * torch.randn_like(param))
-    return model
+    return build_tiny(config_cls, model_cls, **{**SMALL, **kwargs})
 
 
 def tiny_moe(model_type: str) -> LoadedModel:
@@ -106,6 +100,7 @@ def test_a_discovered_adapter_is_kept_for_the_session():
     first = tiny_moe("mixtral")
     assert adapters.lookup_adapter(first.model) == (first.adapter.spec, "discovered")
     again = tiny_moe("mixtral")  # found, not searched again; still proven
+    assert again.adapter.spec is first.adapter.spec  # a new search would build a new Adapter
     assert again.identity["load_check"]["adapter"]["source"] == "discovered"
     assert again.identity["load_check"]["status"] == "passed"
 
@@ -132,16 +127,8 @@ def test_a_llama_class_under_another_model_type_uses_the_table():
 def test_parallel_blocks_and_in_place_adds_are_discovered():
     cohere = LoadedModel.from_model(_tiny(tf.CohereConfig, tf.CohereForCausalLM), None)
     assert cohere.adapter.parallel is True and cohere.adapter.spec.mlp_in == "input_layernorm"
-    falcon = tf.FalconConfig(  # Falcon adds ``mlp_output += attention_output`` in place
-        **COMMON,
-        hidden_size=32,
-        num_attention_heads=4,
-        num_hidden_layers=3,
-        parallel_attn=True,
-        new_decoder_architecture=False,
-    )
-    torch.manual_seed(0)
-    lm = LoadedModel.from_model(tf.FalconForCausalLM(falcon).eval(), None)
+    # Falcon adds ``mlp_output += attention_output`` in place
+    lm = LoadedModel.from_model(tiny_falcon(), None)
     record = lm.identity["load_check"]
     assert record["adapter"]["source"] == "discovered" and record["copies_sublayers"] is True
     assert (lm.adapter.spec.attn_out, lm.adapter.spec.mlp_out) == ("self_attention", "mlp")
@@ -178,10 +165,7 @@ def test_granite_scaled_branches_are_refused_not_discovered_wrong():
 
 
 def test_a_multimodal_wrapper_of_a_table_family_is_discovered():
-    from test_load_check import _tiny_gemma3_multimodal
-    from tiny_models import tiny_tokenizer
-
-    lm = LoadedModel.from_model(_tiny_gemma3_multimodal(tiny_tokenizer()), None)
+    lm = LoadedModel.from_model(tiny_gemma3_multimodal(tiny_tokenizer()), None)
     spec = lm.adapter.spec
     assert lm.identity["load_check"]["adapter"]["source"] == "discovered"
     assert spec.layers == "model.language_model.layers"
@@ -191,21 +175,10 @@ def test_a_multimodal_wrapper_of_a_table_family_is_discovered():
     )
 
 
-def _arch_coverage():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "arch_coverage.py"
-    spec = importlib.util.spec_from_file_location("arch_coverage", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_layers_that_name_their_mixer_differently_get_alternatives():
+def test_layers_that_name_their_mixer_differently_get_alternatives(coverage):
     """Qwen3-Next: ``linear_attn`` in some layers, ``self_attn`` in others; each layer uses the
     first of ``linear_attn|self_attn`` it has, and the proof holds for every layer."""
-    model = _arch_coverage().build("qwen3_next")
+    model = coverage.build("qwen3_next")
     kinds = {
         type(layer.linear_attn if hasattr(layer, "linear_attn") else layer.self_attn)
         for layer in model.model.layers
@@ -233,8 +206,6 @@ def test_an_adapter_can_decline_packing():
 
 
 def test_load_model_discovers_a_saved_model_and_records_it(tmp_path):
-    from tiny_models import tiny_tokenizer
-
     from depthscope.models.loading.loader import load_model
 
     tokenizer = tiny_tokenizer()

@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 import transformers as tf
-from tiny_models import FAMILIES, tiny_model
+from tiny_models import FAMILIES, tiny_falcon, tiny_gemma3_multimodal, tiny_model, tiny_tokenizer
 
 import depthscope as ds
 from depthscope.cli import build_parser, main
@@ -130,23 +130,9 @@ FALCON = Adapter(
 )
 
 
-def _tiny_falcon() -> torch.nn.Module:
-    config = tf.FalconConfig(
-        vocab_size=96,
-        hidden_size=32,
-        num_attention_heads=4,
-        num_hidden_layers=3,
-        initializer_range=0.2,
-        parallel_attn=True,
-        new_decoder_architecture=False,
-    )
-    torch.manual_seed(0)
-    return tf.FalconForCausalLM(config).eval().requires_grad_(False)
-
-
 def test_falcon_in_place_add_is_copied_and_proven():
     """Falcon's ``mlp_output += attention_output`` would turn a kept m into m + a."""
-    model = _tiny_falcon()
+    model = tiny_falcon()
     lm = _wrap(model, adapter=FALCON, name="tiny-falcon")
     record = lm.identity["load_check"]
     assert record["status"] == "passed" and record["copies_sublayers"] is True
@@ -177,40 +163,10 @@ def test_tiny_table_models_keep_uncopied_sublayers():
     assert lm.adapter.copy_sites is False
 
 
-def _tiny_gemma3_multimodal(tokenizer) -> torch.nn.Module:
-    config = tf.Gemma3Config(
-        text_config=dict(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=64,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            head_dim=8,
-            num_hidden_layers=2,
-            sliding_window=4,
-            max_position_embeddings=128,
-            initializer_range=0.2,
-        ),
-        vision_config=dict(
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            image_size=28,
-            patch_size=14,
-        ),
-        mm_tokens_per_image=4,
-    )
-    torch.manual_seed(0)
-    return tf.Gemma3ForConditionalGeneration(config).eval()
-
-
 def test_a_multimodal_wrapper_is_read_through_its_text_config(tmp_path):
     """Gemma 3's wrapper has no ``config.hidden_size``; the loader reads the text config's."""
-    from tiny_models import tiny_tokenizer
-
     tokenizer = tiny_tokenizer()
-    model = _tiny_gemma3_multimodal(tokenizer)
+    model = tiny_gemma3_multimodal(tokenizer)
     assert not hasattr(model.config, "hidden_size")
     model.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
