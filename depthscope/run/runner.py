@@ -118,7 +118,8 @@ def package_versions() -> dict:
     }
 
 
-def _now() -> str:
+def now() -> str:
+    """The time a run starts or ends, as ``run.json`` records it (UTC, to the second)."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
@@ -170,7 +171,7 @@ class Run:
         self.timings: dict[str, float] = {}
         self.status: dict[str, str] = {}
         self.skips: dict[str, str] = {}
-        self.started = _now()
+        self.started = now()
         self.planned: dict[str, Planned] = {}
         suffix = f".rank{self.dist.rank}" if self.dist.world_size > 1 else ""
         self.checkpoints = StateCheckpoints(self.folder.state, suffix, progress)
@@ -387,7 +388,7 @@ class Run:
         record = RunRecord(
             status=status,
             started=self.started,
-            finished=_now() if status != "running" else None,
+            finished=now() if status != "running" else None,
             command=" ".join(sys.argv),
             model=self.identity,
             data={
