@@ -199,12 +199,11 @@ class Run:
                     }
                 )
                 planned = Planned(name, group, settings, key)
-                if self._up_to_date(name, key):
+                saved = self._saved_if_current(name, key)
+                if saved is not None:
                     planned.status = "up to date"
                     self.status[name] = "up to date"
-                    self.timings[name] = Result.load(self.result_path(name)).extra.get(
-                        "seconds", 0.0
-                    )
+                    self.timings[name] = saved.extra.get("seconds", 0.0)
                 self.planned[name] = planned
 
     @property
@@ -214,14 +213,16 @@ class Run:
     def result_path(self, name: str) -> Path:
         return self.folder.result(name)
 
-    def _up_to_date(self, name: str, key: str) -> bool:
+    def _saved_if_current(self, name: str, key: str) -> Result | None:
+        """The saved result of ``name`` if it was computed with ``key`` (read once); else None."""
         path = self.result_path(name)
         if self.request.fresh or not path.exists():
-            return False
+            return None
         try:
-            return Result.load(path).extra.get("fingerprint") == key
+            saved = Result.load(path)
         except DepthscopeError:
-            return False
+            return None
+        return saved if saved.extra.get("fingerprint") == key else None
 
     # ------------------------------------------------------------ execution
 
