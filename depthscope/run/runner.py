@@ -166,8 +166,7 @@ class Run:
         self.tokenizer = tokenizer
         self.progress = progress
         self.dist = dist or SingleProcess()
-        self.out = Path(request.out)
-        self.folder = RunFolder(self.out)
+        self.folder = RunFolder(request.out)
         self.timings: dict[str, float] = {}
         self.status: dict[str, str] = {}
         self.skips: dict[str, str] = {}
@@ -210,12 +209,9 @@ class Run:
     def all_up_to_date(self) -> bool:
         return all(p.status == "up to date" for p in self.planned.values())
 
-    def result_path(self, name: str) -> Path:
-        return self.folder.result(name)
-
     def _saved_if_current(self, name: str, key: str) -> Result | None:
         """The saved result of ``name`` if it was computed with ``key`` (read once); else None."""
-        path = self.result_path(name)
+        path = self.folder.result(name)
         if self.request.fresh or not path.exists():
             return None
         try:
@@ -360,14 +356,14 @@ class Run:
         result = result_of(
             job.analysis, state, identity=self.identity, seed=self.request.seed, extra=extra
         )
-        result.save(self.result_path(name))
+        result.save(self.folder.result(name))
         self.checkpoints.remove(name)
 
     def _interrupted(self, jobs: dict[str, Job]) -> None:
         done = {name: len(job.done) for name, job in jobs.items()}
         self.checkpoints.flush(done)
         saved = {n: k for n, k in self.checkpoints.saved_prompts.items() if k and n in jobs}
-        finished = [n for n in jobs if self.result_path(n).exists() and n not in saved]
+        finished = [n for n in jobs if self.folder.result(n).exists() and n not in saved]
         if self.dist.is_main:
             self.write_run_json("interrupted")
         if saved or finished:
