@@ -148,6 +148,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 
 def test_no_import_cycle(graph):
+    """The whole package, function-level and ``TYPE_CHECKING`` imports included."""
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
@@ -212,35 +213,6 @@ def test_modules_are_imported_by_name_only_through_the_documented_ways():
                 if not (isinstance(target, ast.Constant) and isinstance(target.value, str)):
                     found.append(f"{where}:{node.lineno} names its handler by a computed value")
     assert not found, "\n".join(found)
-
-
-def all_imports(path: Path, known: set[str]) -> set[str]:
-    """depthscope modules imported anywhere in ``path``, type-only imports included."""
-    tree = ast.parse(path.read_text())
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
-        else:
-            continue
-        for name in names:
-            while name.startswith("depthscope") and name not in known:
-                name = name.rpartition(".")[0]
-            if name:
-                found.add(name)
-    return found
-
-
-def test_no_import_cycle_even_through_type_hints():
-    """The whole package, function-level and ``TYPE_CHECKING`` imports included."""
-    files = {module_name(p): p for p in PACKAGE.rglob("*.py")}
-    known = set(files)
-    full = {name: all_imports(path, known) - {name} for name, path in files.items()}
-    full.pop("depthscope", None)  # the lazy front door names everything, by strings
-    cycle = find_cycle(full)
-    assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
 def local_imports(path: Path) -> list[tuple[ast.stmt, bool]]:

@@ -48,8 +48,6 @@ from depthscope.core.run_folder import (
     RunFolder,
 )
 
-OUTPUTS = ANALYZE_OUTPUTS  # what `analyze` writes: the default of OutputFolder
-
 
 def _probe_writable(folder: Path) -> OSError | None:
     """Create and remove a scratch directory in ``folder``: what ``mkdir`` or a write would meet.
@@ -82,7 +80,7 @@ class OutputFolder:
     def __init__(
         self,
         path: str | os.PathLike,
-        outputs: tuple[str, ...] | None = OUTPUTS,
+        outputs: tuple[str, ...] | None = ANALYZE_OUTPUTS,
         *,
         option: str = "--out",
     ) -> None:

@@ -190,6 +190,15 @@ class Result:
         return card.html(self)
 
 
+def run_identity(run_dir: str | Path, result: Result) -> dict:
+    """The model a run folder holding ``result`` belongs to: the folder's owner (its marker or
+    ``run.json``, :meth:`OutputFolder.owner`), else what the result names (:meth:`Result.identity`)."""
+    owner = OutputFolder(run_dir).owner()
+    if owner is not None and owner.get("fingerprint") is not None:
+        return owner
+    return result.identity()
+
+
 def _digest(model: dict) -> str:
     """A stand-in fingerprint for results whose model identity carries none."""
     return hashlib.sha256(json.dumps(model, sort_keys=True, default=str).encode()).hexdigest()[:16]

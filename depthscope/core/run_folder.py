@@ -90,17 +90,6 @@ def figures_link(name: str = "") -> str:
 
 # ---------------------------------------------------------------------- run.json
 
-_OPTIONAL = frozenset(
-    {
-        "batch_size",
-        "settings",
-        "data_by_analysis",
-        "skipped",
-        "world_size",
-        "history",
-        "processes",
-    }
-)
 _KEYS = {"schema_version": "depthscope_run"}  # field -> key in run.json
 
 
@@ -197,6 +186,10 @@ class RunRecord:
             "source": model.get("source"),
             "fingerprint": model.get("fingerprint"),
         }
+
+
+# The fields that default to None (batch_size, settings, ... processes): written only when set.
+_OPTIONAL = frozenset(f.name for f in fields(RunRecord) if f.default is None)
 
 
 def combined_identity(members: list[dict], joiner: str) -> dict:

@@ -30,7 +30,6 @@ from depthscope.core.errors import DepthscopeError
 from depthscope.core.run_folder import LENS_RECORD, LENS_TENSORS, RunFolder
 
 FORMAT = "depthscope-tuned-lens/1"
-RECORD, TENSORS = LENS_RECORD, LENS_TENSORS
 PEER_CONFIG, PEER_PARAMS = "config.json", "params.pt"  # the tuned-lens project's layout
 
 
@@ -89,7 +88,7 @@ class TunedLens:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         files = RunFolder(folder)
-        tmp = folder / f".{TENSORS}.tmp"
+        tmp = folder / f".{LENS_TENSORS}.tmp"
         tensors = {
             "weight": self.weight.detach().contiguous(),
             "bias": self.bias.detach().contiguous(),
@@ -118,8 +117,9 @@ def load_tuned_lens(folder: str | Path) -> TunedLens:
     if (folder / PEER_CONFIG).is_file() and (folder / PEER_PARAMS).is_file():
         return _load_peer(folder)
     raise DepthscopeError(
-        f"{folder} holds no tuned lens (neither {RECORD} + {TENSORS} nor the tuned-lens project's "
-        f"{PEER_CONFIG} + {PEER_PARAMS}); train one with `depthscope lens train MODEL --out DIR`"
+        f"{folder} holds no tuned lens (neither {LENS_RECORD} + {LENS_TENSORS} nor the tuned-lens "
+        f"project's {PEER_CONFIG} + {PEER_PARAMS}); train one with `depthscope lens train MODEL "
+        f"--out DIR`"
     )
 
 

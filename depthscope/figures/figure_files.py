@@ -7,15 +7,12 @@ records the drawing order in ``figures/index.json`` for the HTML report.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from depthscope.core.atomic_files import atomic_write_json
+from depthscope.core.atomic_files import atomic_write_json, read_json_object
 from depthscope.core.result import Result
 from depthscope.core.run_folder import FIGURE_INDEX
 from depthscope.figures.common import Figures, save_figure
-
-INDEX = FIGURE_INDEX
 
 
 def draw(result: Result) -> Figures:
@@ -25,17 +22,13 @@ def draw(result: Result) -> Figures:
 
 def read_index(out_dir: Path) -> dict[str, list[str]]:
     """``{analysis: [figure stems in drawing order]}`` from the last drawings ({} if none)."""
-    try:
-        index = json.loads((Path(out_dir) / INDEX).read_text())
-    except (OSError, ValueError):
-        return {}
-    return index if isinstance(index, dict) else {}
+    return read_json_object(Path(out_dir) / FIGURE_INDEX) or {}
 
 
 def _record(out_dir: Path, analysis: str, stems: list[str]) -> None:
     index = read_index(out_dir)
     index[analysis] = stems
-    atomic_write_json(Path(out_dir) / INDEX, index)
+    atomic_write_json(Path(out_dir) / FIGURE_INDEX, index)
 
 
 def _remove_stale(out_dir: Path, analysis: str, keep: set[Path]) -> None:

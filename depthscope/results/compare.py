@@ -24,7 +24,7 @@ from depthscope.core.atomic_files import atomic_write_bytes, atomic_write_json
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.folders import OutputFolder, friendly_os_errors
 from depthscope.core.registry import card as card_of
-from depthscope.core.result import Result
+from depthscope.core.result import Result, run_identity
 from depthscope.core.run_folder import COMPARE_OUTPUTS, RunFolder, combined_identity
 from depthscope.figures.common import new_figure, plain, save_figure, tidy
 from depthscope.verdict.card import CARD_STYLE, summary_card_html
@@ -76,10 +76,7 @@ class RunData:
     @property
     def identity(self) -> dict:
         """The model the run folder belongs to (its owner, else what its results name)."""
-        owner = OutputFolder(self.path).owner()
-        if owner is not None and owner.get("fingerprint") is not None:
-            return owner
-        return next(iter(self.results.values())).identity()
+        return run_identity(self.path, next(iter(self.results.values())))
 
     @property
     def n_layers(self) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 from depthscope.core.atomic_files import atomic_write_bytes
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.folders import OutputFolder, friendly_os_errors
-from depthscope.core.result import TIDY_COLUMNS, Result
+from depthscope.core.result import TIDY_COLUMNS, Result, run_identity
 from depthscope.core.run_folder import RunFolder, export_outputs
 
 FORMATS = ("csv", "parquet")
@@ -58,9 +58,7 @@ def export_run(run_dir: Path, fmt: str = "csv", out: Path | None = None) -> list
     tables = export_outputs([r.analysis for r in results], fmt)  # <analysis>.<fmt>
     guard = OutputFolder(folder, outputs=tables)
     guard.check()
-    owner = OutputFolder(run.path).owner()
-    if owner is None or owner.get("fingerprint") is None:
-        owner = results[0].identity()
+    owner = run_identity(run.path, results[0])
     written = []
     with friendly_os_errors(folder), guard.lock():
         guard.claim(owner["fingerprint"], owner["name"], owner["source"])

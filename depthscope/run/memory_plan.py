@@ -19,12 +19,10 @@ from dataclasses import dataclass
 import torch
 
 from depthscope.core.errors import DepthscopeError
+from depthscope.engine.outputs import CHUNK_ELEMENTS  # floats per [positions, vocab] block
 from depthscope.models.adapters import text_config
 from depthscope.models.devices import home_device
 
-LOGIT_BLOCK_ELEMENTS = (
-    1 << 24
-)  # the output modules' CHUNK_ELEMENTS: floats per [positions, vocab] block
 # Python, PyTorch, transformers and depthscope themselves: the peak RSS after importing the CLI
 # (0.42 GB on CPU with torch 2.13 and transformers 5.25).
 RUNTIME_BYTES = 400 * 10**6
@@ -90,7 +88,7 @@ def row_bytes(shape: ModelShape, seq_len: int) -> int:
 
 def logit_bytes(shape: ModelShape, seq_len: int) -> int:
     """Output distributions: one prompt's clean probabilities plus one working block (fp32)."""
-    return 4 * (seq_len * shape.vocab + 3 * LOGIT_BLOCK_ELEMENTS)
+    return 4 * (seq_len * shape.vocab + 3 * CHUNK_ELEMENTS)
 
 
 def batch_size_for(free_bytes: int, shape: ModelShape, seq_len: int, fraction: float = 0.7) -> int:

@@ -118,7 +118,8 @@ def package_versions() -> dict:
     }
 
 
-def _now() -> str:
+def now() -> str:
+    """The time a run starts or ends, as ``run.json`` records it (UTC, to the second)."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
@@ -165,12 +166,11 @@ class Run:
         self.tokenizer = tokenizer
         self.progress = progress
         self.dist = dist or SingleProcess()
-        self.out = Path(request.out)
-        self.folder = RunFolder(self.out)
+        self.folder = RunFolder(request.out)
         self.timings: dict[str, float] = {}
         self.status: dict[str, str] = {}
         self.skips: dict[str, str] = {}
-        self.started = _now()
+        self.started = now()
         self.planned: dict[str, Planned] = {}
         suffix = f".rank{self.dist.rank}" if self.dist.world_size > 1 else ""
         self.checkpoints = StateCheckpoints(self.folder.state, suffix, progress)
@@ -198,29 +198,27 @@ class Run:
                     }
                 )
                 planned = Planned(name, group, settings, key)
-                if self._up_to_date(name, key):
+                saved = self._saved_if_current(name, key)
+                if saved is not None:
                     planned.status = "up to date"
                     self.status[name] = "up to date"
-                    self.timings[name] = Result.load(self.result_path(name)).extra.get(
-                        "seconds", 0.0
-                    )
+                    self.timings[name] = saved.extra.get("seconds", 0.0)
                 self.planned[name] = planned
 
     @property
     def all_up_to_date(self) -> bool:
         return all(p.status == "up to date" for p in self.planned.values())
 
-    def result_path(self, name: str) -> Path:
-        return self.folder.result(name)
-
-    def _up_to_date(self, name: str, key: str) -> bool:
-        path = self.result_path(name)
+    def _saved_if_current(self, name: str, key: str) -> Result | None:
+        """The saved result of ``name`` if it was computed with ``key`` (read once); else None."""
+        path = self.folder.result(name)
         if self.request.fresh or not path.exists():
-            return False
+            return None
         try:
-            return Result.load(path).extra.get("fingerprint") == key
+            saved = Result.load(path)
         except DepthscopeError:
-            return False
+            return None
+        return saved if saved.extra.get("fingerprint") == key else None
 
     # ------------------------------------------------------------ execution
 
@@ -358,14 +356,14 @@ class Run:
         result = result_of(
             job.analysis, state, identity=self.identity, seed=self.request.seed, extra=extra
         )
-        result.save(self.result_path(name))
+        result.save(self.folder.result(name))
         self.checkpoints.remove(name)
 
     def _interrupted(self, jobs: dict[str, Job]) -> None:
         done = {name: len(job.done) for name, job in jobs.items()}
         self.checkpoints.flush(done)
         saved = {n: k for n, k in self.checkpoints.saved_prompts.items() if k and n in jobs}
-        finished = [n for n in jobs if self.result_path(n).exists() and n not in saved]
+        finished = [n for n in jobs if self.folder.result(n).exists() and n not in saved]
         if self.dist.is_main:
             self.write_run_json("interrupted")
         if saved or finished:
@@ -387,7 +385,7 @@ class Run:
         record = RunRecord(
             status=status,
             started=self.started,
-            finished=_now() if status != "running" else None,
+            finished=now() if status != "running" else None,
             command=" ".join(sys.argv),
             model=self.identity,
             data={

@@ -9,7 +9,6 @@ whose model is the pair), its figures in ``figures/`` and ``run.json`` (a
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -18,7 +17,7 @@ from depthscope.core.result import Result
 from depthscope.core.run_folder import RunFolder, RunRecord
 from depthscope.figures.figure_files import plot_result
 from depthscope.models.loading.loader import LoadedModel
-from depthscope.run.runner import package_versions
+from depthscope.run.runner import now, package_versions
 
 ANALYSIS = "linear-map"
 MAX_TOKENS_PER_TEXT = 512  # the paper's window length
@@ -67,11 +66,6 @@ def map_result(source: LoadedModel, target: LoadedModel, data: dict, settings: d
     )
 
 
-def now() -> str:
-    """The time a map run starts or ends, as ``run.json`` records it."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 def map_record(
     source: LoadedModel,
     target: LoadedModel,
@@ -85,10 +79,6 @@ def map_record(
     processes: int,
 ) -> RunRecord:
     """``run.json`` of a map folder."""
-    try:
-        versions = package_versions()
-    except ImportError:
-        versions = {"torch": torch.__version__}
     return RunRecord(
         status="finished",
         started=started,
@@ -105,7 +95,7 @@ def map_record(
             ANALYSIS: round(seconds, 3),
             **{f"{ANALYSIS}/{k}": v for k, v in data["seconds"].items()},
         },
-        versions=versions,
+        versions=package_versions(),
         device=device,
         threads=torch.get_num_threads(),
         processes=processes,

@@ -15,7 +15,6 @@ so an interrupted ``depthscope prune --heal lora`` resumes with the next candida
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from depthscope.core.atomic_files import atomic_write_json
+from depthscope.core.atomic_files import atomic_write_json, read_json_object
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.progress import Progress
 from depthscope.core.run_folder import RunFolder
@@ -220,10 +219,7 @@ def save_healed(
 
 def _read_state(path: Path, settings: HealSettings) -> dict:
     """Healed candidates of an earlier, interrupted run with the same settings."""
-    try:
-        state = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(state, dict) or state.get("settings") != asdict(settings):
+    state = read_json_object(path)
+    if state is None or state.get("settings") != asdict(settings):
         return {}
     return dict(state.get("healed") or {})

@@ -24,17 +24,16 @@ from depthscope.core.atomic_files import atomic_write_json, read_json_object
 from depthscope.core.errors import DepthscopeError
 from depthscope.core.folders import OutputFolder
 from depthscope.core.run_folder import CHECKPOINT as CHECKPOINT_FOLDER
-from depthscope.core.run_folder import CHECKPOINT_RECORD, TRAINING, TRAINING_FORMAT
+from depthscope.core.run_folder import CHECKPOINT_RECORD, TRAINING_FORMAT, RunFolder
 from depthscope.run.checkpoints import read_checkpoint, write_checkpoint
 
 FORMAT = TRAINING_FORMAT
-RECORD = TRAINING
-CHECKPOINT = Path(CHECKPOINT_FOLDER) / CHECKPOINT_RECORD  # checkpoint/state.json
+CHECKPOINT = Path(CHECKPOINT_FOLDER) / CHECKPOINT_RECORD  # checkpoint/state.json, in the folder
 
 
 def read_record(out: Path) -> dict | None:
     """The folder's ``training.json`` if depthscope wrote it, else None."""
-    doc = read_json_object(out / RECORD)
+    doc = read_json_object(RunFolder(out).training)
     return doc if doc is not None and doc.get("format") == FORMAT else None
 
 
@@ -53,7 +52,7 @@ def claim(out: Path, identity: dict, fresh: bool) -> str:
     if record is None:
         return "new"
     if fresh:
-        shutil.rmtree(out / CHECKPOINT.parent, ignore_errors=True)
+        drop_checkpoint(out)
         return "new"
     if record.get("identity") != identity:
         changed = sorted(
@@ -70,7 +69,7 @@ def claim(out: Path, identity: dict, fresh: bool) -> str:
 
 
 def write_record(out: Path, record: dict) -> None:
-    atomic_write_json(out / RECORD, {"format": FORMAT, **record})
+    atomic_write_json(RunFolder(out).training, {"format": FORMAT, **record})
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -138,15 +137,16 @@ def save_checkpoint(
         yield "optimizer", moments
 
     record = {"step": step, "aliases": aliases, "optimizer": rest, "meta": meta}
-    write_checkpoint(out / CHECKPOINT.parent, CHECKPOINT.stem, parts(), record, stamp=str(step))
+    write_checkpoint(RunFolder(out).checkpoint, CHECKPOINT.stem, parts(), record, stamp=str(step))
 
 
 def load_checkpoint(
     out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
 ) -> dict[str, Any] | None:
     """Restore model, optimizer and RNG from ``out``'s checkpoint; its ``meta``, or None if absent."""
-    folder = out / CHECKPOINT.parent
-    if not (out / CHECKPOINT).is_file():
+    files = RunFolder(out)
+    folder = files.checkpoint
+    if not files.checkpoint_record.is_file():
         return None
     try:
         parts, state = read_checkpoint(folder, CHECKPOINT.stem)
@@ -175,4 +175,4 @@ def share_files(out: Path) -> None:
 
 
 def drop_checkpoint(out: Path) -> None:
-    shutil.rmtree(out / CHECKPOINT.parent, ignore_errors=True)
+    shutil.rmtree(RunFolder(out).checkpoint, ignore_errors=True)
