@@ -236,9 +236,10 @@ class OutputFolder:
             same_source = source is not None and owner.get("source") == source
             if not same_source:
                 raise DepthscopeError(
-                    f"--out {self.path} holds results of model {owner.get('name')!r} "
+                    f"{self.option} {self.path} holds results of model {owner.get('name')!r} "
                     f"({owner.get('source')}), not of {name!r} ({source}); a run directory "
-                    f"holds one model, choose another --out (e.g. {suggestion or 'runs/' + name})"
+                    f"holds one model, choose another {self.option} (e.g. "
+                    f"{suggestion or 'runs/' + name})"
                 )
             if owner.get("fingerprint") is not None:
                 notice = (
@@ -275,7 +276,7 @@ class OutputFolder:
         """
         existing = _nearest_existing(self.path)  # what was there before this run
         self.path.mkdir(parents=True, exist_ok=True)
-        handle, previous = _acquire(self.lock_path)
+        handle, previous = _acquire(self.lock_path, self.option)
         failed = False
         try:
             if previous and previous.get("pid") != os.getpid():
@@ -335,7 +336,7 @@ def _note(progress: object | None, text: str) -> None:
         print(f"depthscope: {text}", file=sys.stderr)
 
 
-def _acquire(path: Path):
+def _acquire(path: Path, option: str = "--out"):
     """Open and ``flock`` the lock file; return (handle, the record a dead holder left or None)."""
     import fcntl  # POSIX only: imported where the lock is taken
 
@@ -352,7 +353,7 @@ def _acquire(path: Path):
             who = _describe(holder) if holder else "another process"
             raise DepthscopeError(
                 f"another depthscope run is using {path.parent} ({who}); wait for it to "
-                f"finish or choose another --out"
+                f"finish or choose another {option}"
             ) from None
         # The holder we waited on may have removed the file after we opened it: lock the new one.
         try:

@@ -28,6 +28,9 @@ import re
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
+from depthscope.core.errors import DepthscopeError
 from depthscope.core.folders import OutputFolder
 from depthscope.core.run_folder import (
     MAP_OUTPUTS,
@@ -280,3 +283,18 @@ def test_a_map_folder_belongs_to_its_pair(tmp_path):
     assert owner["name"] == "a→b" and owner["source"] == "folder:/a→folder:/b"
     assert pair_identity(source, target) != pair_identity(target, source)
     assert combined_identity([source, target], " vs ")["name"] == "a vs b"
+
+
+def test_refusals_name_the_option_the_user_gave(tmp_path):
+    """A folder given as ``--save`` is refused as ``--save``, busy or owned by another model."""
+    folder = tmp_path / "pruned"
+    save = OutputFolder(folder, outputs=None, option="--save")
+    other = OutputFolder(folder, outputs=None, option="--save")
+    with save.lock(), pytest.raises(DepthscopeError) as busy, other.lock():
+        pass
+    assert "choose another --save" in str(busy.value) and "--out" not in str(busy.value)
+    save.claim("a" * 16, "model-a", "source-a")
+    with pytest.raises(DepthscopeError) as owned:
+        OutputFolder(folder, outputs=None, option="--save").claim("b" * 16, "model-b", "source-b")
+    assert str(owned.value).startswith(f"--save {folder} holds results of model 'model-a'")
+    assert "choose another --save" in str(owned.value) and "--out" not in str(owned.value)
