@@ -186,7 +186,7 @@ def test_rerun_of_an_up_to_date_run_loads_nothing_and_keeps_run_json(
     def no_loading(*a, **k):
         raise AssertionError("the model was loaded although every result is up to date")
 
-    monkeypatch.setattr("depthscope.cli.handlers.analyze.load_model", no_loading)
+    monkeypatch.setattr("depthscope.cli.handlers.common.load_model", no_loading)
     code, stdout, _ = run_cli(capsys, *args)
     assert code == 0 and "the model was not loaded" in stdout
     assert (out / "run.json").read_bytes() == before

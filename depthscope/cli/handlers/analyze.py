@@ -11,6 +11,7 @@ import time
 from depthscope.analyses.catalog import analysis_class
 from depthscope.analyses.user_settings import setting_names
 from depthscope.cli.analyze import check, default_out
+from depthscope.cli.handlers.common import claim_for, inspect_from_options, load_from_options
 from depthscope.cli.handlers.plot import plot_and_report
 from depthscope.cli.options import parse_overrides
 from depthscope.core.errors import DepthscopeError
@@ -18,7 +19,7 @@ from depthscope.core.folders import OutputFolder, friendly_os_errors
 from depthscope.core.progress import Progress, make_progress
 from depthscope.core.run_folder import RunFolder
 from depthscope.data.sources import default_count
-from depthscope.models.loading.loader import RANDOM_INIT, load_model
+from depthscope.models.loading.loader import RANDOM_INIT
 from depthscope.models.placement import resolve_placement
 from depthscope.run.distributed import init_distributed
 from depthscope.run.memory_plan import auto_batch_size, available_memory, estimate_run
@@ -27,7 +28,6 @@ from depthscope.run.runner import (
     Run,
     RunRequest,
     check_context,
-    describe_model,
     plan_groups,
     resolve_analyses,
 )
@@ -44,13 +44,13 @@ def run_analyze(args: argparse.Namespace) -> int:
     reference = _reference_run(args, request)
     started = time.perf_counter()
     with friendly_os_errors(request.out), init_distributed(args.device) as dist:
-        placement = resolve_placement(
+        resolve_placement(  # a bad --device is one line, before anything loads
             args.device,
             args.device_map,
             local_rank=dist.local_rank,
             local_world_size=dist.local_world_size,
         )
-        run = _run_analyses(args, request, groups, notices, run_dir, placement, dist)
+        run = _run_analyses(args, request, groups, notices, run_dir, dist)
         if reference is not None:
             reference_args, reference_request, reference_dir = reference
             _run_analyses(
@@ -59,7 +59,6 @@ def run_analyze(args: argparse.Namespace) -> int:
                 plan_groups(reference_request),
                 [],
                 reference_dir,
-                placement,
                 dist,
             )
     if not dist.is_main:
@@ -111,7 +110,7 @@ def _analyze_request(args: argparse.Namespace):
     return request, notices
 
 
-def _run_analyses(args, request, groups, notices, run_dir, placement, dist):
+def _run_analyses(args, request, groups, notices, run_dir, dist):
     """Plan (no weights), then load and run what is not up to date; rank 0 owns the directory."""
 
     display = make_progress() if dist.is_main else contextlib.nullcontext(Progress())
@@ -120,16 +119,16 @@ def _run_analyses(args, request, groups, notices, run_dir, placement, dist):
             progress.note(notice)
         if not dist.is_main:
             dist.barrier()  # rank 0 fetches built-in models into the cache first
-        info = describe_model(args.model, args.dtype, placement.device, args.quantize)
+        info = inspect_from_options(
+            args,
+            args.model,
+            local_rank=dist.local_rank,
+            local_world_size=dist.local_world_size,
+        )
         if dist.is_main:
             dist.barrier()
             held.enter_context(run_dir.lock(progress))
-            identity = info.identity
-            changed = run_dir.claim(
-                identity["fingerprint"], identity["name"], identity.get("source")
-            )
-            if changed:
-                progress.note(changed)
+            claim_for(run_dir, info.identity, progress)
         run = Run(request, groups, info.identity, info.tokenizer, progress, dist=dist)
         run.plan(vocab_size=info.vocab_size)
         dist.check_same(
@@ -139,18 +138,13 @@ def _run_analyses(args, request, groups, notices, run_dir, placement, dist):
         check_context(groups, info.context_limit, info.identity.get("name", args.model))
         if not run.all_up_to_date:
             progress.note(f"loading {args.model}")
-            lm = load_model(
+            lm = load_from_options(
+                args,
                 args.model,
-                device=placement.device,
-                dtype=args.dtype,
-                device_map=placement.device_map,
+                out=request.out,
+                local_rank=dist.local_rank,
+                local_world_size=dist.local_world_size,
                 info=info,
-                max_memory=placement.max_memory,
-                offload_folder=(
-                    str(RunFolder(request.out).offload) if placement.offloads_to_disk else None
-                ),
-                quantize=args.quantize,
-                load_check=args.load_check,
             )
             sources = ", ".join(f"{len(g.prompts)} prompts from {g.data}" for g in groups)
             progress.note(
