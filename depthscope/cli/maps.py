@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from depthscope.cli.lazy import Handler
-from depthscope.cli.options import add_model_options
+from depthscope.cli.options import add_model_options, model_stem
 from depthscope.core.errors import DepthscopeError
 
 DEFAULT_DATA = "builtin:text"
@@ -138,3 +138,8 @@ def check(args: argparse.Namespace) -> None:
         raise DepthscopeError("--batch-size must be at least 1")
     if args.memory_gb <= 0:
         raise DepthscopeError("--memory-gb must be positive")
+
+
+def default_out(source: str, target: str) -> Path:
+    """``runs/map-SOURCE-TARGET``: where a map goes without ``--out``."""
+    return Path("runs") / f"map-{model_stem(source)}-{model_stem(target)}"

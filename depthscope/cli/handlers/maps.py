@@ -10,8 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from depthscope.cli.handlers.common import claim_for, inspect_from_options, load_from_options
-from depthscope.cli.maps import check
-from depthscope.cli.options import model_stem
+from depthscope.cli.maps import check, default_out
 from depthscope.core.folders import OutputFolder, friendly_os_errors
 from depthscope.core.progress import Progress, RichProgress
 from depthscope.core.run_folder import MAP_OUTPUTS, pair_identity
@@ -67,8 +66,7 @@ def _claim(args: argparse.Namespace, guard: OutputFolder, group, progress) -> li
         for spec in (args.source, args.target)
     ]
     pair = pair_identity(infos[0].identity, infos[1].identity)
-    default = Path("runs") / f"map-{model_stem(args.source)}-{model_stem(args.target)}"
-    claim_for(guard, pair, progress, suggestion=str(default))
+    claim_for(guard, pair, progress, suggestion=str(default_out(args.source, args.target)))
     return infos
 
 
@@ -135,7 +133,7 @@ def run_map(args: argparse.Namespace) -> int:
     check(args)
     started = time.perf_counter()
     started_at = now()
-    out = args.out or Path("runs") / f"map-{model_stem(args.source)}-{model_stem(args.target)}"
+    out = args.out or default_out(args.source, args.target)
     guard = OutputFolder(out, outputs=MAP_OUTPUTS)
     guard.check()  # writable and holding nothing foreign, before any model loads
     stream = iter_texts(args.data, args.seed)
