@@ -8,10 +8,17 @@ folder that ``depthscope analyze`` loads.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from depthscope.cli.lazy import Handler
 from depthscope.cli.options import add_model_options
-from depthscope.cli.training import add_threads_option, add_training_options, settings_from_args
+from depthscope.cli.training import (
+    add_threads_option,
+    add_training_options,
+    check_threads,
+    settings_from_args,
+)
+from depthscope.core.errors import DepthscopeError
 from depthscope.data.sources import DM_ARITH
 from depthscope.experiments.training.recipes import (
     E12_DATA,
@@ -73,5 +80,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def check(args: argparse.Namespace) -> None:
-    """The training settings ``finetune`` refuses, before anything heavy is imported."""
+    """Every option value ``finetune`` refuses, before anything heavy is imported (in this order);
+    the data are read when the run starts."""
     settings_from_args(args, E12_DEFAULTS).check()
+    check_threads(args)
+    if Path(args.model).expanduser().resolve() == args.out.expanduser().resolve():
+        raise DepthscopeError("--out must be another folder than the model being fine-tuned")
+    if args.pool < 1 or args.eval_examples < 1:
+        raise DepthscopeError("--pool and --eval-examples must be at least 1")

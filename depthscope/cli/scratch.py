@@ -10,7 +10,13 @@ from __future__ import annotations
 import argparse
 
 from depthscope.cli.lazy import Handler
-from depthscope.cli.training import add_threads_option, add_training_options, settings_from_args
+from depthscope.cli.training import (
+    add_threads_option,
+    add_training_options,
+    check_threads,
+    settings_from_args,
+)
+from depthscope.core.errors import DepthscopeError
 from depthscope.data import dm_arith as arith
 from depthscope.experiments.training.recipes import (
     ARCHS,
@@ -18,6 +24,8 @@ from depthscope.experiments.training.recipes import (
     E11_EVAL_EXAMPLES,
     E11_SCALE,
     E11_SIZE,
+    ModelSize,
+    TrainSettings,
 )
 
 EXAMPLES = """\
@@ -99,6 +107,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
+def size_from_args(args: argparse.Namespace, settings: TrainSettings) -> ModelSize:
+    """The model's size from the options (the σ-MoE sizes still 0 = derived)."""
+    return ModelSize(
+        layers=args.layers,
+        d_model=args.d_model,
+        heads=args.heads,
+        group_size=args.group_size,
+        n_experts=args.experts,
+        expert_size=args.expert_size,
+        experts_per_token=args.experts_per_token,
+        max_len=max(2048, settings.seq_len),
+    )
+
+
 def check(args: argparse.Namespace) -> None:
-    """The training settings ``scratch`` refuses, before anything heavy is imported."""
-    settings_from_args(args, E11_DEFAULTS).check()
+    """Every option value ``scratch`` refuses, before anything heavy is imported (in this order)."""
+    settings = settings_from_args(args, E11_DEFAULTS)
+    settings.check()
+    check_threads(args)
+    if args.eval_examples < 1:
+        raise DepthscopeError("--eval-examples must be at least 1")
+    size_from_args(args, settings).check(args.arch)

@@ -91,6 +91,11 @@ def test_analyze_help_lists_the_analyses_without_importing_them():
         (["analyze", "--data", "builtin:prose+nosuch:x"], "unknown data source"),
         (["map", "a", "b", "--tokens", "0"], "--tokens and --val-tokens must be at least 1"),
         (["scratch", "--out", "x", "--steps", "0"], "--steps must be at least 1"),
+        (["scratch", "--out", "x", "--threads", "-1"], "--threads must be at least 1"),
+        (["scratch", "--out", "x", "--eval-examples", "0"], "--eval-examples must be at least 1"),
+        (["scratch", "--out", "x", "--heads", "5"], "must split into 5 heads of even size"),
+        (["finetune", "m", "--out", "x", "--pool", "0"], "--pool and --eval-examples must be"),
+        (["finetune", "m", "--out", "m"], "--out must be another folder than the model"),
         (["lens", "train", "--out", "x", "--lr", "0"], "--lr must be positive"),
     ],
 )

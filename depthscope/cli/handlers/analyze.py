@@ -10,7 +10,7 @@ import time
 
 from depthscope.analyses.catalog import analysis_class
 from depthscope.analyses.user_settings import setting_names
-from depthscope.cli.analyze import check, default_out
+from depthscope.cli.analyze import default_out
 from depthscope.cli.handlers.common import claim_for, inspect_from_options, load_from_options
 from depthscope.cli.handlers.plot import plot_and_report
 from depthscope.cli.options import parse_overrides
@@ -92,7 +92,6 @@ def _reference_run(args: argparse.Namespace, request):
 def _analyze_request(args: argparse.Namespace):
     """The run asked for, with a preset folded in; returns it and the preset's notices."""
 
-    check(args)
     names = resolve_analyses([a.strip() for a in args.analyses.split(",") if a.strip()])
     overrides = parse_overrides(args.overrides)
     request = RunRequest(

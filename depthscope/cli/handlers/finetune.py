@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from depthscope.cli.handlers.common import apply_threads, load_from_options
 from depthscope.cli.training import settings_from_args, summary_lines
-from depthscope.core.errors import DepthscopeError
 from depthscope.core.progress import make_progress
 from depthscope.data.prompts import tokenize
 from depthscope.engine.batch import pad_id as tokenizer_pad_id
@@ -28,13 +26,8 @@ from depthscope.experiments.training.recipes import E12_DEFAULTS
 def run_finetune(args: argparse.Namespace) -> int:
     """The ``finetune`` command; returns the exit status (errors are raised as DepthscopeError)."""
 
-    settings = settings_from_args(args, E12_DEFAULTS)
-    settings.check()
+    settings = settings_from_args(args, E12_DEFAULTS)  # checked by cli.finetune.check
     apply_threads(args)
-    if Path(args.model).expanduser().resolve() == args.out.expanduser().resolve():
-        raise DepthscopeError("--out must be another folder than the model being fine-tuned")
-    if args.pool < 1 or args.eval_examples < 1:
-        raise DepthscopeError("--pool and --eval-examples must be at least 1")
     examples, eval_examples, note = load_data(
         args.data, args.pool, args.eval_examples, settings.seed
     )

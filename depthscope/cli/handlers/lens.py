@@ -21,8 +21,7 @@ from depthscope.experiments.lens import train_lens
 
 def run_lens_train(args: argparse.Namespace) -> int:
     apply_threads(args)
-    settings = settings_from_args(args)
-    settings.check()
+    settings = settings_from_args(args)  # checked by cli.lens.check
     guard = OutputFolder(args.out, outputs=LENS_OUTPUTS)
     guard.check()  # writable and holding nothing foreign, before the model loads
     with friendly_os_errors(args.out), make_progress() as progress, guard.lock(progress):

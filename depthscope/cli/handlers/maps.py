@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from depthscope.cli.handlers.common import claim_for, inspect_from_options, load_from_options
-from depthscope.cli.maps import check, default_out
+from depthscope.cli.maps import default_out
 from depthscope.core.folders import OutputFolder, friendly_os_errors
 from depthscope.core.progress import Progress, RichProgress
 from depthscope.core.run_folder import MAP_OUTPUTS, pair_identity
@@ -130,7 +130,6 @@ def run_map(args: argparse.Namespace) -> int:
     the sums are combined; only rank 0 writes the result, run.json and figures.
     """
 
-    check(args)
     started = time.perf_counter()
     started_at = now()
     out = args.out or default_out(args.source, args.target)

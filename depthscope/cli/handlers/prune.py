@@ -31,8 +31,7 @@ from depthscope.experiments.prune.surgery import save_pruned
 
 def run_prune_command(args: argparse.Namespace) -> int:
 
-    settings = settings_from_args(args)
-    settings.check()
+    settings = settings_from_args(args)  # checked by cli.prune.check
     check_run(settings)
     heal_data = [settings.heal_data] if settings.heal else []
     for spec in [*specs(settings.text), *specs(settings.task), settings.calib, *heal_data]:

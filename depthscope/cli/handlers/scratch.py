@@ -6,36 +6,23 @@ import argparse
 from dataclasses import asdict, replace
 
 from depthscope.cli.handlers.common import apply_threads
+from depthscope.cli.scratch import size_from_args
 from depthscope.cli.training import settings_from_args, summary_lines
-from depthscope.core.errors import DepthscopeError
 from depthscope.core.progress import make_progress
 from depthscope.data import dm_arith as arith
 from depthscope.experiments.training.e11 import TOKENIZER_ID, eval_sets, training_draw
 from depthscope.experiments.training.loop import TrainJob, claim_out, train
 from depthscope.experiments.training.models import build_model, count_parameters
-from depthscope.experiments.training.recipes import E11_DEFAULTS, ModelSize
+from depthscope.experiments.training.recipes import E11_DEFAULTS
 from depthscope.experiments.training.tokenizer import char_tokenizer
 
 
 def run_scratch(args: argparse.Namespace) -> int:
     """The ``scratch`` command; returns the exit status (errors are raised as DepthscopeError)."""
 
-    settings = settings_from_args(args, E11_DEFAULTS)
-    settings.check()
+    settings = settings_from_args(args, E11_DEFAULTS)  # checked by cli.scratch.check
     apply_threads(args)
-    if args.eval_examples < 1:
-        raise DepthscopeError("--eval-examples must be at least 1")
-    size = ModelSize(
-        layers=args.layers,
-        d_model=args.d_model,
-        heads=args.heads,
-        group_size=args.group_size,
-        n_experts=args.experts,
-        expert_size=args.expert_size,
-        experts_per_token=args.experts_per_token,
-        max_len=max(2048, settings.seq_len),
-    )
-    size.check(args.arch)
+    size = size_from_args(args, settings)
     if args.arch == "shared":
         n_experts, k = size.experts()
         size = replace(size, n_experts=n_experts, experts_per_token=k)
