@@ -11,7 +11,7 @@ from __future__ import annotations
 from depthscope.analyses.base import Analysis
 from depthscope.analyses.card import Card
 from depthscope.core.errors import DepthscopeError
-from depthscope.core.registry import CARDS
+from depthscope.core.registry import CARDS, paper_rank
 
 
 def cards() -> list[type[Card]]:
@@ -21,7 +21,7 @@ def cards() -> list[type[Card]]:
 
 def paper_order() -> list[str]:
     """Registered names in the paper's order (E2..E10), cards without a paper reference last."""
-    return sorted(CARDS, key=lambda n: (CARDS[n].paper.number if CARDS[n].paper else 1000, n))
+    return sorted(CARDS, key=lambda n: (paper_rank(CARDS[n]), n))
 
 
 def runnable() -> list[str]:

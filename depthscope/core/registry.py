@@ -69,6 +69,13 @@ def card(name: str) -> type | None:
     return CARDS.get(name)
 
 
+def paper_rank(card: type) -> int:
+    """``card``'s place in the paper's order (its experiment's number); cards without a paper
+    reference rank last."""
+    paper = getattr(card, "paper", None)
+    return paper.number if paper else 1000
+
+
 def setting_help(cls: type) -> list[tuple[str, object, str]]:
     """(key, default, help) for every setting of the analysis ``cls``, for --help and the docs."""
     defaults = cls.Settings()
@@ -88,10 +95,9 @@ def describe(card: type) -> dict:
     """
     settings, update = getattr(card, "Settings", None), getattr(card, "update", None)
     runnable = settings is not None and callable(update)
-    paper = getattr(card, "paper", None)
     return {
         "name": card.name,
-        "order": paper.number if paper else 1000,
+        "order": paper_rank(card),
         "runnable": runnable,
         "default_run": runnable and bool(getattr(card, "in_default_run", False)),
         "description": card.description,
