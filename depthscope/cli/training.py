@@ -116,8 +116,9 @@ def settings_from_args(args: argparse.Namespace, defaults: TrainSettings) -> Tra
     )
 
 
-def summary_lines(record: dict) -> list[str]:
-    """Final accuracies per evaluation set and the time, for the terminal."""
+def summary_lines(record: dict, out: Path) -> list[str]:
+    """Final accuracies per evaluation set, the time, and where the trained model is, for the
+    terminal (``scratch`` and ``finetune`` end the same way)."""
     lines = []
     final = record.get("final_accuracy") or {}
     for name, value in (final.get("accuracy") or {}).items():
@@ -129,4 +130,5 @@ def summary_lines(record: dict) -> list[str]:
         tail = curve[-min(len(curve), 20) :]
         lines.append(f"  final loss (mean of last {len(tail)} steps) {sum(tail) / len(tail):.4f}")
     lines.append(f"  training time {record.get('seconds', 0):.0f} s")
+    lines.append(f"model in {out}/; analyse it with: depthscope analyze {out}")
     return lines

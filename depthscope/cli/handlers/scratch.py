@@ -66,6 +66,5 @@ def run_scratch(args: argparse.Namespace) -> int:
             f"{settings.batch_size}×{settings.seq_len} tokens, loss on {settings.loss} tokens"
         )
         record = train(job, settings, progress, fresh=args.fresh)
-    print("\n".join(summary_lines(record)))
-    print(f"model in {args.out}/; analyse it with: depthscope analyze {args.out}")
+    print("\n".join(summary_lines(record, args.out)))
     return 0
