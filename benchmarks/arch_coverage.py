@@ -72,7 +72,9 @@ NOT_DECODER_ONLY = {  # types the heuristics below do not catch
 
 
 def _first_line(exc: BaseException) -> str:
-    text = (str(exc).strip().splitlines() or [""])[0][:200]
+    from depthscope.core.errors import first_line
+
+    text = first_line(exc, 200, fallback="")
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

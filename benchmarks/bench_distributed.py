@@ -73,9 +73,7 @@ def worker(args) -> int:
     with init_distributed("cpu") as group:
         lm, prompts = load(args)
         names = args.analyses.split(",")
-        analyses = {
-            n: CARDS[n](lm, CARDS[n].Settings(), RunOptions(batch_size=64)) for n in names
-        }
+        analyses = {n: CARDS[n](lm, CARDS[n].Settings(), RunOptions(batch_size=64)) for n in names}
         # the runner's share: a few runs of prompts with equal estimated work, a state per run
         estimates = work_estimates(list(analyses.values()), prompts)
         mine = group.shard_prompts(estimates)

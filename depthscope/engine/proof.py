@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from depthscope.core.errors import DepthscopeError
+from depthscope.core.errors import DepthscopeError, first_line
 from depthscope.engine.batch import Batch, pad_batch
 from depthscope.engine.replay import replay
 from depthscope.engine.trace import Trace, trace
@@ -177,7 +177,7 @@ def prove_traced(
     except (RuntimeError, ValueError, TypeError, IndexError, KeyError) as exc:
         if isinstance(exc, torch.OutOfMemoryError):
             raise
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        first = first_line(exc)
         raise ProofError(f"{what}: its probe pass could not be traced ({first})", "trace") from exc
     if tr.attn is None or tr.mlp is None:
         raise ProofError(

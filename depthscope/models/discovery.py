@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from depthscope.core.errors import DepthscopeError
+from depthscope.core.errors import DepthscopeError, first_line
 from depthscope.engine import proof
 from depthscope.engine.prefix_packing import pack_prompt
 from depthscope.engine.replay import replay
@@ -435,7 +435,7 @@ def discover(
     except (RuntimeError, ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
         if isinstance(exc, torch.OutOfMemoryError):
             raise
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        first = first_line(exc, 120)
         raise unsupported(model, f"its probe pass failed ({type(exc).__name__}: {first})") from exc
     if any(h is None for h in (*seen.h_in, *seen.h_out)):
         raise unsupported(model, f"not every layer of {layers_path} ran in its forward pass")

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
-from depthscope.core.errors import DepthscopeError
+from depthscope.core.errors import DepthscopeError, first_line
 from depthscope.engine.state import merge, state_from_bytes, state_to_bytes
 from depthscope.run.segments import unwrap
 from depthscope.run.sharding import balanced_shares, block_bounds
@@ -302,8 +302,7 @@ class ProcessGroup(Distributed):
 
 def _reason(exc: BaseException) -> str:
     """The gist of a backend error: its first sentence, without the C++ source location."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    text = re.sub(r"^\[[^\]]*\]\s*", "", text)
+    text = re.sub(r"^\[[^\]]*\]\s*", "", first_line(exc, limit=10_000))
     return text.split(". ")[0][:160]
 
 

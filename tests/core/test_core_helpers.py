@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from depthscope.core.atomic_files import read_json_object
-from depthscope.core.errors import DepthscopeError
+from depthscope.core.errors import DepthscopeError, first_line
 from depthscope.core.interrupts import RunInterrupted, sigterm_as_interrupt
 
 PACKAGE = Path(__file__).resolve().parents[2] / "depthscope"
@@ -88,3 +88,12 @@ def test_each_idea_is_written_once():
     assert _defined("read_json_object") == ["core/atomic_files.py"]
     assert _defined("_read_json") == []
     assert _defined("_stem") == [] and _defined("model_stem") == ["cli/options.py"]
+    assert _defined("first_line") == ["core/errors.py"] and _defined("_first_line") == []
+
+
+def test_first_line_is_the_gist_of_a_library_error():
+    assert first_line(ValueError("shape mismatch\n  at line 3")) == "shape mismatch"
+    assert first_line(ValueError("x" * 500)) == "x" * 160
+    assert first_line(ValueError("x" * 500), 20) == "x" * 20
+    assert first_line(KeyError()) == "KeyError"  # no message: its type
+    assert first_line(RuntimeError("  "), fallback="") == ""

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from depthscope.core.errors import DepthscopeError
+from depthscope.core.errors import DepthscopeError, first_line
 from depthscope.models.loading.cache import cache_dir
 
 if TYPE_CHECKING:
@@ -227,7 +227,7 @@ def _load_gguf(gguf_path: Path) -> tuple[Any, Any]:
                 where, gguf_file=name, dtype=torch.float32, **_unpacked()
             )
     except Exception as exc:  # any loader failure is a problem with this file, said in one line
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        first = first_line(exc, 200, fallback="")
         raise DepthscopeError(
             f"could not read {gguf_path} as a GGUF language model ({type(exc).__name__}: {first}); "
             "check that the file is complete and its architecture is one transformers supports"

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from depthscope.core.errors import DepthscopeError
+from depthscope.core.errors import DepthscopeError, first_line
 from depthscope.models import discovery
 from depthscope.models.adapters import Adapter, BoundAdapter, text_config
 from depthscope.models.devices import home_device
@@ -266,15 +266,10 @@ def _hub_error(spec: str, exc: Exception, hub_reached: bool) -> DepthscopeError:
             f"{why} and it is not in the local Hugging Face cache; {_did_you_mean(spec)}"
             f"pass a local folder (e.g. one saved with save_pretrained) or one of: {builtins}"
         )
-    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
     return DepthscopeError(
-        f"could not load {spec!r} from the Hugging Face hub ({first_line}); {_did_you_mean(spec)}"
+        f"could not load {spec!r} from the Hugging Face hub ({first_line(exc)}); {_did_you_mean(spec)}"
         f"check the id and your access to it, or pass a local folder or one of: {builtins}"
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
 
 
 def _load_config(
@@ -288,7 +283,7 @@ def _load_config(
         if is_local:
             raise DepthscopeError(
                 f"{spec} is not a Hugging Face model folder transformers can read "
-                f"({_first_line(exc)}); it needs a config.json and weights"
+                f"({first_line(exc)}); it needs a config.json and weights"
             ) from exc
         raise _hub_error(spec, exc, hub_reached=not local_only) from exc
 
@@ -301,7 +296,7 @@ def _load_tokenizer(target: str, spec: str, is_local: bool, local_only: bool, re
         if not is_local and isinstance(exc, OSError):
             raise _hub_error(spec, exc, hub_reached=not local_only) from exc
         raise DepthscopeError(
-            f"could not load the tokenizer of {spec} ({_first_line(exc)}); save the model's "
+            f"could not load the tokenizer of {spec} ({first_line(exc)}); save the model's "
             f"tokenizer files next to it with tokenizer.save_pretrained(FOLDER)"
         ) from exc
 
@@ -375,7 +370,7 @@ def _load_weights(
     except OSError as exc:
         if is_local:
             raise DepthscopeError(
-                f"could not read weights from {spec} ({_first_line(exc)}); "
+                f"could not read weights from {spec} ({first_line(exc)}); "
                 f"the folder may be incomplete"
             ) from exc
         raise _hub_error(spec, exc, hub_reached=not local_only) from exc
