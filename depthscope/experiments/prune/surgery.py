@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Collection
-from functools import reduce
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from depthscope.core.errors import DepthscopeError
-from depthscope.models.adapters import BoundAdapter
+from depthscope.models.adapters import BoundAdapter, module_at
 from depthscope.models.loading.loader import LoadedModel
 
 # Lists whose length may equal the layer count by coincidence but that are not per layer.
@@ -64,7 +63,7 @@ def pruned_copy(lm: LoadedModel, removed: Collection[int]) -> nn.Module:
     model = copy.deepcopy(lm.model)
     path = lm.adapter.spec.layers
     parent_path, _, name = path.rpartition(".")
-    parent = reduce(getattr, parent_path.split("."), model) if parent_path else model
+    parent = module_at(model, parent_path) if parent_path else model
     layers = getattr(parent, name)
     setattr(parent, name, nn.ModuleList([layers[i] for i in kept]))
     for new_index, layer in enumerate(getattr(parent, name)):
