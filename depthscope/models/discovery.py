@@ -516,7 +516,8 @@ def bind(
     table's (unless the model's modules are laid out otherwise, as in a multimodal wrapper of a
     table family), or one discovered now. Returns it and the ``load_check`` record (with ``adapter:
     {family, source}``). ``check=False`` skips the proof, except for a discovery (which is the
-    proof)."""
+    proof); a type discovered earlier in the session was proven then, and is skipped like a
+    registered adapter."""
     if adapter is not None:
         spec, source = adapter, "registered"
     else:
