@@ -23,3 +23,25 @@ def _isolated_cache(tmp_path, monkeypatch):
     """Tests never touch the user's model cache unless they ask for it."""
     if "DEPTHSCOPE_TEST_REAL_CACHE" not in __import__("os").environ:
         monkeypatch.setenv("DEPTHSCOPE_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def main_with_handler(monkeypatch):
+    """``depthscope`` main on ``argv`` with the parsed command's handler replaced by ``handler``:
+    how the CLI treats what a command raises or returns, without running the command."""
+    import depthscope.cli as cli
+
+    def run(handler, argv: list[str]) -> int:
+        parser = cli.build_parser()
+        real = parser.parse_args
+
+        def parse(args=None):
+            parsed = real(args)
+            parsed.handler = handler
+            return parsed
+
+        monkeypatch.setattr(parser, "parse_args", parse)
+        monkeypatch.setattr(cli, "build_parser", lambda: parser)
+        return cli.main(argv)
+
+    return run

@@ -8,7 +8,6 @@ import sys
 
 import pytest
 
-from depthscope.cli import main
 from depthscope.core.interrupts import interrupts_not_lost, pending
 from depthscope.core.progress import LineProgress
 
@@ -45,23 +44,10 @@ def test_other_finaliser_errors_still_reach_the_previous_hook(monkeypatch):
     assert not pending()  # and forgotten when the command ends
 
 
-def test_the_cli_exits_130_when_the_interrupt_came_after_the_last_update(monkeypatch, capsys):
-    import depthscope.cli as cli
-
-    parser = cli.build_parser()
-
+def test_the_cli_exits_130_when_the_interrupt_came_after_the_last_update(main_with_handler, capsys):
     def work(args) -> int:
         InterruptedFinaliser()
         return 0
 
-    real = parser.parse_args
-
-    def parse(argv=None):
-        args = real(argv)
-        args.handler = work
-        return args
-
-    monkeypatch.setattr(parser, "parse_args", parse)
-    monkeypatch.setattr(cli, "build_parser", lambda: parser)
-    assert main(["models"]) == 130
+    assert main_with_handler(work, ["models"]) == 130
     assert "interrupted after the work finished" in capsys.readouterr().err

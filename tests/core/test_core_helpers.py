@@ -50,25 +50,14 @@ def test_sigterm_outside_the_main_thread_leaves_signals_alone():
     assert seen == [before]
 
 
-def test_run_interrupted_is_a_one_line_error(monkeypatch, capsys):
+def test_run_interrupted_is_a_one_line_error(main_with_handler, capsys):
     """A command ending in RunInterrupted says its one line (not as an error) and exits 130."""
-    import depthscope.cli as cli
-
     assert issubclass(RunInterrupted, DepthscopeError)
-    parser = cli.build_parser()
-    real = parser.parse_args
 
     def interrupted(args) -> int:
         raise RunInterrupted("stopped; rerun the same command to resume")
 
-    def parse(argv=None):
-        args = real(argv)
-        args.handler = interrupted
-        return args
-
-    monkeypatch.setattr(parser, "parse_args", parse)
-    monkeypatch.setattr(cli, "build_parser", lambda: parser)
-    assert cli.main(["models"]) == 130
+    assert main_with_handler(interrupted, ["models"]) == 130
     assert capsys.readouterr().err == "depthscope: stopped; rerun the same command to resume\n"
 
 
