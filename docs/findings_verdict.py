@@ -56,6 +56,8 @@ def take_calibration(seeds: int = 200) -> None:
         "smooth_span": regime.SMOOTH_SPAN,
         "simulations": regime.SIMULATIONS,
         "bounds": [calibration.bounds(sigma=sigma) for sigma in (0.1, 0.2)],
+        "constants": calibration.constants_sensitivity(seeds=seeds),
+        "held_out": calibration.held_out(seeds=seeds),
     }
     CALIBRATION.parent.mkdir(parents=True, exist_ok=True)
     CALIBRATION.write_text(json.dumps(doc, indent=1) + "\n")
@@ -93,8 +95,40 @@ def calibration_table() -> str:
         f"{doc['simulations']} null simulations each; `python docs/make_findings.py "
         f"--calibration`). ρ: correlation of neighbouring layers' noise; σ: its standard "
         f"deviation in log scale. The largest false-positive rate in the table is {worst:.1%}. "
-        f"{limits}\n"
+        f"{limits}\n" + _constants_table(doc)
     )
+
+
+def _constants_table(doc: dict) -> str:
+    """The sensitive scenarios' rates as the penalty and the ρ quantile move (one at a time)."""
+    rows = doc.get("constants")
+    if not rows:
+        return ""
+    scenarios = list(dict.fromkeys((r["shape"], r["rho"], r["sigma"]) for r in rows))
+    head = " | ".join(f"{shape}, ρ = {rho:g}, σ = {sigma:g}" for shape, rho, sigma in scenarios)
+    lines = [
+        "",
+        "How the rates move with the two constants chosen on these simulations (the other at its "
+        f"default: penalty {regime.PENALTY:g} × log n per parameter, ρ quantile "
+        f"{regime.RHO_QUANTILE:g}; same seeds):",
+        "",
+        f"| constant | value | {head} |",
+        "|---|---|" + "---|" * len(scenarios),
+    ]
+    cells: dict[tuple, dict] = {}
+    for r in rows:
+        cells.setdefault((r["constant"], r["value"]), {})[(r["shape"], r["rho"], r["sigma"])] = r
+    for (constant, value), by in cells.items():
+        shown = [f"{by[sc]['rate']:.1%}" if sc in by else "" for sc in scenarios]
+        lines.append(f"| {constant} | {value:g} | " + " | ".join(shown) + " |")
+    held = {(r["shape"], r["rho"], r["sigma"]): r for r in doc.get("held_out", [])}
+    if held:
+        first = next(iter(held.values()))["first_seed"]
+        shown = [f"{held[sc]['rate']:.1%}" if sc in held else "" for sc in scenarios]
+        lines.append(
+            f"| both chosen, seeds from {first} (held out) | | " + " | ".join(shown) + " |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------- one model's verdict

@@ -24,6 +24,7 @@ from statistics import NormalDist
 import numpy as np
 
 from depthscope.verdict.regime import ALPHA, SMOOTH_SPAN, ar1, models_for, regime
+from depthscope.verdict.sensitivity import RANGES
 
 
 def _x(n: int) -> np.ndarray:
@@ -85,11 +86,20 @@ def simulate(scenario: Scenario, n: int, seed: int) -> np.ndarray:
     return make(n) * np.exp(noise)
 
 
-def rate(scenario: Scenario, n: int = 30, seeds: int = 200, alpha: float = ALPHA) -> float:
-    """Share of ``seeds`` simulations in which the rule names a (downward) transition."""
+def rate(
+    scenario: Scenario,
+    n: int = 30,
+    seeds: int = 200,
+    alpha: float = ALPHA,
+    first_seed: int = 0,
+    **rule: float,
+) -> float:
+    """Share of ``seeds`` simulations (seeds ``first_seed, first_seed + 1, …``) in which the rule
+    (its constants overridden by ``rule``, e.g. ``penalty``) names a (downward) transition."""
     found = 0
-    for seed in range(seeds):
-        result = regime(simulate(scenario, n, seed), "down", log=True, alpha=alpha, seed=seed)
+    for seed in range(first_seed, first_seed + seeds):
+        profile = simulate(scenario, n, seed)
+        result = regime(profile, "down", log=True, alpha=alpha, seed=seed, **rule)
         found += bool(result is not None and result.significant)
     return found / seeds
 
@@ -124,6 +134,55 @@ def calibrate(
             }
         )
     return rows
+
+
+SENSITIVE = (  # the scenarios nearest the rule's limits in the table
+    Scenario("flat", 0.8, 0.2),
+    Scenario("linear ramp", 0.0, 0.1),
+    Scenario("logistic decline over a third", 0.0, 0.2),
+    Scenario("2× step", 0.0, 0.2),
+)
+
+
+def constants_sensitivity(n: int = 30, seeds: int = 200) -> list[dict]:
+    """The rates of :data:`SENSITIVE` as the penalty per parameter and the null's ρ quantile move
+    over their documented ranges (one at a time, the other at its default): the constants were
+    chosen on these simulations, so a reader sees what the choice bought and what it cost."""
+    rows = []
+    for constant in ("penalty", "rho_quantile"):
+        for value in RANGES[constant]:
+            for scenario in SENSITIVE:
+                rows.append(
+                    {
+                        "constant": constant,
+                        "value": value,
+                        "shape": scenario.shape,
+                        "rho": scenario.rho,
+                        "sigma": scenario.sigma,
+                        "measures": "power" if scenario.has_step else "false-positive rate",
+                        "rate": rate(scenario, n, seeds, **{constant: value}),
+                    }
+                )
+    return rows
+
+
+HELD_OUT_SEED = 20_000  # seeds the constants were not chosen on
+
+
+def held_out(n: int = 30, seeds: int = 200) -> list[dict]:
+    """:data:`SENSITIVE` with the chosen constants on seeds from :data:`HELD_OUT_SEED`: rates the
+    choice of constants never saw."""
+    return [
+        {
+            "shape": scenario.shape,
+            "rho": scenario.rho,
+            "sigma": scenario.sigma,
+            "first_seed": HELD_OUT_SEED,
+            "measures": "power" if scenario.has_step else "false-positive rate",
+            "rate": rate(scenario, n, seeds, first_seed=HELD_OUT_SEED),
+        }
+        for scenario in SENSITIVE
+    ]
 
 
 def bounds(n: int = 30, sigma: float = 0.2, factor: float = 2.0, sims: int = 4000) -> dict:

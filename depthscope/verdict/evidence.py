@@ -162,7 +162,7 @@ class Consensus:
 def _step_curves(indicator: Indicator, width: int) -> np.ndarray:
     """``[rows, width]``: normalised step cost at each absolute split, all-prompt row first."""
     found = indicator.regime
-    models = regime.models_for(tuple(float(i) for i in found.x), found.smooth_span)
+    models = regime.models_for(tuple(float(i) for i in found.x), found.smooth_span, found.penalty)
     rows = indicator.values[None, :]
     if indicator.draws is not None:
         rows = np.concatenate([rows, indicator.draws], axis=0)

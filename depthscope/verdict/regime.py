@@ -13,14 +13,20 @@ by more than the correlated noise of the profile would let it:
 - step: ``two-level`` (``a + h·[x ≥ k]``) and ``step+trend`` (``a + b·x + h·[x ≥ k]``), with ``k``
   leaving at least a sixth of the profile on either side.
 
-The statistic is the share of the best step-free fit's squared residual that the best step fit
-removes, ``D = 1 − SSE_step / SSE_free``. Its null keeps the profile's autocorrelation: a straight
-line plus AR(1) noise whose ρ and σ are read off the best step-free fit's residuals (ρ made
-median-unbiased for the profile's length by simulation), :data:`SIMULATIONS` times with a fixed
-seed; ``p = (1 + #{D* ≥ D}) / (1 + SIMULATIONS)``. The line is the least favourable step-free
-mean: both families fit it exactly, so ``D*`` measures the noise alone, while a curved step-free
-mean (which the step fits miss) would lower ``D*`` and make the test too eager. Profiles are
-fitted after :func:`winsorized` pulls in single outlying layers. A step counts when ``p ≤ ALPHA``, it goes the
+The statistic is how much better the best step fit explains the profile than the best step-free
+fit once each pays for its parameters: ``D = BIC_free − BIC_step`` with
+``BIC = n·log(SSE) + PENALTY·log(n)·k`` (``k``: the shape's parameters, a split counted as one and
+a logistic's grid-chosen centre and width as 1.5 together; :data:`PARAMETERS`), and the best model
+of each family is the one of lowest BIC. Paying for parameters matters for power: without it the
+four-parameter step on a trend wins every comparison, and its extra freedom widens the null far
+more than it helps a real step (docs/summary.md's calibration has the rate of
+``1 − SSE_step / SSE_free``, penalty 0, beside it). Its null keeps the profile's autocorrelation: a
+straight line plus AR(1) noise whose ρ and σ are read off the best step-free fit's residuals (ρ
+made median-unbiased for the profile's length by simulation, :data:`RHO_QUANTILE`),
+:data:`SIMULATIONS` times with a fixed seed; ``p = (1 + #{D* ≥ D}) / (1 + SIMULATIONS)``. The line
+is the step-free mean both families fit exactly, so ``D*`` measures the noise alone, while a
+curved step-free mean (which the step fits miss) lowers ``D*``. Profiles are fitted after
+:func:`winsorized` pulls in single outlying layers. A step counts when ``p ≤ ALPHA``, it goes the
 expected way, and the two levels differ by at least :data:`MIN_STEP`. Calibration (false-positive
 rate and power on simulated shapes): :mod:`depthscope.verdict.calibration`, docs/summary.md.
 """
@@ -34,6 +40,10 @@ from functools import lru_cache
 import numpy as np
 
 SMOOTH_SPAN = 1 / 3  # a smooth decline's midpoint tangent spans at least a third of the depth
+PENALTY = 1.0  # BIC: each parameter costs log(n) in n·log(SSE)
+# a logistic's centre and width come from a grid (41 × 8 shapes), not a free fit: 1.5 together
+PARAMETERS = {"constant": 1, "linear": 2, "smooth": 3.5, "two-level": 3, "step+trend": 4}
+RHO_QUANTILE = 0.5  # the null's ρ: the one whose median estimate is the observed one
 ALPHA = 0.05  # a step must beat the step-free fit more than 95 % of null simulations do
 SIMULATIONS = 999  # null simulations per profile: p-values in steps of 0.001
 MIN_STEP = 0.25  # |right − left| / max(|left|, |right|) of the fitted levels at the split
@@ -101,7 +111,9 @@ class Models:
     entries), as orthonormal bases: the least-squares cost of each model for many rows is a few
     matrix products."""
 
-    def __init__(self, x: tuple[float, ...], smooth_span: float = SMOOTH_SPAN) -> None:
+    def __init__(
+        self, x: tuple[float, ...], smooth_span: float = SMOOTH_SPAN, penalty: float = PENALTY
+    ) -> None:
         x_arr = np.asarray(x, dtype=float)
         n = x_arr.size
         self.x = x_arr
@@ -125,6 +137,8 @@ class Models:
             models.append(Model("step+trend", k, _basis([one, x_arr, (np.arange(n) >= k) * 1.0])))
         self.models = models
         self.free = np.array([m.family in FREE_MODELS for m in models])
+        self.penalty = penalty  # per parameter, in units of log(n)
+        self.penalties = penalty * np.log(n) * np.array([PARAMETERS[m.family] for m in models])
         self._stacked = np.concatenate([m.basis for m in models], axis=1)
         widths = [m.basis.shape[1] for m in models]
         self._edges = np.concatenate([[0], np.cumsum(widths)])
@@ -137,21 +151,27 @@ class Models:
         explained = projected[:, self._edges[1:]] - projected[:, self._edges[:-1]]
         return np.maximum((rows**2).sum(axis=1)[:, None] - explained, 0.0)
 
-    def best(self, costs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Indices of the best step-free and the best step model per row."""
-        free = np.where(self.free[None, :], costs, np.inf).argmin(axis=1)
-        step = np.where(~self.free[None, :], costs, np.inf).argmin(axis=1)
+    def criteria(self, rows: np.ndarray, costs: np.ndarray) -> np.ndarray:
+        """``[rows, models]``: each model's BIC, ``n·log(SSE) + penalty``. An exact fit's SSE is
+        floored at a tiny share of the row's spread, so exact fits tie and the simpler one wins."""
+        rows = np.atleast_2d(rows)
+        spread = ((rows - rows.mean(axis=1, keepdims=True)) ** 2).sum(axis=1, keepdims=True)
+        floor = np.maximum(1e-12 * spread, 1e-300)
+        return rows.shape[1] * np.log(np.maximum(costs, floor)) + self.penalties[None, :]
+
+    def best(self, criteria: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Indices of the best (lowest-BIC) step-free and step model per row."""
+        free = np.where(self.free[None, :], criteria, np.inf).argmin(axis=1)
+        step = np.where(~self.free[None, :], criteria, np.inf).argmin(axis=1)
         return free, step
 
     def statistic(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``D = 1 − SSE_step / SSE_free`` per row, with the best models' indices."""
-        costs = self.costs(rows)
-        free, step = self.best(costs)
-        index = np.arange(costs.shape[0])
-        free_cost, step_cost = costs[index, free], costs[index, step]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            d = np.where(free_cost > 0, 1.0 - step_cost / free_cost, 0.0)
-        return d, free, step
+        """``D = BIC_free − BIC_step`` per row, with the best models' indices."""
+        rows = np.atleast_2d(rows)
+        criteria = self.criteria(rows, self.costs(rows))
+        free, step = self.best(criteria)
+        index = np.arange(criteria.shape[0])
+        return criteria[index, free] - criteria[index, step], free, step
 
     def fitted(self, y: np.ndarray, model: int) -> np.ndarray:
         basis = self.models[model].basis
@@ -160,8 +180,9 @@ class Models:
     def step_costs(self, rows: np.ndarray) -> np.ndarray:
         """``[rows, splits]``: the best step model's cost at each split over the best step-free
         cost (1 = a step there fits no better than a smooth shape)."""
+        rows = np.atleast_2d(rows)
         costs = self.costs(rows)
-        free, _ = self.best(costs)
+        free, _ = self.best(self.criteria(rows, costs))
         base = costs[np.arange(costs.shape[0]), free][:, None]
         n_splits = len(self.splits)
         two, trend = costs[:, -2 * n_splits : -n_splits], costs[:, -n_splits:]
@@ -170,8 +191,10 @@ class Models:
 
 
 @lru_cache(maxsize=64)
-def models_for(x: tuple[float, ...], smooth_span: float = SMOOTH_SPAN) -> Models:
-    return Models(x, smooth_span)
+def models_for(
+    x: tuple[float, ...], smooth_span: float = SMOOTH_SPAN, penalty: float = PENALTY
+) -> Models:
+    return Models(x, smooth_span, penalty)
 
 
 def lag1(residuals: np.ndarray) -> np.ndarray:
@@ -197,26 +220,30 @@ def _null_residuals(models: Models, rows: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=64)
-def _rho_bias(x: tuple[float, ...]) -> np.ndarray:
-    """For each ρ of :data:`_RHO_GRID`, the median lag-1 autocorrelation of the step-free fit's
-    residuals under AR(1) noise: fitting absorbs part of the correlation, and inverting this
-    curve undoes it (a median-unbiased ρ)."""
-    models = models_for(x)
+def _rho_bias(
+    x: tuple[float, ...], quantile: float = RHO_QUANTILE, penalty: float = PENALTY
+) -> np.ndarray:
+    """For each ρ of :data:`_RHO_GRID`, the ``quantile`` (:data:`RHO_QUANTILE`: the median) of
+    the lag-1 autocorrelation of the step-free fit's residuals under AR(1) noise: fitting absorbs
+    part of the correlation, and inverting this curve undoes it (a median-unbiased ρ; a lower
+    quantile leans to the larger ρ)."""
+    models = models_for(x, SMOOTH_SPAN, penalty)
     rng = np.random.default_rng(SEED + 1)
     quantiles = []
     for rho in _RHO_GRID:
         series = winsorized(ar1(rng, float(rho), 1.0, 300, len(x)))
         estimates = lag1(_null_residuals(models, series))
-        quantiles.append(float(np.median(estimates)))
+        quantiles.append(float(np.quantile(estimates, quantile)))
     return np.maximum.accumulate(np.array(quantiles))
 
 
-def noise_of(models: Models, y: np.ndarray) -> tuple[float, float]:
-    """(ρ, σ) of the AR(1) noise around the best step-free fit of ``y``: ρ median-unbiased
-    (:func:`_rho_bias`), at least 0; σ the innovations' scale."""
+def noise_of(models: Models, y: np.ndarray, quantile: float = RHO_QUANTILE) -> tuple[float, float]:
+    """(ρ, σ) of the AR(1) noise around the best step-free fit of ``y``: ρ read off
+    :func:`_rho_bias`, at least 0; σ the innovations' scale."""
     residual = _null_residuals(models, y[None, :])[0]
     observed = float(lag1(residual))
-    rho = float(np.interp(observed, _rho_bias(tuple(models.x)), _RHO_GRID))
+    curve = _rho_bias(tuple(models.x), quantile, models.penalty)
+    rho = float(np.interp(observed, curve, _RHO_GRID))
     innovations = residual[1:] - rho * residual[:-1]
     dof = max(residual.size - 1 - 3, 1)
     return rho, float(np.sqrt((innovations**2).sum() / dof))
@@ -229,7 +256,7 @@ class Regime:
     decision: str  # "step", "gradual", "flat"
     reason: str  # why there is no step ("" when there is)
     index: int | None  # first index of the second level of the best step fit (input indices)
-    statistic: float  # D = 1 − SSE_step / SSE_free
+    statistic: float  # D = BIC_free − BIC_step
     p_value: float
     p_adjusted: float  # after Holm's correction over the indicators judged together
     fits: dict[str, float]  # each family's best residual sum of squares
@@ -244,6 +271,7 @@ class Regime:
     expected: str | None
     n: int
     smooth_span: float
+    penalty: float
     null: np.ndarray = field(repr=False, compare=False)  # null statistics, sorted
     x: np.ndarray = field(repr=False, compare=False)  # positions fitted
 
@@ -326,6 +354,8 @@ def regime(
     alpha: float = ALPHA,
     min_step: float = MIN_STEP,
     smooth_span: float = SMOOTH_SPAN,
+    penalty: float = PENALTY,
+    rho_quantile: float = RHO_QUANTILE,
     simulations: int = SIMULATIONS,
     seed: int = SEED,
 ) -> Regime | None:
@@ -340,14 +370,13 @@ def regime(
     y = prepared(raw[keep], log)[0]
     if float(np.ptp(y)) <= 1e-12 * max(float(np.abs(y).max()), 1e-30):
         return None
-    models = models_for(tuple(float(i) for i in keep), smooth_span)
+    models = models_for(tuple(float(i) for i in keep), smooth_span, penalty)
     costs = models.costs(y[None, :])[0]
-    free, step = models.best(costs[None, :])
-    free, step = int(free[0]), int(step[0])
-    statistic = 1.0 - costs[step] / costs[free] if costs[free] > 0 else 0.0
-    rho, sigma = noise_of(models, y)
+    statistics, free, step = models.statistic(y[None, :])
+    statistic, free, step = float(statistics[0]), int(free[0]), int(step[0])
+    rho, sigma = noise_of(models, y, rho_quantile)
     rng = np.random.default_rng(seed)
-    baseline = models.fitted(y, LINEAR)  # the least favourable step-free mean: see module doc
+    baseline = models.fitted(y, LINEAR)  # the step-free mean both families fit: see module doc
     simulated = winsorized(baseline[None, :] + ar1(rng, rho, sigma, simulations, y.size))
     null, _, _ = models.statistic(simulated)
     null = np.sort(null)
@@ -382,6 +411,7 @@ def regime(
         expected=expected,
         n=int(keep.size),
         smooth_span=smooth_span,
+        penalty=penalty,
         null=null,
         x=keep,
     )
@@ -431,7 +461,7 @@ def draw_splits(found: Regime, draws: np.ndarray, alpha: float = ALPHA) -> np.nd
     if not finite.any():
         return out
     rows = prepared(draws[finite], found.log)
-    models = models_for(tuple(float(i) for i in found.x), found.smooth_span)
+    models = models_for(tuple(float(i) for i in found.x), found.smooth_span, found.penalty)
     statistic, _, step = models.statistic(rows)
     p = found.p_values(statistic)
     splits = np.array([models.models[s].split for s in step])

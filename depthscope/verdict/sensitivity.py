@@ -1,7 +1,7 @@
 """How a thresholded verdict number moves with its constant: a sweep over a documented range.
 
 Every number the verdict gets from a threshold (layers used by future tokens, lens boundaries,
-operand boundary, and the transition rule's level, step size and smoothness) is recomputed for
+operand boundary, and the transition rule's level, step size, smoothness, parameter penalty and the null's ρ) is recomputed for
 each value in :data:`RANGES` on the all-prompt profile. ``summary.json`` keeps the sweep beside the
 number, the report draws it, and a reader sees whether the answer is a property of the model or
 of the constant.
@@ -15,6 +15,8 @@ RANGES: dict[str, tuple[float, ...]] = {
     "alpha": (0.01, 0.02, 0.05, 0.1),
     "min_step": (0.1, 0.25, 0.4),
     "smooth_span": (0.25, 1 / 3, 0.5),
+    "penalty": (0.0, 0.5, 1.0, 1.5),  # 0: the best fits by SSE alone (the earlier statistic)
+    "rho_quantile": (0.3, 0.4, 0.5),
     "future_fraction": (0.3, 0.4, 0.5, 0.6, 0.7),
     "lens_overlap": (0.3, 0.4, 0.5, 0.6, 0.7),
     "lens_kl_fraction": (0.3, 0.4, 0.5, 0.6, 0.7),

@@ -216,18 +216,23 @@ def transition(
     )
 
 
+_REFIT = {  # constants of the fit and its null: changing one fits the profile again
+    "smooth_span": regime.SMOOTH_SPAN,
+    "penalty": regime.PENALTY,
+    "rho_quantile": regime.RHO_QUANTILE,
+}
+
+
 def _consensus_with(found: list[evidence.Indicator], **constants) -> int | None:
     """The consensus split (all-prompt profiles only) under other constants of the step rule."""
     items = []
     for item in found:
         if item.regime is None:
             continue
-        if constants.get("smooth_span", regime.SMOOTH_SPAN) != regime.SMOOTH_SPAN:
+        refit = {k: v for k, v in constants.items() if k in _REFIT and v != _REFIT[k]}
+        if refit:
             fitted = regime.regime(
-                item.values,
-                item.profile.expected,
-                log=item.profile.log,
-                smooth_span=constants["smooth_span"],
+                item.values, item.profile.expected, log=item.profile.log, **refit
             )
         else:
             fitted = item.regime
@@ -258,7 +263,7 @@ def transition_sweeps(found: list[evidence.Indicator]) -> list[dict]:
         for name, default in (
             ("alpha", regime.ALPHA),
             ("min_step", regime.MIN_STEP),
-            ("smooth_span", regime.SMOOTH_SPAN),
+            *_REFIT.items(),
         )
     ]
 

@@ -213,7 +213,7 @@ def test_verdict_of_a_run_with_a_known_answer(run):
     pairs = consensus["pairs"]  # paired tests of every two indicators: none differs
     assert len(pairs) == 15 and all(p["outcome"] != "differ" for p in pairs.values())
     sweeps = {s["constant"]: s for s in transition.details["sensitivity"]}
-    assert set(sweeps) == {"alpha", "min_step", "smooth_span"}
+    assert set(sweeps) == {"alpha", "min_step", "smooth_span", "penalty", "rho_quantile"}
     assert all(result == 12 for result in sweeps["alpha"]["results"])
     assert "future-effects_effect_layer" in transition.figures
     assert "[" in transition.headline  # "layer 12 [12, 12] (relative depth 0.40 [...])"
