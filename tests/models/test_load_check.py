@@ -10,7 +10,15 @@ import json
 import pytest
 import torch
 import transformers as tf
-from tiny_models import FAMILIES, tiny_falcon, tiny_gemma3_multimodal, tiny_model, tiny_tokenizer
+from tiny_models import (
+    FAMILIES,
+    LLAMA_LIKE,
+    build_tiny,
+    tiny_falcon,
+    tiny_gemma3_multimodal,
+    tiny_model,
+    tiny_tokenizer,
+)
 
 import depthscope as ds
 from depthscope.cli import build_parser, main
@@ -233,19 +241,14 @@ def test_the_report_shows_the_proof():
 
 def test_granite_scaled_branches_given_the_obvious_adapter_are_refused_at_layer_0():
     """Granite adds ``residual_multiplier`` × each branch: a llama-like adapter misses the scale."""
-    config = tf.GraniteConfig(
-        vocab_size=96,
-        hidden_size=32,
-        intermediate_size=64,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+    model = build_tiny(
+        tf.GraniteConfig,
+        tf.GraniteForCausalLM,
+        **LLAMA_LIKE,
         num_hidden_layers=2,
         residual_multiplier=0.5,
         logits_scaling=4.0,
-        initializer_range=0.2,
     )
-    torch.manual_seed(0)
-    model = tf.GraniteForCausalLM(config).eval().requires_grad_(False)
     llama = next(a for a in ADAPTERS if a.family == "llama")
     obvious = dataclasses.replace(llama, family="granite", model_types=("granite",))
     with pytest.raises(DepthscopeError, match="does not describe tiny-granite: at layer 0 "):
