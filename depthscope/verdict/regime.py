@@ -165,10 +165,13 @@ class Models:
         step = np.where(~self.free[None, :], criteria, np.inf).argmin(axis=1)
         return free, step
 
-    def statistic(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``D = BIC_free − BIC_step`` per row, with the best models' indices."""
+    def statistic(
+        self, rows: np.ndarray, costs: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``D = BIC_free − BIC_step`` per row, with the best models' indices (``costs``: the
+        rows' :meth:`costs` when the caller has them already)."""
         rows = np.atleast_2d(rows)
-        criteria = self.criteria(rows, self.costs(rows))
+        criteria = self.criteria(rows, self.costs(rows) if costs is None else costs)
         free, step = self.best(criteria)
         index = np.arange(criteria.shape[0])
         return criteria[index, free] - criteria[index, step], free, step
@@ -372,7 +375,7 @@ def regime(
         return None
     models = models_for(tuple(float(i) for i in keep), smooth_span, penalty)
     costs = models.costs(y[None, :])[0]
-    statistics, free, step = models.statistic(y[None, :])
+    statistics, free, step = models.statistic(y[None, :], costs[None, :])
     statistic, free, step = float(statistics[0]), int(free[0]), int(step[0])
     rho, sigma = noise_of(models, y, rho_quantile)
     rng = np.random.default_rng(seed)
