@@ -76,6 +76,16 @@ class Scenario:
     def has_step(self) -> bool:
         return SHAPES[self.shape][1]
 
+    @property
+    def measures(self) -> str:
+        return "power" if self.has_step else "false-positive rate"
+
+    def row(self, rate: float, lead: dict | None = None, **context) -> dict:
+        """The scenario's rate as a table row: ``lead`` keys first, then the scenario, then
+        ``context`` (how it was simulated), then what the rate measures and the rate."""
+        scenario = {"shape": self.shape, "rho": self.rho, "sigma": self.sigma}
+        return {**(lead or {}), **scenario, **context, "measures": self.measures, "rate": rate}
+
 
 def simulate(scenario: Scenario, n: int, seed: int) -> np.ndarray:
     """One noisy profile (original scale)."""
@@ -119,21 +129,10 @@ def calibrate(
     chosen: Iterable[Scenario] | None = None, n: int = 30, seeds: int = 200
 ) -> list[dict]:
     """One row per scenario: the rate, and whether it is a false-positive rate or power."""
-    rows = []
-    for scenario in chosen or scenarios():
-        rows.append(
-            {
-                "shape": scenario.shape,
-                "rho": scenario.rho,
-                "sigma": scenario.sigma,
-                "n_layers": n,
-                "seeds": seeds,
-                "alpha": ALPHA,
-                "measures": "power" if scenario.has_step else "false-positive rate",
-                "rate": rate(scenario, n, seeds),
-            }
-        )
-    return rows
+    return [
+        scenario.row(rate(scenario, n, seeds), n_layers=n, seeds=seeds, alpha=ALPHA)
+        for scenario in chosen or scenarios()
+    ]
 
 
 SENSITIVE = (  # the scenarios nearest the rule's limits in the table
@@ -148,22 +147,14 @@ def constants_sensitivity(n: int = 30, seeds: int = 200) -> list[dict]:
     """The rates of :data:`SENSITIVE` as the penalty per parameter and the null's ρ quantile move
     over their documented ranges (one at a time, the other at its default): the constants were
     chosen on these simulations, so a reader sees what the choice bought and what it cost."""
-    rows = []
-    for constant in ("penalty", "rho_quantile"):
-        for value in RANGES[constant]:
-            for scenario in SENSITIVE:
-                rows.append(
-                    {
-                        "constant": constant,
-                        "value": value,
-                        "shape": scenario.shape,
-                        "rho": scenario.rho,
-                        "sigma": scenario.sigma,
-                        "measures": "power" if scenario.has_step else "false-positive rate",
-                        "rate": rate(scenario, n, seeds, **{constant: value}),
-                    }
-                )
-    return rows
+    return [
+        scenario.row(
+            rate(scenario, n, seeds, **{constant: value}), {"constant": constant, "value": value}
+        )
+        for constant in ("penalty", "rho_quantile")
+        for value in RANGES[constant]
+        for scenario in SENSITIVE
+    ]
 
 
 HELD_OUT_SEED = 20_000  # seeds the constants were not chosen on
@@ -173,14 +164,7 @@ def held_out(n: int = 30, seeds: int = 200) -> list[dict]:
     """:data:`SENSITIVE` with the chosen constants on seeds from :data:`HELD_OUT_SEED`: rates the
     choice of constants never saw."""
     return [
-        {
-            "shape": scenario.shape,
-            "rho": scenario.rho,
-            "sigma": scenario.sigma,
-            "first_seed": HELD_OUT_SEED,
-            "measures": "power" if scenario.has_step else "false-positive rate",
-            "rate": rate(scenario, n, seeds, first_seed=HELD_OUT_SEED),
-        }
+        scenario.row(rate(scenario, n, seeds, first_seed=HELD_OUT_SEED), first_seed=HELD_OUT_SEED)
         for scenario in SENSITIVE
     ]
 
